@@ -1,0 +1,66 @@
+"""What every run records beside its results: configuration, seed, versions and data hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+_PACKAGES = ("hierarchy", "torch", "torchvision", "timm", "scikit-learn", "numpy", "pandas",
+             "pillow", "captum", "scipy", "safetensors")
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of Python and of the packages whose behaviour the results depend on."""
+    found = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in _PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def git_commit(path: str | Path = ".") -> str | None:
+    """The commit of the source tree the run used, with ``+dirty`` when it had local edits."""
+    try:
+        commit = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def data_fingerprint(frame: pd.DataFrame) -> str:
+    """One sha256 over the sorted (id, sha256, label, plane, split) rows of a dataset index."""
+    cols = [c for c in ("id", "sha256", "label", "plane", "split") if c in frame.columns]
+    rows = sorted(map(tuple, frame[cols].astype(str).to_numpy().tolist()))
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def data_hashes(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
+    """Per named subset (train, val, test ...): image count and fingerprint."""
+    return {name: {"n_images": int(len(f)), "sha256": data_fingerprint(f)} for name, f in frames.items()}
+
+
+def run_record(config: dict[str, Any], *, seed: int | None = None,
+               frames: dict[str, pd.DataFrame] | None = None) -> dict[str, Any]:
+    """A JSON-ready record of a run: when, what code, which software, which data, which settings."""
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(Path(__file__).resolve().parent),
+        "versions": software_versions(),
+        "seed": seed,
+        "config": config,
+        "data": data_hashes(frames or {}),
+    }

@@ -1,0 +1,22 @@
+"""Shared fixtures: tiny synthetic data for every test, BRISC 2025 when ../shared has it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Tests run on 2 CPU cores beside other work: keep torch to one thread so timings stay sane.
+torch.set_num_threads(1)
+
+BRISC_ROOT = Path(os.environ.get("HIERARCHY_BRISC", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brisc2025"))
+
+
+@pytest.fixture(scope="session")
+def brisc_root() -> Path:
+    """The BRISC 2025 folder, or skip the test when it is not beside the repository."""
+    if not (BRISC_ROOT / "classification_task").is_dir():
+        pytest.skip(f"BRISC 2025 not found at {BRISC_ROOT}")
+    return BRISC_ROOT
