@@ -20,3 +20,11 @@ def brisc_root() -> Path:
     if not (BRISC_ROOT / "classification_task").is_dir():
         pytest.skip(f"BRISC 2025 not found at {BRISC_ROOT}")
     return BRISC_ROOT
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BRISC-layout phantom dataset (6 train / 3 test images per class x plane, 64 px)."""
+    from hierarchy.data.synthetic import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "brisc_synthetic")
