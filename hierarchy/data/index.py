@@ -1,0 +1,190 @@
+"""Indexing a dataset folder (BRISC 2025, Kaggle brain-tumour MRI, or a CSV list) into one table."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from hierarchy.data.image_io import ImageReadError, inspect_image_bytes
+from hierarchy.labels import normalize_plane, normalize_tumor_label
+
+log = logging.getLogger(__name__)
+
+COLUMNS: tuple[str, ...] = ("id", "path", "label", "plane", "split", "sha256", "width", "height",
+                            "mode", "file_size", "layout", "mask_path")
+LAYOUTS: tuple[str, ...] = ("brisc2025", "kaggle", "csv")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
+_KAGGLE_SPLITS = {"training": "train", "testing": "test"}
+_CSV_SPLITS = {"train": "train", "training": "train", "test": "test", "testing": "test"}
+
+
+@dataclass
+class _Entry:
+    """One image found by a layout reader, before its file is read."""
+
+    path: Path
+    label: str
+    plane: str | None
+    split: str | None
+    mask_path: Path | None = None
+
+
+def _check_root(root: Path) -> None:
+    if not root.exists():
+        raise FileNotFoundError(f"dataset root {root} does not exist")
+    if root.is_dir() and not any(root.iterdir()):
+        raise ValueError(f"dataset root {root} is empty")
+
+
+def _kaggle_split_dirs(root: Path) -> list[tuple[Path, str]]:
+    return [(d, _KAGGLE_SPLITS[d.name.lower()]) for d in sorted(root.iterdir())
+            if d.is_dir() and d.name.lower() in _KAGGLE_SPLITS]
+
+
+def detect_layout(root: str | Path) -> str:
+    """Which layout ``root`` uses: ``brisc2025``, ``kaggle`` or ``csv`` (a .csv file)."""
+    root = Path(root)
+    _check_root(root)
+    if root.is_file():
+        if root.suffix.lower() == ".csv":
+            return "csv"
+        raise ValueError(f"{root} is a file but not a .csv image list")
+    if (root / "classification_task").is_dir():
+        return "brisc2025"
+    if _kaggle_split_dirs(root):
+        return "kaggle"
+    raise ValueError(f"cannot tell the layout of {root}: expected classification_task/ (brisc2025), "
+                     "Training/ and Testing/ (kaggle), or a .csv file")
+
+
+def _image_files(folder: Path) -> Iterator[Path]:
+    """Every non-hidden file in ``folder``; non-image suffixes are yielded too so they get reported."""
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.name.startswith("."):
+            yield path
+
+
+def _class_folders(split_dir: Path) -> Iterator[tuple[Path, str]]:
+    for folder in sorted(split_dir.iterdir()):
+        if folder.is_dir() and not folder.name.startswith("."):
+            yield folder, normalize_tumor_label(folder.name, source=str(folder))
+
+
+def _brisc_entries(root: Path) -> Iterator[_Entry]:
+    task = root / "classification_task"
+    splits = [d for d in sorted(task.iterdir()) if d.is_dir() and d.name in ("train", "test")]
+    if not splits:
+        raise ValueError(f"{task} has no train/ or test/ folder")
+    for split_dir in splits:
+        masks = root / "segmentation_task" / split_dir.name / "masks"
+        for folder, label in _class_folders(split_dir):
+            for path in _image_files(folder):
+                tokens = path.stem.split("_")
+                if len(tokens) < 5 or tokens[0] != "brisc2025":
+                    raise ValueError(f"{path}: name does not follow "
+                                     "brisc2025_<split>_<idx>_<class>_<plane>_<seq>")
+                mask = masks / f"{path.stem}.png"
+                yield _Entry(path, label, normalize_plane(tokens[4], source=str(path)),
+                             split_dir.name, mask if mask.is_file() else None)
+
+
+def _kaggle_entries(root: Path) -> Iterator[_Entry]:
+    for split_dir, split in _kaggle_split_dirs(root):
+        for folder, label in _class_folders(split_dir):
+            for path in _image_files(folder):
+                yield _Entry(path, label, None, split)
+
+
+def _csv_entries(csv_path: Path) -> Iterator[_Entry]:
+    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    missing = {"path", "label"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{csv_path}: missing column(s) {sorted(missing)}; "
+                         "expected path,label[,plane][,split]")
+    for row_number, row in enumerate(table.to_dict("records"), start=2):
+        where = f"{csv_path} line {row_number}"
+        path = Path(row["path"])
+        path = path if path.is_absolute() else csv_path.parent / path
+        split = row.get("split", "").strip().lower()
+        if split and split not in _CSV_SPLITS:
+            raise ValueError(f"{where}: unknown split {row['split']!r}; expected train or test")
+        yield _Entry(path, normalize_tumor_label(row["label"], source=where),
+                     normalize_plane(row.get("plane"), source=where), _CSV_SPLITS.get(split))
+
+
+def _relative_id(path: Path, base: Path) -> str:
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+def _read_row(entry: _Entry, base: Path, layout: str) -> dict:
+    where = str(entry.path)
+    if entry.path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ImageReadError(f"{where}: not an image file suffix ({entry.path.suffix or 'none'})")
+    try:
+        data = entry.path.read_bytes()
+    except OSError as err:
+        raise ImageReadError(f"{where}: cannot read file ({err})") from err
+    width, height, mode = inspect_image_bytes(data, where)
+    return {
+        "id": _relative_id(entry.path, base),
+        "path": str(entry.path.resolve()),
+        "label": entry.label,
+        "plane": entry.plane,
+        "split": entry.split,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "width": width,
+        "height": height,
+        "mode": mode,
+        "file_size": len(data),
+        "layout": layout,
+        "mask_path": str(entry.mask_path.resolve()) if entry.mask_path else None,
+    }
+
+
+def index_dataset(root: str | Path, layout: str = "auto", *, skip_bad: bool = False) -> pd.DataFrame:
+    """One row per image of the dataset at ``root`` (a folder, or a CSV file for layout "csv").
+
+    Columns as in docs/architecture.md. Only file headers are decoded (files whose stream does
+    not end properly are decoded fully). Bad files raise ``ImageReadError`` naming the file;
+    with ``skip_bad`` they are logged and listed in ``frame.attrs["skipped"]`` as
+    ``{"path", "reason"}`` dicts. Nothing is written under ``root``.
+    """
+    root = Path(root)
+    if layout == "auto":
+        layout = detect_layout(root)
+    elif layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; expected 'auto' or one of {LAYOUTS}")
+    else:
+        _check_root(root)
+    if layout == "csv":
+        entries, base = _csv_entries(root), root.parent
+    elif layout == "brisc2025":
+        entries, base = _brisc_entries(root), root
+    else:
+        entries, base = _kaggle_entries(root), root
+    rows, skipped = [], []
+    for entry in entries:
+        try:
+            rows.append(_read_row(entry, base, layout))
+        except ImageReadError as err:
+            if not skip_bad:
+                raise
+            log.warning("skipping %s", err)
+            skipped.append({"path": str(entry.path), "reason": str(err)})
+    if not rows:
+        raise ValueError(f"no readable images found under {root} (layout {layout})")
+    frame = pd.DataFrame(rows, columns=list(COLUMNS)).sort_values("id", ignore_index=True)
+    for column in ("plane", "split", "mask_path"):  # keep None (not NaN) for "not known"
+        values = frame[column].astype(object)
+        frame[column] = values.where(values.notna(), None)
+    frame.attrs["skipped"] = skipped
+    frame.attrs["root"] = str(root.resolve())
+    return frame
