@@ -1,0 +1,60 @@
+"""Explain routed predictions with the model that actually decided each one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from hierarchy.explain.attribution import explain
+from hierarchy.labels import TUMOR_CLASSES
+from hierarchy.predictions import label_indices
+
+
+def _class_indices(labels: pd.Series, classes: Sequence[str]) -> np.ndarray:
+    """``pred_label`` values as class indices; integers pass through, names are looked up."""
+    if pd.api.types.is_integer_dtype(labels):
+        return labels.to_numpy(dtype=int)
+    return label_indices(labels.tolist(), classes)
+
+
+def explain_predictions(
+    models_by_expert: Mapping[str, nn.Module],
+    images: torch.Tensor,
+    pred: pd.DataFrame,
+    *,
+    method: str = "gradcam",
+    classes: Sequence[str] = TUMOR_CLASSES,
+    **kwargs,
+) -> np.ndarray:
+    """Attribution maps (N, H, W) for prediction rows ``pred``, row ``i`` describing ``images[i]``.
+
+    Each image is explained by the model named in its ``expert`` column (a plane whose expert
+    decided, or ``flat``), for its ``pred_label`` (a class index or a name in ``classes``).
+    ``method`` and ``kwargs`` go to :func:`hierarchy.explain.explain`. Mixture rows (soft,
+    ensemble routes) have no single deciding model and raise ``ValueError``, as does an expert
+    missing from ``models_by_expert``.
+    """
+    for column in ("expert", "pred_label"):
+        if column not in pred.columns:
+            raise KeyError(f"prediction rows lack the {column!r} column")
+    if len(pred) != len(images):
+        raise ValueError(f"got {len(pred)} prediction rows for {len(images)} images")
+    experts = pred["expert"].astype(str).to_numpy()
+    unknown = sorted(set(experts) - set(models_by_expert))
+    if unknown:
+        raise ValueError(
+            f"no model for experts {unknown} (mixture routes have no single deciding expert); "
+            f"models given: {sorted(models_by_expert)}"
+        )
+    targets = _class_indices(pred["pred_label"], classes)
+    maps = np.zeros((len(images), *images.shape[-2:]), dtype=np.float32)
+    for expert in dict.fromkeys(experts):
+        rows = np.flatnonzero(experts == expert)
+        maps[rows] = explain(
+            models_by_expert[expert], images[rows], targets[rows].tolist(), method=method, **kwargs
+        )
+    return maps
