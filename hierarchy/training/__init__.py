@@ -1,0 +1,22 @@
+"""Training: the end-to-end trainer (resume, early stopping) and the frozen-feature cache with linear heads."""
+
+from hierarchy.training.checkpoint import load_checkpoint, save_checkpoint
+from hierarchy.training.config import TrainConfig
+from hierarchy.training.losses import class_balanced_weights, dataset_targets
+from hierarchy.training.schedule import warmup_cosine_factor, warmup_cosine_scheduler
+from hierarchy.training.seeding import epoch_generator, seed_everything
+from hierarchy.training.trainer import TrainResult, train
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "class_balanced_weights",
+    "dataset_targets",
+    "epoch_generator",
+    "load_checkpoint",
+    "save_checkpoint",
+    "seed_everything",
+    "train",
+    "warmup_cosine_factor",
+    "warmup_cosine_scheduler",
+]
