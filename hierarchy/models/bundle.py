@@ -1,0 +1,154 @@
+"""Model bundles: a folder with ``config.json`` (what the model is, how its inputs are prepared, where it
+came from) and ``model.safetensors``, written atomically and checked on load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from hierarchy.models.registry import build_architecture
+from hierarchy.provenance import software_versions
+
+BUNDLE_FORMAT = "hierarchy-bundle"
+BUNDLE_FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+_REQUIRED_FROM_CALLER = ("classes", "preprocess")
+
+
+class BundleError(ValueError):
+    """A bundle is missing, corrupt, from another format version, or not the model that was expected."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _bundle_config(model: nn.Module, config: dict[str, Any]) -> dict[str, Any]:
+    missing = [key for key in _REQUIRED_FROM_CALLER if key not in config]
+    if missing:
+        raise ValueError(f"bundle config lacks {missing}")
+    described = {
+        "architecture": getattr(model, "architecture", None),
+        "num_classes": getattr(model, "num_classes", None),
+        "in_chans": getattr(model, "in_chans", None),
+        "weights_origin": getattr(model, "weights_origin", None),
+    }
+    for key, value in described.items():
+        if value is None and key not in config:
+            raise ValueError(f"bundle config lacks {key!r} and the model does not say (build it with create)")
+        if value is not None and key in config and config[key] != value:
+            raise ValueError(f"bundle config says {key}={config[key]!r} but the model has {value!r}")
+    if len(config["classes"]) != (config.get("num_classes") or described["num_classes"]):
+        raise ValueError(f"bundle config lists {len(config['classes'])} classes for a model with "
+                         f"{config.get('num_classes') or described['num_classes']} outputs")
+    merged = {"training": {}, "data_hashes": {}, **{k: v for k, v in described.items() if v is not None}, **config}
+    merged.update(format=BUNDLE_FORMAT, format_version=BUNDLE_FORMAT_VERSION, versions=software_versions())
+    return json.loads(json.dumps(merged))  # fails here, not half-way through writing, if not JSON-ready
+
+
+def save_bundle(model: nn.Module, directory: str | os.PathLike, config: dict[str, Any], *,
+                overwrite: bool = False) -> Path:
+    """Write ``model`` and ``config`` as a bundle folder ``directory``; returns its path.
+
+    ``config`` must hold ``classes`` and ``preprocess`` (dict) and may hold ``training`` and
+    ``data_hashes``; architecture, num_classes, in_chans and weights_origin come from the model (made by
+    ``create``). Refuses to replace an existing non-empty ``directory`` unless ``overwrite``.
+    """
+    directory = Path(directory)
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())) and not overwrite:
+        raise FileExistsError(f"{directory} already exists; pass overwrite=True to replace it")
+    record = _bundle_config(model, config)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+        save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": "pt"})
+        record["weights_sha256"] = _sha256(staging / WEIGHTS_FILE)
+        (staging / CONFIG_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        _swap_in(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
+def _swap_in(staging: Path, directory: Path) -> None:
+    """Move the finished bundle into place so readers never see half of one."""
+    if not directory.exists() or (directory.is_dir() and not any(directory.iterdir())):
+        os.replace(staging, directory)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
+    os.replace(directory, retired / directory.name)
+    os.replace(staging, directory)
+    shutil.rmtree(retired)
+
+
+def read_bundle_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """The checked ``config.json`` of a bundle, without loading its tensors."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise BundleError(f"{path} does not exist; {Path(directory)} is not a model bundle")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(config, dict) or config.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{path} is not a {BUNDLE_FORMAT} config (format={config.get('format')!r})"
+                          if isinstance(config, dict) else f"{path} is not a {BUNDLE_FORMAT} config")
+    if config.get("format_version") != BUNDLE_FORMAT_VERSION:
+        raise BundleError(f"{path} has format_version {config.get('format_version')!r}; this version of "
+                          f"hierarchy reads format_version {BUNDLE_FORMAT_VERSION} only")
+    return config
+
+
+def load_bundle(directory: str | os.PathLike, *, expect: dict[str, Any] | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild a bundle's model in eval mode, with its tensors; returns ``(model, config)``.
+
+    ``expect`` maps config keys to required values (e.g. ``{"classes": [...], "in_chans": 1}``).
+    Raises ``BundleError`` for a missing or corrupt file, another format version, tensors that do
+    not fit the architecture, or a config that differs from ``expect``.
+    """
+    directory = Path(directory)
+    config = read_bundle_config(directory)
+    for key, wanted in (expect or {}).items():
+        if config.get(key) != json.loads(json.dumps(wanted)):
+            raise BundleError(f"{directory / CONFIG_FILE}: {key} is {config.get(key)!r}, expected {wanted!r}")
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise BundleError(f"{weights} does not exist")
+    if _sha256(weights) != config.get("weights_sha256"):
+        raise BundleError(f"{weights} does not match the sha256 recorded in {directory / CONFIG_FILE}; "
+                          "the file is corrupt or was changed after saving")
+    try:
+        model = build_architecture(config["architecture"], config["num_classes"], in_chans=config["in_chans"])
+    except (KeyError, ValueError) as err:
+        raise BundleError(f"{directory / CONFIG_FILE} describes no buildable model: {err}") from err
+    try:
+        tensors = load_file(weights)
+    except SafetensorError as err:
+        raise BundleError(f"{weights} is not a readable safetensors file: {err}") from err
+    expected_keys = set(model.state_dict())
+    missing, unexpected = sorted(expected_keys - set(tensors)), sorted(set(tensors) - expected_keys)
+    if missing or unexpected:
+        raise BundleError(f"{weights} does not fit {config['architecture']}: missing tensors {missing[:5]} "
+                          f"({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)})")
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        raise BundleError(f"{weights} does not fit {config['architecture']}: {err}") from err
+    # Still what training started from, so a re-saved bundle reports the same origin.
+    model.weights_origin = config.get("weights_origin")
+    return model.eval(), config
