@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hierarchy.explain import resize_mask, score_against_mask, summarise_mask_scores
+from hierarchy.explain import binarise_mask, resize_mask, score_against_mask, summarise_mask_scores
 
 
 def _blob(size: int, centre: tuple[int, int], radius: int = 4) -> np.ndarray:
@@ -86,3 +86,11 @@ def test_summary_per_route_and_class_skips_unscored_rows() -> None:
     assert summary.loc[("flat", "all"), "pointing_rate"] == pytest.approx(2 / 3)
     assert ("flat", "no_tumor") not in summary.index
     assert summary.loc[("hierarchical", "glioma"), "inside_fraction"] == pytest.approx(0.9)
+
+
+def test_faint_mask_edges_are_not_tumour() -> None:
+    # BRISC masks are 8-bit with faint non-zero values (1..7) around the 255 tumour region.
+    mask = np.array([[0, 3, 255], [7, 254, 128]], dtype=np.uint8)
+    np.testing.assert_array_equal(binarise_mask(mask), [[False, False, True], [False, True, True]])
+    np.testing.assert_array_equal(binarise_mask(np.array([[0, 1]], dtype=np.uint8)), [[False, True]])
+    np.testing.assert_array_equal(binarise_mask(np.array([[0.2, 0.9]])), [[False, True]])

@@ -14,18 +14,29 @@ POINTING_TOLERANCE_AT_224 = 15.0
 _ASPECT_TOLERANCE = 0.02
 
 
+def binarise_mask(mask: np.ndarray | Image.Image) -> np.ndarray:
+    """A 2-D tumour mask as bool: 8-bit masks are tumour from 128 up (BRISC masks carry faint
+    non-zero edge values), 0/1 and float masks from above half their range, RGB(A) by channel 0.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim == 3:
+        mask = mask[..., 0]
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be a 2-D array, got shape {mask.shape}")
+    if mask.dtype == bool:
+        return mask
+    if np.issubdtype(mask.dtype, np.integer) and mask.max(initial=0) > 1:
+        return mask >= 128
+    return mask > 0.5
+
+
 def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """``mask`` (any non-zero is tumour) as a bool array of ``shape`` (H, W), nearest-neighbour.
+    """``mask`` (see :func:`binarise_mask`) as a bool array of ``shape`` (H, W), nearest-neighbour.
 
     Raises ``ValueError`` when the aspect ratios differ: the mask was not put through the
     input's crop and letterbox (see :func:`hierarchy.explain.align_mask_to_input`).
     """
-    mask = np.asarray(mask)
-    if mask.ndim == 3:  # RGB(A)-saved masks: tumour where any channel is set
-        mask = mask.any(axis=2)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be a 2-D array, got shape {mask.shape}")
-    mask = mask != 0
+    mask = binarise_mask(mask)
     if mask.shape == tuple(shape):
         return mask
     height, width = shape
