@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+from hierarchy.data.dataset import ImageDataset, make_loader
 from hierarchy.data.image_io import ImageReadError, load_image
 from hierarchy.data.index import detect_layout, index_dataset
+from hierarchy.data.perturb import PERTURBATIONS
+from hierarchy.data.preprocess import PreprocessConfig, eval_transform, train_transform
 from hierarchy.data.synthetic import make_synthetic_dataset
 
-__all__ = ["ImageReadError", "detect_layout", "index_dataset", "load_image", "make_synthetic_dataset"]
+__all__ = [
+    "PERTURBATIONS",
+    "ImageDataset",
+    "ImageReadError",
+    "PreprocessConfig",
+    "detect_layout",
+    "eval_transform",
+    "index_dataset",
+    "load_image",
+    "make_loader",
+    "make_synthetic_dataset",
+    "train_transform",
+]

@@ -1,0 +1,90 @@
+"""A torch Dataset over rows of a dataset index, and a seeded DataLoader factory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from hierarchy.data.image_io import load_image
+from hierarchy.data.perturb import get_perturbation
+from hierarchy.data.preprocess import Preprocess, PreprocessConfig, eval_transform, train_transform
+from hierarchy.labels import PLANES, TUMOR_CLASSES
+
+_DEFAULT_CLASSES = {"label": TUMOR_CLASSES, "plane": PLANES}
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+class ImageDataset(Dataset):
+    """Rows of a dataset index as ``(tensor (1, S, S) float32, target index)`` pairs.
+
+    ``target`` names the column to predict (``"label"`` or ``"plane"``); the index is -1 when
+    ``target`` is None or the row's value is missing. ``train=True`` adds augmentation, with
+    horizontal flips only where the row's plane allows them. ``perturbation`` (a name in
+    ``PERTURBATIONS``) is applied to the decoded image before preprocessing.
+    """
+
+    def __init__(self, frame: pd.DataFrame, preprocess: PreprocessConfig, *, target: str | None = "label",
+                 classes: Sequence[str] | None = None, train: bool = False,
+                 perturbation: str | None = None) -> None:
+        if "path" not in frame.columns:
+            raise KeyError("dataset frame has no 'path' column; build it with index_dataset()")
+        if target is not None and target not in frame.columns:
+            raise KeyError(f"dataset frame has no {target!r} column to use as the target")
+        if classes is None and target is not None:
+            if target not in _DEFAULT_CLASSES:
+                raise ValueError(f"pass classes= for target column {target!r}")
+            classes = _DEFAULT_CLASSES[target]
+        self.frame = frame.reset_index(drop=True)
+        self.preprocess = preprocess
+        self.target = target
+        self.classes: tuple[str, ...] = tuple(classes or ())
+        self.train = train
+        self.perturbation = perturbation
+        self._perturb = get_perturbation(perturbation) if perturbation is not None else None
+        self.targets = self._target_indices()
+        self._eval = eval_transform(preprocess)
+        self._train = {plane: train_transform(preprocess, plane) for plane in (*PLANES, None)} if train else {}
+
+    def _target_indices(self) -> np.ndarray:
+        if self.target is None:
+            return np.full(len(self.frame), -1, dtype=np.int64)
+        lookup = {name: i for i, name in enumerate(self.classes)}
+        indices = np.empty(len(self.frame), dtype=np.int64)
+        for i, (value, path) in enumerate(zip(self.frame[self.target], self.frame["path"], strict=True)):
+            if _missing(value):
+                indices[i] = -1
+            elif value in lookup:
+                indices[i] = lookup[value]
+            else:
+                raise ValueError(f"{path}: {self.target} {value!r} is not one of {list(self.classes)}")
+        return indices
+
+    def _transform(self, row: int) -> Preprocess:
+        if not self.train:
+            return self._eval
+        plane = self.frame["plane"].iat[row] if "plane" in self.frame.columns else None
+        return self._train[None if _missing(plane) else plane]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __getitem__(self, row: int) -> tuple[torch.Tensor, int]:
+        image = load_image(self.frame["path"].iat[row], target_size=self.preprocess.image_size)
+        if self._perturb is not None:
+            image = self._perturb(image)
+        return self._transform(row)(image), int(self.targets[row])
+
+
+def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, num_workers: int = 0,
+                seed: int = 0) -> DataLoader:
+    """A DataLoader whose shuffling and per-worker augmentation RNG are fixed by ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                      generator=generator, persistent_workers=False)
