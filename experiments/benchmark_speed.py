@@ -162,6 +162,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batches", type=int, default=4, help="timed batches per run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for data loading")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "reports" / "benchmarks")
     parser.add_argument("--note", default="", help="free text for the table, e.g. what else ran on the machine")
@@ -173,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     csv_path, md_path = args.out / f"speed_{device.type}.csv", args.out / f"speed_{device.type}.md"
     existing = [str(p) for p in (csv_path, md_path) if p.exists()]
     if existing and not args.overwrite:

@@ -67,5 +67,5 @@ def test_unknown_name_lists_the_available_ones():
 
 
 def test_simple_cnn_refuses_pretrained_weights():
-    with pytest.raises(ValueError, match="trained from scratch"):
+    with pytest.raises(ValueError, match="simple_cnn is trained from scratch"):
         create("simple_cnn", 4, weights="imagenet")

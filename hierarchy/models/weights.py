@@ -71,8 +71,8 @@ def resolve_weights(name: str, weights: str | os.PathLike | None) -> WeightsSour
     if weights is None:
         return RANDOM_INIT
     if timm.models.get_pretrained_cfg(name) is None:
-        raise ValueError(f"{name!r} is trained from scratch in this project; it has no pretrained weights "
-                         "to load (use weights=None, or load_bundle for a trained model)")
+        raise ValueError(f"timm defines no pretrained weights for {name!r} (simple_cnn is trained from scratch); "
+                         "use weights=None, or load_bundle for a trained model")
     if str(weights) == IMAGENET:
         return _resolve_imagenet(name)
     return _resolve_path(name, Path(weights))
