@@ -1,0 +1,49 @@
+"""``hierarchy evaluate``: every route's predictions on one split of a dataset, as a CSV for ``hierarchy report``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from hierarchy.predictions import ROUTES
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("evaluate", help="write all routes' predictions for a dataset split",
+                                   description=__doc__)
+    parser.add_argument("--model", required=True, help="run folder written by 'hierarchy train'")
+    parser.add_argument("--data", required=True, help="dataset root")
+    parser.add_argument("--out", required=True, help="prediction table to write (CSV)")
+    parser.add_argument("--split", default="test", help="which split to predict (default: test)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hierarchy.data import index_dataset
+    from hierarchy.routing import Router
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    router = Router.load(args.model)
+    frame = index_dataset(args.data)
+    frame = frame[frame["split"] == args.split].reset_index(drop=True)
+    if frame.empty:
+        raise ValueError(f"{args.data} has no images in split {args.split!r}")
+    routes = [r for r in ROUTES if router.flat is not None or r not in ("flat", "ensemble")]
+    if frame["plane"].isna().any():
+        logger.warning("%d images have no plane label: leaving out the oracle route",
+                       int(frame["plane"].isna().sum()))
+        routes.remove("oracle")
+    table = router.predict_routes(frame, routes)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    for route, rows in table.groupby("route", sort=False):
+        logger.info("%-12s accuracy %.4f on %d images", route, (rows["pred_label"] == rows["true_label"]).mean(),
+                    len(rows))
+    print(out)
+    return 0

@@ -1,0 +1,34 @@
+"""``hierarchy predict``: classify images or folders with a saved Router."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hierarchy.predictions import ROUTES, prob_column
+
+_TABLE_COLUMNS = ("id", "pred_label", "confidence", "pred_plane", "expert", "referred")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("predict", help="classify images with a saved Router", description=__doc__)
+    parser.add_argument("--model", required=True, help="run folder written by 'hierarchy train'")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    parser.add_argument("--route", choices=[r for r in ROUTES if r != "oracle"], default="hierarchical")
+    parser.add_argument("--reject-below", type=float, metavar="P",
+                        help="refer images whose top probability is below P to a human")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per image")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hierarchy.routing import Router
+
+    router = Router.load(args.model)
+    table = router.predict(args.inputs, args.route, reject_below=args.reject_below, progress=sys.stderr.isatty())
+    if args.json:
+        print(table.to_json(orient="records", lines=True), end="")
+        return 0
+    table["confidence"] = table[[prob_column(c) for c in router.classes]].max(axis=1).round(3)
+    print(table[list(_TABLE_COLUMNS)].to_string(index=False))
+    return 0

@@ -1,0 +1,87 @@
+"""What ``predict`` accepts (files, folders, in-memory images, a dataset index) and its one decode step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from hierarchy.data import PreprocessConfig, eval_transform
+from hierarchy.data.index import IMAGE_SUFFIXES
+
+
+@dataclass
+class Inputs:
+    """Resolved inputs: one id and one decodable source per image, and the index frame when given one."""
+
+    ids: list[str]
+    sources: list[Any]
+    frame: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                   and not p.name.startswith("."))
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {folder}")
+    return files
+
+
+def resolve_inputs(inputs: Any) -> Inputs:
+    """Turn a path, folder, image, array, tensor, a list of those, or a dataset-index frame into ``Inputs``.
+
+    Ids are the frame's ``id`` column, a file's name, a path relative to a given folder, or
+    ``input_<n>`` for in-memory images.
+    """
+    if isinstance(inputs, pd.DataFrame):
+        if "path" not in inputs.columns:
+            raise ValueError("a dataset-index frame needs a 'path' column (see hierarchy.data.index_dataset)")
+        frame = inputs.reset_index(drop=True)
+        ids = frame["id"].astype(str).tolist() if "id" in frame.columns else [Path(p).name for p in frame["path"]]
+        return Inputs(ids, frame["path"].tolist(), frame)
+    single = isinstance(inputs, (str, Path, Image.Image, np.ndarray, torch.Tensor))
+    items: Sequence[Any] = [inputs] if single else list(inputs)
+    if not items:
+        raise ValueError("no inputs to predict on")
+    ids: list[str] = []
+    sources: list[Any] = []
+    for n, item in enumerate(items):
+        if isinstance(item, (str, Path)):
+            path = Path(item)
+            if path.is_dir():
+                files = _folder_images(path)
+                ids += [f.relative_to(path).as_posix() for f in files]
+                sources += [str(f) for f in files]
+                continue
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: no such file or folder")
+            ids.append(path.name)
+            sources.append(str(path))
+        else:
+            ids.append(f"input_{n}")
+            sources.append(item)
+    return Inputs(ids, sources)
+
+
+def decode(sources: Sequence[Any], preprocess: PreprocessConfig) -> torch.Tensor:
+    """Decode and preprocess images into one (n, 1, S, S) evaluation batch; bad files raise naming the file."""
+    transform = eval_transform(preprocess)
+    return torch.stack([transform(s) for s in sources])
+
+
+def batches(inputs: Inputs, preprocess: PreprocessConfig, batch_size: int) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Decoded batches of ``inputs`` with the slice of rows each covers."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for start in range(0, len(inputs), batch_size):
+        rows = slice(start, min(start + batch_size, len(inputs)))
+        yield rows, decode(inputs.sources[rows], preprocess)

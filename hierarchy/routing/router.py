@@ -1,0 +1,391 @@
+"""``Router``: the scan-plane classifier, one tumour expert per plane and the flat baseline, behind every route."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from hierarchy.data import PreprocessConfig, index_dataset, train_val_split
+from hierarchy.labels import PLANES, TUMOR_CLASSES
+from hierarchy.predictions import ROUTES, label_indices, plane_prob_column, prob_column
+from hierarchy.provenance import run_record
+from hierarchy.routing.components import (
+    FlatClassifier,
+    ImageClassifier,
+    PlaneClassifier,
+    TumorExpert,
+    refuse_test_rows,
+)
+from hierarchy.routing.inputs import Inputs, batches, resolve_inputs
+from hierarchy.routing.routes import (
+    apply_rejection,
+    choose_ensemble_weight,
+    ensemble_route,
+    hard_route,
+    oracle_route,
+    soft_route,
+)
+from hierarchy.routing.trunk import head_proba, trunk_features
+from hierarchy.training import TrainConfig
+from hierarchy.training.features import backbone_fingerprint
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+ROUTER_FILE = "router.json"
+PLANE_DIR = "plane"
+FLAT_DIR = "flat"
+EXPERTS_DIR = "experts"
+
+
+def _training_frame(data: pd.DataFrame | str | Path, what: str) -> pd.DataFrame:
+    """A frame is used as given (test rows refused); a root path is indexed and its non-test rows kept."""
+    if isinstance(data, (str, Path)):
+        frame = index_dataset(data)
+        dropped = int((frame["split"] == "test").sum())
+        if dropped:
+            logger.info("%s: leaving out the %d test-split images of %s", what, dropped, data)
+        return frame[frame["split"] != "test"].reset_index(drop=True)
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"{what} must be a dataset-index DataFrame or a dataset root, got {type(data).__name__}")
+    refuse_test_rows(data, what)
+    return data.reset_index(drop=True)
+
+
+class _BatchRunner:
+    """Runs components on one decoded batch, computing each shared trunk's features once."""
+
+    def __init__(self, router: Router, x: torch.Tensor) -> None:
+        self.router, self.x = router, x
+        self.features: dict[str, torch.Tensor] = {}
+
+    def proba(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        model = self.router.components[name].check_fitted()
+        trunk = self.router.trunk_of(name)
+        if trunk in self.router.shared_trunks:
+            if trunk not in self.features:
+                self.features[trunk] = trunk_features(model, self.x)
+            features = self.features[trunk] if rows is None else self.features[trunk][torch.from_numpy(rows)]
+        else:
+            features = trunk_features(model, self.x if rows is None else self.x[torch.from_numpy(rows)])
+        return head_proba(model, features)
+
+
+class Router:
+    """Two-stage classifier: a plane classifier routes each image to its plane's tumour expert.
+
+    Routes (see ``hierarchy.predictions.ROUTES``): ``flat`` (the baseline alone), ``hierarchical`` (hard
+    routing to the most probable plane's expert), ``soft`` (experts mixed by plane probability),
+    ``ensemble`` (``ensemble_weight * flat + (1 - ensemble_weight) * soft``, the weight chosen on
+    validation data) and ``oracle`` (the expert of the true plane; index-frame inputs only).
+    """
+
+    classes: tuple[str, ...] = TUMOR_CLASSES
+    planes: tuple[str, ...] = PLANES
+
+    def __init__(self, plane_model: PlaneClassifier, experts: Mapping[str, TumorExpert],
+                 flat: FlatClassifier | None = None, *, ensemble_weight: float | None = None,
+                 record: dict[str, Any] | None = None) -> None:
+        if set(experts) != set(self.planes):
+            raise ValueError(f"need one expert per plane {list(self.planes)}, got {sorted(experts)}")
+        if tuple(plane_model.classes) != self.planes:
+            raise ValueError(f"plane classifier classes {list(plane_model.classes)} != {list(self.planes)}")
+        for plane, expert in experts.items():
+            if expert.plane != plane or tuple(expert.classes) != self.classes:
+                raise ValueError(f"expert for {plane} is a {expert.plane} expert over {list(expert.classes)}; "
+                                 f"expected a {plane} expert over {list(self.classes)}")
+        if flat is not None and tuple(flat.classes) != self.classes:
+            raise ValueError(f"flat model classes {list(flat.classes)} != {list(self.classes)}")
+        self.plane_model = plane_model
+        self.experts = {p: experts[p] for p in self.planes}
+        self.flat = flat
+        self.components: dict[str, ImageClassifier] = {"plane": plane_model, **self.experts}
+        if flat is not None:
+            self.components["flat"] = flat
+        fingerprints = {c.preprocess.fingerprint() for c in self.components.values()}
+        if len(fingerprints) != 1:
+            raise ValueError("all components must share one preprocessing configuration (images are decoded once)")
+        self.preprocess: PreprocessConfig = plane_model.preprocess
+        self.ensemble_weight = ensemble_weight
+        self.record = record or {}
+        self._trunks: dict[str, str] | None = None
+
+    def __repr__(self) -> str:
+        flat = self.flat.backbone if self.flat else None
+        return (f"Router(plane={self.plane_model.backbone!r}, expert={self.experts[self.planes[0]].backbone!r}, "
+                f"flat={flat!r}, ensemble_weight={self.ensemble_weight})")
+
+    # -- shared trunks -------------------------------------------------------------------------
+    def trunk_of(self, name: str) -> str:
+        """Fingerprint of a component's trunk (backbone without classifier)."""
+        if self._trunks is None:
+            self._trunks = {n: backbone_fingerprint(c.check_fitted()) for n, c in self.components.items()}
+        return self._trunks[name]
+
+    @property
+    def shared_trunks(self) -> set[str]:
+        """Trunks used by more than one component: computed once per image, then every head applied."""
+        counts = pd.Series([self.trunk_of(n) for n in self.components]).value_counts()
+        return set(counts[counts > 1].index)
+
+    # -- training ------------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, train_data: pd.DataFrame | str | Path, val_data: pd.DataFrame | str | Path | None = None, *,
+            plane_backbone: str = "tf_efficientnet_lite0", expert_backbone: str = "tf_efficientnet_lite0",
+            flat_backbone: str | None = "inception_resnet_v2", weights: str | Path | None = "imagenet",
+            expert_init: str = "imagenet", mode: str = "finetune", preprocess: PreprocessConfig | None = None,
+            train_config: TrainConfig | None = None, out_dir: str | Path | None = None, resume: bool = False,
+            seed: int = 0) -> Router:
+        """Train the plane classifier, the three experts and (unless ``flat_backbone`` is None) the flat model.
+
+        ``train_data``/``val_data``: dataset-index frames or a dataset root (whose test split is left out); a
+        frame holding test-split rows is refused. Without ``val_data``, a stratified 15 % of the training
+        rows (``seed``) is held out. Rows without a plane train the flat model only. ``weights`` starts the
+        plane and flat models; ``expert_init`` (``imagenet``, ``flat``, ``scratch``) the experts.
+        ``train_config`` defaults to ``TrainConfig(seed=seed)``. ``out_dir`` keeps per-component training
+        logs, checkpoints (``resume``) and the frozen-feature cache. The ensemble weight is chosen on the
+        validation rows (maximum log-likelihood).
+        """
+        train = _training_frame(train_data, "train_data")
+        if val_data is None:
+            train, val = train_val_split(train, seed=seed)
+        else:
+            val = _training_frame(val_data, "val_data")
+        if expert_init == "flat" and flat_backbone is None:
+            raise ValueError("expert_init='flat' needs a flat model; give flat_backbone")
+        common = {"preprocess": preprocess or PreprocessConfig(),
+                  "train_config": train_config or TrainConfig(seed=seed), "mode": mode}
+        flat = FlatClassifier(flat_backbone, weights=weights, **common) if flat_backbone else None
+        plane_model = PlaneClassifier(plane_backbone, weights=weights, **common)
+        experts = {p: TumorExpert(p, expert_backbone, init=expert_init, init_from=flat, **common) for p in PLANES}
+        order = {**({"flat": flat} if flat else {}), "plane": plane_model, **experts}
+        work = Path(out_dir) / "training" if out_dir is not None else None
+        if mode == "frozen":
+            cls._fit_frozen(order, train, val, work)
+        else:
+            for name, component in order.items():
+                logger.info("training the %s model (%s)", name, component.backbone)
+                component.fit(train, val, out_dir=None if work is None else work / name, resume=resume)
+        router = cls(plane_model, experts, flat)
+        if flat is not None:
+            router.ensemble_weight = router._choose_ensemble_weight(val)
+        config = {"plane_backbone": plane_backbone, "expert_backbone": expert_backbone,
+                  "flat_backbone": flat_backbone, "weights": None if weights is None else str(weights),
+                  "expert_init": expert_init, "mode": mode, "preprocess": common["preprocess"].to_dict(),
+                  "train_config": common["train_config"].to_dict(), "ensemble_weight": router.ensemble_weight}
+        router.record = run_record(config, seed=seed, frames={"train": train, "val": val})
+        return router
+
+    @staticmethod
+    def _fit_frozen(components: Mapping[str, ImageClassifier], train: pd.DataFrame, val: pd.DataFrame,
+                    work: Path | None) -> None:
+        """Frozen mode: extract each distinct trunk's features for all rows once, then fit every head."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="hierarchy-features-") as tmp:
+            cache_dir = (work or Path(tmp)) / "features"
+            extracted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            for name, component in components.items():
+                model = component.build_model()
+                trunk = backbone_fingerprint(model)
+                if trunk not in extracted:
+                    logger.info("extracting %s features for %d images", component.backbone, len(train) + len(val))
+                    extracted[trunk] = (component.extract(model, train, cache_dir),
+                                        component.extract(model, val, cache_dir))
+                logger.info("fitting the %s head", name)
+                component.fit_features(model, train, val, *extracted[trunk])
+
+    def _choose_ensemble_weight(self, val: pd.DataFrame) -> float:
+        proba = self._route_probabilities(resolve_inputs(val), ("flat", "soft"), batch_size=32, progress=False)
+        weight = choose_ensemble_weight(label_indices(val["label"], self.classes), proba["flat"], proba["soft"])
+        logger.info("ensemble weight of the flat model, chosen on %d validation images: %.2f", len(val), weight)
+        return weight
+
+    # -- prediction ----------------------------------------------------------------------------
+    def _check_routes(self, routes: Sequence[str], inputs: Inputs) -> None:
+        unknown = [r for r in routes if r not in ROUTES]
+        if unknown or not routes:
+            raise ValueError(f"unknown routes {unknown or list(routes)}; choose from {list(ROUTES)}")
+        if self.flat is None and {"flat", "ensemble"} & set(routes):
+            raise ValueError("this Router has no flat model, so it has no 'flat' or 'ensemble' route")
+        if "ensemble" in routes and self.ensemble_weight is None:
+            raise ValueError("this Router has no ensemble weight; it is chosen on validation data by Router.fit")
+        if "oracle" in routes:
+            if inputs.frame is None or "plane" not in inputs.frame.columns:
+                raise ValueError("the oracle route needs the true planes: pass a dataset-index frame")
+            unknown_plane = inputs.frame[~inputs.frame["plane"].isin(self.planes)]
+            if not unknown_plane.empty:
+                raise ValueError(f"the oracle route needs a known plane for every image; "
+                                 f"{unknown_plane['path'].iloc[0]} has {unknown_plane['plane'].iloc[0]!r}")
+
+    def _route_probabilities(self, inputs: Inputs, routes: Sequence[str], *, batch_size: int,
+                             progress: bool) -> dict[str, np.ndarray]:
+        """Decode once, run each needed model once per batch, and return every route's probabilities
+        (plus ``plane`` and ``expert_used``)."""
+        needs_plane = any(r != "flat" for r in routes)
+        all_experts = bool({"soft", "ensemble", "oracle"} & set(routes))
+        needs_flat = bool({"flat", "ensemble"} & set(routes))
+        uniform = np.full(len(self.classes), 1.0 / len(self.classes))
+        parts: dict[str, list[np.ndarray]] = {}
+        with tqdm(total=len(inputs), desc="predicting", unit="img", disable=not progress) as bar:
+            for _, x in batches(inputs, self.preprocess, batch_size):
+                runner = _BatchRunner(self, x)
+                found: dict[str, np.ndarray] = {}
+                if needs_plane:
+                    found["plane"] = runner.proba("plane")
+                    chosen = found["plane"].argmax(axis=1)
+                    for i, plane in enumerate(self.planes):
+                        if all_experts:
+                            found[plane] = runner.proba(plane)
+                        else:  # hard routing alone: each expert sees only the images routed to it
+                            found[plane] = np.tile(uniform, (len(x), 1))
+                            if (chosen == i).any():
+                                found[plane][chosen == i] = runner.proba(plane, rows=chosen == i)
+                if needs_flat:
+                    found["flat"] = runner.proba("flat")
+                for key, value in found.items():
+                    parts.setdefault(key, []).append(value)
+                bar.update(len(x))
+        got = {key: np.concatenate(values) for key, values in parts.items()}
+        experts = {p: got[p] for p in self.planes if p in got}
+        out: dict[str, np.ndarray] = {}
+        if needs_plane:
+            out["plane"] = got["plane"]
+            out["hierarchical"], out["expert_used"] = hard_route(got["plane"], experts, planes=self.planes)
+        if all_experts:
+            out["soft"] = soft_route(got["plane"], experts, planes=self.planes)
+        if needs_flat:
+            out["flat"] = got["flat"]
+        if "ensemble" in routes:
+            out["ensemble"] = ensemble_route(got["flat"], out["soft"], self.ensemble_weight)
+        if "oracle" in routes:
+            out["oracle"] = oracle_route(inputs.frame["plane"].tolist(), experts, planes=self.planes)
+        return out
+
+    def _table(self, inputs: Inputs, route: str, proba: np.ndarray, found: dict[str, np.ndarray],
+               reject_below: float | None) -> pd.DataFrame:
+        n = len(inputs)
+        table = pd.DataFrame({"id": inputs.ids, "route": route})
+        table["pred_label"] = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
+        for i, label in enumerate(self.classes):
+            table[prob_column(label)] = proba[:, i]
+        plane_proba = found["plane"] if route != "flat" else np.full((n, len(self.planes)), np.nan)
+        table["pred_plane"] = (np.asarray(self.planes, dtype=object)[plane_proba.argmax(axis=1)]
+                               if route != "flat" else None)
+        for i, plane in enumerate(self.planes):
+            table[plane_prob_column(plane)] = plane_proba[:, i]
+        expert = {"flat": "flat", "soft": "mixture", "ensemble": "mixture"}.get(route)
+        if route == "hierarchical":
+            table["expert"] = found["expert_used"]
+        elif route == "oracle":
+            table["expert"] = inputs.frame["plane"].to_numpy()
+        else:
+            table["expert"] = expert
+        table["referred"] = apply_rejection(proba, reject_below)
+        if inputs.frame is not None:
+            for column, source in (("true_label", "label"), ("true_plane", "plane"), ("path", "path")):
+                if source in inputs.frame.columns:
+                    table[column] = inputs.frame[source].to_numpy()
+        return table
+
+    def predict_routes(self, inputs: Any, routes: Sequence[str] = ROUTES, *, reject_below: float | None = None,
+                       batch_size: int = 32, progress: bool = True) -> pd.DataFrame:
+        """Prediction table (``hierarchy.predictions`` schema) with one row per (image, route), every route
+        from one decode and one pass per model. ``oracle`` needs a dataset-index frame as ``inputs``."""
+        routes = tuple(routes)
+        resolved = resolve_inputs(inputs)
+        self._check_routes(routes, resolved)
+        if reject_below is not None and not 0.0 <= reject_below <= 1.0:
+            raise ValueError(f"reject_below must lie in [0, 1], got {reject_below}")
+        found = self._route_probabilities(resolved, routes, batch_size=batch_size, progress=progress)
+        tables = [self._table(resolved, route, found[route], found, reject_below) for route in routes]
+        return pd.concat(tables, ignore_index=True)
+
+    def predict(self, inputs: Any, route: str = "hierarchical", *, reject_below: float | None = None,
+                batch_size: int = 32, progress: bool = True) -> pd.DataFrame:
+        """Prediction table of one route for paths, a folder, PIL images, arrays, tensors or an index frame.
+
+        ``reject_below``: images whose top probability is below it are marked ``referred``.
+        """
+        return self.predict_routes(inputs, (route,), reject_below=reject_below, batch_size=batch_size,
+                                   progress=progress)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def _expert_dir(self, plane: str) -> str:
+        return f"{EXPERTS_DIR}/{plane}"
+
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``router.json`` and one bundle per component under ``directory``.
+
+        An existing router there is refused unless ``overwrite``.
+        """
+        directory = Path(directory)
+        if (directory / ROUTER_FILE).exists() and not overwrite:
+            raise FileExistsError(f"{directory / ROUTER_FILE} exists; pass overwrite=True to replace it")
+        directory.mkdir(parents=True, exist_ok=True)
+        layout = {"plane": PLANE_DIR, **{p: self._expert_dir(p) for p in self.planes}}
+        if self.flat is not None:
+            layout["flat"] = FLAT_DIR
+        for name, sub in layout.items():
+            self.components[name].save(directory / sub, overwrite=overwrite)
+        expert = self.experts[self.planes[0]]
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "classes": list(self.classes),
+            "planes": list(self.planes),
+            "backbones": {"plane": self.plane_model.backbone, "expert": expert.backbone,
+                          "flat": self.flat.backbone if self.flat else None},
+            "expert_init": expert.init,
+            "mode": expert.mode,
+            "ensemble_weight": self.ensemble_weight,
+            "preprocess": self.preprocess.to_dict(),
+            "components": layout,
+            "record": self.record,
+        }
+        tmp = directory / f".{ROUTER_FILE}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2, default=str))
+        tmp.replace(directory / ROUTER_FILE)  # written last, so a half-saved router never loads
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Router:
+        """Load a router written by ``save``; a missing component, a class or plane list other than this
+        version's, or another format version is refused with an error naming the path."""
+        directory = Path(directory)
+        path = directory / ROUTER_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found; is {directory} a saved Router (hierarchy train --out)?")
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from err
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: router format version {manifest.get('format_version')!r}, "
+                             f"this version of hierarchy reads version {FORMAT_VERSION}")
+        for key, expected in (("classes", cls.classes), ("planes", cls.planes)):
+            if tuple(manifest.get(key, ())) != expected:
+                raise ValueError(f"{path}: {key} {manifest.get(key)} differ from {list(expected)}")
+        layout = manifest.get("components", {})
+        missing = [n for n in ("plane", *cls.planes) if n not in layout]
+        if missing:
+            raise ValueError(f"{path}: no component entry for {missing}")
+        loaded: dict[str, ImageClassifier] = {}
+        kinds = {"plane": PlaneClassifier, "flat": FlatClassifier, **{p: TumorExpert for p in cls.planes}}
+        for name, sub in layout.items():
+            where = directory / sub
+            if not where.is_dir():
+                raise FileNotFoundError(f"{where}: the {name} component of the router in {directory} is missing")
+            loaded[name] = kinds[name].load(where)
+        try:
+            return cls(loaded["plane"], {p: loaded[p] for p in cls.planes}, loaded.get("flat"),
+                       ensemble_weight=manifest.get("ensemble_weight"), record=manifest.get("record", {}))
+        except ValueError as err:
+            raise ValueError(f"{directory}: {err}") from err

@@ -1,0 +1,183 @@
+"""Router and its components on the synthetic phantom data, with tiny simple_cnn models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from hierarchy.data import ImageReadError, PreprocessConfig, index_dataset
+from hierarchy.labels import PLANES
+from hierarchy.predictions import ROUTES, plane_probabilities, probabilities
+from hierarchy.routing import FlatClassifier, PlaneClassifier, Router, TumorExpert, soft_route
+from hierarchy.training import TrainConfig
+
+PREPROCESS = PreprocessConfig(image_size=48)
+TINY = {"plane_backbone": "simple_cnn", "expert_backbone": "simple_cnn", "flat_backbone": "simple_cnn",
+        "weights": None, "expert_init": "scratch", "preprocess": PREPROCESS}
+
+
+@pytest.fixture(scope="module")
+def frames(synthetic_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    frame = index_dataset(synthetic_root)
+    return (frame[frame["split"] == "train"].reset_index(drop=True),
+            frame[frame["split"] == "test"].reset_index(drop=True))
+
+
+@pytest.fixture(scope="module")
+def router(frames, tmp_path_factory) -> Router:
+    config = TrainConfig(epochs=12, batch_size=16, lr=3e-3, warmup_epochs=0, early_stopping_patience=None)
+    return Router.fit(frames[0], train_config=config, out_dir=tmp_path_factory.mktemp("run"), **TINY)
+
+
+@pytest.fixture(scope="module")
+def saved(router, tmp_path_factory) -> Path:
+    return router.save(tmp_path_factory.mktemp("saved") / "router")
+
+
+def test_plane_classifier_learns_the_planes(router, frames):
+    test = frames[1]
+    accuracy = np.mean(router.plane_model.predict(test) == test["plane"].to_numpy())
+    assert accuracy > 0.6  # chance is 1/3
+
+
+def test_predict_routes_follows_the_prediction_schema(router, frames):
+    test = frames[1]
+    table = router.predict_routes(test, progress=False)
+    assert list(table["route"].unique()) == list(ROUTES)
+    assert len(table) == len(ROUTES) * len(test)
+    np.testing.assert_allclose(probabilities(table).sum(axis=1), 1.0, atol=1e-6)
+    flat = table[table["route"] == "flat"]
+    assert np.isnan(plane_probabilities(flat)).all() and (flat["expert"] == "flat").all()
+    hard = table[table["route"] == "hierarchical"]
+    assert (hard["expert"] == hard["pred_plane"]).all()
+    assert set(table.loc[table["route"] == "soft", "expert"]) == {"mixture"}
+    assert (table["true_label"] == np.tile(test["label"], len(ROUTES))).all()
+    assert not table["referred"].any()
+    assert 0.0 <= router.ensemble_weight <= 1.0
+
+
+def test_oracle_equals_each_expert_on_its_true_plane(router, frames):
+    test = frames[1]
+    oracle = router.predict(test, "oracle", progress=False)
+    for plane in PLANES:
+        rows = (test["plane"] == plane).to_numpy()
+        expected = router.experts[plane].predict_proba(test[rows])
+        np.testing.assert_allclose(probabilities(oracle[rows]), expected, atol=1e-6)
+        assert (oracle.loc[rows, "expert"] == plane).all()
+
+
+def test_hard_route_uses_only_the_chosen_expert(router, frames):
+    test = frames[1]
+    hard = router.predict(test, progress=False)
+    for plane in PLANES:
+        rows = (hard["pred_plane"] == plane).to_numpy()
+        if rows.any():
+            np.testing.assert_allclose(probabilities(hard[rows]), router.experts[plane].predict_proba(test[rows]),
+                                       atol=1e-6)
+
+
+def test_rejection_marks_low_confidence_images(router, frames):
+    table = router.predict(frames[1], "soft", reject_below=1.0, progress=False)
+    assert table["referred"].all()
+
+
+def test_save_load_round_trip_gives_identical_predictions(router, saved, frames):
+    loaded = Router.load(saved)
+    before = router.predict_routes(frames[1], progress=False)
+    after = loaded.predict_routes(frames[1], progress=False)
+    pd.testing.assert_frame_equal(before, after)
+    assert loaded.ensemble_weight == router.ensemble_weight
+    assert json.loads((saved / "router.json").read_text())["record"]["data"]["train"]["n_images"] > 0
+    with pytest.raises(FileExistsError, match="router.json"):
+        router.save(saved)
+
+
+def test_load_refuses_a_missing_expert(saved, tmp_path):
+    broken = shutil.copytree(saved, tmp_path / "router")
+    shutil.rmtree(broken / "experts" / "coronal")
+    with pytest.raises(FileNotFoundError, match="coronal"):
+        Router.load(broken)
+
+
+def test_load_refuses_a_wrong_class_list(saved, tmp_path):
+    broken = shutil.copytree(saved, tmp_path / "router")
+    config_path = broken / "experts" / "axial" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["classes"] = list(reversed(config["classes"]))
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="axial"):
+        Router.load(broken)
+    manifest = json.loads((broken / "router.json").read_text())
+    manifest["classes"] = ["glioma", "no_tumor"]
+    (broken / "router.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="router.json"):
+        Router.load(broken)
+
+
+def test_load_refuses_another_format_version(saved, tmp_path):
+    broken = shutil.copytree(saved, tmp_path / "router")
+    manifest = json.loads((broken / "router.json").read_text())
+    manifest["format_version"] = 99
+    (broken / "router.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="format version"):
+        Router.load(broken)
+
+
+def test_predict_names_an_unreadable_file(router, tmp_path):
+    bad = tmp_path / "broken_scan.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(ImageReadError, match="broken_scan.jpg"):
+        router.predict([bad], progress=False)
+
+
+def test_predict_accepts_folders_and_in_memory_images(router, synthetic_root):
+    folder = synthetic_root / "classification_task" / "test" / "glioma"
+    table = router.predict(folder, progress=False)
+    assert len(table) == len(list(folder.glob("*.jpg")))
+    assert table["id"].str.endswith(".jpg").all()
+    image = np.zeros((40, 40), np.uint8)
+    table = router.predict([image, image.astype(float) / 255], progress=False)
+    assert list(table["id"]) == ["input_0", "input_1"]
+    with pytest.raises(ValueError, match="oracle"):
+        router.predict([image], "oracle")
+
+
+def test_fit_refuses_test_rows(frames):
+    with pytest.raises(ValueError, match="test-split"):
+        Router.fit(pd.concat(frames), **TINY)
+
+
+def test_components_validate_their_input(frames):
+    plane_model = PlaneClassifier("simple_cnn", weights=None, preprocess=PREPROCESS)
+    with pytest.raises(NotFittedError):
+        plane_model.predict_proba(frames[1])
+    odd = frames[0].copy()
+    odd.loc[0, "label"] = "astrocytoma"
+    with pytest.raises(ValueError, match="astrocytoma"):
+        FlatClassifier("simple_cnn", weights=None, preprocess=PREPROCESS).fit(odd)
+    with pytest.raises(ValueError, match="init"):
+        TumorExpert("axial", "simple_cnn", init="flat").fit(frames[0])
+    assert TumorExpert("axial", "simple_cnn").row_mask(frames[0]).sum() == (frames[0]["plane"] == "axial").sum()
+
+
+def test_frozen_mode_shares_one_trunk_pass(frames, monkeypatch):
+    router = Router.fit(frames[0], mode="frozen", **TINY)
+    assert len(router.shared_trunks) == 1
+    calls = []
+    for component in router.components.values():
+        original = component.model_.forward_features
+        monkeypatch.setattr(component.model_, "forward_features",
+                            lambda x, f=original: calls.append(len(x)) or f(x))
+    table = router.predict_routes(frames[1], batch_size=len(frames[1]), progress=False)
+    assert calls == [len(frames[1])]  # five heads, one trunk pass
+    flat = router.flat.predict_proba(frames[1])
+    np.testing.assert_allclose(probabilities(table[table["route"] == "flat"]), flat, atol=1e-6)
+    soft = soft_route(router.plane_model.predict_proba(frames[1]),
+                      {p: router.experts[p].predict_proba(frames[1]) for p in PLANES})
+    np.testing.assert_allclose(probabilities(table[table["route"] == "soft"]), soft, atol=1e-6)
