@@ -2,6 +2,8 @@
 
 from hierarchy.training.checkpoint import load_checkpoint, save_checkpoint
 from hierarchy.training.config import TrainConfig
+from hierarchy.training.features import backbone_fingerprint, extract_features, feature_cache_key
+from hierarchy.training.heads import attach_head, fit_linear_head
 from hierarchy.training.losses import class_balanced_weights, dataset_targets
 from hierarchy.training.schedule import warmup_cosine_factor, warmup_cosine_scheduler
 from hierarchy.training.seeding import epoch_generator, seed_everything
@@ -10,9 +12,14 @@ from hierarchy.training.trainer import TrainResult, train
 __all__ = [
     "TrainConfig",
     "TrainResult",
+    "attach_head",
+    "backbone_fingerprint",
     "class_balanced_weights",
     "dataset_targets",
     "epoch_generator",
+    "extract_features",
+    "feature_cache_key",
+    "fit_linear_head",
     "load_checkpoint",
     "save_checkpoint",
     "seed_everything",

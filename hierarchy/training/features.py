@@ -1,0 +1,99 @@
+"""Frozen-feature mode: pre-logit features of every image, computed once and cached on disk by key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+# Part of every key, so that a change in what "features" means invalidates old caches.
+_EXTRACTOR = "forward_head(forward_features(x), pre_logits=True)/float32/v1"
+
+
+def feature_cache_key(**parts: Any) -> str:
+    """A sha256 (hex) of the parts' canonical JSON (sorted keys); parts must be JSON values."""
+    try:
+        text = json.dumps(parts, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"feature cache key parts must be plain JSON values (str, number, list, dict): {err}") from err
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def backbone_fingerprint(model: nn.Module) -> str:
+    """A sha256 over the model's parameters and buffers, classifier excluded (it does not change features)."""
+    classifier = {id(t) for t in model.get_classifier().state_dict(keep_vars=True).values()}
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) in classifier:
+            continue
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{data.dtype}:{tuple(data.shape)};".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _write_atomically(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+@torch.inference_mode()
+def _compute(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: int,
+             progress: bool) -> np.ndarray:
+    device = next(model.parameters()).device
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")
+    was_training = model.training
+    model.eval()
+    try:
+        chunks = [model.forward_head(model.forward_features(x.to(device)), pre_logits=True).float().cpu()
+                  for x, _ in tqdm(loader, desc="features", disable=not progress, leave=False)]
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks).numpy()
+
+
+def extract_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Path, key: dict[str, Any],
+                     batch_size: int = 64, num_workers: int = 0, progress: bool = True) -> np.ndarray:
+    """Pre-logit features ``(len(dataset), model.num_features)`` in dataset order, cached under ``cache_dir``.
+
+    ``key`` must describe everything the features depend on besides the weights: backbone name, weights
+    origin, preprocessing fingerprint, data fingerprint (image sha256s), perturbation or view. The
+    backbone's actual weights are hashed into the key as well, so changed weights never hit a stale cache.
+    A cache file is ``features-<sha256>.npy`` with a JSON sidecar describing it.
+    """
+    cache_dir = Path(cache_dir)
+    digest = feature_cache_key(extractor=_EXTRACTOR, backbone_sha256=backbone_fingerprint(model), key=key)
+    array_path = cache_dir / f"features-{digest}.npy"
+    sidecar_path = cache_dir / f"features-{digest}.json"
+    if sidecar_path.is_file():  # written last, so its presence means the array is complete
+        features = np.load(array_path, allow_pickle=False)
+        if features.shape[0] != len(dataset):
+            raise ValueError(f"cached features {array_path} hold {features.shape[0]} rows but the dataset has "
+                             f"{len(dataset)} items; the key {key} does not describe the data")
+        logger.info("feature cache hit: %s", array_path)
+        return features
+    logger.info("feature cache miss: computing %d feature vectors into %s", len(dataset), array_path)
+    features = _compute(model, dataset, batch_size, num_workers, progress)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomically(array_path, lambda handle: np.save(handle, features, allow_pickle=False))
+    sidecar = {"key": key, "extractor": _EXTRACTOR, "shape": list(features.shape), "dtype": str(features.dtype),
+               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    _write_atomically(sidecar_path, lambda handle: handle.write(json.dumps(sidecar, indent=2).encode()))
+    return features

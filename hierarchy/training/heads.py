@@ -1,0 +1,103 @@
+"""Linear (multinomial logistic-regression) heads fitted on cached features, and their attachment to a model."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from sklearn.metrics import balanced_accuracy_score
+from torch import nn
+from torch.nn import functional as F
+
+from hierarchy.training.losses import class_balanced_weights
+
+logger = logging.getLogger(__name__)
+
+# Multiples of the given weight decay tried when validation features are passed.
+WEIGHT_DECAY_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
+
+
+def _tensors(features: np.ndarray, targets: np.ndarray, num_classes: int,
+             what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(targets), dtype=torch.int64)
+    if x.ndim != 2 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"{what}: expected features (n, d) and targets (n,) with n > 0, got "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{what}: features contain NaN or infinite values")
+    if y.min() < 0 or y.max() >= num_classes:
+        raise ValueError(f"{what}: targets range over [{y.min()}, {y.max()}], outside [0, {num_classes})")
+    return x, y
+
+
+def _fit(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float,
+         class_weights: torch.Tensor | None, start: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimise mean cross-entropy + weight_decay / 2 * ||W||^2 by full-batch L-BFGS."""
+    weight, bias = (start[0].clone().requires_grad_(), start[1].clone().requires_grad_())
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=200, history_size=20,
+                                  tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(x @ weight.T + bias, y, weight=class_weights) + 0.5 * weight_decay * weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return weight.detach(), bias.detach()
+
+
+def fit_linear_head(features: np.ndarray, targets: np.ndarray, num_classes: int, *,
+                    class_balanced: bool = False, weight_decay: float = 1e-4, seed: int = 0,
+                    val: tuple[np.ndarray, np.ndarray] | None = None) -> nn.Linear:
+    """A multinomial logistic-regression head ``nn.Linear(d, num_classes)`` trained on ``features``.
+
+    Features are standardised for the fit (the scaling is folded back into the returned layer, which takes
+    raw features). ``weight_decay`` is the L2 penalty on the standardised weights; with ``val`` the penalty
+    is chosen from ``weight_decay * WEIGHT_DECAY_GRID`` by validation balanced accuracy (ties: lower
+    validation loss). ``class_balanced`` weights the loss by inverse class frequency.
+    """
+    x, y = _tensors(features, targets, num_classes, "training features")
+    mean, std = x.mean(0), x.std(0, correction=0).clamp_min(1e-6)
+    x = (x - mean) / std
+    class_weights = class_balanced_weights(y, num_classes) if class_balanced else None
+    generator = torch.Generator().manual_seed(seed)
+    fit = (torch.randn(num_classes, x.shape[1], generator=generator) * 0.01, torch.zeros(num_classes))
+    if val is None:
+        weight, bias = _fit(x, y, num_classes, weight_decay, class_weights, fit)
+    else:
+        xv, yv = _tensors(val[0], val[1], num_classes, "validation features")
+        xv = (xv - mean) / std
+        best = None
+        # Strongest penalty first, each fit warm-started from the previous one.
+        for decay in sorted((weight_decay * f for f in WEIGHT_DECAY_GRID), reverse=True):
+            fit = _fit(x, y, num_classes, decay, class_weights, fit)
+            logits = xv @ fit[0].T + fit[1]
+            score = (balanced_accuracy_score(yv.numpy(), logits.argmax(1).numpy()),
+                     -F.cross_entropy(logits, yv).item())
+            if best is None or score > best[0]:
+                best = (score, decay, fit)
+        (score, chosen, (weight, bias)) = best
+        logger.info("linear head: weight_decay=%g chosen (val balanced accuracy %.4f)", chosen, score[0])
+    head = nn.Linear(x.shape[1], num_classes)
+    with torch.no_grad():
+        head.weight.copy_(weight / std)
+        head.bias.copy_(bias - (weight / std) @ mean)
+    return head
+
+
+def attach_head(model: nn.Module, linear: nn.Linear) -> nn.Module:
+    """Make ``linear`` the model's classifier (``reset_classifier`` then copy), so images go straight to logits."""
+    if not isinstance(linear, nn.Linear) or linear.bias is None:
+        raise TypeError(f"expected an nn.Linear with bias, got {linear!r}")
+    model.reset_classifier(linear.out_features)
+    classifier = model.get_classifier()
+    if not isinstance(classifier, nn.Linear) or classifier.in_features != linear.in_features:
+        raise ValueError(f"{type(model).__name__}'s classifier {classifier!r} cannot take a head with "
+                         f"{linear.in_features} inputs")
+    with torch.no_grad():
+        classifier.weight.copy_(linear.weight)
+        classifier.bias.copy_(linear.bias)
+    return model
