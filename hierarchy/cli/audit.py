@@ -1,0 +1,40 @@
+"""``hierarchy audit ROOT``: duplicates, label conflicts and metadata confounders of a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hierarchy.data.audit import audit
+from hierarchy.data.index import LAYOUTS
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``audit`` sub-command."""
+    parser = subparsers.add_parser("audit", help="audit a dataset for duplicates, leakage and confounders",
+                                   description=__doc__)
+    parser.add_argument("root", type=Path, help="dataset folder (or CSV file for --layout csv)")
+    parser.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS))
+    parser.add_argument("--out", type=Path, help="folder to write audit.md and audit.json into")
+    parser.add_argument("--json", type=Path, dest="json_file", help="also write the JSON findings to this file")
+    parser.add_argument("--no-near", action="store_true", help="skip the perceptual-hash near-duplicate search")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.set_defaults(func=func)
+    return parser
+
+
+def func(args: argparse.Namespace) -> int:
+    """Run the audit, print the Markdown summary, write the requested files."""
+    if args.json_file is not None and args.json_file.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.json_file} already exists; pass --overwrite to replace it")
+    report = audit(args.root, layout=args.layout, near=not args.no_near)
+    print(report.to_markdown())
+    if args.out is not None:
+        for path in report.write(args.out, overwrite=args.overwrite):
+            print(f"wrote {path}")
+    if args.json_file is not None:
+        args.json_file.parent.mkdir(parents=True, exist_ok=True)
+        args.json_file.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+        print(f"wrote {args.json_file}")
+    return 0
