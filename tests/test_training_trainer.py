@@ -230,3 +230,32 @@ def test_resume_after_sigkill_reproduces_uninterrupted_run(tmp_path):
     for key, tensor in resumed_model.state_dict().items():
         assert torch.equal(tensor, reference_model.state_dict()[key]), key
     assert sorted(os.listdir(killed)) == sorted(os.listdir(tmp_path / "reference"))  # no .tmp left
+
+
+def test_amp_fp16_without_cuda_is_refused_and_bf16_autocast_runs(tmp_path):
+    with pytest.raises(ValueError, match="fp16.*CUDA"):
+        train(make_model(), make_data(16), make_data(8), TrainConfig(epochs=1, amp="fp16"), tmp_path / "a",
+              progress=False, device="cpu")
+    result = train(make_model(), make_data(16), make_data(8), TrainConfig(epochs=1, batch_size=8, amp="bf16"),
+                   tmp_path / "b", progress=False, device="cpu")
+    assert result.history[["train_loss", "val_loss"]].notna().all().all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_autocast_and_channels_last(tmp_path):
+    model = make_model()
+    result = train(model, make_data(), make_data(16, seed=1), TrainConfig(epochs=2, batch_size=8), tmp_path,
+                   progress=False, device="cuda")
+    assert result.history[["train_loss", "val_loss"]].notna().all().all()
+    assert next(model.parameters()).is_cuda
+
+
+def test_resuming_a_finished_run_trains_nothing(tmp_path):
+    config = TrainConfig(epochs=2, batch_size=8)
+    first = train(make_model(), make_data(16), make_data(8), config, tmp_path, progress=False)
+    model = make_model()
+    again = train(model, make_data(16), make_data(8), config, tmp_path, resume=True, progress=False)
+    pd.testing.assert_frame_equal(again.history, first.history)
+    assert len(pd.read_csv(tmp_path / "log.csv")) == 2
+    best = load_checkpoint(first.best_checkpoint)["model"]
+    assert all(torch.equal(t, best[k]) for k, t in model.state_dict().items())

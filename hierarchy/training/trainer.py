@@ -150,13 +150,12 @@ def _append_logs(out_dir: Path, rows: list[dict[str, Any]], *, rewrite: bool = F
 
 def _check_resumable(checkpoint: dict[str, Any], config: TrainConfig, data: dict[str, int],
                      path: Path) -> None:
-    saved = checkpoint.get("config")
-    if saved != config.to_dict():
-        current = config.to_dict()
-        diff = {k: (saved.get(k) if saved else None, current.get(k))
-                for k in sorted(set(current) | set(saved or {})) if (saved or {}).get(k) != current.get(k)}
-        raise ValueError(f"{path} was written with a different TrainConfig; (checkpoint, current) differ "
-                         f"in {diff}; use a new out_dir or the original settings")
+    saved, current = checkpoint.get("config") or {}, config.to_dict()
+    diff = {k: (saved.get(k), current.get(k)) for k in sorted(saved.keys() | current.keys())
+            if saved.get(k) != current.get(k)}
+    if diff:
+        raise ValueError(f"{path} was written with a different TrainConfig; (checkpoint, current) values "
+                         f"differ in {diff}; use a new out_dir or the original settings")
     if checkpoint.get("data") != data:
         raise ValueError(f"{path} was trained on datasets of sizes {checkpoint.get('data')}, "
                          f"but this run has {data}; use a new out_dir")
