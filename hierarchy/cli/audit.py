@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from hierarchy.data.audit import audit
@@ -26,8 +27,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def func(args: argparse.Namespace) -> int:
     """Run the audit, print the Markdown summary, write the requested files."""
-    if args.json_file is not None and args.json_file.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.json_file} already exists; pass --overwrite to replace it")
+    targets = [args.json_file] if args.json_file is not None else []
+    if args.out is not None:
+        targets += [args.out / "audit.md", args.out / "audit.json"]
+    existing = [str(p) for p in targets if p.exists()]
+    if existing and not args.overwrite:  # checked before the audit, which takes a while
+        print(f"hierarchy audit: error: {', '.join(existing)} already exist(s); pass --overwrite to replace",
+              file=sys.stderr)
+        return 2
     report = audit(args.root, layout=args.layout, near=not args.no_near)
     print(report.to_markdown())
     if args.out is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 # Modes whose conversion to 8-bit greyscale would silently clip or mis-map intensities.
 UNSUPPORTED_MODES = {
@@ -49,6 +49,8 @@ def open_image_file(path: str | Path, target_size: int | None = None) -> Image.I
             return im.convert("L")
     except ImageReadError:
         raise
+    except UnidentifiedImageError as err:
+        raise ImageReadError(f"{path}: not a recognised image format") from err
     except FileNotFoundError as err:
         raise ImageReadError(f"{path}: file not found") from err
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
@@ -127,6 +129,8 @@ def inspect_image_bytes(data: bytes, where: str) -> tuple[int, int, str]:
     try:
         with Image.open(io.BytesIO(data)) as im:
             width, height, mode, fmt = im.width, im.height, im.mode, im.format
+    except UnidentifiedImageError as err:
+        raise ImageReadError(f"{where}: not a recognised image format") from err
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageReadError(f"{where}: not a readable image ({err})") from err
     check_mode(mode, where)
