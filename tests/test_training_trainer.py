@@ -173,15 +173,19 @@ def test_load_checkpoint_refuses_arbitrary_objects(tmp_path):
 
 def test_refuses_to_overwrite_and_to_resume_with_other_settings(tmp_path):
     config = TrainConfig(epochs=1, batch_size=8)
-    train(make_model(), make_data(16), make_data(8), config, tmp_path, progress=False)
+    train(make_model(), make_data(16), make_data(8), config, tmp_path, progress=False, data_key={"train": "a"})
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with pytest.raises(FileExistsError, match="resume=True"):
         train(make_model(), make_data(16), make_data(8), config, tmp_path, progress=False)
     with pytest.raises(ValueError, match="'lr'"):
         train(make_model(), make_data(16), make_data(8), TrainConfig(epochs=1, batch_size=8, lr=0.1),
               tmp_path, resume=True, progress=False)
-    with pytest.raises(ValueError, match="sizes"):
-        train(make_model(), make_data(24), make_data(8), config, tmp_path, resume=True, progress=False)
+    with pytest.raises(ValueError, match="other data.*'n_train': 24"):
+        train(make_model(), make_data(24), make_data(8), config, tmp_path, resume=True, progress=False,
+              data_key={"train": "a"})
+    with pytest.raises(ValueError, match="other data"):
+        train(make_model(), make_data(16), make_data(8), config, tmp_path, resume=True, progress=False,
+              data_key={"train": "b"})
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 

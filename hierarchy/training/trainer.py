@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from hierarchy.training.checkpoint import load_checkpoint, save_checkpoint
 from hierarchy.training.config import MONITORS, TrainConfig
+from hierarchy.training.features import feature_cache_key
 from hierarchy.training.losses import class_balanced_weights, dataset_targets
 from hierarchy.training.schedule import warmup_cosine_scheduler
 from hierarchy.training.seeding import epoch_generator, rng_state, seed_everything, set_rng_state
@@ -148,7 +149,7 @@ def _append_logs(out_dir: Path, rows: list[dict[str, Any]], *, rewrite: bool = F
         handle.writelines(json.dumps(row) + "\n" for row in rows)
 
 
-def _check_resumable(checkpoint: dict[str, Any], config: TrainConfig, data: dict[str, int],
+def _check_resumable(checkpoint: dict[str, Any], config: TrainConfig, data: dict[str, Any],
                      path: Path) -> None:
     saved, current = checkpoint.get("config") or {}, config.to_dict()
     diff = {k: (saved.get(k), current.get(k)) for k in sorted(saved.keys() | current.keys())
@@ -157,13 +158,13 @@ def _check_resumable(checkpoint: dict[str, Any], config: TrainConfig, data: dict
         raise ValueError(f"{path} was written with a different TrainConfig; (checkpoint, current) values "
                          f"differ in {diff}; use a new out_dir or the original settings")
     if checkpoint.get("data") != data:
-        raise ValueError(f"{path} was trained on datasets of sizes {checkpoint.get('data')}, "
-                         f"but this run has {data}; use a new out_dir")
+        raise ValueError(f"{path} was trained on other data ({checkpoint.get('data')}) than this run "
+                         f"({data}); use a new out_dir")
 
 
 def train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config: TrainConfig,
           out_dir: str | Path, *, resume: bool = False, progress: bool = True,
-          device: str | torch.device | None = None) -> TrainResult:
+          device: str | torch.device | None = None, data_key: dict[str, Any] | None = None) -> TrainResult:
     """Train ``model`` (any timm-API classifier) on ``(x, y)`` items; the model ends with its best weights.
 
     AdamW (no decay on norms and biases), linear warm-up then per-step cosine decay, gradient clipping,
@@ -171,7 +172,9 @@ def train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config
     Each epoch appends a row to ``out_dir/log.csv`` and ``log.jsonl`` and rewrites ``checkpoint_last.pt``
     (and ``checkpoint_best.pt`` when the monitored metric improved). ``resume=True`` continues from the last
     completed epoch and reproduces the uninterrupted run; without it an ``out_dir`` holding a run is refused.
-    ``device`` defaults to CUDA when available.
+    ``device`` defaults to CUDA when available. ``data_key`` (JSON values, e.g. the data fingerprints of the
+    train and validation frames) is hashed into the checkpoint, and resuming with another one is refused;
+    without it only the dataset sizes are checked.
     """
     out_dir = Path(out_dir)
     last_path, best_path = out_dir / LAST_CHECKPOINT, out_dir / BEST_CHECKPOINT
@@ -198,7 +201,8 @@ def train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
     val_loader = DataLoader(val_dataset, batch_size=config.batch_size, shuffle=False,
                             num_workers=config.num_workers, pin_memory=runtime.device.type == "cuda")
-    data = {"n_train": len(train_dataset), "n_val": len(val_dataset)}
+    data: dict[str, Any] = {"n_train": len(train_dataset), "n_val": len(val_dataset),
+                            "key_sha256": feature_cache_key(**data_key) if data_key is not None else None}
     mode = MONITORS[config.monitor]
 
     history: list[dict[str, Any]] = []
