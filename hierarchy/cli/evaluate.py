@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+        raise ValueError(f"--out {out} exists; pass --overwrite to replace it")
     router = Router.load(args.model)
     frame = index_dataset(args.data)
     frame = frame[frame["split"] == args.split].reset_index(drop=True)

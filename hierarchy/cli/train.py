@@ -14,7 +14,8 @@ from hierarchy.training import TrainConfig
 logger = logging.getLogger(__name__)
 
 # Router.fit settings a --config file may hold, besides "preprocess" and "train" (TrainConfig) sections.
-_FIT_KEYS = ("plane_backbone", "expert_backbone", "flat_backbone", "weights", "expert_init", "mode", "seed")
+_FIT_KEYS = ("plane_backbone", "expert_backbone", "flat_backbone", "weights", "expert_init", "mode", "seed",
+             "val_fraction")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", help="'imagenet' (offline), 'none', or a weights path")
     parser.add_argument("--expert-init", choices=("imagenet", "flat", "scratch"))
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--val-fraction", type=float, help="share of training images held out (default 0.15)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     parser.set_defaults(func=run)
 
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if (out / "router.json").exists():
-        raise FileExistsError(f"{out} already holds a trained Router; choose another --out")
+        raise ValueError(f"--out {out} already holds a trained Router; choose another folder")
     settings = fit_settings(args)
     router = Router.fit(args.data, out_dir=out, resume=args.resume, **settings)
     router.save(out, overwrite=args.resume)

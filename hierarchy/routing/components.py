@@ -285,6 +285,8 @@ class TumorExpert(ImageClassifier):
             raise ValueError(f"plane must be one of {PLANES}, got {plane!r}")
         if init not in EXPERT_INITS:
             raise ValueError(f"expert init must be one of {EXPERT_INITS}, got {init!r}")
+        if (init == "flat") != (init_from is not None):
+            raise ValueError(f"{plane} expert: init_from=<a FlatClassifier> goes with init='flat' and only with it")
         if "weights" in kwargs:
             raise TypeError("TumorExpert takes init= ('imagenet', 'flat', 'scratch'), not weights=")
         super().__init__(backbone, classes, target="label",
@@ -300,8 +302,8 @@ class TumorExpert(ImageClassifier):
         if self.init != "flat":
             return super().build_model()
         flat = self.init_from
-        if flat is None or flat.model_ is None:
-            raise ValueError(f"{self.plane} expert: init='flat' needs init_from=<a fitted FlatClassifier>")
+        if flat.model_ is None:
+            raise NotFittedError(f"{self.plane} expert: init='flat' needs the flat model fitted first")
         if flat.backbone != self.backbone or flat.classes != self.classes:
             raise ValueError(f"{self.plane} expert: init='flat' needs the flat model's backbone and classes "
                              f"({flat.backbone}, {list(flat.classes)}), got ({self.backbone}, {list(self.classes)})")

@@ -143,12 +143,12 @@ class Router:
             flat_backbone: str | None = "inception_resnet_v2", weights: str | Path | None = "imagenet",
             expert_init: str = "imagenet", mode: str = "finetune", preprocess: PreprocessConfig | None = None,
             train_config: TrainConfig | None = None, out_dir: str | Path | None = None, resume: bool = False,
-            seed: int = 0) -> Router:
+            seed: int = 0, val_fraction: float = 0.15) -> Router:
         """Train the plane classifier, the three experts and (unless ``flat_backbone`` is None) the flat model.
 
         ``train_data``/``val_data``: dataset-index frames or a dataset root (whose test split is left out); a
-        frame holding test-split rows is refused. Without ``val_data``, a stratified 15 % of the training
-        rows (``seed``) is held out. Rows without a plane train the flat model only. ``weights`` starts the
+        frame holding test-split rows is refused. Without ``val_data``, ``train_val_split`` holds out about
+        ``val_fraction`` of the training rows (stratified, duplicates kept together, ``seed``). Rows without a plane train the flat model only. ``weights`` starts the
         plane and flat models; ``expert_init`` (``imagenet``, ``flat``, ``scratch``) the experts.
         ``train_config`` defaults to ``TrainConfig(seed=seed)``. ``out_dir`` keeps per-component training
         logs, checkpoints (``resume``) and the frozen-feature cache. The ensemble weight is chosen on the
@@ -156,7 +156,7 @@ class Router:
         """
         train = _training_frame(train_data, "train_data")
         if val_data is None:
-            train, val = train_val_split(train, seed=seed)
+            train, val = train_val_split(train, val_fraction=val_fraction, seed=seed)
         else:
             val = _training_frame(val_data, "val_data")
         if expert_init == "flat" and flat_backbone is None:
@@ -165,7 +165,8 @@ class Router:
                   "train_config": train_config or TrainConfig(seed=seed), "mode": mode}
         flat = FlatClassifier(flat_backbone, weights=weights, **common) if flat_backbone else None
         plane_model = PlaneClassifier(plane_backbone, weights=weights, **common)
-        experts = {p: TumorExpert(p, expert_backbone, init=expert_init, init_from=flat, **common) for p in PLANES}
+        experts = {p: TumorExpert(p, expert_backbone, init=expert_init,
+                                  init_from=flat if expert_init == "flat" else None, **common) for p in PLANES}
         order = {**({"flat": flat} if flat else {}), "plane": plane_model, **experts}
         work = Path(out_dir) / "training" if out_dir is not None else None
         if mode == "frozen":
@@ -180,7 +181,8 @@ class Router:
         config = {"plane_backbone": plane_backbone, "expert_backbone": expert_backbone,
                   "flat_backbone": flat_backbone, "weights": None if weights is None else str(weights),
                   "expert_init": expert_init, "mode": mode, "preprocess": common["preprocess"].to_dict(),
-                  "train_config": common["train_config"].to_dict(), "ensemble_weight": router.ensemble_weight}
+                  "train_config": common["train_config"].to_dict(), "val_fraction": None if val_data is not None else val_fraction,
+                  "ensemble_weight": router.ensemble_weight}
         router.record = run_record(config, seed=seed, frames={"train": train, "val": val})
         return router
 
