@@ -145,8 +145,11 @@ class ImageClassifier:
         model = self.build_model()
         with _work_dir(out_dir) as work:
             if self.mode == "finetune":
+                key = {"component": self.kind, "backbone": self.backbone, "classes": list(self.classes),
+                       "preprocess": self.preprocess.fingerprint(),
+                       "data": data_hashes({"train": train_rows, "val": val_rows})}
                 train(model, self.dataset(train_rows, train=True), self.dataset(val_rows), self.train_config,
-                      work, resume=resume)
+                      work, resume=resume, data_key=key)
                 self._set_fitted(model, train_rows, val_rows)
                 return self
             features = [self.extract(model, rows, work / "features") for rows in (train_rows, val_rows)]
