@@ -1,0 +1,49 @@
+"""Every number a paper reports, with confidence intervals and paired tests."""
+
+from hierarchy.metrics.calibration import (
+                                           apply_temperature,
+                                           brier_score,
+                                           expected_calibration_error,
+                                           fit_temperature,
+                                           reliability_curve,
+)
+from hierarchy.metrics.classification import (
+                                           HEADLINE_METRICS,
+                                           accuracy,
+                                           balanced_accuracy,
+                                           class_auc,
+                                           confusion,
+                                           macro_auc,
+                                           macro_f1,
+                                           micro_auc,
+                                           per_class_table,
+                                           pr_curves,
+                                           roc_curves,
+)
+from hierarchy.metrics.evaluate import (
+                                           aggregate_seeds,
+                                           compare_routes,
+                                           evaluate_predictions,
+                                           present_routes,
+                                           to_jsonable,
+)
+from hierarchy.metrics.false_negatives import (
+                                           false_negative_analysis,
+                                           missed_tumours,
+                                           per_class_misses,
+                                           routing_errors,
+                                           tumour_detection,
+)
+from hierarchy.metrics.intervals import bootstrap_ci, bootstrap_cis, wilson_interval
+from hierarchy.metrics.paired import mcnemar_exact, paired_bootstrap_difference
+from hierarchy.metrics.simulate import simulate_predictions
+
+__all__ = [
+    "HEADLINE_METRICS", "accuracy", "aggregate_seeds", "apply_temperature", "balanced_accuracy",
+    "bootstrap_ci", "bootstrap_cis", "brier_score", "class_auc", "compare_routes", "confusion",
+    "evaluate_predictions", "expected_calibration_error", "false_negative_analysis",
+    "fit_temperature", "macro_auc", "macro_f1", "mcnemar_exact", "micro_auc", "missed_tumours",
+    "paired_bootstrap_difference", "per_class_misses", "per_class_table", "pr_curves",
+    "present_routes", "reliability_curve", "roc_curves", "routing_errors", "simulate_predictions",
+    "to_jsonable", "tumour_detection", "wilson_interval",
+]

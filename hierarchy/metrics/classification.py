@@ -1,0 +1,178 @@
+"""Classification metrics for one set of predictions, computed with ``sklearn.metrics``.
+
+Inputs are integer labels ``y_true`` (indices into the class list) and an ``(n, k)`` probability
+matrix ``proba``; the predicted class is the arg-max of ``proba``. Every function taking ``(y_true,
+proba)`` and returning a float can be passed to the bootstrap in :mod:`hierarchy.metrics.intervals`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+
+def check_inputs(y_true: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and return ``y_true`` as int indices and ``proba`` as a float ``(n, k)`` matrix."""
+    y_true = np.asarray(y_true)
+    proba = np.asarray(proba, dtype=float)
+    if proba.ndim != 2:
+        raise ValueError(f"proba must be a 2-D (n, n_classes) array, got shape {proba.shape}")
+    if y_true.shape != (proba.shape[0],):
+        raise ValueError(f"y_true has shape {y_true.shape} but proba has {proba.shape[0]} rows")
+    if len(y_true) == 0:
+        raise ValueError("no predictions to evaluate")
+    if not np.all(np.isfinite(proba)):
+        raise ValueError("proba contains NaN or infinite values")
+    if not np.issubdtype(y_true.dtype, np.integer) or y_true.min() < 0 or y_true.max() >= proba.shape[1]:
+        raise ValueError(f"y_true must hold class indices in [0, {proba.shape[1]})")
+    return y_true.astype(int), proba
+
+
+def predicted(proba: np.ndarray) -> np.ndarray:
+    """Predicted class indices: the arg-max of each probability row."""
+    return np.asarray(proba).argmax(axis=1)
+
+
+def one_hot(y_true: np.ndarray, n_classes: int) -> np.ndarray:
+    """The ``(n, n_classes)`` 0/1 indicator matrix of ``y_true``."""
+    return np.eye(n_classes, dtype=int)[np.asarray(y_true)]
+
+
+def accuracy(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Fraction of arg-max predictions equal to the truth."""
+    return float(skm.accuracy_score(y_true, predicted(proba)))
+
+
+def balanced_accuracy(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Mean per-class recall over the classes present in ``y_true``."""
+    return float(skm.balanced_accuracy_score(y_true, predicted(proba)))
+
+
+def macro_f1(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Unweighted mean F1 over all classes (a class never predicted nor present scores 0)."""
+    labels = np.arange(np.asarray(proba).shape[1])
+    return float(skm.f1_score(y_true, predicted(proba), labels=labels, average="macro",
+                              zero_division=0))
+
+
+def class_auc(y_true: np.ndarray, proba: np.ndarray, k: int) -> float:
+    """One-vs-rest ROC AUC of class ``k``; NaN when ``y_true`` lacks positives or negatives."""
+    positive = np.asarray(y_true) == k
+    if positive.all() or not positive.any():
+        return float("nan")
+    return float(skm.roc_auc_score(positive, np.asarray(proba)[:, k]))
+
+
+def class_aucs(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """One-vs-rest ROC AUC of every class (NaN where undefined)."""
+    return np.array([class_auc(y_true, proba, k) for k in range(np.asarray(proba).shape[1])])
+
+
+def _mean_defined(aucs: np.ndarray) -> float:
+    return float(np.nanmean(aucs)) if not np.all(np.isnan(aucs)) else float("nan")
+
+
+def macro_auc(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Mean one-vs-rest ROC AUC over the classes for which it is defined (NaN if none)."""
+    return _mean_defined(class_aucs(y_true, proba))
+
+
+def micro_auc(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """ROC AUC of all (image, class) pairs pooled; NaN when ``y_true`` holds a single class."""
+    proba = np.asarray(proba)
+    indicator = one_hot(y_true, proba.shape[1])
+    if len(np.unique(y_true)) < 2:
+        return float("nan")
+    return float(skm.roc_auc_score(indicator, proba, average="micro"))
+
+
+HEADLINE_METRICS = {
+    "accuracy": accuracy,
+    "balanced_accuracy": balanced_accuracy,
+    "macro_f1": macro_f1,
+    "macro_auc": macro_auc,
+    "micro_auc": micro_auc,
+}
+
+
+def headline_scores(y_true: np.ndarray, proba: np.ndarray,
+                    classes: Sequence[str] | None = None) -> dict[str, float]:
+    """Every ``HEADLINE_METRICS`` value, plus ``auc_<class>`` per class when ``classes`` is given.
+
+    Same numbers as the separate functions; the per-class AUCs are computed once and shared.
+    """
+    aucs = class_aucs(y_true, proba)
+    scores = {"accuracy": accuracy(y_true, proba),
+              "balanced_accuracy": balanced_accuracy(y_true, proba),
+              "macro_f1": macro_f1(y_true, proba), "macro_auc": _mean_defined(aucs),
+              "micro_auc": micro_auc(y_true, proba)}
+    if classes is not None:
+        scores.update({f"auc_{c}": float(a) for c, a in zip(classes, aucs, strict=True)})
+    return scores
+
+
+def roc_curves(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> dict[str, dict]:
+    """Per-class one-vs-rest ROC curves: ``{class: {"fpr", "tpr", "auc"}}`` (skips undefined ones)."""
+    curves = {}
+    for k, name in enumerate(classes):
+        auc = class_auc(y_true, proba, k)
+        if np.isnan(auc):
+            continue
+        fpr, tpr, _ = skm.roc_curve(np.asarray(y_true) == k, np.asarray(proba)[:, k])
+        curves[name] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "auc": auc}
+    return curves
+
+
+def pr_curves(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> dict[str, dict]:
+    """Per-class precision-recall curves: ``{class: {"precision", "recall", "average_precision"}}``.
+
+    Classes absent from ``y_true`` are skipped (their precision-recall curve is undefined).
+    """
+    curves = {}
+    for k, name in enumerate(classes):
+        positive = np.asarray(y_true) == k
+        if not positive.any():
+            continue
+        scores = np.asarray(proba)[:, k]
+        precision, recall, _ = skm.precision_recall_curve(positive, scores)
+        curves[name] = {"precision": precision.tolist(), "recall": recall.tolist(),
+                        "average_precision": float(skm.average_precision_score(positive, scores))}
+    return curves
+
+
+def confusion(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> dict[str, list]:
+    """Confusion matrix (rows: truth, columns: prediction) as counts and row-normalised fractions.
+
+    Rows of classes absent from ``y_true`` are all zero in both matrices.
+    """
+    labels = np.arange(len(classes))
+    counts = skm.confusion_matrix(y_true, predicted(proba), labels=labels)
+    rows = counts.sum(axis=1, keepdims=True)
+    normalized = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0)
+    return {"labels": list(classes), "counts": counts.tolist(), "normalized": normalized.tolist()}
+
+
+def per_class_table(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
+    """One row per class: precision, recall (sensitivity), specificity, NPV, F1, AUC, AP, support,
+    and the tp/fp/fn/tn counts they come from. Undefined ratios (0/0) are NaN."""
+    y_pred = predicted(proba)
+    labels = np.arange(len(classes))
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=np.nan)
+    # multilabel_confusion_matrix gives per class [[tn, fp], [fn, tp]]
+    mcm = skm.multilabel_confusion_matrix(y_true, y_pred, labels=labels)
+    tn, fp, fn, tp = mcm[:, 0, 0], mcm[:, 0, 1], mcm[:, 1, 0], mcm[:, 1, 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        specificity = tn / (tn + fp)
+        npv = tn / (tn + fn)
+    ap = pr_curves(y_true, proba, classes)
+    return pd.DataFrame({
+        "class": list(classes),
+        "precision": precision, "recall": recall, "specificity": specificity, "npv": npv, "f1": f1,
+        "auc": [class_auc(y_true, proba, k) for k in labels],
+        "average_precision": [ap[c]["average_precision"] if c in ap else np.nan for c in classes],
+        "support": support.astype(int), "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+    })

@@ -1,0 +1,285 @@
+"""Everything a paper reports about a prediction table, per route, as one JSON-ready dict.
+
+``evaluate_predictions(pred)`` returns::
+
+    {
+      "classes": [str, ...], "planes": [str, ...],
+      "n_bootstrap": int, "seed": int, "confidence": float,
+      "routes": {
+        route: {
+          "n": int,                          # images evaluated (all rows, referred or not)
+          "headline": {m: {"value": float, "ci": [lo, hi]}},   # m in HEADLINE_METRICS:
+                                             # accuracy, balanced_accuracy, macro_f1, macro_auc, micro_auc
+          "per_class": [{"class", "precision", "recall", "specificity", "npv", "f1", "auc",
+                         "average_precision", "support", "tp", "fp", "fn", "tn",
+                         "<ratio>_ci_low", "<ratio>_ci_high" (Wilson for precision, recall,
+                         specificity, npv; bootstrap for auc)}, ...],
+          "confusion": {"labels": [...], "counts": [[int]], "normalized": [[float]]},  # rows = truth
+          "curves": {"roc": {class: {"fpr", "tpr", "auc"}},
+                     "pr": {class: {"precision", "recall", "average_precision"}}},
+          "calibration": {"ece": float, "brier": float,
+                          "reliability": {"bin_lower", "bin_upper", "confidence", "accuracy", "count"}},
+          "false_negatives": {"detection": {...}, "per_class": [...], "missed": [...],
+                              "routing": {...} | None},          # see metrics.false_negatives
+          "per_plane": {plane: {"n": int, "headline": {m: {"value", "ci"}}}},  # by true_plane
+          "plane": None | {"n": int, "accuracy": {"value", "ci" (Wilson), "successes", "n"},
+                           "confusion": {"labels", "counts", "normalized"}},  # plane classifier
+          "coverage": None | {"n_referred": int, "coverage": float,
+                              "accuracy_accepted": {...Wilson...}, "accuracy_referred": {...},
+                              "curve": {"coverage": [...], "accuracy": [...]}},  # by top confidence
+        }
+      }
+    }
+
+Predictions are the arg-max of the ``prob_<class>`` columns, which must agree with ``pred_label``.
+Undefined numbers (an AUC with one class present) are ``None``. Headline metrics are computed on every
+row; when some rows are referred (abstention), ``coverage`` reports accuracy on the accepted ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from hierarchy.labels import PLANES, TUMOR_CLASSES
+from hierarchy.metrics.calibration import brier_score, expected_calibration_error, reliability_curve
+from hierarchy.metrics.classification import (
+    HEADLINE_METRICS,
+    confusion,
+    headline_scores,
+    per_class_table,
+    pr_curves,
+    predicted,
+    roc_curves,
+)
+from hierarchy.metrics.false_negatives import false_negative_analysis
+from hierarchy.metrics.intervals import bootstrap_cis, wilson_interval
+from hierarchy.metrics.paired import mcnemar_exact, paired_bootstrap_difference
+from hierarchy.predictions import ROUTES, label_indices, probabilities
+
+COMPARED_METRICS = ("accuracy", "macro_f1", "macro_auc")
+_WILSON_RATIOS = {"precision": ("tp", "fp"), "recall": ("tp", "fn"), "specificity": ("tn", "fp"),
+                  "npv": ("tn", "fn")}
+_CURVE_POINTS = 101
+
+
+def to_jsonable(obj):
+    """Nested dicts/lists of numpy and Python scalars as plain JSON types, NaN as None."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return None if np.isnan(obj) else float(obj)
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    return obj
+
+
+def _route_rows(pred: pd.DataFrame, route: str) -> pd.DataFrame:
+    rows = pred[pred["route"] == route]
+    if rows.empty:
+        raise ValueError(f"route {route!r} is not in the prediction table; it has "
+                         f"{sorted(pred['route'].unique())}")
+    if rows["id"].duplicated().any():
+        raise ValueError(f"route {route!r} has duplicated ids, e.g. "
+                         f"{rows.loc[rows['id'].duplicated(), 'id'].iloc[0]!r}")
+    return rows
+
+
+def _labels_and_proba(frame: pd.DataFrame, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Validated truth indices and probabilities of one route's rows."""
+    for column in ("id", "route", "true_label", "pred_label"):
+        if column not in frame.columns:
+            raise KeyError(f"prediction table lacks column {column!r} (metrics need ground truth)")
+    if frame["true_label"].isna().any():
+        raise ValueError(f"{int(frame['true_label'].isna().sum())} rows have no true_label")
+    y_true = label_indices(frame["true_label"].tolist(), classes)
+    proba = probabilities(frame, classes)
+    if not np.all(np.isfinite(proba)) or not np.allclose(proba.sum(axis=1), 1.0, atol=1e-3):
+        raise ValueError("class probabilities must be finite and sum to 1 in every row")
+    pred_idx = label_indices(frame["pred_label"].tolist(), classes)
+    chosen = proba[np.arange(len(proba)), pred_idx]
+    disagree = chosen < proba.max(axis=1) - 1e-9
+    if disagree.any():
+        raise ValueError(f"pred_label is not the most probable class in {int(disagree.sum())} rows "
+                         f"(e.g. id {frame['id'].iloc[int(np.argmax(disagree))]!r})")
+    return y_true, proba
+
+
+def _referred(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
+    if not column or column not in frame.columns:
+        return None
+    values = frame[column].map(lambda v: str(v).strip().lower())
+    unknown = sorted(set(values) - {"true", "false", "1", "0", "1.0", "0.0", "nan", "none", ""})
+    if unknown:
+        raise ValueError(f"column {column!r} must be boolean, found {unknown}")
+    return values.isin({"true", "1", "1.0"}).to_numpy()
+
+
+def _per_class(y_true, proba, classes, confidence, auc_cis) -> list[dict]:
+    table = per_class_table(y_true, proba, classes)
+    for ratio, (hit, miss) in _WILSON_RATIOS.items():
+        bounds = [wilson_interval(h, h + m, confidence) if h + m else (np.nan, np.nan)
+                  for h, m in zip(table[hit], table[miss], strict=True)]
+        table[f"{ratio}_ci_low"] = [b[0] for b in bounds]
+        table[f"{ratio}_ci_high"] = [b[1] for b in bounds]
+    table["auc_ci_low"] = [auc_cis[f"auc_{c}"]["ci"][0] for c in classes]
+    table["auc_ci_high"] = [auc_cis[f"auc_{c}"]["ci"][1] for c in classes]
+    return table.to_dict(orient="records")
+
+
+def _per_plane(frame, y_true, proba, confidence, n_bootstrap, seed) -> dict:
+    if "true_plane" not in frame.columns:
+        return {}
+    planes = frame["true_plane"].to_numpy()
+    found = [p for p in PLANES if p in set(planes)] + sorted(
+        {str(p) for p in planes if isinstance(p, str) and p and p not in PLANES})
+    return {p: {"n": int(np.sum(planes == p)),
+                "headline": bootstrap_cis(headline_scores, y_true[planes == p], proba[planes == p],
+                                          n_resamples=n_bootstrap, seed=seed, confidence=confidence)}
+            for p in found}
+
+
+def _plane_classifier(frame: pd.DataFrame, confidence: float) -> dict | None:
+    if "true_plane" not in frame.columns or "pred_plane" not in frame.columns:
+        return None
+    known = frame.dropna(subset=["true_plane", "pred_plane"])
+    known = known[(known["true_plane"] != "") & (known["pred_plane"] != "")]
+    if known.empty:
+        return None
+    labels = list(PLANES) + sorted(set(known["true_plane"]) | set(known["pred_plane"]) - set(PLANES))
+    true_idx = label_indices(known["true_plane"].tolist(), labels)
+    pred_idx = label_indices(known["pred_plane"].tolist(), labels)
+    correct = int(np.sum(true_idx == pred_idx))
+    return {"n": len(known),
+            "accuracy": {"value": correct / len(known),
+                         "ci": list(wilson_interval(correct, len(known), confidence)),
+                         "successes": correct, "n": len(known)},
+            "confusion": confusion(true_idx, np.eye(len(labels))[pred_idx], labels)}
+
+
+def _coverage(y_true, proba, referred, confidence) -> dict | None:
+    if referred is None or not referred.any():
+        return None
+    correct = predicted(proba) == y_true
+    accepted = ~referred
+
+    def accuracy_of(mask):
+        n = int(mask.sum())
+        if n == 0:
+            return {"value": None, "ci": [None, None], "successes": 0, "n": 0}
+        hits = int(correct[mask].sum())
+        return {"value": hits / n, "ci": list(wilson_interval(hits, n, confidence)),
+                "successes": hits, "n": n}
+
+    order = np.argsort(-proba.max(axis=1), kind="stable")
+    kept = np.arange(1, len(order) + 1)
+    points = np.unique(np.linspace(0, len(order) - 1, _CURVE_POINTS).round().astype(int))
+    return {"n_referred": int(referred.sum()), "coverage": float(accepted.mean()),
+            "accuracy_accepted": accuracy_of(accepted), "accuracy_referred": accuracy_of(referred),
+            "curve": {"coverage": (kept[points] / len(order)).tolist(),
+                      "accuracy": (np.cumsum(correct[order])[points] / kept[points]).tolist()}}
+
+
+def _evaluate_route(frame, classes, n_bootstrap, seed, confidence, reject_column) -> dict:
+    y_true, proba = _labels_and_proba(frame, classes)
+    scores = bootstrap_cis(partial(headline_scores, classes=classes), y_true, proba,
+                           n_resamples=n_bootstrap, seed=seed, confidence=confidence)
+    return {
+        "n": len(frame),
+        "headline": {name: scores[name] for name in HEADLINE_METRICS},
+        "per_class": _per_class(y_true, proba, classes, confidence, scores),
+        "confusion": confusion(y_true, proba, classes),
+        "curves": {"roc": roc_curves(y_true, proba, classes), "pr": pr_curves(y_true, proba, classes)},
+        "calibration": {"ece": expected_calibration_error(y_true, proba),
+                        "brier": brier_score(y_true, proba),
+                        "reliability": reliability_curve(y_true, proba)},
+        "false_negatives": false_negative_analysis(frame, classes, confidence),
+        "per_plane": _per_plane(frame, y_true, proba, confidence, n_bootstrap, seed),
+        "plane": _plane_classifier(frame, confidence),
+        "coverage": _coverage(y_true, proba, _referred(frame, reject_column), confidence),
+    }
+
+
+def present_routes(pred: pd.DataFrame) -> list[str]:
+    """Routes in the table, in the order of ``hierarchy.predictions.ROUTES`` then any others."""
+    if "route" not in pred.columns:
+        raise KeyError("prediction table lacks column 'route'")
+    found = set(pred["route"].dropna())
+    return [r for r in ROUTES if r in found] + sorted(found - set(ROUTES))
+
+
+def evaluate_predictions(pred: pd.DataFrame, *, classes: Sequence[str] = TUMOR_CLASSES,
+                         n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95,
+                         reject_column: str | None = "referred") -> dict:
+    """Evaluate every route of a prediction table; the returned structure is in the module docstring."""
+    routes = present_routes(pred)
+    if not routes:
+        raise ValueError("prediction table has no rows")
+    return to_jsonable({
+        "classes": list(classes), "planes": list(PLANES),
+        "n_bootstrap": n_bootstrap, "seed": seed, "confidence": confidence,
+        "routes": {r: _evaluate_route(_route_rows(pred, r), classes, n_bootstrap, seed, confidence,
+                                      reject_column) for r in routes},
+    })
+
+
+def compare_routes(pred: pd.DataFrame, route_a: str, route_b: str, *,
+                   classes: Sequence[str] = TUMOR_CLASSES, n_bootstrap: int = 1000, seed: int = 0,
+                   confidence: float = 0.95) -> dict:
+    """Paired comparison of two routes on the same images.
+
+    Returns ``{"route_a", "route_b", "n", "mcnemar": {"b", "c", "p_value"}, m: {"difference",
+    "ci", "p_value"} for m in accuracy, macro_f1, macro_auc}``; differences are B minus A and ``b``
+    counts images only A got right.
+    """
+    a = _route_rows(pred, route_a).set_index("id")
+    b = _route_rows(pred, route_b).set_index("id")
+    if set(a.index) != set(b.index):
+        raise ValueError(f"routes {route_a!r} and {route_b!r} were not run on the same images "
+                         f"({len(set(a.index) ^ set(b.index))} ids differ)")
+    b = b.loc[a.index]
+    if (a["true_label"] != b["true_label"]).any():
+        raise ValueError(f"routes {route_a!r} and {route_b!r} disagree on true_label for some ids")
+    y_true, proba_a = _labels_and_proba(a.reset_index(), classes)
+    _, proba_b = _labels_and_proba(b.reset_index(), classes)
+    result = {"route_a": route_a, "route_b": route_b, "n": len(y_true),
+              "mcnemar": mcnemar_exact(predicted(proba_a) == y_true, predicted(proba_b) == y_true)}
+    for name in COMPARED_METRICS:
+        result[name] = paired_bootstrap_difference(
+            y_true, proba_a, proba_b, HEADLINE_METRICS[name], n_resamples=n_bootstrap, seed=seed,
+            confidence=confidence)
+    return to_jsonable(result)
+
+
+def aggregate_seeds(results: list[dict]) -> dict:
+    """Mean, sample standard deviation and per-seed values of the headline numbers over runs.
+
+    ``results`` are ``evaluate_predictions`` dicts from runs that differ only in seed. Returns
+    ``{"n_seeds": int, "routes": {route: {metric: {"mean", "std", "values": [...]}}}}`` for the
+    routes every run has; ``std`` is None with a single run.
+    """
+    if not results:
+        raise ValueError("aggregate_seeds needs at least one evaluate_predictions result")
+    routes = [r for r in results[0]["routes"] if all(r in res["routes"] for res in results)]
+    if not routes:
+        raise ValueError("no route is present in every result")
+    summary = {}
+    for route in routes:
+        summary[route] = {}
+        for metric in HEADLINE_METRICS:
+            values = [res["routes"][route]["headline"][metric]["value"] for res in results]
+            numbers = np.array([np.nan if v is None else v for v in values], dtype=float)
+            summary[route][metric] = {
+                "mean": float(np.nanmean(numbers)) if not np.all(np.isnan(numbers)) else None,
+                "std": float(np.nanstd(numbers, ddof=1)) if np.sum(~np.isnan(numbers)) > 1 else None,
+                "values": values}
+    return {"n_seeds": len(results), "routes": summary}

@@ -1,0 +1,107 @@
+"""Missed tumours: tumour-vs-no-tumour sensitivity, per-class misses, and errors caused by routing.
+
+Functions take the prediction-table rows of one route (see :mod:`hierarchy.predictions`) with a
+``true_label`` column; predictions are the table's ``pred_label``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from hierarchy.labels import NO_TUMOR, TUMOR_CLASSES
+from hierarchy.metrics.intervals import wilson_interval
+from hierarchy.predictions import prob_column
+
+MISSED_COLUMNS = ("id", "route", "true_label", "pred_label", "true_plane", "pred_plane", "expert",
+                  "path")
+
+
+def _proportion(successes: int, n: int, confidence: float) -> dict:
+    if n == 0:
+        return {"value": None, "ci": [None, None], "successes": 0, "n": 0}
+    return {"value": successes / n, "ci": list(wilson_interval(successes, n, confidence)),
+            "successes": int(successes), "n": int(n)}
+
+
+def tumour_detection(frame: pd.DataFrame, confidence: float = 0.95) -> dict:
+    """Tumour-vs-no-tumour sensitivity and false-negative rate (tumour called ``no_tumor``), both
+    as ``{"value", "ci" (Wilson), "successes", "n"}``, and the false-positive count."""
+    tumour = frame["true_label"] != NO_TUMOR
+    called_clear = frame["pred_label"] == NO_TUMOR
+    n_tumours = int(tumour.sum())
+    missed = int((tumour & called_clear).sum())
+    return {
+        "n_tumours": n_tumours,
+        "n_missed": missed,
+        "sensitivity": _proportion(n_tumours - missed, n_tumours, confidence),
+        "false_negative_rate": _proportion(missed, n_tumours, confidence),
+        "n_false_positives": int((~tumour & ~called_clear).sum()),
+    }
+
+
+def per_class_misses(frame: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASSES,
+                     confidence: float = 0.95) -> pd.DataFrame:
+    """Per tumour class: images, how many were called ``no_tumor`` (with rate and Wilson CI), and
+    how many were given another tumour class."""
+    rows = []
+    for name in classes:
+        if name == NO_TUMOR:
+            continue
+        truth = frame[frame["true_label"] == name]
+        n = len(truth)
+        as_clear = int((truth["pred_label"] == NO_TUMOR).sum())
+        wrong_tumour = int(((truth["pred_label"] != NO_TUMOR) & (truth["pred_label"] != name)).sum())
+        rate = _proportion(as_clear, n, confidence)
+        rows.append({"class": name, "n": n, "missed_as_no_tumor": as_clear,
+                     "missed_rate": rate["value"], "missed_rate_ci_low": rate["ci"][0],
+                     "missed_rate_ci_high": rate["ci"][1], "other_tumour_class": wrong_tumour})
+    return pd.DataFrame(rows)
+
+
+def missed_tumours(frame: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASSES) -> pd.DataFrame:
+    """Every tumour image predicted ``no_tumor``: id, route, labels, planes, expert, path and the
+    class probabilities (columns the table lacks are left out)."""
+    missed = frame[(frame["true_label"] != NO_TUMOR) & (frame["pred_label"] == NO_TUMOR)]
+    columns = [c for c in MISSED_COLUMNS if c in frame.columns]
+    columns += [prob_column(c) for c in classes if prob_column(c) in frame.columns]
+    return missed[columns].reset_index(drop=True)
+
+
+def routing_errors(frame: pd.DataFrame) -> dict | None:
+    """Tumour-class errors split by whether the plane classifier was right.
+
+    Uses rows with both ``true_plane`` and ``pred_plane``; returns None when there are none (e.g. the
+    flat route). ``wrong_plane_wrong_tumour`` are errors that routing to the wrong expert may explain;
+    ``right_plane_wrong_tumour`` are the expert's own.
+    """
+    if "true_plane" not in frame.columns or "pred_plane" not in frame.columns:
+        return None
+    known = frame.dropna(subset=["true_plane", "pred_plane"])
+    known = known[(known["true_plane"] != "") & (known["pred_plane"] != "")]
+    if known.empty:
+        return None
+    wrong_plane = known["true_plane"] != known["pred_plane"]
+    wrong_tumour = known["true_label"] != known["pred_label"]
+    return {
+        "n": len(known),
+        "n_wrong_plane": int(wrong_plane.sum()),
+        "n_wrong_tumour": int(wrong_tumour.sum()),
+        "wrong_plane_wrong_tumour": int((wrong_plane & wrong_tumour).sum()),
+        "wrong_plane_right_tumour": int((wrong_plane & ~wrong_tumour).sum()),
+        "right_plane_wrong_tumour": int((~wrong_plane & wrong_tumour).sum()),
+    }
+
+
+def false_negative_analysis(frame: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASSES,
+                            confidence: float = 0.95) -> dict:
+    """All of the above for one route, JSON-ready: ``{"detection", "per_class" (records),
+    "missed" (records), "routing"}``."""
+    missed = missed_tumours(frame, classes).astype(object)
+    return {
+        "detection": tumour_detection(frame, confidence),
+        "per_class": per_class_misses(frame, classes, confidence).to_dict(orient="records"),
+        "missed": missed.where(missed.notna(), None).to_dict(orient="records"),
+        "routing": routing_errors(frame),
+    }

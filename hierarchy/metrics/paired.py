@@ -1,0 +1,48 @@
+"""Paired comparisons of two classifiers on the same images: exact McNemar and paired bootstrap."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import binomtest
+
+from hierarchy.metrics.intervals import MetricFn, bootstrap_indices, percentile_interval
+
+
+def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
+    """Exact two-sided McNemar test on paired correctness vectors.
+
+    ``b`` counts images A got right and B wrong, ``c`` the reverse; the p-value is the two-sided
+    binomial test of ``b`` out of ``b + c`` at 0.5 (1.0 when there are no discordant pairs).
+    """
+    correct_a = np.asarray(correct_a, dtype=bool)
+    correct_b = np.asarray(correct_b, dtype=bool)
+    if correct_a.shape != correct_b.shape or correct_a.ndim != 1:
+        raise ValueError(f"correct_a and correct_b must be 1-D and paired, got shapes "
+                         f"{correct_a.shape} and {correct_b.shape}")
+    b = int(np.sum(correct_a & ~correct_b))
+    c = int(np.sum(~correct_a & correct_b))
+    p_value = 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
+    return {"b": b, "c": c, "p_value": p_value}
+
+
+def paired_bootstrap_difference(y_true: np.ndarray, proba_a: np.ndarray, proba_b: np.ndarray,
+                                metric_fn: MetricFn, *, n_resamples: int = 1000, seed: int = 0,
+                                stratified: bool = True, confidence: float = 0.95) -> dict:
+    """``metric_fn(B) - metric_fn(A)`` on the same images, with a paired percentile bootstrap interval.
+
+    Both classifiers are scored on each resample. ``p_value`` is two-sided for "no difference",
+    from the bootstrap distribution shifted to the null: ``(1 + #{|d* - d| >= |d|}) / (1 + R)``.
+    Returns ``{"difference", "ci": [lo, hi], "p_value"}``.
+    """
+    y_true, proba_a, proba_b = np.asarray(y_true), np.asarray(proba_a), np.asarray(proba_b)
+    if proba_a.shape != proba_b.shape or proba_a.shape[0] != len(y_true):
+        raise ValueError(f"paired inputs disagree in shape: y_true {y_true.shape}, "
+                         f"proba_a {proba_a.shape}, proba_b {proba_b.shape}")
+    difference = metric_fn(y_true, proba_b) - metric_fn(y_true, proba_a)
+    samples = np.array([metric_fn(y_true[i], proba_b[i]) - metric_fn(y_true[i], proba_a[i])
+                        for i in bootstrap_indices(y_true, n_resamples, seed, stratified)])
+    valid = samples[~np.isnan(samples)]
+    p_value = (float((1 + np.sum(np.abs(valid - difference) >= abs(difference))) / (1 + len(valid)))
+               if len(valid) and not np.isnan(difference) else float("nan"))
+    return {"difference": float(difference), "ci": percentile_interval(samples, confidence),
+            "p_value": p_value}

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from hierarchy.metrics import bootstrap_ci, wilson_interval
+from hierarchy.metrics.intervals import bootstrap_indices
+
+
+def _accuracy(y, proba):
+    return float(np.mean(proba.argmax(1) == y))
+
+
+def test_wilson_matches_hand_computed_value():
+    # 8/10 at 95%: centre (0.8 + z^2/20) / (1 + z^2/10), z = 1.959964 -> [0.4902, 0.9433]
+    lo, hi = wilson_interval(8, 10)
+    assert lo == pytest.approx(0.49016, abs=1e-4) and hi == pytest.approx(0.94332, abs=1e-4)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
+    lo90, hi90 = wilson_interval(8, 10, confidence=0.90)
+    assert lo < lo90 and hi90 < hi
+
+
+def test_wilson_rejects_bad_counts():
+    with pytest.raises(ValueError, match="n > 0"):
+        wilson_interval(0, 0)
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(11, 10)
+    with pytest.raises(ValueError, match="confidence"):
+        wilson_interval(1, 10, confidence=95)
+
+
+def test_intervals_cover_the_true_accuracy_at_about_the_nominal_rate():
+    rng = np.random.default_rng(0)
+    n, truth, wilson_hits, boot_hits = 200, 0.9, 0, 0
+    for trial in range(200):
+        y = np.arange(n) % 2
+        correct = rng.random(n) < truth
+        proba = np.eye(2)[np.where(correct, y, 1 - y)]
+        lo, hi = wilson_interval(int(correct.sum()), n)
+        wilson_hits += lo <= truth <= hi
+        ci = bootstrap_ci(_accuracy, y, proba, n_resamples=200, seed=trial)["ci"]
+        boot_hits += ci[0] <= truth <= ci[1]
+    assert 0.90 <= wilson_hits / 200 <= 0.99
+    assert 0.88 <= boot_hits / 200 <= 0.99
+
+
+def test_bootstrap_is_seeded_and_stratified():
+    y = np.array([0] * 30 + [1] * 10)
+    proba = np.eye(2)[y]
+    proba[:5] = [0.2, 0.8]
+    first = bootstrap_ci(_accuracy, y, proba, n_resamples=100, seed=7)
+    assert first == bootstrap_ci(_accuracy, y, proba, n_resamples=100, seed=7)
+    assert first["value"] == pytest.approx(35 / 40)
+    assert first["ci"][0] < first["value"] < first["ci"][1]
+    for idx in bootstrap_indices(y, 20, seed=1):
+        assert np.bincount(y[idx]).tolist() == [30, 10]
+    assert any(np.bincount(y[idx], minlength=2)[1] != 10
+               for idx in bootstrap_indices(y, 20, seed=1, stratified=False))
+    with pytest.raises(ValueError, match="n_resamples"):
+        bootstrap_ci(_accuracy, y, proba, n_resamples=0)
