@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -148,8 +149,9 @@ class Router:
 
         ``train_data``/``val_data``: dataset-index frames or a dataset root (whose test split is left out); a
         frame holding test-split rows is refused. Without ``val_data``, ``train_val_split`` holds out about
-        ``val_fraction`` of the training rows (stratified, duplicates kept together, ``seed``). Rows without a plane train the flat model only. ``weights`` starts the
-        plane and flat models; ``expert_init`` (``imagenet``, ``flat``, ``scratch``) the experts.
+        ``val_fraction`` of the training rows (stratified, duplicates kept together, ``seed``). Rows without
+        a plane train the flat model only. ``weights`` starts the plane and flat models; ``expert_init``
+        (``imagenet``, ``flat``, ``scratch``) the experts.
         ``train_config`` defaults to ``TrainConfig(seed=seed)``. ``out_dir`` keeps per-component training
         logs, checkpoints (``resume``) and the frozen-feature cache. The ensemble weight is chosen on the
         validation rows (maximum log-likelihood).
@@ -190,8 +192,6 @@ class Router:
     def _fit_frozen(components: Mapping[str, ImageClassifier], train: pd.DataFrame, val: pd.DataFrame,
                     work: Path | None) -> None:
         """Frozen mode: extract each distinct trunk's features for all rows once, then fit every head."""
-        import tempfile
-
         with tempfile.TemporaryDirectory(prefix="hierarchy-features-") as tmp:
             cache_dir = (work or Path(tmp)) / "features"
             extracted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -301,7 +301,8 @@ class Router:
     def predict_routes(self, inputs: Any, routes: Sequence[str] = ROUTES, *, reject_below: float | None = None,
                        batch_size: int = 32, progress: bool = True) -> pd.DataFrame:
         """Prediction table (``hierarchy.predictions`` schema) with one row per (image, route), every route
-        from one decode and one pass per model. ``oracle`` needs a dataset-index frame as ``inputs``."""
+        from one decode and one pass per model. ``oracle`` needs a dataset-index frame as ``inputs``; its
+        ``pred_plane`` is still the plane classifier's, while ``expert`` is the true plane."""
         routes = tuple(routes)
         resolved = resolve_inputs(inputs)
         self._check_routes(routes, resolved)

@@ -1,0 +1,104 @@
+"""Images per second of each route, decoding and preprocessing included, at 224 px on CPU.
+
+Setups (weights are random: speed does not depend on their values):
+
+- ``separate``: plane model, experts and flat model each with their own weights, as after fine-tuning
+  (hard routing runs the plane model, then only the chosen expert on each image);
+- ``shared``: every component on one frozen backbone (``mode="frozen"``): one trunk pass per image, then
+  the linear heads;
+- ``default``: the library defaults, a lite0 hierarchy against an inception_resnet_v2 flat model.
+
+Each number is the median of ``--runs`` timed runs over ``--images`` BRISC test images (one warm-up run
+first). Writes ``reports/benchmarks/routing_speed.md``.
+
+    python experiments/benchmark_routing.py BRISC_ROOT [--images 200] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from hierarchy.data import PreprocessConfig, index_dataset
+from hierarchy.labels import PLANES
+from hierarchy.routing import FlatClassifier, PlaneClassifier, Router, TumorExpert
+from hierarchy.training import TrainConfig
+
+SETUPS = {  # name: (plane backbone, expert backbone, flat backbone, one shared trunk?)
+    "separate": ("tf_efficientnet_lite0", "tf_efficientnet_lite0", "tf_efficientnet_lite0", False),
+    "shared": ("tf_efficientnet_lite0", "tf_efficientnet_lite0", "tf_efficientnet_lite0", True),
+    "default": ("tf_efficientnet_lite0", "tf_efficientnet_lite0", "inception_resnet_v2", False),
+}
+ROUTES = ("flat", "hierarchical", "soft", "ensemble")
+
+
+def untrained_router(plane: str, expert: str, flat: str, shared: bool) -> Router:
+    """A Router whose components hold freshly built networks: equal seeds give equal (shared) trunks."""
+    preprocess = PreprocessConfig(image_size=224)
+
+    def common(seed: int) -> dict:
+        return {"preprocess": preprocess, "train_config": TrainConfig(seed=0 if shared else seed)}
+
+    components = [PlaneClassifier(plane, weights=None, **common(1)),
+                  *[TumorExpert(p, expert, init="scratch", **common(2 + i)) for i, p in enumerate(PLANES)],
+                  FlatClassifier(flat, weights=None, **common(5))]
+    for component in components:
+        component.model_ = component.build_model().eval()
+    return Router(components[0], {c.plane: c for c in components[1:4]}, components[4], ensemble_weight=0.5)
+
+
+def images_per_second(router: Router, paths: list[str], route: str) -> float:
+    start = time.perf_counter()
+    router.predict(paths, route, batch_size=32, progress=False)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--setups", nargs="+", choices=sorted(SETUPS), default=list(SETUPS))
+    parser.add_argument("--routes", nargs="+", choices=ROUTES, default=list(ROUTES),
+                        help="routes to time (flat and hierarchical are always timed)")
+    parser.add_argument("--out", type=Path, default=Path("reports/benchmarks/routing_speed.md"))
+    args = parser.parse_args()
+    routes = [r for r in ROUTES if r in {"flat", "hierarchical", *args.routes}]
+    logging.basicConfig(level=logging.ERROR)
+    torch.set_num_threads(args.threads)
+    frame = index_dataset(args.root)
+    paths = frame[frame["split"] == "test"].sample(args.images, random_state=0)["path"].tolist()
+    lines = ["# Routing speed", "",
+             f"{args.images} BRISC 2025 test images, decoded and preprocessed to 224 px inside the timing, "
+             f"batch 32, median of {args.runs} runs after a warm-up; {platform.machine()} CPU, "
+             f"{args.threads} torch threads, machine shared with other work. Random weights (speed does not "
+             "depend on them).", "",
+             "| setup | plane / expert / flat | shared trunk | " + " | ".join(routes) + " | hard / flat time |",
+             "|---|---|---|" + "---|" * len(routes) + "---|"]
+    for name in args.setups:
+        plane, expert, flat, shared = SETUPS[name]
+        router = untrained_router(plane, expert, flat, shared)
+        speeds = {}
+        for route in routes:
+            images_per_second(router, paths[:32], route)  # warm-up
+            speeds[route] = statistics.median(images_per_second(router, paths, route) for _ in range(args.runs))
+            print(name, route, f"{speeds[route]:.1f} img/s", flush=True)
+        ratio = speeds["flat"] / speeds["hierarchical"]
+        lines.append(f"| {name} | {plane} / {expert} / {flat} | {'yes' if router.shared_trunks else 'no'} | "
+                     + " | ".join(f"{speeds[r]:.1f}" for r in routes) + f" | {ratio:.2f}x |")
+    lines += ["", "Columns under the routes are images/s. \"hard / flat time\" is the time of the hierarchical "
+              "(hard) route divided by the flat route's time on the same images."]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
