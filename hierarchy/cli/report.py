@@ -1,0 +1,65 @@
+"""``hierarchy report``: figures, tables, metrics.json and report.md from a saved prediction table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _named_path(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, Path(path)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("report", help="write a paper-ready report from predictions",
+                                   description=__doc__)
+    parser.add_argument("--predictions", required=True, type=Path,
+                        help="prediction table (CSV) written by 'hierarchy evaluate'")
+    parser.add_argument("--out", required=True, type=Path, help="report folder to write")
+    parser.add_argument("--n-bootstrap", type=int, default=1000,
+                        help="bootstrap resamples for confidence intervals (default: 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument("--run-record", type=Path,
+                        help="run.json of the run that made the predictions (data hashes, config)")
+    parser.add_argument("--training-log", type=_named_path, action="append", default=[],
+                        metavar="NAME=LOG.CSV", help="a training log to plot; repeat for several")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the report in a non-empty --out folder")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from hierarchy.reports import build_report
+
+    if args.n_bootstrap < 1:
+        raise ValueError(f"--n-bootstrap must be at least 1, got {args.n_bootstrap}")
+    if not args.predictions.is_file():
+        raise FileNotFoundError(f"--predictions {args.predictions} does not exist")
+    for _, log in args.training_log:
+        if not log.is_file():
+            raise FileNotFoundError(f"--training-log {log} does not exist")
+    run_record = None
+    if args.run_record is not None:
+        if not args.run_record.is_file():
+            raise FileNotFoundError(f"--run-record {args.run_record} does not exist")
+        try:
+            run_record = json.loads(args.run_record.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--run-record {args.run_record} is not valid JSON: {err}") from err
+    try:
+        report = build_report(pd.read_csv(args.predictions), args.out, run_record=run_record,
+                              training_logs=dict(args.training_log) or None,
+                              n_bootstrap=args.n_bootstrap, seed=args.seed,
+                              overwrite=args.overwrite)
+    except FileExistsError as err:
+        print(f"hierarchy report: error: {err}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0

@@ -1,0 +1,7 @@
+"""Paper-ready figures (PNG 300 dpi + PDF), tables (CSV, LaTeX, Markdown) and ``report.md``."""
+
+from hierarchy.reports.build import COMPARISONS, build_report
+from hierarchy.reports.style import save_figure
+from hierarchy.reports.tables import to_markdown, write_table
+
+__all__ = ["COMPARISONS", "build_report", "save_figure", "to_markdown", "write_table"]

@@ -1,0 +1,68 @@
+"""One figure style for every report: Agg backend, font sizes, a colour per class and per route."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+from hierarchy.labels import PLANES, TUMOR_CLASSES  # noqa: E402
+from hierarchy.predictions import ROUTES  # noqa: E402
+
+RC_PARAMS = {
+    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 7,
+    "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False,
+    "axes.spines.right": False, "figure.dpi": 100, "savefig.bbox": "tight",
+    "pdf.fonttype": 42,  # embed TrueType so journals can edit text in the PDF
+}
+# Okabe-Ito palette: distinguishable with the common colour-vision deficiencies.
+CLASS_COLORS = dict(zip(TUMOR_CLASSES, ("#0072B2", "#E69F00", "#009E73", "#CC79A7"), strict=True))
+ROUTE_COLORS = dict(zip(ROUTES, ("#000000", "#D55E00", "#56B4E9", "#009E73", "#999999"),
+                        strict=True))
+PLANE_COLORS = dict(zip(PLANES, ("#0072B2", "#E69F00", "#009E73"), strict=True))
+PANEL_SIZE = (3.2, 3.0)
+PNG_DPI = 300
+
+
+def color_for(name: str) -> str:
+    """The colour of a class, route or plane (grey for unknown names)."""
+    return CLASS_COLORS.get(name) or ROUTE_COLORS.get(name) or PLANE_COLORS.get(name) or "#666666"
+
+
+def styled(draw: Callable) -> Callable:
+    """Run a figure-drawing function inside the report style."""
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(RC_PARAMS):
+            return draw(*args, **kwargs)
+    return wrapper
+
+
+def panels(n: int, *, square: bool = True) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A figure with ``n`` side-by-side panels (call inside ``styled`` drawing functions)."""
+    if n < 1:
+        raise ValueError("a figure needs at least one panel")
+    fig, axes = plt.subplots(1, n, figsize=(PANEL_SIZE[0] * n, PANEL_SIZE[1]), squeeze=False,
+                             layout="constrained")
+    for ax in axes[0]:
+        if square:
+            ax.set_box_aspect(1)
+    return fig, list(axes[0])
+
+
+def save_figure(fig: plt.Figure, out_dir: str | Path, stem: str) -> list[Path]:
+    """Write ``stem.png`` (300 dpi) and ``stem.pdf`` (vector) under ``out_dir``, close ``fig``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
+    with plt.rc_context(RC_PARAMS):
+        fig.savefig(paths[0], dpi=PNG_DPI)
+        fig.savefig(paths[1])
+    plt.close(fig)
+    return paths

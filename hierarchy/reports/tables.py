@@ -1,0 +1,192 @@
+"""Report tables from an ``evaluate_predictions`` result, each written as CSV, LaTeX and Markdown.
+
+CSV keeps every number in its own column (``x``, ``x_ci_low``, ``x_ci_high``); LaTeX (booktabs) and
+Markdown show ``x [lo, hi]`` in one cell.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hierarchy.metrics.classification import HEADLINE_METRICS
+from hierarchy.metrics.evaluate import COMPARED_METRICS
+
+DECIMALS = 3
+
+
+def _cell(value: object) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{DECIMALS}f}"
+    return str(value)
+
+
+def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Strings for display: each ``x`` with ``x_ci_low``/``x_ci_high`` becomes one ``x [lo, hi]``
+    cell; floats get ``DECIMALS`` decimals; missing values are blank."""
+    shown = {}
+    for column in frame.columns:
+        if column.endswith(("_ci_low", "_ci_high")):
+            continue
+        cells = frame[column].map(_cell)
+        low, high = f"{column}_ci_low", f"{column}_ci_high"
+        if low in frame.columns and high in frame.columns:
+            bounds = [f" [{_cell(lo)}, {_cell(hi)}]" if _cell(lo) else ""
+                      for lo, hi in zip(frame[low], frame[high], strict=True)]
+            cells = [c + b if c else c for c, b in zip(cells, bounds, strict=True)]
+        shown[column] = list(cells)
+    return pd.DataFrame(shown, index=frame.index)
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table of ``display_frame(frame)`` (no tabulate needed)."""
+    shown = display_frame(frame)
+
+    def line(cells) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+    return "\n".join([line(shown.columns), line(["---"] * len(shown.columns)),
+                      *(line(row) for row in shown.itertuples(index=False))]) + "\n"
+
+
+def to_latex(frame: pd.DataFrame, caption: str | None = None, label: str | None = None) -> str:
+    """A booktabs LaTeX table of ``display_frame(frame)``, special characters escaped."""
+    return display_frame(frame).to_latex(index=False, escape=True, caption=caption, label=label)
+
+
+def write_table(frame: pd.DataFrame, out_dir: str | Path, stem: str, *,
+                caption: str | None = None) -> list[Path]:
+    """Write ``stem.csv``, ``stem.tex`` and ``stem.md`` under ``out_dir``; returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.{ext}" for ext in ("csv", "tex", "md")]
+    frame.to_csv(paths[0], index=False)
+    paths[1].write_text(to_latex(frame, caption=caption, label=f"tab:{stem}"))
+    paths[2].write_text(to_markdown(frame))
+    return paths
+
+
+def _with_ci(row: dict, name: str, value: dict) -> None:
+    row[name] = value["value"]
+    row[f"{name}_ci_low"], row[f"{name}_ci_high"] = value["ci"]
+
+
+def headline_table(metrics: dict) -> pd.DataFrame:
+    """One row per route: n and every headline metric with its CI."""
+    rows = []
+    for route, result in metrics["routes"].items():
+        row = {"route": route, "n": result["n"]}
+        for name in HEADLINE_METRICS:
+            _with_ci(row, name, result["headline"][name])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def per_class_table(metrics: dict) -> pd.DataFrame:
+    """One row per (route, class): precision, recall, specificity, NPV, F1, AUC, AP and support."""
+    columns = ["class", "support", "precision", "recall", "specificity", "npv", "f1", "auc",
+               "average_precision"]
+    frames = []
+    for route, result in metrics["routes"].items():
+        frame = pd.DataFrame(result["per_class"])
+        keep = [c for c in frame.columns if c in columns or c.endswith(("_ci_low", "_ci_high"))]
+        frames.append(frame[keep].assign(route=route))
+    table = pd.concat(frames, ignore_index=True)
+    return table[["route"] + [c for c in table.columns if c != "route"]]
+
+
+def comparison_table(comparisons: list[dict]) -> pd.DataFrame:
+    """One row per route pair: McNemar b, c, p and each paired difference (B - A) with CI and p."""
+    rows = []
+    for comparison in comparisons:
+        row = {"route_a": comparison["route_a"], "route_b": comparison["route_b"],
+               "n": comparison["n"], "mcnemar_b": comparison["mcnemar"]["b"],
+               "mcnemar_c": comparison["mcnemar"]["c"], "mcnemar_p": comparison["mcnemar"]["p_value"]}
+        for name in COMPARED_METRICS:
+            difference = comparison[name]
+            _with_ci(row, f"delta_{name}", {"value": difference["difference"], "ci": difference["ci"]})
+            row[f"delta_{name}_p"] = difference["p_value"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def per_plane_table(metrics: dict) -> pd.DataFrame:
+    """One row per (route, true plane): n and the headline metrics with CIs."""
+    rows = []
+    for route, result in metrics["routes"].items():
+        for plane, section in result["per_plane"].items():
+            row = {"route": route, "plane": plane, "n": section["n"]}
+            for name in HEADLINE_METRICS:
+                _with_ci(row, name, section["headline"][name])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plane_classifier_table(metrics: dict) -> pd.DataFrame:
+    """One row per route that routes by plane: plane-classifier accuracy with its Wilson CI."""
+    rows = []
+    for route, result in metrics["routes"].items():
+        if result["plane"]:
+            row = {"route": route, "n": result["plane"]["n"]}
+            _with_ci(row, "plane_accuracy", result["plane"]["accuracy"])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def false_negative_table(metrics: dict) -> pd.DataFrame:
+    """One row per route: tumours, missed, sensitivity and false-negative rate (Wilson CIs), false
+    positives, and the routing split of tumour-class errors."""
+    rows = []
+    for route, result in metrics["routes"].items():
+        analysis = result["false_negatives"]
+        detection = analysis["detection"]
+        row = {"route": route, "n_tumours": detection["n_tumours"], "missed": detection["n_missed"]}
+        _with_ci(row, "sensitivity", detection["sensitivity"])
+        _with_ci(row, "false_negative_rate", detection["false_negative_rate"])
+        row["false_positives"] = detection["n_false_positives"]
+        routing = analysis["routing"] or {}
+        row["wrong_plane_wrong_tumour"] = routing.get("wrong_plane_wrong_tumour")
+        row["right_plane_wrong_tumour"] = routing.get("right_plane_wrong_tumour")
+        rows.append(row)
+    routing_columns = ["wrong_plane_wrong_tumour", "right_plane_wrong_tumour"]
+    return pd.DataFrame(rows).astype({c: "Int64" for c in routing_columns})
+
+
+def per_class_misses_table(metrics: dict) -> pd.DataFrame:
+    """One row per (route, tumour class): images, missed as no_tumor (rate, Wilson CI), other class."""
+    return pd.concat([pd.DataFrame(result["false_negatives"]["per_class"]).assign(route=route)
+                      for route, result in metrics["routes"].items()], ignore_index=True)
+
+
+def missed_tumours_table(metrics: dict) -> pd.DataFrame:
+    """Every missed tumour of every route (id, route, labels, planes, probabilities)."""
+    frames = [pd.DataFrame(result["false_negatives"]["missed"])
+              for result in metrics["routes"].values()]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["id", "route", "true_label", "pred_label"])
+
+
+def calibration_table(metrics: dict) -> pd.DataFrame:
+    """One row per route: ECE (15 equal-width bins, top label) and multiclass Brier score."""
+    return pd.DataFrame([{"route": route, "ece": result["calibration"]["ece"],
+                          "brier": result["calibration"]["brier"]}
+                         for route, result in metrics["routes"].items()])
+
+
+def coverage_table(metrics: dict) -> pd.DataFrame:
+    """One row per route that referred images: coverage and accuracy on kept and referred images."""
+    rows = []
+    for route, result in metrics["routes"].items():
+        coverage = result["coverage"]
+        if coverage:
+            row = {"route": route, "n_referred": coverage["n_referred"],
+                   "coverage": coverage["coverage"]}
+            _with_ci(row, "accuracy_kept", coverage["accuracy_accepted"])
+            _with_ci(row, "accuracy_referred", coverage["accuracy_referred"])
+            rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,92 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from hierarchy.metrics import simulate_predictions
+from hierarchy.reports import build_report
+
+FIGURES = ("roc", "pr", "confusion", "reliability", "coverage", "plane_confusion", "missed_gallery",
+           "training_flat")
+TABLES = ("headline", "per_class", "comparisons", "false_negatives", "false_negatives_per_class",
+          "missed_tumours", "calibration", "coverage", "per_plane", "plane_classifier",
+          "data_subsets", "software_run", "software_report")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    pred = simulate_predictions(60, skill=1.5, refer_below=0.5, seed=2)
+    image = root / "scan.png"
+    Image.fromarray((np.random.default_rng(0).random((32, 32)) * 255).astype("uint8")).save(image)
+    pred["path"] = str(image)
+    pred.loc[pred.index[::2], "path"] = str(root / "absent.png")  # half the images are missing
+    log = root / "log.csv"
+    pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.2, 0.8, 0.5], "train_accuracy": [0.5, 0.7, 0.8],
+                  "val_loss": [1.3, 0.9, 0.7], "val_accuracy": [0.4, 0.6, 0.7]}).to_csv(log, index=False)
+    record = {"created": "2026-01-01T00:00:00+00:00", "git_commit": "abc123", "seed": 7,
+              "config": {"model": "resnet18", "epochs": 3},
+              "versions": {"python": "3.11", "torch": "2.x"},
+              "data": {"train": {"n_images": 100, "sha256": "f" * 64},
+                       "test": {"n_images": 60, "sha256": "e" * 64}}}
+    out = root / "out"
+    path = build_report(pred, out, run_record=record, training_logs={"flat": log},
+                        extra_sections=[("Limitations", "Synthetic predictions only.")],
+                        n_bootstrap=20, seed=0)
+    return out, path, pred
+
+
+def test_every_figure_and_table_is_written_and_non_empty(report):
+    out, path, _ = report
+    assert path == out / "report.md"
+    for stem in FIGURES:
+        for ext in ("png", "pdf"):
+            assert (out / "figures" / f"{stem}.{ext}").stat().st_size > 1000, stem
+    for stem in TABLES:
+        for ext in ("csv", "tex", "md"):
+            assert (out / "tables" / f"{stem}.{ext}").stat().st_size > 0, stem
+    assert "\\toprule" in (out / "tables" / "headline.tex").read_text()
+    assert len(pd.read_csv(out / "tables" / "headline.csv")) == 5
+
+
+def test_report_links_every_file_and_states_methods(report):
+    out, path, _ = report
+    text = path.read_text()
+    for file in list((out / "figures").iterdir()) + list((out / "tables").iterdir()):
+        assert file.relative_to(out).as_posix() in text, file.name
+    for needle in ("abc123", "f" * 64, "resnet18", "stratified by true class", "McNemar",
+                   "## Limitations", "Synthetic predictions only.", "## Per-plane results"):
+        assert needle in text
+
+
+def test_metrics_json_and_comparisons(report):
+    out, _, pred = report
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["routes"]) == ["flat", "hierarchical", "soft", "ensemble", "oracle"]
+    compared = json.loads((out / "comparisons.json").read_text())
+    assert [(c["route_a"], c["route_b"]) for c in compared] == [
+        ("flat", "hierarchical"), ("flat", "soft"), ("flat", "ensemble"), ("hierarchical", "oracle")]
+    table = pd.read_csv(out / "tables" / "comparisons.csv")
+    assert table["mcnemar_p"].between(0, 1).all()
+
+
+def test_only_present_routes_are_compared_and_no_images_is_fine(tmp_path):
+    pred = simulate_predictions(40, routes=("flat", "soft"), seed=3)
+    build_report(pred, tmp_path / "r", n_bootstrap=5)
+    compared = json.loads((tmp_path / "r" / "comparisons.json").read_text())
+    assert [(c["route_a"], c["route_b"]) for c in compared] == [("flat", "soft")]
+    assert not (tmp_path / "r" / "figures" / "missed_gallery.png").exists()
+    assert "No run record was supplied" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_refuses_to_overwrite_unless_asked(tmp_path):
+    pred = simulate_predictions(40, routes=("flat",), seed=4)
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not empty"):
+        build_report(pred, out, n_bootstrap=5)
+    build_report(pred, out, n_bootstrap=5, overwrite=True)
+    assert (out / "report.md").exists() and (out / "notes.txt").read_text() == "keep me"
