@@ -90,6 +90,10 @@ def test_absent_class_gives_undefined_auc_not_an_error(fixed):
     assert macro_auc(y, proba) == pytest.approx(np.mean([class_auc(y, proba, k) for k in range(3)]))
     assert "d" not in roc_curves(y, proba, CLASSES)
     assert np.isnan(per_class_table(y, proba, CLASSES)["recall"][3])
+    never_d = proba.copy()
+    never_d[:, 3] = 0.0
+    assert macro_f1(y, never_d) == pytest.approx(
+        skm.f1_score(y, never_d.argmax(1), labels=[0, 1, 2], average="macro"))
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -52,10 +52,9 @@ def balanced_accuracy(y_true: np.ndarray, proba: np.ndarray) -> float:
 
 
 def macro_f1(y_true: np.ndarray, proba: np.ndarray) -> float:
-    """Unweighted mean F1 over all classes (a class never predicted nor present scores 0)."""
-    labels = np.arange(np.asarray(proba).shape[1])
-    return float(skm.f1_score(y_true, predicted(proba), labels=labels, average="macro",
-                              zero_division=0))
+    """Unweighted mean F1 over the classes present in the truth or the predictions (a class
+    neither present nor predicted, e.g. in a per-plane subset, is left out rather than scored 0)."""
+    return float(skm.f1_score(y_true, predicted(proba), average="macro", zero_division=0))
 
 
 def class_auc(y_true: np.ndarray, proba: np.ndarray, k: int) -> float:

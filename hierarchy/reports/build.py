@@ -7,6 +7,7 @@ Layout under ``out_dir``: ``report.md``, ``metrics.json`` (the ``evaluate_predic
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from hierarchy.reports.style import save_figure
 
 COMPARISONS: tuple[tuple[str, str], ...] = (("flat", "hierarchical"), ("flat", "soft"),
                                             ("flat", "ensemble"), ("hierarchical", "oracle"))
+logger = logging.getLogger(__name__)
 _OUTPUTS = ("report.md", "metrics.json", "comparisons.json", "figures", "tables")
 
 
@@ -208,6 +210,8 @@ def build_report(pred: pd.DataFrame, out_dir: str | Path, *, run_record: dict | 
     """
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
+    logger.info("evaluating %d prediction rows with %d bootstrap resamples (minutes for large "
+                "test sets; lower n_bootstrap for a quick look)", len(pred), n_bootstrap)
     metrics = evaluate_predictions(pred, n_bootstrap=n_bootstrap, seed=seed)
     compared = [compare_routes(pred, a, b, n_bootstrap=n_bootstrap, seed=seed)
                 for a, b in comparisons if a in metrics["routes"] and b in metrics["routes"]]

@@ -122,7 +122,7 @@ def reliability_figure(metrics: dict, routes: Sequence[str] | None = None) -> Fi
         ax.bar(lower, curve["accuracy"], width=upper - lower, align="edge", color=color_for(route),
                alpha=0.7, edgecolor="white", label="accuracy")
         ax.plot(curve["confidence"], curve["accuracy"], "o", ms=3, color="black",
-                label="mean confidence")
+                label="accuracy at mean confidence")
         ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
         ax.set(title=f"{route}\nECE {calibration['ece']:.3f}, Brier {calibration['brier']:.3f}",
                xlabel="confidence (top class)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
