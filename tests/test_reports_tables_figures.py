@@ -3,7 +3,7 @@ import pytest
 
 from hierarchy.reports.figures import missed_gallery_figure, read_training_log
 from hierarchy.reports.style import panels, save_figure
-from hierarchy.reports.tables import display_frame, to_markdown, write_table
+from hierarchy.reports.tables import display_frame, markdown_table, to_markdown, write_table
 
 
 def test_display_frame_joins_confidence_intervals():
@@ -17,6 +17,13 @@ def test_display_frame_joins_confidence_intervals():
 def test_markdown_escapes_pipes():
     text = to_markdown(pd.DataFrame({"a|b": ["x|y"], "c": [1.5]}))
     assert text.splitlines() == ["| a\\|b | c |", "| --- | --- |", "| x\\|y | 1.500 |"]
+
+
+def test_markdown_table_from_rows():
+    text = markdown_table(["route", "accuracy"], [["flat", 0.9], ["soft", None]])
+    assert text == "| route | accuracy |\n| --- | --- |\n| flat | 0.900 |\n| soft |  |\n"
+    with pytest.raises(ValueError, match="2 columns"):
+        markdown_table(["a", "b"], [["only one"]])
 
 
 def test_write_table_writes_three_formats(tmp_path):

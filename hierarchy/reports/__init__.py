@@ -2,6 +2,6 @@
 
 from hierarchy.reports.build import COMPARISONS, build_report
 from hierarchy.reports.style import save_figure
-from hierarchy.reports.tables import to_markdown, write_table
+from hierarchy.reports.tables import markdown_table, to_markdown, write_table
 
-__all__ = ["COMPARISONS", "build_report", "save_figure", "to_markdown", "write_table"]
+__all__ = ["COMPARISONS", "build_report", "markdown_table", "save_figure", "to_markdown", "write_table"]

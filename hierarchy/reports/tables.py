@@ -6,6 +6,7 @@ Markdown show ``x [lo, hi]`` in one cell.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,15 +43,25 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(shown, index=frame.index)
 
 
+def markdown_table(headers: Sequence[object], rows: Iterable[Sequence[object]]) -> str:
+    """A GitHub-flavoured Markdown table (no tabulate needed); floats get ``DECIMALS`` decimals,
+    missing values are blank, pipes are escaped."""
+    headers = list(headers)
+
+    def line(cells: Sequence[object]) -> str:
+        if len(cells) != len(headers):
+            raise ValueError(f"a row has {len(cells)} cells but the table has {len(headers)} columns")
+        return "| " + " | ".join(_cell(c).replace("|", "\\|").replace("\n", " ")
+                                 for c in cells) + " |"
+
+    return "\n".join([line(headers), line(["---"] * len(headers)),
+                      *(line(list(row)) for row in rows)]) + "\n"
+
+
 def to_markdown(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table of ``display_frame(frame)`` (no tabulate needed)."""
+    """``markdown_table`` of ``display_frame(frame)``."""
     shown = display_frame(frame)
-
-    def line(cells) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
-
-    return "\n".join([line(shown.columns), line(["---"] * len(shown.columns)),
-                      *(line(row) for row in shown.itertuples(index=False))]) + "\n"
+    return markdown_table(list(shown.columns), shown.itertuples(index=False))
 
 
 def to_latex(frame: pd.DataFrame, caption: str | None = None, label: str | None = None) -> str:
