@@ -9,7 +9,6 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from hierarchy.data.image_io import load_image
 from hierarchy.data.perturb import get_perturbation
 from hierarchy.data.preprocess import Preprocess, PreprocessConfig, eval_transform, train_transform
 from hierarchy.labels import PLANES, TUMOR_CLASSES
@@ -76,10 +75,7 @@ class ImageDataset(Dataset):
         return len(self.frame)
 
     def __getitem__(self, row: int) -> tuple[torch.Tensor, int]:
-        image = load_image(self.frame["path"].iat[row], target_size=self.preprocess.image_size)
-        if self._perturb is not None:
-            image = self._perturb(image)
-        return self._transform(row)(image), int(self.targets[row])
+        return self._transform(row)(self.frame["path"].iat[row], self._perturb), int(self.targets[row])
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, num_workers: int = 0,

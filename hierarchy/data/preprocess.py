@@ -157,8 +157,13 @@ class Preprocess:
                  geometric: Callable | None = None, photometric: Callable | None = None) -> None:
         self.cfg, self.reencode, self.geometric, self.photometric = cfg, reencode, geometric, photometric
 
-    def __call__(self, source: ImageSource) -> torch.Tensor:
-        image = load_image(source)
+    def __call__(self, source: ImageSource,
+                 perturb: Callable[[Image.Image], Image.Image] | None = None) -> torch.Tensor:
+        """Decode ``source`` (JPEGs at the smallest DCT scale covering ``image_size``), apply
+        ``perturb`` to the decoded image when given (robustness tests), then the pipeline."""
+        image = load_image(source, target_size=self.cfg.image_size)
+        if perturb is not None:
+            image = perturb(image)
         if self.reencode is not None:
             image = self.reencode(image)
         if self.cfg.crop_foreground:

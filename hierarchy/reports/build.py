@@ -200,21 +200,26 @@ def build_report(pred: pd.DataFrame, out_dir: str | Path, *, run_record: dict | 
                  extra_sections: Sequence[tuple[str, str]] | None = None,
                  overlays: Mapping[str, str | Path] | None = None, n_bootstrap: int = 1000,
                  seed: int = 0, comparisons: Sequence[tuple[str, str]] = COMPARISONS,
+                 metrics: dict | None = None, compared: list[dict] | None = None,
                  overwrite: bool = False) -> Path:
     """Evaluate ``pred`` and write the full report under ``out_dir``; returns ``report.md``'s path.
 
     ``training_logs`` maps a model name to its ``log.csv``; ``overlays`` maps an image id to an
     explanation image shown beside missed tumours; ``extra_sections`` are (title, Markdown) pairs
     appended at the end. Only ``comparisons`` whose two routes are present are run. A non-empty
-    ``out_dir`` raises ``FileExistsError`` unless ``overwrite``.
+    ``out_dir`` raises ``FileExistsError`` unless ``overwrite``. ``metrics`` and ``compared`` take
+    results already computed by ``evaluate_predictions`` / ``compare_routes`` on ``pred``, so a caller
+    that needs them too does not bootstrap twice.
     """
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
     logger.info("evaluating %d prediction rows with %d bootstrap resamples (minutes for large "
                 "test sets; lower n_bootstrap for a quick look)", len(pred), n_bootstrap)
-    metrics = evaluate_predictions(pred, n_bootstrap=n_bootstrap, seed=seed)
-    compared = [compare_routes(pred, a, b, n_bootstrap=n_bootstrap, seed=seed)
-                for a, b in comparisons if a in metrics["routes"] and b in metrics["routes"]]
+    if metrics is None:
+        metrics = evaluate_predictions(pred, n_bootstrap=n_bootstrap, seed=seed)
+    if compared is None:
+        compared = [compare_routes(pred, a, b, n_bootstrap=n_bootstrap, seed=seed)
+                    for a, b in comparisons if a in metrics["routes"] and b in metrics["routes"]]
     _clear_previous_report(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=False))

@@ -155,12 +155,20 @@ class ImageClassifier:
             features = [self.extract(model, rows, work / "features") for rows in (train_rows, val_rows)]
         return self.fit_features(model, train_rows, val_rows, *features)
 
-    def extract(self, model: nn.Module, frame: pd.DataFrame, cache_dir: Path) -> np.ndarray:
-        """Frozen mode: the backbone's pre-logit features of every row of ``frame`` (cached on disk)."""
+    def extract(self, model: nn.Module, frame: pd.DataFrame, cache_dir: Path, *, view: int = 0) -> np.ndarray:
+        """Frozen mode: the backbone's pre-logit features of every row of ``frame`` (cached on disk).
+
+        ``view`` 0 is the evaluation pipeline; ``view`` k > 0 is the k-th pass through the training
+        augmentation, its randomness fixed by the training seed and k.
+        """
         key = {"backbone": self.backbone, "weights": str(getattr(model, "weights_origin", self.weights)),
-               "preprocess": self.preprocess.fingerprint(),
-               "data": data_fingerprint(frame)}
-        return extract_features(model, self.dataset(frame, labelled=False), cache_dir=cache_dir, key=key)
+               "preprocess": self.preprocess.fingerprint(), "data": data_fingerprint(frame),
+               "view": view, "seed": self.train_config.seed if view else None}
+        dataset = self.dataset(frame, train=view > 0, labelled=False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.train_config.seed * 1000 + view)
+            return extract_features(model, dataset, cache_dir=cache_dir, key=key,
+                                    num_workers=0 if view else self.train_config.num_workers)
 
     def fit_features(self, model: nn.Module, train_frame: pd.DataFrame, val_frame: pd.DataFrame,
                      train_features: np.ndarray, val_features: np.ndarray) -> ImageClassifier:

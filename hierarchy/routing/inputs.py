@@ -14,6 +14,7 @@ from PIL import Image
 
 from hierarchy.data import PreprocessConfig, eval_transform
 from hierarchy.data.index import IMAGE_SUFFIXES
+from hierarchy.data.perturb import get_perturbation
 
 
 @dataclass
@@ -72,16 +73,21 @@ def resolve_inputs(inputs: Any) -> Inputs:
     return Inputs(ids, sources)
 
 
-def decode(sources: Sequence[Any], preprocess: PreprocessConfig) -> torch.Tensor:
-    """Decode and preprocess images into one (n, 1, S, S) evaluation batch; bad files raise naming the file."""
+def decode(sources: Sequence[Any], preprocess: PreprocessConfig, perturbation: str | None = None) -> torch.Tensor:
+    """Decode and preprocess images into one (n, 1, S, S) evaluation batch; bad files raise naming the file.
+
+    ``perturbation`` (a name in ``hierarchy.data.PERTURBATIONS``) re-encodes each decoded image first.
+    """
     transform = eval_transform(preprocess)
-    return torch.stack([transform(s) for s in sources])
+    perturb = None if perturbation is None else get_perturbation(perturbation)
+    return torch.stack([transform(s, perturb) for s in sources])
 
 
-def batches(inputs: Inputs, preprocess: PreprocessConfig, batch_size: int) -> Iterator[tuple[slice, torch.Tensor]]:
+def batches(inputs: Inputs, preprocess: PreprocessConfig, batch_size: int, *,
+            perturbation: str | None = None) -> Iterator[tuple[slice, torch.Tensor]]:
     """Decoded batches of ``inputs`` with the slice of rows each covers."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     for start in range(0, len(inputs), batch_size):
         rows = slice(start, min(start + batch_size, len(inputs)))
-        yield rows, decode(inputs.sources[rows], preprocess)
+        yield rows, decode(inputs.sources[rows], preprocess, perturbation)

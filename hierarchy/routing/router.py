@@ -61,6 +61,18 @@ def _training_frame(data: pd.DataFrame | str | Path, what: str) -> pd.DataFrame:
     return data.reset_index(drop=True)
 
 
+def _train_configs(train_config: TrainConfig | Mapping[str, TrainConfig] | None, seed: int) -> dict[str, TrainConfig]:
+    """One training configuration per kind of component (``flat``, ``plane``, ``expert``)."""
+    if train_config is None:
+        train_config = TrainConfig(seed=seed)
+    if isinstance(train_config, TrainConfig):
+        return dict.fromkeys(("flat", "plane", "expert"), train_config)
+    missing = {"flat", "plane", "expert"} - set(train_config)
+    if missing:
+        raise ValueError(f"train_config mapping lacks {sorted(missing)}; give flat, plane and expert")
+    return {k: train_config[k] for k in ("flat", "plane", "expert")}
+
+
 class _BatchRunner:
     """Runs components on one decoded batch, computing each shared trunk's features once."""
 
@@ -143,8 +155,9 @@ class Router:
             plane_backbone: str = "tf_efficientnet_lite0", expert_backbone: str = "tf_efficientnet_lite0",
             flat_backbone: str | None = "inception_resnet_v2", weights: str | Path | None = "imagenet",
             expert_init: str = "imagenet", mode: str = "finetune", preprocess: PreprocessConfig | None = None,
-            train_config: TrainConfig | None = None, out_dir: str | Path | None = None, resume: bool = False,
-            seed: int = 0, val_fraction: float = 0.15) -> Router:
+            train_config: TrainConfig | Mapping[str, TrainConfig] | None = None,
+            out_dir: str | Path | None = None, resume: bool = False, seed: int = 0,
+            val_fraction: float = 0.15, feature_views: int = 1) -> Router:
         """Train the plane classifier, the three experts and (unless ``flat_backbone`` is None) the flat model.
 
         ``train_data``/``val_data``: dataset-index frames or a dataset root (whose test split is left out); a
@@ -152,7 +165,10 @@ class Router:
         ``val_fraction`` of the training rows (stratified, duplicates kept together, ``seed``). Rows without
         a plane train the flat model only. ``weights`` starts the plane and flat models; ``expert_init``
         (``imagenet``, ``flat``, ``scratch``) the experts.
-        ``train_config`` defaults to ``TrainConfig(seed=seed)``. ``out_dir`` keeps per-component training
+        ``train_config`` defaults to ``TrainConfig(seed=seed)``; a mapping with keys ``flat``, ``plane`` and
+        ``expert`` gives each kind of component its own. ``feature_views`` (frozen mode): the training
+        rows' features are extracted once clean and ``feature_views - 1`` more times through the
+        training augmentation, so the heads see re-encoded, shifted images too. ``out_dir`` keeps per-component training
         logs, checkpoints (``resume``) and the frozen-feature cache. The ensemble weight is chosen on the
         validation rows (maximum log-likelihood).
         """
@@ -163,16 +179,17 @@ class Router:
             val = _training_frame(val_data, "val_data")
         if expert_init == "flat" and flat_backbone is None:
             raise ValueError("expert_init='flat' needs a flat model; give flat_backbone")
-        common = {"preprocess": preprocess or PreprocessConfig(),
-                  "train_config": train_config or TrainConfig(seed=seed), "mode": mode}
-        flat = FlatClassifier(flat_backbone, weights=weights, **common) if flat_backbone else None
-        plane_model = PlaneClassifier(plane_backbone, weights=weights, **common)
-        experts = {p: TumorExpert(p, expert_backbone, init=expert_init,
+        configs = _train_configs(train_config, seed)
+        common = {"preprocess": preprocess or PreprocessConfig(), "mode": mode}
+        flat = (FlatClassifier(flat_backbone, weights=weights, train_config=configs["flat"], **common)
+                if flat_backbone else None)
+        plane_model = PlaneClassifier(plane_backbone, weights=weights, train_config=configs["plane"], **common)
+        experts = {p: TumorExpert(p, expert_backbone, init=expert_init, train_config=configs["expert"],
                                   init_from=flat if expert_init == "flat" else None, **common) for p in PLANES}
         order = {**({"flat": flat} if flat else {}), "plane": plane_model, **experts}
         work = Path(out_dir) / "training" if out_dir is not None else None
         if mode == "frozen":
-            cls._fit_frozen(order, train, val, work)
+            cls._fit_frozen(order, train, val, work, feature_views=feature_views)
         else:
             for name, component in order.items():
                 logger.info("training the %s model (%s)", name, component.backbone)
@@ -183,15 +200,20 @@ class Router:
         config = {"plane_backbone": plane_backbone, "expert_backbone": expert_backbone,
                   "flat_backbone": flat_backbone, "weights": None if weights is None else str(weights),
                   "expert_init": expert_init, "mode": mode, "preprocess": common["preprocess"].to_dict(),
-                  "train_config": common["train_config"].to_dict(), "val_fraction": None if val_data is not None else val_fraction,
+                  "train_config": {k: c.to_dict() for k, c in configs.items()},
+                  "val_fraction": None if val_data is not None else val_fraction, "feature_views": feature_views,
                   "ensemble_weight": router.ensemble_weight}
         router.record = run_record(config, seed=seed, frames={"train": train, "val": val})
         return router
 
     @staticmethod
     def _fit_frozen(components: Mapping[str, ImageClassifier], train: pd.DataFrame, val: pd.DataFrame,
-                    work: Path | None) -> None:
-        """Frozen mode: extract each distinct trunk's features for all rows once, then fit every head."""
+                    work: Path | None, *, feature_views: int = 1) -> None:
+        """Frozen mode: extract each distinct trunk's features for all rows once (training rows also in
+        ``feature_views - 1`` augmented views), then fit every head."""
+        if feature_views < 1:
+            raise ValueError(f"feature_views must be >= 1, got {feature_views}")
+        train_views = pd.concat([train] * feature_views, ignore_index=True)
         with tempfile.TemporaryDirectory(prefix="hierarchy-features-") as tmp:
             cache_dir = (work or Path(tmp)) / "features"
             extracted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -200,10 +222,10 @@ class Router:
                 trunk = backbone_fingerprint(model)
                 if trunk not in extracted:
                     logger.info("extracting %s features for %d images", component.backbone, len(train) + len(val))
-                    extracted[trunk] = (component.extract(model, train, cache_dir),
-                                        component.extract(model, val, cache_dir))
+                    views = [component.extract(model, train, cache_dir, view=v) for v in range(feature_views)]
+                    extracted[trunk] = (np.concatenate(views), component.extract(model, val, cache_dir))
                 logger.info("fitting the %s head", name)
-                component.fit_features(model, train, val, *extracted[trunk])
+                component.fit_features(model, train_views, val, *extracted[trunk])
 
     def _choose_ensemble_weight(self, val: pd.DataFrame) -> float:
         proba = self._route_probabilities(resolve_inputs(val), ("flat", "soft"), batch_size=32, progress=False)
@@ -229,7 +251,7 @@ class Router:
                                  f"{unknown_plane['path'].iloc[0]} has {unknown_plane['plane'].iloc[0]!r}")
 
     def _route_probabilities(self, inputs: Inputs, routes: Sequence[str], *, batch_size: int,
-                             progress: bool) -> dict[str, np.ndarray]:
+                             progress: bool, perturbation: str | None = None) -> dict[str, np.ndarray]:
         """Decode once, run each needed model once per batch, and return every route's probabilities
         (plus ``plane`` and ``expert_used``)."""
         needs_plane = any(r != "flat" for r in routes)
@@ -238,7 +260,7 @@ class Router:
         uniform = np.full(len(self.classes), 1.0 / len(self.classes))
         parts: dict[str, list[np.ndarray]] = {}
         with tqdm(total=len(inputs), desc="predicting", unit="img", disable=not progress) as bar:
-            for _, x in batches(inputs, self.preprocess, batch_size):
+            for _, x in batches(inputs, self.preprocess, batch_size, perturbation=perturbation):
                 runner = _BatchRunner(self, x)
                 found: dict[str, np.ndarray] = {}
                 if needs_plane:
@@ -299,27 +321,31 @@ class Router:
         return table
 
     def predict_routes(self, inputs: Any, routes: Sequence[str] = ROUTES, *, reject_below: float | None = None,
-                       batch_size: int = 32, progress: bool = True) -> pd.DataFrame:
+                       batch_size: int = 32, progress: bool = True,
+                       perturbation: str | None = None) -> pd.DataFrame:
         """Prediction table (``hierarchy.predictions`` schema) with one row per (image, route), every route
         from one decode and one pass per model. ``oracle`` needs a dataset-index frame as ``inputs``; its
-        ``pred_plane`` is still the plane classifier's, while ``expert`` is the true plane."""
+        ``pred_plane`` is still the plane classifier's, while ``expert`` is the true plane.
+        ``perturbation`` (a name in ``hierarchy.data.PERTURBATIONS``) re-encodes every decoded image
+        first, for robustness tests."""
         routes = tuple(routes)
         resolved = resolve_inputs(inputs)
         self._check_routes(routes, resolved)
         if reject_below is not None and not 0.0 <= reject_below <= 1.0:
             raise ValueError(f"reject_below must lie in [0, 1], got {reject_below}")
-        found = self._route_probabilities(resolved, routes, batch_size=batch_size, progress=progress)
+        found = self._route_probabilities(resolved, routes, batch_size=batch_size, progress=progress,
+                                          perturbation=perturbation)
         tables = [self._table(resolved, route, found[route], found, reject_below) for route in routes]
         return pd.concat(tables, ignore_index=True)
 
     def predict(self, inputs: Any, route: str = "hierarchical", *, reject_below: float | None = None,
-                batch_size: int = 32, progress: bool = True) -> pd.DataFrame:
+                batch_size: int = 32, progress: bool = True, perturbation: str | None = None) -> pd.DataFrame:
         """Prediction table of one route for paths, a folder, PIL images, arrays, tensors or an index frame.
 
         ``reject_below``: images whose top probability is below it are marked ``referred``.
         """
         return self.predict_routes(inputs, (route,), reject_below=reject_below, batch_size=batch_size,
-                                   progress=progress)
+                                   progress=progress, perturbation=perturbation)
 
     # -- persistence ---------------------------------------------------------------------------
     def _expert_dir(self, plane: str) -> str:
