@@ -1,0 +1,125 @@
+"""Experiment profiles: named, fully overridable configurations of the flat-vs-hierarchical run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from hierarchy.data import PERTURBATIONS
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that decides what the comparison trains and measures.
+
+    ``flat_backbone`` is the intended flat baseline; when its ImageNet weights cannot be found the
+    run says so and trains ``flat_fallback_backbone`` (offline-pretrained) instead, plus the
+    intended backbone from random initialisation when ``flat_random_init_too`` is set.
+    """
+
+    profile: str
+    mode: str  # "frozen": cached features + linear heads; "finetune": end-to-end training
+    image_size: int
+    plane_backbone: str
+    expert_backbone: str
+    flat_backbone: str
+    flat_fallback_backbone: str
+    weights: str | None = "imagenet"
+    expert_init: str = "imagenet"
+    flat_random_init_too: bool = False
+    seeds: tuple[int, ...] = (0,)
+    val_fraction: float = 0.15
+    epochs: int = 5
+    plane_epochs: int | None = None
+    expert_epochs: int | None = None
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    class_balanced: bool = False
+    num_workers: int = 2
+    feature_views: int = 1
+    n_bootstrap: int = 1000
+    perturbations: tuple[str, ...] = tuple(PERTURBATIONS)
+    throughput_images: int = 200
+    explain_images: int = 24
+    synthetic: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown experiment settings {unknown}; known: {sorted(known)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**values)
+
+
+PROFILES: dict[str, ExperimentConfig] = {
+    # Synthetic phantoms, a small CNN trained end to end: minutes on a laptop CPU.
+    "demo": ExperimentConfig(
+        profile="demo", mode="finetune", image_size=64, plane_backbone="simple_cnn",
+        expert_backbone="simple_cnn", flat_backbone="simple_cnn", flat_fallback_backbone="simple_cnn",
+        weights=None, expert_init="scratch", epochs=12, batch_size=32, lr=3e-3, weight_decay=1e-4,
+        label_smoothing=0.0, num_workers=0, n_bootstrap=500, throughput_images=64, explain_images=8,
+        synthetic={"n_per_cell_train": 24, "n_per_cell_test": 8, "image_size": 64},
+    ),
+    # Frozen offline-pretrained EfficientNet-Lite0, features cached once, linear heads only.
+    "quick": ExperimentConfig(
+        profile="quick", mode="frozen", image_size=224, plane_backbone="tf_efficientnet_lite0",
+        expert_backbone="tf_efficientnet_lite0", flat_backbone="inception_resnet_v2",
+        flat_fallback_backbone="tf_efficientnet_lite0", feature_views=2, num_workers=2,
+    ),
+    # EfficientNet-Lite0 fine-tuned end to end at 224 px; an hour or two on 2 CPU cores.
+    "cpu": ExperimentConfig(
+        profile="cpu", mode="finetune", image_size=224, plane_backbone="tf_efficientnet_lite0",
+        expert_backbone="tf_efficientnet_lite0", flat_backbone="inception_resnet_v2",
+        flat_fallback_backbone="tf_efficientnet_lite0", expert_init="flat", epochs=4,
+        plane_epochs=2, expert_epochs=2, lr=1e-3, batch_size=32, num_workers=2,
+    ),
+    # The published recipe: InceptionResNetV2 flat baseline at 299 px; meant for a GPU.
+    "full": ExperimentConfig(
+        profile="full", mode="finetune", image_size=299, plane_backbone="tf_efficientnet_lite0",
+        expert_backbone="tf_efficientnet_lite2", flat_backbone="inception_resnet_v2",
+        flat_fallback_backbone="tf_efficientnet_lite2", expert_init="flat", epochs=30,
+        plane_epochs=10, expert_epochs=15, lr=3e-4, batch_size=32, num_workers=8,
+        flat_random_init_too=True, seeds=(0, 1, 2),
+    ),
+}
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` from the command line; the value is read as JSON when it parses as JSON."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def resolve_config(profile: str, *, config_file: str | Path | None = None,
+                   overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """A profile, then the settings of ``config_file`` (JSON), then command-line overrides."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    values = PROFILES[profile].to_dict()
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            values.update(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"cannot read experiment config {path}: {err}") from err
+    values.update(overrides or {})
+    config = ExperimentConfig.from_dict(values)
+    unknown = sorted(set(config.perturbations) - set(PERTURBATIONS))
+    if unknown:
+        raise ValueError(f"unknown perturbations {unknown}; known: {sorted(PERTURBATIONS)}")
+    return config

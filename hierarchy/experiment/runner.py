@@ -1,0 +1,274 @@
+"""The flat-vs-hierarchical comparison as resumable stages, from a dataset root to a full report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hierarchy.data import (
+    PreprocessConfig,
+    audit,
+    duplicate_groups,
+    index_dataset,
+    make_synthetic_dataset,
+    train_val_split,
+    with_phash,
+)
+from hierarchy.experiment.external import external_name, load_external
+from hierarchy.experiment.profiles import ExperimentConfig
+from hierarchy.experiment.sections import report_sections
+from hierarchy.experiment.shortcut import metadata_shortcut
+from hierarchy.experiment.stages import StageLog
+from hierarchy.experiment.summary import summarise, write_json
+from hierarchy.experiment.weights_plan import plan_weights
+from hierarchy.metrics import aggregate_seeds, compare_routes, evaluate_predictions
+from hierarchy.predictions import ROUTES, prob_column
+from hierarchy.provenance import run_record
+from hierarchy.reports import COMPARISONS, build_report
+from hierarchy.routing import FlatClassifier, Router
+from hierarchy.training import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+# Per-seed evaluations only feed the mean and standard deviation across seeds, which need no intervals.
+SEED_BOOTSTRAP = 200
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def train_configs(config: ExperimentConfig, seed: int) -> dict[str, TrainConfig]:
+    """The training settings of the flat model, the plane classifier and the experts."""
+    base = dict(batch_size=config.batch_size, lr=config.lr, weight_decay=config.weight_decay,
+                label_smoothing=config.label_smoothing, class_balanced=config.class_balanced,
+                num_workers=config.num_workers, seed=seed)
+    return {
+        "flat": TrainConfig(epochs=config.epochs, **base),
+        "plane": TrainConfig(epochs=config.plane_epochs or config.epochs, **base),
+        "expert": TrainConfig(epochs=config.expert_epochs or config.epochs, **base),
+    }
+
+
+def route_throughput(router: Router, frame: pd.DataFrame, routes: tuple[str, ...], repeats: int = 3) -> dict[str, float]:
+    """Images per second of each route alone, decoding included, median of ``repeats`` runs."""
+    speeds: dict[str, float] = {}
+    for route in routes:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            router.predict_routes(frame, (route,), progress=False)
+            times.append(time.perf_counter() - start)
+        speeds[route] = len(frame) / float(np.median(times))
+    return speeds
+
+
+class Experiment:
+    """One run of the comparison in ``out_dir``; every step is a stage that a re-run skips when done."""
+
+    def __init__(self, config: ExperimentConfig, data_root: str | Path | None, out_dir: str | Path,
+                 command: str | None = None) -> None:
+        self.config, self.command = config, command
+        self.out = Path(out_dir)
+        self.work = self.out / "work"
+        self.predictions_dir = self.out / "predictions"
+        for folder in (self.work, self.predictions_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._check_same_config(data_root)
+        self.stages = StageLog(self.work / "stages.json")
+        self.preprocess = PreprocessConfig(image_size=config.image_size)
+        self.data_root = Path(data_root) if data_root is not None else self.stages.run(
+            "synthetic_data", lambda: make_synthetic_dataset(self.work / "synthetic", seed=0, **config.synthetic),
+            lambda: self.work / "synthetic")
+
+    def _check_same_config(self, data_root: str | Path | None) -> None:
+        """A re-run resumes only the run it started: another configuration is refused, not mixed in."""
+        wanted = json.loads(json.dumps({"experiment": self.config.to_dict(),
+                                        "data_root_name": None if data_root is None else Path(data_root).name}))
+        path = self.out / CONFIG_FILE
+        if path.exists() and _read_json(path) != wanted:
+            raise ValueError(f"{path} holds another configuration; resume with the same settings or choose "
+                             "a new --out folder")
+        write_json(path, wanted)
+
+    # -- data ----------------------------------------------------------------------------------
+    def load_data(self) -> None:
+        # Perceptual hashes are computed once here and reused by the audit, the split and the leakage check.
+        self.frame = with_phash(index_dataset(self.data_root))
+        split = self.frame["split"]
+        self.train_all = self.frame[split == "train"].reset_index(drop=True)
+        self.test = self.frame[split == "test"].reset_index(drop=True)
+        if self.train_all.empty or self.test.empty:
+            raise ValueError(f"{self.data_root}: need a train and a test split; found {split.value_counts().to_dict()}")
+        self.audit = self.stages.run("audit", self._audit, lambda: _read_json(self.out / "audit" / "audit.json"))
+        self.stages.run("split", self._split, lambda: None)
+        subsets = pd.read_csv(self.work / "split.csv").set_index("id")["subset"]
+        assigned = self.train_all["id"].map(subsets)
+        self.train = self.train_all[assigned == "train"].reset_index(drop=True)
+        self.val = self.train_all[assigned == "val"].reset_index(drop=True)
+        self.leaked_test_ids = self.stages.run("leakage", self._leakage,
+                                               lambda: _read_json(self.work / "test_ids_duplicating_train.json"))
+        self.shortcut = self.stages.run("shortcut", self._shortcut, lambda: _read_json(self.work / "shortcut.json"))
+
+    def _audit(self) -> dict[str, Any]:
+        report = audit(self.frame, progress=False)
+        report.write(self.out / "audit", overwrite=True)
+        return report.to_dict()
+
+    def _split(self) -> None:
+        train, val = train_val_split(self.train_all, val_fraction=self.config.val_fraction, seed=0)
+        pd.DataFrame({"id": [*train["id"], *val["id"]],
+                      "subset": ["train"] * len(train) + ["val"] * len(val)}).to_csv(self.work / "split.csv", index=False)
+
+    def _leakage(self) -> list[str]:
+        """Test images that duplicate (exactly or by perceptual hash) some training image."""
+        groups = duplicate_groups(self.frame, near=True)
+        train_groups = set(groups[self.frame["split"] == "train"])
+        leaked = self.frame.loc[(self.frame["split"] == "test") & groups.isin(train_groups), "id"].tolist()
+        write_json(self.work / "test_ids_duplicating_train.json", leaked)
+        return leaked
+
+    def _shortcut(self) -> dict[str, Any]:
+        result = metadata_shortcut(self.train_all, self.test)
+        write_json(self.work / "shortcut.json", result)
+        return result
+
+    # -- models --------------------------------------------------------------------------------
+    def fit_router(self, seed: int) -> Router:
+        seed_dir = self.work / f"seed_{seed}"
+
+        def fit() -> Router:
+            router = Router.fit(self.train, self.val, plane_backbone=self.config.plane_backbone,
+                                expert_backbone=self.config.expert_backbone,
+                                flat_backbone=self.weights["flat_backbone"], weights=self.config.weights,
+                                expert_init=self.config.expert_init, mode=self.config.mode,
+                                preprocess=self.preprocess, train_config=train_configs(self.config, seed),
+                                feature_views=self.config.feature_views, out_dir=seed_dir, resume=True, seed=seed)
+            router.save(seed_dir / "router", overwrite=True)
+            return router
+        return self.stages.run(f"train_seed{seed}", fit, lambda: Router.load(seed_dir / "router"))
+
+    def random_init_flat(self, seed: int, router: Router) -> pd.DataFrame:
+        """The intended flat backbone trained from random initialisation, as an extra, clearly named route."""
+        backbone = self.weights["random_init_flat_backbone"]
+        model = FlatClassifier(backbone, weights=None, preprocess=self.preprocess, mode="finetune",
+                               train_config=train_configs(self.config, seed)["flat"])
+        model.fit(self.train, self.val, out_dir=self.work / f"seed_{seed}" / "training" / "flat_random_init",
+                  resume=True)
+        rows = router.predict(self.test, "flat", progress=False)
+        proba = model.predict_proba(self.test)
+        for i, label in enumerate(router.classes):
+            rows[prob_column(label)] = proba[:, i]
+        rows["pred_label"] = np.asarray(router.classes, dtype=object)[proba.argmax(axis=1)]
+        return rows.assign(route=f"flat_{backbone}_random_init")
+
+    def predict_test(self, seed: int, router: Router) -> pd.DataFrame:
+        path = self.predictions_dir / f"test_seed{seed}.csv"
+
+        def predict() -> None:
+            table = router.predict_routes(self.test, ROUTES)
+            if self.weights["random_init_flat_backbone"]:
+                table = pd.concat([table, self.random_init_flat(seed, router)], ignore_index=True)
+            table.to_csv(path, index=False)
+        self.stages.run(f"predict_seed{seed}", predict, lambda: None)
+        return _read_csv(path)
+
+    # -- side evaluations on the first seed's models -------------------------------------------
+    def robustness(self, router: Router) -> dict[str, dict[str, float]]:
+        results = {}
+        for perturbation in self.config.perturbations:
+            path = self.work / f"robustness_{perturbation}.json"
+
+            def evaluate(perturbation: str = perturbation, path: Path = path) -> dict[str, float]:
+                table = router.predict_routes(self.test, ROUTES, perturbation=perturbation)
+                correct = table["pred_label"] == table["true_label"]
+                accuracy = {route: float(v) for route, v in correct.groupby(table["route"]).mean().items()}
+                write_json(path, accuracy)
+                return accuracy
+            results[perturbation] = self.stages.run(f"robustness_{perturbation}", evaluate,
+                                                    lambda path=path: _read_json(path))
+        return results
+
+    def external(self, roots: list[str] | tuple[str, ...], router: Router) -> dict[str, Any]:
+        results = {}
+        for root in roots:
+            name = external_name(root)
+            frame, record = load_external(root, self.train_all)
+            path = self.predictions_dir / f"external_{name}.csv"
+
+            def evaluate(frame: pd.DataFrame = frame, path: Path = path) -> None:
+                routes = tuple(r for r in ROUTES if r != "oracle" or frame["plane"].notna().all())
+                router.predict_routes(frame, routes).to_csv(path, index=False)
+            self.stages.run(f"external_{name}", evaluate, lambda: None)
+            results[name] = {"record": record,
+                             "metrics": evaluate_predictions(_read_csv(path), n_bootstrap=self.config.n_bootstrap)}
+        return results
+
+    def throughput(self, router: Router) -> dict[str, float]:
+        sample = self.test.sample(n=min(self.config.throughput_images, len(self.test)), random_state=0)
+        path = self.work / "throughput.json"
+
+        def measure() -> dict[str, float]:
+            speeds = route_throughput(router, sample, ROUTES[:4])
+            write_json(path, speeds)
+            return speeds
+        return self.stages.run("throughput", measure, lambda: _read_json(path))
+
+    # -- the whole run -------------------------------------------------------------------------
+    def run(self, external: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+        config = self.config
+        self.load_data()
+        self.weights = plan_weights(config)
+        per_seed, predictions = [], {}
+        for seed in config.seeds:
+            router = self.fit_router(seed)
+            predictions[seed] = self.predict_test(seed, router)
+            per_seed.append(evaluate_predictions(predictions[seed], n_bootstrap=SEED_BOOTSTRAP, seed=seed))
+            if seed == config.seeds[0]:
+                first_router = router
+        robustness = self.robustness(first_router)
+        external_results = self.external(external, first_router)
+        throughput = self.throughput(first_router)
+
+        first = config.seeds[0]
+        record = run_record(config.to_dict(), seed=first, frames={"train": self.train, "val": self.val, "test": self.test})
+        record.update({"command": self.command, "dataset_root_name": self.data_root.name, "weights": self.weights,
+                       "stage_seconds": self.stages.seconds(), "profile": config.profile, "seeds": list(config.seeds)})
+        write_json(self.out / "run_record.json", record)
+
+        pred = predictions[first]
+        metrics = evaluate_predictions(pred, n_bootstrap=config.n_bootstrap, seed=first)
+        comparisons = [compare_routes(pred, a, b, n_bootstrap=config.n_bootstrap, seed=first)
+                       for a, b in COMPARISONS if a in metrics["routes"] and b in metrics["routes"]]
+        summary = summarise(config=config, dataset=self.data_root.name, metrics=metrics, comparisons=comparisons,
+                            predictions=pred, per_seed=aggregate_seeds(per_seed) if len(per_seed) > 1 else None,
+                            robustness=robustness, external=external_results, throughput=throughput,
+                            shortcut=self.shortcut, audit=self.audit, leaked_test_ids=self.leaked_test_ids,
+                            weights=self.weights, stage_seconds=self.stages.seconds())
+        write_json(self.out / "summary.json", summary)
+        training_logs = {name: log for name in ("flat", "plane", *first_router.planes)
+                         if (log := self.work / f"seed_{first}" / "training" / name / "log.csv").exists()}
+        build_report(pred, self.out, run_record=record, training_logs=training_logs,
+                     extra_sections=report_sections(summary, command=self.command), metrics=metrics,
+                     compared=comparisons, n_bootstrap=config.n_bootstrap, seed=first, overwrite=True)
+        return summary
+
+
+def run_experiment(config: ExperimentConfig, *, data_root: str | Path | None, out_dir: str | Path,
+                   external: list[str] | tuple[str, ...] = (), command: str | None = None) -> dict[str, Any]:
+    """Train flat, plane and expert models per seed, evaluate every route on the test split, write the report.
+
+    Stages already finished in ``out_dir`` (see ``work/stages.json``) are reused. Returns ``summary.json``'s dict.
+    """
+    return Experiment(config, data_root, out_dir, command).run(external)

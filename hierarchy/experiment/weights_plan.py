@@ -1,0 +1,54 @@
+"""Which weights each model of the experiment starts from, decided (and reported) before training."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hierarchy.experiment.profiles import ExperimentConfig
+from hierarchy.models import WeightsNotFoundError, resolve_weights
+
+logger = logging.getLogger(__name__)
+
+
+def describe_weights(backbone: str, weights: str | None) -> str:
+    """What a report prints about a backbone's starting weights (raises when they cannot be found)."""
+    return resolve_weights(backbone, weights).description
+
+
+def plan_weights(config: ExperimentConfig) -> dict[str, Any]:
+    """The flat backbone actually trained, and the starting weights of every model.
+
+    When ImageNet weights of ``config.flat_backbone`` cannot be found offline the plan says so, and
+    the flat baseline becomes ``config.flat_fallback_backbone`` (offline-pretrained). Nothing falls
+    back silently: the notes end up in the log, ``report.md`` and ``summary.json``.
+    """
+    notes: list[str] = []
+    flat = config.flat_backbone
+    if config.weights is not None and flat != config.flat_fallback_backbone:
+        try:
+            resolve_weights(flat, config.weights)
+        except WeightsNotFoundError as err:
+            notes.append(f"ImageNet weights for the intended flat baseline {flat} were not found ({err}). "
+                         f"The flat baseline is {config.flat_fallback_backbone} with offline ImageNet weights "
+                         f"instead" + (f"; {flat} is also trained from random initialisation and reported "
+                                       f"as such" if config.flat_random_init_too else "") + ".")
+            flat = config.flat_fallback_backbone
+    plan = {
+        "flat_backbone": flat,
+        "intended_flat_backbone": config.flat_backbone,
+        "random_init_flat_backbone": (config.flat_backbone if flat != config.flat_backbone
+                                      and config.flat_random_init_too else None),
+        "sources": {
+            "flat": describe_weights(flat, config.weights),
+            "plane": describe_weights(config.plane_backbone, config.weights),
+            "experts": (f"the trained flat model ({flat}), then fine-tuned per plane"
+                        if config.expert_init == "flat" else
+                        describe_weights(config.expert_backbone,
+                                         None if config.expert_init == "scratch" else config.weights)),
+        },
+        "notes": notes,
+    }
+    for note in notes:
+        logger.warning(note)
+    return plan
