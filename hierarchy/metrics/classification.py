@@ -3,14 +3,20 @@
 Inputs are integer labels ``y_true`` (indices into the class list) and an ``(n, k)`` probability
 matrix ``proba``; the predicted class is the arg-max of ``proba``. Every function taking ``(y_true,
 proba)`` and returning a float can be passed to the bootstrap in :mod:`hierarchy.metrics.intervals`.
+
+The ``batch_*`` functions compute the headline metrics of many bootstrap resamples at once, without
+scikit-learn: ``y_true`` is ``(r, n)`` and ``proba`` ``(r, n, k)`` (one resample per row) and they
+return ``(r,)`` arrays equal to the scikit-learn-based functions row by row (to rounding).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn import metrics as skm
 
 
@@ -70,13 +76,17 @@ def class_aucs(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:
     return np.array([class_auc(y_true, proba, k) for k in range(np.asarray(proba).shape[1])])
 
 
-def _mean_defined(aucs: np.ndarray) -> float:
-    return float(np.nanmean(aucs)) if not np.all(np.isnan(aucs)) else float("nan")
+def _mean_defined(values: np.ndarray) -> np.ndarray:
+    """Mean over the last axis ignoring NaN (as ``np.nanmean``); NaN where every value is NaN."""
+    defined = ~np.isnan(values)
+    count = defined.sum(axis=-1)
+    total = np.where(defined, values, 0.0).sum(axis=-1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def macro_auc(y_true: np.ndarray, proba: np.ndarray) -> float:
     """Mean one-vs-rest ROC AUC over the classes for which it is defined (NaN if none)."""
-    return _mean_defined(class_aucs(y_true, proba))
+    return float(_mean_defined(class_aucs(y_true, proba)))
 
 
 def micro_auc(y_true: np.ndarray, proba: np.ndarray) -> float:
@@ -106,11 +116,109 @@ def headline_scores(y_true: np.ndarray, proba: np.ndarray,
     aucs = class_aucs(y_true, proba)
     scores = {"accuracy": accuracy(y_true, proba),
               "balanced_accuracy": balanced_accuracy(y_true, proba),
-              "macro_f1": macro_f1(y_true, proba), "macro_auc": _mean_defined(aucs),
+              "macro_f1": macro_f1(y_true, proba), "macro_auc": float(_mean_defined(aucs)),
               "micro_auc": micro_auc(y_true, proba)}
     if classes is not None:
         scores.update({f"auc_{c}": float(a) for c, a in zip(classes, aucs, strict=True)})
     return scores
+
+
+def _batch_confusion(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """``(r, k, k)`` confusion counts (rows: truth, columns: arg-max prediction) of each resample."""
+    r, _, k = proba.shape
+    cells = (np.arange(r)[:, None] * k + y_true) * k + proba.argmax(axis=2)
+    return np.bincount(cells.ravel(), minlength=r * k * k).reshape(r, k, k)
+
+
+def _ratio_or_nan(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """``numerator / denominator``, NaN where the denominator is 0."""
+    out = np.full(np.shape(numerator), np.nan)
+    return np.divide(numerator, denominator, out=out, where=denominator > 0)
+
+
+def batch_accuracy(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """:func:`accuracy` of each resample."""
+    counts = _batch_confusion(y_true, proba)
+    return np.trace(counts, axis1=1, axis2=2) / y_true.shape[1]
+
+
+def batch_balanced_accuracy(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """:func:`balanced_accuracy` of each resample: mean recall over the classes present."""
+    counts = _batch_confusion(y_true, proba)
+    recall = _ratio_or_nan(np.diagonal(counts, axis1=1, axis2=2), counts.sum(axis=2))
+    return _mean_defined(recall)
+
+
+def batch_macro_f1(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """:func:`macro_f1` of each resample: mean ``2 tp / (support + predicted)`` over the classes
+    present or predicted."""
+    counts = _batch_confusion(y_true, proba)
+    f1 = _ratio_or_nan(2 * np.diagonal(counts, axis1=1, axis2=2),
+                       counts.sum(axis=2) + counts.sum(axis=1))
+    return _mean_defined(f1)
+
+
+def _rank_auc(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """ROC AUC along axis 1 as the Mann-Whitney U statistic with average ranks for ties (what
+    ``roc_auc_score`` computes); NaN where there are no positives or no negatives."""
+    n_pos = positive.sum(axis=1)
+    n_neg = positive.shape[1] - n_pos
+    rank_sum = np.where(positive, rankdata(scores, axis=1), 0.0).sum(axis=1)
+    return _ratio_or_nan(rank_sum - n_pos * (n_pos + 1) / 2, n_pos * n_neg)
+
+
+def _batch_one_hot(y_true: np.ndarray, n_classes: int) -> np.ndarray:
+    return y_true[..., None] == np.arange(n_classes)
+
+
+def batch_class_aucs(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """``(r, k)`` :func:`class_aucs` of each resample."""
+    return _rank_auc(_batch_one_hot(y_true, proba.shape[2]), proba)
+
+
+def batch_macro_auc(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """:func:`macro_auc` of each resample."""
+    return _mean_defined(batch_class_aucs(y_true, proba))
+
+
+def batch_micro_auc(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """:func:`micro_auc` of each resample: the AUC of the flattened one-hot truth vs scores."""
+    r, n, k = proba.shape
+    indicator = _batch_one_hot(y_true, k)
+    auc = _rank_auc(indicator.reshape(r, n * k), proba.reshape(r, n * k))
+    return np.where(indicator.any(axis=1).sum(axis=1) >= 2, auc, np.nan)
+
+
+def batch_headline_scores(y_true: np.ndarray, proba: np.ndarray,
+                          classes: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """:func:`headline_scores` of each resample, as ``{name: (r,) array}``."""
+    aucs = batch_class_aucs(y_true, proba)
+    scores = {"accuracy": batch_accuracy(y_true, proba),
+              "balanced_accuracy": batch_balanced_accuracy(y_true, proba),
+              "macro_f1": batch_macro_f1(y_true, proba), "macro_auc": _mean_defined(aucs),
+              "micro_auc": batch_micro_auc(y_true, proba)}
+    if classes is not None:
+        scores.update({f"auc_{c}": aucs[:, k] for k, c in enumerate(classes)})
+    return scores
+
+
+_BATCHED: dict[Callable, Callable] = {
+    accuracy: batch_accuracy,
+    balanced_accuracy: batch_balanced_accuracy,
+    macro_f1: batch_macro_f1,
+    macro_auc: batch_macro_auc,
+    micro_auc: batch_micro_auc,
+    headline_scores: batch_headline_scores,
+}
+
+
+def batched(score_fn: Callable) -> Callable | None:
+    """The ``batch_*`` equivalent of a ``HEADLINE_METRICS`` function or of :func:`headline_scores`
+    (also wrapped in ``functools.partial``, e.g. binding ``classes``); None for any other function."""
+    if isinstance(score_fn, partial):
+        fast = batched(score_fn.func)
+        return None if fast is None else partial(fast, *score_fn.args, **score_fn.keywords)
+    return _BATCHED.get(score_fn)
 
 
 def roc_curves(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> dict[str, dict]:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from itertools import islice
 
 import numpy as np
 from scipy.stats import norm
 
+from hierarchy.metrics.classification import batched
+
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
+ScoreFn = Callable[[np.ndarray, np.ndarray], Mapping[str, float]]
+# resampled probabilities (resamples x images x classes) held in memory at once
+_BATCH_ELEMENTS = 1 << 22
 
 
 def _z(confidence: float) -> float:
@@ -54,9 +60,41 @@ def percentile_interval(samples: np.ndarray, confidence: float = 0.95) -> list[f
     return [float(lo), float(hi)]
 
 
-def bootstrap_cis(score_fn: Callable[[np.ndarray, np.ndarray], Mapping[str, float]],
-                  y_true: np.ndarray, proba: np.ndarray, *, n_resamples: int = 1000, seed: int = 0,
-                  stratified: bool = True, confidence: float = 0.95) -> dict[str, dict]:
+def _looped(fn: MetricFn | ScoreFn) -> Callable:
+    """Run ``fn`` once per row of a batch of resamples, stacking the results like a ``batch_*``."""
+    def run(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
+        values = [fn(y, p) for y, p in zip(y_true, proba, strict=True)]
+        if isinstance(values[0], Mapping):
+            return {name: np.array([v[name] for v in values], dtype=float) for name in values[0]}
+        return np.array(values, dtype=float)
+    return run
+
+
+def bootstrap_samples(fn: MetricFn | ScoreFn, y_true: np.ndarray, proba: np.ndarray, *,
+                      n_resamples: int = 1000, seed: int = 0,
+                      stratified: bool = True) -> np.ndarray | dict[str, np.ndarray]:
+    """``fn(y_true[i], proba[i])`` for every ``i`` of :func:`bootstrap_indices`: an
+    ``(n_resamples,)`` array for a metric, ``{name: array}`` for a function returning scores.
+
+    ``HEADLINE_METRICS`` functions and ``headline_scores`` are computed on many resamples at once by
+    their vectorised ``batch_*`` equivalents; any other function is called once per resample.
+    """
+    y_true, proba = np.asarray(y_true), np.asarray(proba)
+    score = batched(fn) or _looped(fn)
+    indices = bootstrap_indices(y_true, n_resamples, seed, stratified)
+    per_batch = max(1, _BATCH_ELEMENTS // max(1, proba.size))
+    chunks = []
+    while batch := list(islice(indices, per_batch)):
+        rows = np.stack(batch)
+        chunks.append(score(y_true[rows], proba[rows]))
+    if isinstance(chunks[0], Mapping):
+        return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+    return np.concatenate(chunks)
+
+
+def bootstrap_cis(score_fn: ScoreFn, y_true: np.ndarray, proba: np.ndarray, *,
+                  n_resamples: int = 1000, seed: int = 0, stratified: bool = True,
+                  confidence: float = 0.95) -> dict[str, dict]:
     """Several metrics, returned together by ``score_fn(y_true, proba) -> {name: value}``, with
     percentile bootstrap intervals from the same resamples.
 
@@ -64,11 +102,10 @@ def bootstrap_cis(score_fn: Callable[[np.ndarray, np.ndarray], Mapping[str, floa
     """
     y_true, proba = np.asarray(y_true), np.asarray(proba)
     point = dict(score_fn(y_true, proba))
-    resampled = [score_fn(y_true[i], proba[i])
-                 for i in bootstrap_indices(y_true, n_resamples, seed, stratified)]
-    samples = np.array([[scores[name] for name in point] for scores in resampled], dtype=float)
-    return {name: {"value": float(value), "ci": percentile_interval(samples[:, j], confidence)}
-            for j, (name, value) in enumerate(point.items())}
+    samples = bootstrap_samples(score_fn, y_true, proba, n_resamples=n_resamples, seed=seed,
+                                stratified=stratified)
+    return {name: {"value": float(value), "ci": percentile_interval(samples[name], confidence)}
+            for name, value in point.items()}
 
 
 def bootstrap_ci(metric_fn: MetricFn, y_true: np.ndarray, proba: np.ndarray, *,
@@ -78,6 +115,8 @@ def bootstrap_ci(metric_fn: MetricFn, y_true: np.ndarray, proba: np.ndarray, *,
 
     Returns ``{"value": float, "ci": [lo, hi]}``; the same seed gives the same interval.
     """
-    return bootstrap_cis(lambda y, p: {"metric": metric_fn(y, p)}, y_true, proba,
-                         n_resamples=n_resamples, seed=seed, stratified=stratified,
-                         confidence=confidence)["metric"]
+    y_true, proba = np.asarray(y_true), np.asarray(proba)
+    samples = bootstrap_samples(metric_fn, y_true, proba, n_resamples=n_resamples, seed=seed,
+                                stratified=stratified)
+    return {"value": float(metric_fn(y_true, proba)),
+            "ci": percentile_interval(samples, confidence)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import binomtest
 
-from hierarchy.metrics.intervals import MetricFn, bootstrap_indices, percentile_interval
+from hierarchy.metrics.intervals import MetricFn, bootstrap_samples, percentile_interval
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
@@ -39,8 +39,13 @@ def paired_bootstrap_difference(y_true: np.ndarray, proba_a: np.ndarray, proba_b
         raise ValueError(f"paired inputs disagree in shape: y_true {y_true.shape}, "
                          f"proba_a {proba_a.shape}, proba_b {proba_b.shape}")
     difference = metric_fn(y_true, proba_b) - metric_fn(y_true, proba_a)
-    samples = np.array([metric_fn(y_true[i], proba_b[i]) - metric_fn(y_true[i], proba_a[i])
-                        for i in bootstrap_indices(y_true, n_resamples, seed, stratified)])
+
+    def resampled(proba: np.ndarray) -> np.ndarray:
+        # the same seed draws the same resamples for both classifiers, so the samples are paired
+        return bootstrap_samples(metric_fn, y_true, proba, n_resamples=n_resamples, seed=seed,
+                                 stratified=stratified)
+
+    samples = resampled(proba_b) - resampled(proba_a)
     valid = samples[~np.isnan(samples)]
     p_value = (float((1 + np.sum(np.abs(valid - difference) >= abs(difference))) / (1 + len(valid)))
                if len(valid) and not np.isnan(difference) else float("nan"))
