@@ -193,6 +193,27 @@ def test_experts_can_start_from_the_flat_model(frames):
     router = Router.fit(frames[0], mode="frozen", **{**TINY, "expert_init": "flat"})
     flat_trunk = router.trunk_of("flat")
     assert all(router.trunk_of(p) == flat_trunk for p in PLANES)
-    assert "flat model" in router.experts["axial"].model_.weights_origin
+    assert "trained flat model" in router.experts["axial"].model_.weights_origin
     with pytest.raises(ValueError, match="flat_backbone"):
         Router.fit(frames[0], **{**TINY, "expert_init": "flat", "flat_backbone": None})
+
+
+def test_shared_mode_puts_every_head_on_the_fine_tuned_flat_trunk(frames, tmp_path):
+    config = TrainConfig(epochs=1, batch_size=16, warmup_epochs=0)
+    router = Router.fit(frames[0], mode="shared", train_config=config, out_dir=tmp_path,
+                        feature_views=2, **TINY)
+    assert len(router.shared_trunks) == 1 and router.trunk_of("plane") == router.trunk_of("flat")
+    assert (tmp_path / "training" / "flat" / "log.csv").exists()  # the flat model was fine-tuned
+    assert router.record["config"]["mode"] == "shared"
+    table = router.predict_routes(frames[1], progress=False)
+    np.testing.assert_allclose(probabilities(table).sum(axis=1), 1.0, atol=1e-6)
+    with pytest.raises(ValueError, match="must agree"):
+        Router.fit(frames[0], mode="shared", **{**TINY, "plane_backbone": "resnet50"})
+
+
+def test_predict_under_a_perturbation(frozen_router, frames):
+    clean = frozen_router.predict(frames[1], "flat", progress=False)
+    jpeg = frozen_router.predict(frames[1], "flat", progress=False, perturbation="jpeg_q75")
+    assert len(jpeg) == len(clean) and not np.allclose(probabilities(jpeg), probabilities(clean))
+    with pytest.raises(ValueError, match="blur"):
+        frozen_router.predict(frames[1], "flat", progress=False, perturbation="blur")

@@ -20,7 +20,7 @@ class ExperimentConfig:
     """
 
     profile: str
-    mode: str  # "frozen": cached features + linear heads; "finetune": end-to-end training
+    mode: str  # Router.fit's: "frozen" (cached features, linear heads), "finetune", "shared"
     image_size: int
     plane_backbone: str
     expert_backbone: str
@@ -61,13 +61,13 @@ class ExperimentConfig:
 
 
 PROFILES: dict[str, ExperimentConfig] = {
-    # Synthetic phantoms, a small CNN trained end to end: minutes on a laptop CPU.
+    # Synthetic phantoms, frozen offline-pretrained EfficientNet-Lite0 at 96 px: a few minutes on a laptop CPU.
     "demo": ExperimentConfig(
-        profile="demo", mode="finetune", image_size=64, plane_backbone="simple_cnn",
-        expert_backbone="simple_cnn", flat_backbone="simple_cnn", flat_fallback_backbone="simple_cnn",
-        weights=None, expert_init="scratch", epochs=12, batch_size=32, lr=3e-3, weight_decay=1e-4,
-        label_smoothing=0.0, num_workers=0, n_bootstrap=500, throughput_images=64, explain_images=8,
-        synthetic={"n_per_cell_train": 24, "n_per_cell_test": 8, "image_size": 64},
+        profile="demo", mode="frozen", image_size=96, plane_backbone="tf_efficientnet_lite0",
+        expert_backbone="tf_efficientnet_lite0", flat_backbone="inception_resnet_v2",
+        flat_fallback_backbone="tf_efficientnet_lite0", feature_views=2, num_workers=0, n_bootstrap=500,
+        throughput_images=64, explain_images=8,
+        synthetic={"n_per_cell_train": 24, "n_per_cell_test": 10, "image_size": 128},
     ),
     # Frozen offline-pretrained EfficientNet-Lite0, features cached once, linear heads only.
     "quick": ExperimentConfig(
@@ -75,12 +75,13 @@ PROFILES: dict[str, ExperimentConfig] = {
         expert_backbone="tf_efficientnet_lite0", flat_backbone="inception_resnet_v2",
         flat_fallback_backbone="tf_efficientnet_lite0", feature_views=2, num_workers=2,
     ),
-    # EfficientNet-Lite0 fine-tuned end to end at 224 px; an hour or two on 2 CPU cores.
+    # EfficientNet-Lite0 fine-tuned end to end at 224 px as the flat model; the plane and expert heads are
+    # then fitted on its trunk (mode "shared"), so every route costs one trunk pass. ~1 h on 2 CPU cores.
     "cpu": ExperimentConfig(
-        profile="cpu", mode="finetune", image_size=224, plane_backbone="tf_efficientnet_lite0",
+        profile="cpu", mode="shared", image_size=224, plane_backbone="tf_efficientnet_lite0",
         expert_backbone="tf_efficientnet_lite0", flat_backbone="inception_resnet_v2",
-        flat_fallback_backbone="tf_efficientnet_lite0", expert_init="flat", epochs=4,
-        plane_epochs=2, expert_epochs=2, lr=1e-3, batch_size=32, num_workers=2,
+        flat_fallback_backbone="tf_efficientnet_lite0", epochs=4, lr=1e-3, batch_size=32,
+        feature_views=2, num_workers=2,
     ),
     # The published recipe: InceptionResNetV2 flat baseline at 299 px; meant for a GPU.
     "full": ExperimentConfig(

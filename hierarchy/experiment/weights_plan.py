@@ -34,19 +34,25 @@ def plan_weights(config: ExperimentConfig) -> dict[str, Any]:
                          f"instead" + (f"; {flat} is also trained from random initialisation and reported "
                                        f"as such" if config.flat_random_init_too else "") + ".")
             flat = config.flat_fallback_backbone
-    plan = {
-        "flat_backbone": flat,
-        "intended_flat_backbone": config.flat_backbone,
-        "random_init_flat_backbone": (config.flat_backbone if flat != config.flat_backbone
-                                      and config.flat_random_init_too else None),
-        "sources": {
+    if config.mode == "shared":
+        trunk = f"the trunk of the fine-tuned flat model ({flat}); linear heads fitted on its frozen features"
+        sources = {"flat": describe_weights(flat, config.weights) + ", fine-tuned end to end",
+                   "plane": trunk, "experts": trunk}
+    else:
+        sources = {
             "flat": describe_weights(flat, config.weights),
             "plane": describe_weights(config.plane_backbone, config.weights),
             "experts": (f"the trained flat model ({flat}), then fine-tuned per plane"
                         if config.expert_init == "flat" else
                         describe_weights(config.expert_backbone,
                                          None if config.expert_init == "scratch" else config.weights)),
-        },
+        }
+    plan = {
+        "flat_backbone": flat,
+        "intended_flat_backbone": config.flat_backbone,
+        "random_init_flat_backbone": (config.flat_backbone if flat != config.flat_backbone
+                                      and config.flat_random_init_too else None),
+        "sources": sources,
         "notes": notes,
     }
     for note in notes:

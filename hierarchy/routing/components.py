@@ -60,14 +60,17 @@ class ImageClassifier:
 
     ``weights``: ``"imagenet"`` (offline), ``None`` (random initialisation, logged) or a weights path.
     ``mode``: ``"finetune"`` trains the whole network with ``hierarchy.training.train``; ``"frozen"`` keeps
-    the backbone fixed and fits a linear head on its cached features.
+    the backbone fixed and fits a linear head on its cached features. ``init_from``: a fitted component
+    with the same backbone whose trunk (everything but the classifier) this one starts from instead of
+    ``weights``; in frozen mode several components then share that trunk and one forward pass.
     """
 
     kind = "image"
 
     def __init__(self, backbone: str, classes: Sequence[str], *, target: str = "label",
                  preprocess: PreprocessConfig | None = None, weights: str | Path | None = "imagenet",
-                 train_config: TrainConfig | None = None, mode: str = "finetune") -> None:
+                 train_config: TrainConfig | None = None, mode: str = "finetune",
+                 init_from: ImageClassifier | None = None) -> None:
         classes = tuple(str(c) for c in classes)
         if len(classes) < 2 or len(set(classes)) != len(classes):
             raise ValueError(f"classes must be at least two distinct names, got {list(classes)}")
@@ -82,6 +85,7 @@ class ImageClassifier:
         self.weights = weights
         self.train_config = train_config or TrainConfig()
         self.mode = mode
+        self.init_from = init_from
         self.model_: nn.Module | None = None
         self.trained_on_: dict[str, Any] = {}
 
@@ -114,10 +118,24 @@ class ImageClassifier:
     # -- building and training -----------------------------------------------------------------
     def build_model(self) -> nn.Module:
         """A fresh network with this component's starting weights (random ones drawn from the config's seed,
-        so components with the same backbone and seed start from the same trunk)."""
+        so components with the same backbone and seed start from the same trunk), or ``init_from``'s trunk."""
+        if self.init_from is not None:
+            return self._copy_trunk(self.init_from)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.train_config.seed)
             return create(self.backbone, len(self.classes), weights=self.weights)
+
+    def _copy_trunk(self, source: ImageClassifier) -> nn.Module:
+        if source.model_ is None:
+            raise NotFittedError(f"{self!r}: the component to start from ({source!r}) is not fitted yet")
+        if source.backbone != self.backbone:
+            raise ValueError(f"{self!r} cannot start from a {source.backbone} model: backbones differ")
+        model = build_architecture(self.backbone, len(source.classes))
+        model.load_state_dict(source.model_.state_dict())
+        model.reset_classifier(len(self.classes))
+        model.weights_origin = (f"trunk of the trained {source.kind} model "
+                                f"({getattr(source.model_, 'weights_origin', 'trained')}, then trained)")
+        return model
 
     def dataset(self, frame: pd.DataFrame, *, train: bool = False, labelled: bool = True) -> ImageDataset:
         """The frame's images as this component's dataset (augmented when ``train``)."""
@@ -301,27 +319,13 @@ class TumorExpert(ImageClassifier):
         if "weights" in kwargs:
             raise TypeError("TumorExpert takes init= ('imagenet', 'flat', 'scratch'), not weights=")
         super().__init__(backbone, classes, target="label",
-                         weights={"imagenet": "imagenet", "scratch": None, "flat": None}[init], **kwargs)
+                         weights={"imagenet": "imagenet", "scratch": None, "flat": None}[init],
+                         init_from=init_from, **kwargs)
         self.plane = plane
         self.init = init
-        self.init_from = init_from
 
     def row_mask(self, frame: pd.DataFrame) -> np.ndarray:
         return (frame["plane"] == self.plane).to_numpy()
-
-    def build_model(self) -> nn.Module:
-        if self.init != "flat":
-            return super().build_model()
-        flat = self.init_from
-        if flat.model_ is None:
-            raise NotFittedError(f"{self.plane} expert: init='flat' needs the flat model fitted first")
-        if flat.backbone != self.backbone or flat.classes != self.classes:
-            raise ValueError(f"{self.plane} expert: init='flat' needs the flat model's backbone and classes "
-                             f"({flat.backbone}, {list(flat.classes)}), got ({self.backbone}, {list(self.classes)})")
-        model = build_architecture(self.backbone, len(self.classes))
-        model.load_state_dict(flat.model_.state_dict())
-        model.weights_origin = f"flat model ({getattr(flat.model_, 'weights_origin', 'trained')}, then fine-tuned)"
-        return model
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "plane": self.plane, "init": self.init}

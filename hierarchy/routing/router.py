@@ -41,6 +41,7 @@ from hierarchy.training.features import backbone_fingerprint
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+ROUTER_MODES = ("finetune", "frozen", "shared")
 ROUTER_FILE = "router.json"
 PLANE_DIR = "plane"
 FLAT_DIR = "flat"
@@ -164,7 +165,10 @@ class Router:
         frame holding test-split rows is refused. Without ``val_data``, ``train_val_split`` holds out about
         ``val_fraction`` of the training rows (stratified, duplicates kept together, ``seed``). Rows without
         a plane train the flat model only. ``weights`` starts the plane and flat models; ``expert_init``
-        (``imagenet``, ``flat``, ``scratch``) the experts.
+        (``imagenet``, ``flat``, ``scratch``) the experts. ``mode``: ``finetune`` trains every component end
+        to end; ``frozen`` fits linear heads on frozen backbones; ``shared`` fine-tunes the flat model end to
+        end, then fits the plane and expert heads on its frozen trunk, so every route costs one trunk pass
+        (the shared-trunk variant; ``plane_backbone`` and ``expert_backbone`` must equal ``flat_backbone``).
         ``train_config`` defaults to ``TrainConfig(seed=seed)``; a mapping with keys ``flat``, ``plane`` and
         ``expert`` gives each kind of component its own. ``feature_views`` (frozen mode): the training
         rows' features are extracted once clean and ``feature_views - 1`` more times through the
@@ -179,16 +183,32 @@ class Router:
             val = _training_frame(val_data, "val_data")
         if expert_init == "flat" and flat_backbone is None:
             raise ValueError("expert_init='flat' needs a flat model; give flat_backbone")
+        if mode not in ROUTER_MODES:
+            raise ValueError(f"mode must be one of {ROUTER_MODES}, got {mode!r}")
+        if mode == "shared" and not flat_backbone == plane_backbone == expert_backbone:
+            raise ValueError("mode='shared' puts every head on the flat model's trunk: plane_backbone, "
+                             f"expert_backbone and flat_backbone must agree (got {plane_backbone}, "
+                             f"{expert_backbone}, {flat_backbone})")
         configs = _train_configs(train_config, seed)
-        common = {"preprocess": preprocess or PreprocessConfig(), "mode": mode}
-        flat = (FlatClassifier(flat_backbone, weights=weights, train_config=configs["flat"], **common)
-                if flat_backbone else None)
-        plane_model = PlaneClassifier(plane_backbone, weights=weights, train_config=configs["plane"], **common)
+        shared = mode == "shared"
+        preprocess = preprocess or PreprocessConfig()
+        heads_mode = "frozen" if shared else mode
+        flat = (FlatClassifier(flat_backbone, weights=weights, train_config=configs["flat"], preprocess=preprocess,
+                               mode="finetune" if shared else mode) if flat_backbone else None)
+        plane_model = PlaneClassifier(plane_backbone, weights=weights, train_config=configs["plane"],
+                                      preprocess=preprocess, mode=heads_mode, init_from=flat if shared else None)
+        expert_init = "flat" if shared else expert_init
         experts = {p: TumorExpert(p, expert_backbone, init=expert_init, train_config=configs["expert"],
-                                  init_from=flat if expert_init == "flat" else None, **common) for p in PLANES}
+                                  init_from=flat if expert_init == "flat" else None, preprocess=preprocess,
+                                  mode=heads_mode) for p in PLANES}
         order = {**({"flat": flat} if flat else {}), "plane": plane_model, **experts}
         work = Path(out_dir) / "training" if out_dir is not None else None
-        if mode == "frozen":
+        if shared:
+            logger.info("training the flat model (%s) end to end; its trunk then serves every head", flat_backbone)
+            flat.fit(train, val, out_dir=None if work is None else work / "flat", resume=resume)
+            cls._fit_frozen({n: c for n, c in order.items() if n != "flat"}, train, val, work,
+                            feature_views=feature_views)
+        elif mode == "frozen":
             cls._fit_frozen(order, train, val, work, feature_views=feature_views)
         else:
             for name, component in order.items():
@@ -199,7 +219,7 @@ class Router:
             router.ensemble_weight = router._choose_ensemble_weight(val)
         config = {"plane_backbone": plane_backbone, "expert_backbone": expert_backbone,
                   "flat_backbone": flat_backbone, "weights": None if weights is None else str(weights),
-                  "expert_init": expert_init, "mode": mode, "preprocess": common["preprocess"].to_dict(),
+                  "expert_init": expert_init, "mode": mode, "preprocess": preprocess.to_dict(),
                   "train_config": {k: c.to_dict() for k, c in configs.items()},
                   "val_fraction": None if val_data is not None else val_fraction, "feature_views": feature_views,
                   "ensemble_weight": router.ensemble_weight}
@@ -373,7 +393,7 @@ class Router:
             "backbones": {"plane": self.plane_model.backbone, "expert": expert.backbone,
                           "flat": self.flat.backbone if self.flat else None},
             "expert_init": expert.init,
-            "mode": expert.mode,
+            "mode": self.record.get("config", {}).get("mode", expert.mode),
             "ensemble_weight": self.ensemble_weight,
             "preprocess": self.preprocess.to_dict(),
             "components": layout,

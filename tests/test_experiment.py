@@ -1,0 +1,85 @@
+"""The flat-vs-hierarchical experiment end to end on tiny synthetic data, and its configuration."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hierarchy.experiment import PROFILES, parse_override, resolve_config, run_experiment
+from hierarchy.experiment.stages import StageLog
+
+TINY = {"mode": "frozen", "image_size": 48, "plane_backbone": "simple_cnn", "expert_backbone": "simple_cnn",
+        "flat_backbone": "simple_cnn", "flat_fallback_backbone": "simple_cnn", "weights": None,
+        "expert_init": "scratch", "feature_views": 1, "val_fraction": 0.25, "n_bootstrap": 50,
+        "perturbations": ["jpeg_q75", "downscale_224"], "throughput_images": 8, "num_workers": 0,
+        "synthetic": {"n_per_cell_train": 8, "n_per_cell_test": 4, "image_size": 64}}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("experiment") / "report"
+    config = resolve_config("demo", overrides=TINY)
+    return out, config, run_experiment(config, data_root=None, out_dir=out, command="pytest")
+
+
+def test_summary_has_every_headline_key_as_fractions(finished):
+    out, _, summary = finished
+    stored = json.loads((out / "summary.json").read_text())
+    assert stored["profile"] == "demo" and stored["seeds"] == [0] and stored["dataset"] == "synthetic"
+    assert set(stored["routes"]) == {"flat", "hierarchical", "soft", "ensemble", "oracle"}
+    for values in stored["routes"].values():
+        for key in ("accuracy", "macro_auc", "macro_f1", "tumor_fnr", "ece"):
+            assert 0.0 <= values[key] <= 1.0
+        low, high = values["accuracy_ci"]
+        assert low <= values["accuracy"] <= high
+    assert 0.0 <= stored["plane_accuracy"] <= 1.0 and 0.0 <= stored["mcnemar_p"] <= 1.0
+    assert set(stored["robustness"]) == {"jpeg_q75", "downscale_224"}
+    assert set(stored["robustness"]["jpeg_q75"]) == set(stored["routes"])
+    assert stored["routes"]["flat"]["images_per_second"] > 0
+    assert 0.0 <= stored["shortcut"]["accuracy"] <= 1.0
+    assert stored["weights"]["sources"]["flat"] == "random initialisation"
+
+
+def test_report_and_run_record_are_written(finished):
+    out, _, _ = finished
+    report = (out / "report.md").read_text()
+    for section in ("How to reproduce", "Starting weights", "Shortcut check", "Robustness", "Dataset audit"):
+        assert section in report
+    assert "pytest" in report  # the command that produced it
+    record = json.loads((out / "run_record.json").read_text())
+    assert record["data"]["test"]["n_images"] == 48 and record["versions"]["torch"]
+    assert (out / "figures" / "roc.png").stat().st_size > 0
+    assert (out / "predictions" / "test_seed0.csv").stat().st_size > 0
+
+
+def test_rerun_resumes_without_retraining(finished):
+    out, config, summary = finished
+    before = StageLog(out / "work" / "stages.json").seconds()
+    again = run_experiment(config, data_root=None, out_dir=out, command="pytest")
+    assert StageLog(out / "work" / "stages.json").seconds() == before
+    assert again["routes"]["hierarchical"]["accuracy"] == summary["routes"]["hierarchical"]["accuracy"]
+
+
+def test_rerun_with_other_settings_is_refused(finished):
+    out, config, _ = finished
+    other = resolve_config("demo", overrides={**TINY, "n_bootstrap": 60})
+    with pytest.raises(ValueError, match="another configuration"):
+        run_experiment(other, data_root=None, out_dir=out)
+
+
+def test_profiles_and_overrides(tmp_path):
+    assert set(PROFILES) == {"demo", "quick", "cpu", "full"}
+    assert parse_override("epochs=3") == ("epochs", 3) and parse_override("mode=frozen") == ("mode", "frozen")
+    config_file = tmp_path / "c.json"
+    config_file.write_text(json.dumps({"epochs": 7, "seeds": [1, 2]}))
+    config = resolve_config("cpu", config_file=config_file, overrides={"lr": 0.01})
+    assert (config.epochs, config.seeds, config.lr) == (7, (1, 2), 0.01)
+    with pytest.raises(ValueError, match="unknown experiment settings"):
+        resolve_config("quick", overrides={"epoch": 3})
+    with pytest.raises(ValueError, match="unknown profile"):
+        resolve_config("huge")
+    with pytest.raises(ValueError, match="unknown perturbations"):
+        resolve_config("quick", overrides={"perturbations": ["blur"]})
+    with pytest.raises(ValueError, match="key=value"):
+        parse_override("epochs")
