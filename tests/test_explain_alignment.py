@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hierarchy.data.preprocess import PreprocessConfig, eval_transform
+from hierarchy.data.preprocess import PreprocessConfig, eval_transform, foreground_box
 from hierarchy.explain import align_mask_to_input, letterbox_mask, score_against_mask
+
+# BRISC 2025 test slices with lesion masks (512 px JPEGs: decoded at a reduced DCT scale), one per class.
+BRISC_CASES = ("brisc2025_test_00015_gl_ax_t1", "brisc2025_test_00435_me_co_t1", "brisc2025_test_00925_pi_sa_t1")
+BRISC_CLASS = {"gl": "glioma", "me": "meningioma", "pi": "pituitary"}
 
 # A 120 x 80 (w x h) "head" at (30, 20) on a 200 x 150 black scan, with a bright "tumour" in it.
 HEAD = (30, 20, 150, 100)
@@ -23,12 +27,20 @@ def _scan_and_mask() -> tuple[Image.Image, Image.Image]:
     return Image.fromarray(scan), Image.fromarray(mask)
 
 
-@pytest.mark.parametrize(("crop", "box"), [(True, HEAD), (False, None)])
-def test_aligned_mask_covers_the_tumour_in_the_preprocessed_input(crop: bool, box: tuple | None) -> None:
+def test_foreground_box_is_the_head() -> None:
+    scan, _ = _scan_and_mask()
+    box = foreground_box(scan)
+    assert box is not None and np.abs(np.subtract(box, HEAD)).max() <= 1  # the blur widens it by a pixel
+    assert foreground_box(Image.new("L", (40, 30), 0)) is None
+
+
+@pytest.mark.parametrize("crop", [True, False])
+def test_aligned_mask_covers_the_tumour_in_the_preprocessed_input(crop: bool) -> None:
     scan, mask = _scan_and_mask()
     size = 64
-    model_input = eval_transform(PreprocessConfig(image_size=size, crop_foreground=crop))(scan)[0].numpy()
-    aligned = align_mask_to_input(mask, scan, crop_box=box, size=size)
+    preprocess = PreprocessConfig(image_size=size, crop_foreground=crop)
+    model_input = eval_transform(preprocess)(scan)[0].numpy()
+    aligned = align_mask_to_input(mask, scan, preprocess)
     assert aligned.shape == (size, size)
     tumour_in_input = model_input > model_input.max() - 0.5  # the brightest pixels
     overlap = (aligned & tumour_in_input).sum() / (aligned | tumour_in_input).sum()
@@ -47,6 +59,26 @@ def test_letterbox_pads_centred_to_a_square() -> None:
 def test_mask_and_image_must_share_a_grid() -> None:
     scan, mask = _scan_and_mask()
     with pytest.raises(ValueError, match="share a pixel grid"):
-        align_mask_to_input(mask.resize((100, 75)), scan, crop_box=None, size=32)
+        align_mask_to_input(mask.resize((100, 75)), scan, PreprocessConfig(image_size=32))
     with pytest.raises(ValueError, match="crop box"):
-        align_mask_to_input(mask, scan, crop_box=(0, 0, 500, 10), size=32)
+        letterbox_mask(mask, (0, 0, 500, 10), 32)
+
+
+@pytest.mark.parametrize("case", BRISC_CASES)
+def test_aligned_brisc_mask_covers_the_tumour_in_the_model_input(brisc_root, case: str) -> None:
+    """The tumour in the model input is found by blacking out the mask in the decoded scan and
+    seeing which input pixels darken; the aligned mask must overlap it closely."""
+    image = brisc_root / "classification_task" / "test" / BRISC_CLASS[case.split("_")[3]] / f"{case}.jpg"
+    mask_path = brisc_root / "segmentation_task" / "test" / "masks" / f"{case}.png"
+    preprocess = PreprocessConfig(image_size=224)
+    aligned = align_mask_to_input(mask_path, image, preprocess)
+    tumour = np.asarray(Image.open(mask_path)) >= 128
+
+    def blacken(decoded: Image.Image) -> Image.Image:
+        on_grid = Image.fromarray(tumour).resize(decoded.size, Image.Resampling.NEAREST)
+        return Image.fromarray(np.where(np.asarray(on_grid), 0, np.asarray(decoded)).astype(np.uint8))
+
+    transform = eval_transform(preprocess)
+    darkened = ((transform(image, perturb=blacken) - transform(image))[0].numpy() * preprocess.std) < -0.05
+    assert aligned.shape == (224, 224)
+    assert (aligned & darkened).sum() / (aligned | darkened).sum() > 0.8

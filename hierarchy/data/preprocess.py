@@ -72,8 +72,8 @@ def _robust_range(array: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def crop_to_foreground(image: Image.Image) -> Image.Image:
-    """Crop to the bounding box of the head, dropping padding bars and empty margins.
+def foreground_box(image: Image.Image) -> tuple[int, int, int, int] | None:
+    """Bounding box (left, upper, right, lower) of the head, or None when no head is found.
 
     After a small box blur (which evens out background noise and JPEG ringing), a row or column
     belongs to the head when more than 1 % of its pixels exceed 10 % of the robust intensity range.
@@ -81,13 +81,19 @@ def crop_to_foreground(image: Image.Image) -> Image.Image:
     array = np.asarray(image.filter(ImageFilter.BoxBlur(max(1, min(image.size) // 128))))
     lo, hi = _robust_range(array)
     if hi <= lo:
-        return image
+        return None
     mask = array > lo + _FOREGROUND_LEVEL * (hi - lo)
     rows = np.flatnonzero(mask.sum(axis=1) > 0.01 * array.shape[1])
     cols = np.flatnonzero(mask.sum(axis=0) > 0.01 * array.shape[0])
     if rows.size == 0 or cols.size == 0:
-        return image
-    return image.crop((int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def crop_to_foreground(image: Image.Image) -> Image.Image:
+    """Crop to :func:`foreground_box`, dropping padding bars and empty margins (no head: unchanged)."""
+    box = foreground_box(image)
+    return image if box is None else image.crop(box)
 
 
 def scale_intensity(image: Image.Image) -> torch.Tensor:

@@ -1,0 +1,92 @@
+"""Explaining test tumours with the deciding model and scoring the maps against lesion masks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hierarchy.data import PreprocessConfig, index_dataset
+from hierarchy.experiment.explanations import (
+    TABLE_STEM,
+    choose_images,
+    explain_test_images,
+    explanation_section,
+)
+from hierarchy.labels import NO_TUMOR
+from hierarchy.routing import Router
+
+ROUTES = ("flat", "hierarchical")
+
+
+@pytest.fixture(scope="module")
+def fitted(synthetic_root: Path) -> tuple[Router, pd.DataFrame, pd.DataFrame]:
+    frame = index_dataset(synthetic_root)
+    train = frame[frame["split"] == "train"].reset_index(drop=True)
+    test = frame[frame["split"] == "test"].reset_index(drop=True)
+    router = Router.fit(train, mode="frozen", plane_backbone="simple_cnn", expert_backbone="simple_cnn",
+                        flat_backbone="simple_cnn", weights=None, expert_init="scratch",
+                        preprocess=PreprocessConfig(image_size=48), val_fraction=0.25)
+    return router, test, router.predict_routes(test, ROUTES, progress=False)
+
+
+def test_explains_each_image_on_each_route_and_writes_overlays_and_tables(fitted, tmp_path: Path) -> None:
+    router, test, predictions = fitted
+    result = explain_test_images(router, test, predictions, tmp_path, n_images=5, routes=ROUTES)
+    assert result["method"] == "gradcam" and result["n_images"] == 5
+    assert len(result["rows"]) == 5 * len(ROUTES)
+    json.dumps(result)  # JSON-ready
+    rows = pd.DataFrame(result["rows"])
+    assert set(rows["route"]) == set(ROUTES)
+    assert (rows["true_label"] != NO_TUMOR).all()
+    assert set(rows.loc[rows["route"] == "flat", "expert"]) == {"flat"}
+    assert set(rows.loc[rows["route"] == "hierarchical", "expert"]) <= set(router.planes)
+    for row in result["rows"]:
+        assert row["inside_fraction"] is None or 0.0 <= row["inside_fraction"] <= 1.0
+        assert row["pointing_hit"] in (True, False, None)
+        overlay = tmp_path / row["overlay"]
+        assert overlay.parent == tmp_path / "explanations" and overlay.stat().st_size > 0
+        assert "/" not in overlay.name.removesuffix(".png")
+    for record in result["summary"]:
+        assert record["inside_fraction"] is None or 0.0 <= record["inside_fraction"] <= 1.0
+        assert record["pointing_rate"] is None or 0.0 <= record["pointing_rate"] <= 1.0
+    for ext in ("csv", "tex", "md"):
+        assert (tmp_path / "tables" / f"{TABLE_STEM}.{ext}").stat().st_size > 0
+    section = explanation_section(result)
+    assert "| route | true class |" in section and "| --- |" in section
+    assert "gradcam" in section and "shortcut" in section
+
+
+def test_missed_tumours_come_first_then_a_seeded_sample(fitted) -> None:
+    _, test, predictions = fitted
+    tumours = test[test["mask_path"].notna() & (test["label"] != NO_TUMOR)]
+    missed_id = tumours["id"].iloc[-1]
+    wrong = predictions.copy()
+    wrong.loc[wrong["id"] != missed_id, "pred_label"] = wrong["true_label"]
+    wrong.loc[(wrong["id"] == missed_id) & (wrong["route"] == "hierarchical"), "pred_label"] = NO_TUMOR
+    chosen = choose_images(test, wrong, 4, ROUTES, seed=0)
+    assert chosen["id"].iloc[0] == missed_id and len(chosen) == 4
+    assert chosen["id"].is_unique and chosen["mask_path"].notna().all()
+    assert chosen["id"].tolist() == choose_images(test, wrong, 4, ROUTES, seed=0)["id"].tolist()
+    assert len(choose_images(test, wrong, 1000, ROUTES, seed=0)) == len(tumours)
+
+
+def test_no_masks_gives_an_empty_result_and_says_so(fitted, tmp_path: Path) -> None:
+    router, test, predictions = fitted
+    result = explain_test_images(router, test.assign(mask_path=None), predictions, tmp_path)
+    assert result["n_images"] == 0 and result["rows"] == [] and result["summary"] == []
+    assert (tmp_path / "tables" / f"{TABLE_STEM}.csv").exists()
+    assert "no explanation" in explanation_section(result)
+
+
+def test_clear_errors(fitted, tmp_path: Path) -> None:
+    router, test, predictions = fitted
+    with pytest.raises(ValueError, match="not in the prediction table"):
+        explain_test_images(router, test, predictions, tmp_path, routes=("soft",))
+    mixture = predictions.assign(route="soft", expert="mixture")
+    with pytest.raises(ValueError, match="mixture"):
+        explain_test_images(router, test, mixture, tmp_path, n_images=2, routes=("soft",))
+    with pytest.raises(KeyError, match="mask_path"):
+        explain_test_images(router, test.drop(columns="mask_path"), predictions, tmp_path)
