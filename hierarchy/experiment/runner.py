@@ -20,6 +20,12 @@ from hierarchy.data import (
     train_val_split,
     with_phash,
 )
+from hierarchy.experiment.explanations import (
+    SECTION_TITLE,
+    explain_test_images,
+    explanation_section,
+    write_explanation_table,
+)
 from hierarchy.experiment.external import external_name, load_external
 from hierarchy.experiment.profiles import ExperimentConfig
 from hierarchy.experiment.sections import report_sections
@@ -43,6 +49,18 @@ SEED_BOOTSTRAP = 200
 
 def _read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def _save_predictions(table: pd.DataFrame, path: Path) -> None:
+    """Predictions are saved without file paths (ids are dataset-relative), so no machine's paths are kept."""
+    table.drop(columns=["path"], errors="ignore").to_csv(path, index=False)
+
+
+def _load_predictions(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """Saved predictions with each image's path restored from the dataset index."""
+    table = _read_csv(path)
+    table["path"] = table["id"].map(frame.set_index("id")["path"])
+    return table
 
 
 def _read_json(path: Path) -> Any:
@@ -180,9 +198,9 @@ class Experiment:
             table = router.predict_routes(self.test, ROUTES)
             if self.weights["random_init_flat_backbone"]:
                 table = pd.concat([table, self.random_init_flat(seed, router)], ignore_index=True)
-            table.to_csv(path, index=False)
+            _save_predictions(table, path)
         self.stages.run(f"predict_seed{seed}", predict, lambda: None)
-        return _read_csv(path)
+        return _load_predictions(path, self.test)
 
     # -- side evaluations on the first seed's models -------------------------------------------
     def robustness(self, router: Router) -> dict[str, dict[str, float]]:
@@ -209,10 +227,10 @@ class Experiment:
 
             def evaluate(frame: pd.DataFrame = frame, path: Path = path) -> None:
                 routes = tuple(r for r in ROUTES if r != "oracle" or frame["plane"].notna().all())
-                router.predict_routes(frame, routes).to_csv(path, index=False)
+                _save_predictions(router.predict_routes(frame, routes), path)
             self.stages.run(f"external_{name}", evaluate, lambda: None)
-            results[name] = {"record": record,
-                             "metrics": evaluate_predictions(_read_csv(path), n_bootstrap=self.config.n_bootstrap)}
+            results[name] = {"record": record, "metrics": evaluate_predictions(
+                _load_predictions(path, frame), n_bootstrap=self.config.n_bootstrap)}
         return results
 
     def throughput(self, router: Router) -> dict[str, float]:
@@ -224,6 +242,17 @@ class Experiment:
             write_json(path, speeds)
             return speeds
         return self.stages.run("throughput", measure, lambda: _read_json(path))
+
+    def explanations(self, router: Router, predictions: pd.DataFrame) -> dict[str, Any]:
+        """Grad-CAM of the deciding model for tumour test images, scored against radiologist masks."""
+        path = self.work / "explanations.json"
+
+        def explain() -> dict[str, Any]:
+            result = explain_test_images(router, self.test, predictions, self.out,
+                                         n_images=self.config.explain_images)
+            write_json(path, result)
+            return result
+        return self.stages.run("explanations", explain, lambda: _read_json(path))
 
     # -- the whole run -------------------------------------------------------------------------
     def run(self, external: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -240,14 +269,15 @@ class Experiment:
         robustness = self.robustness(first_router)
         external_results = self.external(external, first_router)
         throughput = self.throughput(first_router)
-
         first = config.seeds[0]
+        pred = predictions[first]
+        explanations = self.explanations(first_router, pred)
+
         record = run_record(config.to_dict(), seed=first, frames={"train": self.train, "val": self.val, "test": self.test})
         record.update({"command": self.command, "dataset_root_name": self.data_root.name, "weights": self.weights,
                        "stage_seconds": self.stages.seconds(), "profile": config.profile, "seeds": list(config.seeds)})
         write_json(self.out / "run_record.json", record)
 
-        pred = predictions[first]
         metrics = evaluate_predictions(pred, n_bootstrap=config.n_bootstrap, seed=first)
         comparisons = [compare_routes(pred, a, b, n_bootstrap=config.n_bootstrap, seed=first)
                        for a, b in COMPARISONS if a in metrics["routes"] and b in metrics["routes"]]
@@ -259,9 +289,13 @@ class Experiment:
         write_json(self.out / "summary.json", summary)
         training_logs = {name: log for name in ("flat", "plane", *first_router.planes)
                          if (log := self.work / f"seed_{first}" / "training" / name / "log.csv").exists()}
-        build_report(pred, self.out, run_record=record, training_logs=training_logs,
-                     extra_sections=report_sections(summary, command=self.command), metrics=metrics,
-                     compared=comparisons, n_bootstrap=config.n_bootstrap, seed=first, overwrite=True)
+        sections = [*report_sections(summary, command=self.command),
+                    (SECTION_TITLE, explanation_section(explanations))]
+        overlays = {r["id"]: self.out / r["overlay"] for r in explanations["rows"] if r["route"] == "hierarchical"}
+        build_report(pred, self.out, run_record=record, training_logs=training_logs, extra_sections=sections,
+                     overlays=overlays, metrics=metrics, compared=comparisons, n_bootstrap=config.n_bootstrap,
+                     seed=first, overwrite=True)
+        write_explanation_table(explanations, self.out)  # build_report replaces tables/
         return summary
 
 

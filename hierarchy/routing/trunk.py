@@ -18,4 +18,4 @@ def trunk_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def head_proba(model: nn.Module, features: torch.Tensor) -> np.ndarray:
     """Softmax probabilities of the model's classifier applied to pre-logit features."""
-    return torch.softmax(model.get_classifier()(features).float(), dim=1).cpu().numpy().astype(float)
+    return torch.softmax(model.get_classifier()(features).double(), dim=1).cpu().numpy()
