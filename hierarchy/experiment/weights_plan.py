@@ -29,7 +29,9 @@ def plan_weights(config: ExperimentConfig) -> dict[str, Any]:
         try:
             resolve_weights(flat, config.weights)
         except WeightsNotFoundError as err:
-            notes.append(f"ImageNet weights for the intended flat baseline {flat} were not found ({err}). "
+            logger.warning("%s", err)
+            notes.append(f"ImageNet weights for the intended flat baseline {flat} were not found offline "
+                         "(see README, 'Pretrained weights without internet'). "
                          f"The flat baseline is {config.flat_fallback_backbone} with offline ImageNet weights "
                          f"instead" + (f"; {flat} is also trained from random initialisation and reported "
                                        f"as such" if config.flat_random_init_too else "") + ".")

@@ -14,8 +14,7 @@ from hierarchy.labels import NO_TUMOR, TUMOR_CLASSES
 from hierarchy.metrics.intervals import wilson_interval
 from hierarchy.predictions import prob_column
 
-MISSED_COLUMNS = ("id", "route", "true_label", "pred_label", "true_plane", "pred_plane", "expert",
-                  "path")
+MISSED_COLUMNS = ("id", "route", "true_label", "pred_label", "true_plane", "pred_plane", "expert")
 
 
 def _proportion(successes: int, n: int, confidence: float) -> dict:

@@ -140,7 +140,8 @@ def _comparisons(w: _Writer, comparisons: list[dict]) -> None:
             "Paired comparisons: McNemar exact test and bootstrap differences [95% CI]")
 
 
-def _false_negatives(w: _Writer, metrics: dict, overlays: Mapping[str, str | Path] | None) -> None:
+def _false_negatives(w: _Writer, metrics: dict, overlays: Mapping[str, str | Path] | None,
+                     paths: Mapping[str, str]) -> None:
     w.add("## False-negative analysis", "",
           "A false negative is a tumour image predicted `no_tumor`. Tumour-class errors are split "
           "by whether the plane classifier sent the image to the right expert.", "")
@@ -158,7 +159,8 @@ def _false_negatives(w: _Writer, metrics: dict, overlays: Mapping[str, str | Pat
           f"[missed_tumours.csv]({csv.relative_to(w.out_dir).as_posix()}) "
           f"([LaTeX]({tex.relative_to(w.out_dir).as_posix()}), "
           f"[Markdown]({md.relative_to(w.out_dir).as_posix()})).", "")
-    gallery = figures.missed_gallery_figure(missed, overlays=overlays)
+    # Image paths stay out of metrics and tables (they name the machine); the gallery looks them up.
+    gallery = figures.missed_gallery_figure(missed.assign(path=missed["id"].map(paths)), overlays=overlays)
     if gallery is None:
         w.add("No image files are available for a gallery of missed tumours.", "")
     w.figure(gallery, "missed_gallery", "Missed tumours (true -> predicted, route)")
@@ -233,7 +235,8 @@ def build_report(pred: pd.DataFrame, out_dir: str | Path, *, run_record: dict | 
         lambda: _data_and_methods(w, pred, metrics, run_record),
         lambda: _results(w, metrics),
         lambda: _comparisons(w, compared),
-        lambda: _false_negatives(w, metrics, overlays),
+        lambda: _false_negatives(w, metrics, overlays,
+                                 dict(zip(pred["id"], pred["path"], strict=True)) if "path" in pred else {}),
         lambda: _calibration(w, metrics),
         lambda: _per_plane(w, metrics),
     ]
