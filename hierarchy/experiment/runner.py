@@ -140,7 +140,9 @@ class Experiment:
         self.shortcut = self.stages.run("shortcut", self._shortcut, lambda: _read_json(self.work / "shortcut.json"))
 
     def _audit(self) -> dict[str, Any]:
-        report = audit(self.frame, progress=False)
+        frame = self.frame.copy()
+        frame.attrs["root"] = self.data_root.name  # the report names the dataset, not this machine's path
+        report = audit(frame, progress=False)
         report.write(self.out / "audit", overwrite=True)
         return report.to_dict()
 
