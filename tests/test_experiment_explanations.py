@@ -59,17 +59,19 @@ def test_explains_each_image_on_each_route_and_writes_overlays_and_tables(fitted
     assert "gradcam" in section and "shortcut" in section
 
 
-def test_missed_tumours_come_first_then_a_seeded_sample(fitted) -> None:
+def test_missed_tumours_come_first_within_balanced_classes(fitted) -> None:
     _, test, predictions = fitted
     tumours = test[test["mask_path"].notna() & (test["label"] != NO_TUMOR)]
     missed_id = tumours["id"].iloc[-1]
     wrong = predictions.copy()
     wrong.loc[wrong["id"] != missed_id, "pred_label"] = wrong["true_label"]
     wrong.loc[(wrong["id"] == missed_id) & (wrong["route"] == "hierarchical"), "pred_label"] = NO_TUMOR
-    chosen = choose_images(test, wrong, 4, ROUTES, seed=0)
-    assert chosen["id"].iloc[0] == missed_id and len(chosen) == 4
+    chosen = choose_images(test, wrong, 6, ROUTES, seed=0)
+    missed_label = tumours.loc[tumours["id"] == missed_id, "label"].iloc[0]
+    assert chosen.loc[chosen["label"] == missed_label, "id"].iloc[0] == missed_id and len(chosen) == 6
+    assert chosen["label"].value_counts().tolist() == [2, 2, 2]  # glioma, meningioma, pituitary
     assert chosen["id"].is_unique and chosen["mask_path"].notna().all()
-    assert chosen["id"].tolist() == choose_images(test, wrong, 4, ROUTES, seed=0)["id"].tolist()
+    assert chosen["id"].tolist() == choose_images(test, wrong, 6, ROUTES, seed=0)["id"].tolist()
     assert len(choose_images(test, wrong, 1000, ROUTES, seed=0)) == len(tumours)
 
 

@@ -39,16 +39,21 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 
 def choose_images(test: pd.DataFrame, predictions: pd.DataFrame, n_images: int, routes: Sequence[str],
                   seed: int) -> pd.DataFrame:
-    """Up to ``n_images`` tumour rows of ``test`` with a mask: every tumour a route in ``routes`` missed
-    (true label not predicted; test order, cut at ``n_images``), then a ``seed``-ed sample of the rest."""
+    """Up to ``n_images`` tumour rows of ``test`` with a mask, shared equally among the tumour classes:
+    within each class, the tumours a route in ``routes`` missed come first (test order), then a
+    ``seed``-ed sample of the rest; a class with too few images leaves its share to the others."""
     candidates = test[test["mask_path"].notna() & (test["label"] != NO_TUMOR)]
     scored = predictions[predictions["route"].isin(routes)]
     missed_ids = set(scored.loc[scored["true_label"] != scored["pred_label"], "id"])
-    is_missed = candidates["id"].isin(missed_ids)
-    missed = candidates[is_missed].head(n_images)
-    rest = candidates[~is_missed]
-    sample = rest.sample(n=min(n_images - len(missed), len(rest)), random_state=seed)
-    return pd.concat([missed, sample]).reset_index(drop=True)
+    ranked = []
+    for _, rows in candidates.groupby("label", sort=True):
+        is_missed = rows["id"].isin(missed_ids)
+        rest = rows[~is_missed].sample(frac=1.0, random_state=seed)
+        ranked.append(pd.concat([rows[is_missed], rest]).assign(_rank=range(len(rows))))
+    if not ranked:
+        return candidates.iloc[:0]
+    chosen = pd.concat(ranked).sort_values(["_rank", "label"], kind="stable").head(n_images)
+    return chosen.drop(columns="_rank").reset_index(drop=True)
 
 
 def _file_stem(image_id: str) -> str:

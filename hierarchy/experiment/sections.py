@@ -49,6 +49,12 @@ def _targets(summary: dict[str, Any]) -> str:
         best = values[best_route]
         met = best >= target if op == ">=" else best <= target
         rows.append([label, f"{op} {target}", f"{_num(best)} ({best_route})", "met" if met else "**missed**"])
+    drops = [(p, r, v["drop"]) for p, by_route in summary["robustness"].items()
+             for r, v in by_route.items() if r != "oracle"]
+    if drops:
+        perturbation, route, worst = max(drops, key=lambda d: d[2])
+        rows.append(["largest accuracy drop under re-encoding", "<= 0.01", f"{worst:.4f} ({route}, {perturbation})",
+                     "met" if worst <= 0.01 else "**missed**"])
     plane = summary.get("plane_accuracy")
     if plane is not None:
         rows.append(["plane accuracy", ">= 0.995", _num(plane), "met" if plane >= 0.995 else "**missed**"])
@@ -63,12 +69,13 @@ def _targets(summary: dict[str, Any]) -> str:
 def _shortcut(summary: dict[str, Any]) -> str:
     s = summary["shortcut"]
     best = max(v["accuracy"] for r, v in summary["routes"].items() if r != "oracle")
-    return (f"A {s['model']} using only {', '.join(s['features'])} reaches **{_pct(s['accuracy'])}** "
+    return (f"A {s['model']}, given only {', '.join(s['features'])}, reaches **{_pct(s['accuracy'])}** "
             f"accuracy (95% CI {_pct(s['accuracy_ci'][0])}-{_pct(s['accuracy_ci'][1])}; balanced "
             f"{_pct(s['balanced_accuracy'])}) on the test split, against {_pct(s['majority_baseline_accuracy'])} "
             f"for always predicting the majority class and {_pct(best)} for the best image route. Metadata "
-            "this predictive means part of an image model's accuracy may come from acquisition artefacts; "
-            "the pipeline converts to greyscale and crops and letterboxes every image to blunt them.\n\n"
+            "this predictive means part of an image model's accuracy may come from acquisition artefacts "
+            "(file size also reflects image content, so it is not a pure artefact); the pipeline converts "
+            "to greyscale and crops and letterboxes every image to blunt them.\n\n"
             + markdown_table(["feature", "importance"],
                              [[k, f"{v:.3f}"] for k, v in s["feature_importance"].items()]))
 
