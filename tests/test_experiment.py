@@ -75,7 +75,7 @@ def test_profiles_and_overrides(tmp_path):
     config_file.write_text(json.dumps({"epochs": 7, "seeds": [1, 2]}))
     config = resolve_config("cpu", config_file=config_file, overrides={"lr": 0.01})
     assert (config.epochs, config.seeds, config.lr) == (7, (1, 2), 0.01)
-    with pytest.raises(ValueError, match="unknown experiment settings"):
+    with pytest.raises(ValueError, match="unknown ExperimentConfig keys"):
         resolve_config("quick", overrides={"epoch": 3})
     with pytest.raises(ValueError, match="unknown profile"):
         resolve_config("huge")

@@ -12,8 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,6 +21,7 @@ from torchvision.transforms import v2
 
 from hierarchy.data.image_io import ImageSource, load_image
 from hierarchy.data.perturb import jpeg_reencode, resize_longer_side
+from hierarchy.settings import Settings
 
 # Bump when the pipeline's code changes what it outputs, so cached features are invalidated.
 PIPELINE_VERSION = 1
@@ -32,7 +32,7 @@ _PERCENTILES = (0.5, 99.5)
 
 
 @dataclass
-class PreprocessConfig:
+class PreprocessConfig(Settings):
     """Settings of the preprocessing pipeline; stored in bundles and keyed into feature caches."""
 
     image_size: int = 224
@@ -46,18 +46,7 @@ class PreprocessConfig:
         if not self.std > 0:
             raise ValueError(f"std must be positive, got {self.std!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict of the settings."""
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
-        """Build from ``to_dict()`` output; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown PreprocessConfig key(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**d)
 
     def fingerprint(self) -> str:
         """Stable 16-hex-digit hash of the settings and the pipeline version."""

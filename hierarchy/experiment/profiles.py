@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hierarchy.data import PERTURBATIONS
+from hierarchy.settings import Settings
 
 
 @dataclass(frozen=True)
-class ExperimentConfig:
+class ExperimentConfig(Settings):
     """Everything that decides what the comparison trains and measures.
 
     ``flat_backbone`` is the intended flat baseline; when its ImageNet weights cannot be found the
@@ -47,17 +48,10 @@ class ExperimentConfig:
     explain_images: int = 24
     synthetic: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown experiment settings {unknown}; known: {sorted(known)}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        return cls(**values)
+        """Build from plain values (JSON lists become tuples); unknown keys raise ``ValueError``."""
+        return super().from_dict({k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 PROFILES: dict[str, ExperimentConfig] = {

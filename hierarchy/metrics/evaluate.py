@@ -55,7 +55,7 @@ from hierarchy.metrics.classification import (
     predicted,
     roc_curves,
 )
-from hierarchy.metrics.false_negatives import false_negative_analysis
+from hierarchy.metrics.false_negatives import false_negative_analysis, rows_with_planes
 from hierarchy.metrics.intervals import bootstrap_cis, wilson_interval
 from hierarchy.metrics.paired import mcnemar_exact, paired_bootstrap_difference
 from hierarchy.predictions import ROUTES, label_indices, probabilities
@@ -152,11 +152,8 @@ def _per_plane(frame, y_true, proba, confidence, n_bootstrap, seed) -> dict:
 
 
 def _plane_classifier(frame: pd.DataFrame, confidence: float) -> dict | None:
-    if "true_plane" not in frame.columns or "pred_plane" not in frame.columns:
-        return None
-    known = frame.dropna(subset=["true_plane", "pred_plane"])
-    known = known[(known["true_plane"] != "") & (known["pred_plane"] != "")]
-    if known.empty:
+    known = rows_with_planes(frame)
+    if known is None:
         return None
     labels = list(PLANES) + sorted(set(known["true_plane"]) | set(known["pred_plane"]) - set(PLANES))
     true_idx = label_indices(known["true_plane"].tolist(), labels)

@@ -68,6 +68,15 @@ def missed_tumours(frame: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASSES) 
     return missed[columns].reset_index(drop=True)
 
 
+def rows_with_planes(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """Rows with both a true and a predicted plane, or None when there are none (e.g. the flat route)."""
+    if "true_plane" not in frame.columns or "pred_plane" not in frame.columns:
+        return None
+    known = frame.dropna(subset=["true_plane", "pred_plane"])
+    known = known[(known["true_plane"] != "") & (known["pred_plane"] != "")]
+    return None if known.empty else known
+
+
 def routing_errors(frame: pd.DataFrame) -> dict | None:
     """Tumour-class errors split by whether the plane classifier was right.
 
@@ -75,11 +84,8 @@ def routing_errors(frame: pd.DataFrame) -> dict | None:
     flat route). ``wrong_plane_wrong_tumour`` are errors that routing to the wrong expert may explain;
     ``right_plane_wrong_tumour`` are the expert's own.
     """
-    if "true_plane" not in frame.columns or "pred_plane" not in frame.columns:
-        return None
-    known = frame.dropna(subset=["true_plane", "pred_plane"])
-    known = known[(known["true_plane"] != "") & (known["pred_plane"] != "")]
-    if known.empty:
+    known = rows_with_planes(frame)
+    if known is None:
         return None
     wrong_plane = known["true_plane"] != known["pred_plane"]
     wrong_tumour = known["true_label"] != known["pred_label"]

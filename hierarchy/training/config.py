@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+
+from hierarchy.settings import Settings
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 CHANNELS_LAST_MODES = ("auto", "on", "off")
@@ -11,7 +12,7 @@ MONITORS = {"val_balanced_accuracy": "max", "val_accuracy": "max", "val_loss": "
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Settings):
     """Hyper-parameters of :func:`hierarchy.training.train`.
 
     ``amp``: ``auto`` (bf16, or fp16 with loss scaling, on CUDA only; off on CPU), ``bf16``, ``fp16``
@@ -60,15 +61,4 @@ class TrainConfig:
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ValueError(f"max_steps_per_epoch must be >= 1 or None, got {self.max_steps_per_epoch}")
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every setting."""
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build a config from a dict; keys that are not settings raise ``ValueError``."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys {unknown}; known keys are {sorted(known)}")
-        return cls(**values)
