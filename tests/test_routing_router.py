@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from hierarchy.data import ImageReadError, PreprocessConfig, index_dataset
+from hierarchy.data import ImageReadError, PreprocessConfig, index_dataset, train_val_split
 from hierarchy.labels import PLANES
-from hierarchy.predictions import ROUTES, plane_probabilities, probabilities
+from hierarchy.metrics import apply_temperature, expected_calibration_error
+from hierarchy.predictions import ROUTES, label_indices, plane_probabilities, probabilities
 from hierarchy.routing import FlatClassifier, PlaneClassifier, Router, TumorExpert, soft_route
 from hierarchy.training import TrainConfig
 
@@ -43,6 +44,16 @@ def frozen_router(frames) -> Router:
 @pytest.fixture(scope="module")
 def saved(router, tmp_path_factory) -> Path:
     return router.save(tmp_path_factory.mktemp("saved") / "router")
+
+
+@pytest.fixture(scope="module")
+def val_rows(frames) -> pd.DataFrame:
+    """The validation rows ``Router.fit`` held out (same split and seed) and fitted the temperatures on."""
+    return train_val_split(frames[0], val_fraction=TINY["val_fraction"], seed=0)[1]
+
+
+def _route(table: pd.DataFrame, route: str) -> np.ndarray:
+    return probabilities(table[table["route"] == route])
 
 
 def test_plane_classifier_and_experts_learn(frozen_router, frames):
@@ -217,3 +228,55 @@ def test_predict_under_a_perturbation(frozen_router, frames):
     assert len(jpeg) == len(clean) and not np.allclose(probabilities(jpeg), probabilities(clean))
     with pytest.raises(ValueError, match="blur"):
         frozen_router.predict(frames[1], "flat", progress=False, perturbation="blur")
+
+
+CALIBRATED = ("flat", "hierarchical", "soft", "ensemble")
+
+
+def test_fit_gives_every_route_a_temperature(router):
+    assert set(router.temperatures) == set(CALIBRATED)
+    assert all(isinstance(t, float) and np.isfinite(t) and t > 0 for t in router.temperatures.values())
+    assert router.record["config"]["temperatures"] == router.temperatures
+
+
+def test_calibrated_output_keeps_the_argmax(router, frames):
+    plain = router.predict_routes(frames[1], progress=False)
+    calibrated = router.predict_routes(frames[1], progress=False, calibrated=True)
+    pd.testing.assert_series_equal(plain["pred_label"], calibrated["pred_label"])
+    np.testing.assert_array_equal(probabilities(plain).argmax(axis=1), probabilities(calibrated).argmax(axis=1))
+    np.testing.assert_allclose(probabilities(calibrated).sum(axis=1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(_route(calibrated, "oracle"),  # the oracle borrows the hierarchical temperature
+                               apply_temperature(_route(plain, "oracle"), router.temperatures["hierarchical"]))
+
+
+def test_calibration_does_not_worsen_validation_ece(router, val_rows):
+    y_val = label_indices(val_rows["label"])
+    plain = router.predict_routes(val_rows, CALIBRATED, progress=False)
+    calibrated = router.predict_routes(val_rows, CALIBRATED, progress=False, calibrated=True)
+    for route in CALIBRATED:
+        before = expected_calibration_error(y_val, _route(plain, route))
+        assert expected_calibration_error(y_val, _route(calibrated, route)) <= before + 1e-9, route
+
+
+def test_save_load_keeps_temperatures(router, saved, frames):
+    loaded = Router.load(saved)
+    assert loaded.temperatures == router.temperatures
+    pd.testing.assert_frame_equal(router.predict_routes(frames[1], progress=False, calibrated=True),
+                                  loaded.predict_routes(frames[1], progress=False, calibrated=True))
+
+
+def test_calibrate_refuses_test_rows(router, frames):
+    with pytest.raises(ValueError, match="test-split"):
+        router.calibrate(pd.concat(frames))
+
+
+def test_calibrated_output_needs_temperatures(saved, frames, tmp_path):
+    older = shutil.copytree(saved, tmp_path / "router")  # a router saved before temperatures existed
+    manifest = json.loads((older / "router.json").read_text())
+    del manifest["temperatures"]
+    (older / "router.json").write_text(json.dumps(manifest))
+    router = Router.load(older)
+    assert router.temperatures == {}
+    assert len(router.predict(frames[1], progress=False)) == len(frames[1])
+    with pytest.raises(ValueError, match="no temperatures"):
+        router.predict(frames[1], progress=False, calibrated=True)

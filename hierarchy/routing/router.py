@@ -16,7 +16,14 @@ from tqdm.auto import tqdm
 
 from hierarchy.data import PreprocessConfig, index_dataset, train_val_split
 from hierarchy.labels import PLANES, TUMOR_CLASSES
-from hierarchy.predictions import ROUTES, label_indices, plane_prob_column, prob_column
+from hierarchy.metrics.calibration import apply_temperature, fit_temperature
+from hierarchy.predictions import (
+    ROUTES,
+    label_indices,
+    plane_prob_column,
+    prob_column,
+    probabilities,
+)
 from hierarchy.provenance import run_record
 from hierarchy.routing.components import (
     FlatClassifier,
@@ -46,6 +53,7 @@ ROUTER_FILE = "router.json"
 PLANE_DIR = "plane"
 FLAT_DIR = "flat"
 EXPERTS_DIR = "experts"
+CALIBRATED_ROUTES = ("flat", "hierarchical", "soft", "ensemble")  # oracle borrows the hierarchical temperature
 
 
 def _training_frame(data: pd.DataFrame | str | Path, what: str) -> pd.DataFrame:
@@ -100,6 +108,8 @@ class Router:
     routing to the most probable plane's expert), ``soft`` (experts mixed by plane probability),
     ``ensemble`` (``ensemble_weight * flat + (1 - ensemble_weight) * soft``, the weight chosen on
     validation data) and ``oracle`` (the expert of the true plane; index-frame inputs only).
+    ``temperatures``: one temperature-scaling temperature per route, fitted on validation data by
+    ``calibrate`` and used by ``predict_routes(..., calibrated=True)``.
     """
 
     classes: tuple[str, ...] = TUMOR_CLASSES
@@ -107,7 +117,7 @@ class Router:
 
     def __init__(self, plane_model: PlaneClassifier, experts: Mapping[str, TumorExpert],
                  flat: FlatClassifier | None = None, *, ensemble_weight: float | None = None,
-                 record: dict[str, Any] | None = None) -> None:
+                 temperatures: Mapping[str, float] | None = None, record: dict[str, Any] | None = None) -> None:
         if set(experts) != set(self.planes):
             raise ValueError(f"need one expert per plane {list(self.planes)}, got {sorted(experts)}")
         if tuple(plane_model.classes) != self.planes:
@@ -129,6 +139,7 @@ class Router:
             raise ValueError("all components must share one preprocessing configuration (images are decoded once)")
         self.preprocess: PreprocessConfig = plane_model.preprocess
         self.ensemble_weight = ensemble_weight
+        self.temperatures: dict[str, float] = {r: float(t) for r, t in (temperatures or {}).items()}
         self.record = record or {}
         self._trunks: dict[str, str] | None = None
 
@@ -174,7 +185,7 @@ class Router:
         rows' features are extracted once clean and ``feature_views - 1`` more times through the
         training augmentation, so the heads see re-encoded, shifted images too. ``out_dir`` keeps per-component training
         logs, checkpoints (``resume``) and the frozen-feature cache. The ensemble weight is chosen on the
-        validation rows (maximum log-likelihood).
+        validation rows (maximum log-likelihood), then every route's temperature is fitted on them (``calibrate``).
         """
         train = _training_frame(train_data, "train_data")
         if val_data is None:
@@ -217,12 +228,13 @@ class Router:
         router = cls(plane_model, experts, flat)
         if flat is not None:
             router.ensemble_weight = router._choose_ensemble_weight(val)
+        router.calibrate(val, routes=CALIBRATED_ROUTES if flat is not None else ("hierarchical", "soft"))
         config = {"plane_backbone": plane_backbone, "expert_backbone": expert_backbone,
                   "flat_backbone": flat_backbone, "weights": None if weights is None else str(weights),
                   "expert_init": expert_init, "mode": mode, "preprocess": preprocess.to_dict(),
                   "train_config": {k: c.to_dict() for k, c in configs.items()},
                   "val_fraction": None if val_data is not None else val_fraction, "feature_views": feature_views,
-                  "ensemble_weight": router.ensemble_weight}
+                  "ensemble_weight": router.ensemble_weight, "temperatures": router.temperatures}
         router.record = run_record(config, seed=seed, frames={"train": train, "val": val})
         return router
 
@@ -252,6 +264,23 @@ class Router:
         weight = choose_ensemble_weight(label_indices(val["label"], self.classes), proba["flat"], proba["soft"])
         logger.info("ensemble weight of the flat model, chosen on %d validation images: %.2f", len(val), weight)
         return weight
+
+    def calibrate(self, val_data: pd.DataFrame, routes: Sequence[str] = CALIBRATED_ROUTES) -> Router:
+        """Fit one temperature per route on validation rows (their log-probabilities as logits), replacing
+        any earlier ``temperatures``; a frame with test-split rows is refused. Returns ``self``."""
+        if "oracle" in routes:
+            raise ValueError("the oracle route is not calibrated; it uses the hierarchical route's temperature")
+        refuse_test_rows(val_data, "val_data")
+        table = self.predict_routes(val_data, routes, progress=False)
+        y_val = label_indices(val_data["label"], self.classes)
+        tiny = np.finfo(float).tiny  # a probability of exactly 0 would give an infinite logit
+        self.temperatures = {
+            route: fit_temperature(np.log(np.maximum(probabilities(table[table["route"] == route], self.classes),
+                                                     tiny)), y_val)
+            for route in routes}
+        logger.info("temperatures fitted on %d validation images: %s", len(val_data),
+                    ", ".join(f"{r} {t:.3f}" for r, t in self.temperatures.items()))
+        return self
 
     # -- prediction ----------------------------------------------------------------------------
     def _check_routes(self, routes: Sequence[str], inputs: Inputs) -> None:
@@ -340,32 +369,50 @@ class Router:
                     table[column] = inputs.frame[source].to_numpy()
         return table
 
+    def _temperature(self, route: str) -> float:
+        """The temperature ``calibrate`` fitted for ``route`` (the oracle uses the hierarchical one)."""
+        if not self.temperatures:
+            raise ValueError("this Router has no temperatures; fit them on validation data with "
+                             "Router.calibrate (Router.fit does) before asking for calibrated output")
+        fitted = "hierarchical" if route == "oracle" else route
+        if fitted not in self.temperatures:
+            raise ValueError(f"this Router has no temperature for the {fitted!r} route "
+                             f"(it has {sorted(self.temperatures)}); calibrate that route first")
+        return self.temperatures[fitted]
+
     def predict_routes(self, inputs: Any, routes: Sequence[str] = ROUTES, *, reject_below: float | None = None,
-                       batch_size: int = 32, progress: bool = True,
-                       perturbation: str | None = None) -> pd.DataFrame:
+                       batch_size: int = 32, progress: bool = True, perturbation: str | None = None,
+                       calibrated: bool = False) -> pd.DataFrame:
         """Prediction table (``hierarchy.predictions`` schema) with one row per (image, route), every route
         from one decode and one pass per model. ``oracle`` needs a dataset-index frame as ``inputs``; its
         ``pred_plane`` is still the plane classifier's, while ``expert`` is the true plane.
         ``perturbation`` (a name in ``hierarchy.data.PERTURBATIONS``) re-encodes every decoded image
-        first, for robustness tests."""
+        first, for robustness tests. ``calibrated``: each route's probabilities are temperature-scaled with
+        its temperature from ``calibrate`` (the oracle with the hierarchical route's), before rejection;
+        ``pred_label`` is unchanged, as temperature never changes the arg-max."""
         routes = tuple(routes)
         resolved = resolve_inputs(inputs)
         self._check_routes(routes, resolved)
         if reject_below is not None and not 0.0 <= reject_below <= 1.0:
             raise ValueError(f"reject_below must lie in [0, 1], got {reject_below}")
+        temperatures = {route: self._temperature(route) for route in routes} if calibrated else {}
         found = self._route_probabilities(resolved, routes, batch_size=batch_size, progress=progress,
                                           perturbation=perturbation)
-        tables = [self._table(resolved, route, found[route], found, reject_below) for route in routes]
+        proba = {route: apply_temperature(found[route], temperatures[route], are_probabilities=True)
+                 if calibrated else found[route] for route in routes}
+        tables = [self._table(resolved, route, proba[route], found, reject_below) for route in routes]
         return pd.concat(tables, ignore_index=True)
 
     def predict(self, inputs: Any, route: str = "hierarchical", *, reject_below: float | None = None,
-                batch_size: int = 32, progress: bool = True, perturbation: str | None = None) -> pd.DataFrame:
+                batch_size: int = 32, progress: bool = True, perturbation: str | None = None,
+                calibrated: bool = False) -> pd.DataFrame:
         """Prediction table of one route for paths, a folder, PIL images, arrays, tensors or an index frame.
 
-        ``reject_below``: images whose top probability is below it are marked ``referred``.
+        ``reject_below``: images whose top probability is below it are marked ``referred``. ``calibrated``:
+        temperature-scaled probabilities (see ``predict_routes``).
         """
         return self.predict_routes(inputs, (route,), reject_below=reject_below, batch_size=batch_size,
-                                   progress=progress, perturbation=perturbation)
+                                   progress=progress, perturbation=perturbation, calibrated=calibrated)
 
     # -- persistence ---------------------------------------------------------------------------
     def _expert_dir(self, plane: str) -> str:
@@ -395,6 +442,7 @@ class Router:
             "expert_init": expert.init,
             "mode": self.record.get("config", {}).get("mode", expert.mode),
             "ensemble_weight": self.ensemble_weight,
+            "temperatures": self.temperatures,
             "preprocess": self.preprocess.to_dict(),
             "components": layout,
             "record": self.record,
@@ -407,7 +455,8 @@ class Router:
     @classmethod
     def load(cls, directory: str | Path) -> Router:
         """Load a router written by ``save``; a missing component, a class or plane list other than this
-        version's, or another format version is refused with an error naming the path."""
+        version's, or another format version is refused with an error naming the path. A manifest without
+        ``temperatures`` (saved before calibration existed) loads as a Router without temperatures."""
         directory = Path(directory)
         path = directory / ROUTER_FILE
         if not path.is_file():
@@ -435,6 +484,7 @@ class Router:
             loaded[name] = kinds[name].load(where)
         try:
             return cls(loaded["plane"], {p: loaded[p] for p in cls.planes}, loaded.get("flat"),
-                       ensemble_weight=manifest.get("ensemble_weight"), record=manifest.get("record", {}))
+                       ensemble_weight=manifest.get("ensemble_weight"), temperatures=manifest.get("temperatures"),
+                       record=manifest.get("record", {}))
         except ValueError as err:
             raise ValueError(f"{directory}: {err}") from err
