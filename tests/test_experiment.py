@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
+from hierarchy.data import index_dataset, make_synthetic_dataset
 from hierarchy.experiment import PROFILES, parse_override, resolve_config, run_experiment
+from hierarchy.experiment.external import load_external
 from hierarchy.experiment.stages import StageLog
 
 TINY = {"mode": "frozen", "image_size": 48, "plane_backbone": "simple_cnn", "expert_backbone": "simple_cnn",
@@ -16,11 +20,31 @@ TINY = {"mode": "frozen", "image_size": 48, "plane_backbone": "simple_cnn", "exp
         "synthetic": {"n_per_cell_train": 8, "n_per_cell_test": 4, "image_size": 64}}
 
 
+KAGGLE_NAMES = {"glioma": "glioma", "meningioma": "meningioma", "pituitary": "pituitary", "no_tumor": "notumor"}
+
+
+def kaggle_copy(source: Path, target: Path, train_images: list[Path]) -> Path:
+    """A Kaggle-layout test set from ``source``'s test images plus copies of two training images."""
+    for image in sorted((source / "classification_task" / "test").glob("*/*.jpg")):
+        folder = target / "Testing" / KAGGLE_NAMES[image.parent.name]
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, folder / image.name)
+    for image in train_images:
+        shutil.copy(image, target / "Testing" / KAGGLE_NAMES[image.parent.name] / f"copy_{image.name}")
+    return target
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    out = tmp_path_factory.mktemp("experiment") / "report"
+    base = tmp_path_factory.mktemp("experiment")
+    root = make_synthetic_dataset(base / "synthetic", seed=0, **TINY["synthetic"])
+    other = make_synthetic_dataset(base / "other", seed=1, **TINY["synthetic"])
+    train_images = sorted((root / "classification_task" / "train").glob("*/*.jpg"))[:2]
+    external = kaggle_copy(other, base / "kaggle", train_images)
+    out = base / "report"
     config = resolve_config("demo", overrides=TINY)
-    return out, config, run_experiment(config, data_root=None, out_dir=out, command="pytest")
+    return out, config, run_experiment(config, data_root=root, out_dir=out, external=[str(external)],
+                                       command="pytest")
 
 
 def test_summary_has_every_headline_key_as_fractions(finished):
@@ -39,12 +63,16 @@ def test_summary_has_every_headline_key_as_fractions(finished):
     assert stored["routes"]["flat"]["images_per_second"] > 0
     assert 0.0 <= stored["shortcut"]["accuracy"] <= 1.0
     assert stored["weights"]["sources"]["flat"] == "random initialisation"
+    scaling = stored["temperature_scaling"]
+    assert set(scaling) == {"flat", "hierarchical", "soft", "ensemble"}
+    assert all(v["temperature"] > 0 and 0.0 <= v["ece_calibrated"] <= 1.0 for v in scaling.values())
 
 
 def test_report_and_run_record_are_written(finished):
     out, _, _ = finished
     report = (out / "report.md").read_text()
-    for section in ("How to reproduce", "Starting weights", "Shortcut check", "Robustness", "Dataset audit"):
+    for section in ("How to reproduce", "Starting weights", "Shortcut check", "Robustness", "Dataset audit",
+                    "Temperature scaling", "Test images unseen in training", "Where the models look"):
         assert section in report
     assert "pytest" in report  # the command that produced it
     record = json.loads((out / "run_record.json").read_text())
@@ -56,7 +84,8 @@ def test_report_and_run_record_are_written(finished):
 def test_rerun_resumes_without_retraining(finished):
     out, config, summary = finished
     before = StageLog(out / "work" / "stages.json").seconds()
-    again = run_experiment(config, data_root=None, out_dir=out, command="pytest")
+    again = run_experiment(config, data_root=out.parent / "synthetic", out_dir=out,
+                           external=[str(out.parent / "kaggle")], command="pytest")
     assert StageLog(out / "work" / "stages.json").seconds() == before
     assert again["routes"]["hierarchical"]["accuracy"] == summary["routes"]["hierarchical"]["accuracy"]
 
@@ -65,7 +94,7 @@ def test_rerun_with_other_settings_is_refused(finished):
     out, config, _ = finished
     other = resolve_config("demo", overrides={**TINY, "n_bootstrap": 60})
     with pytest.raises(ValueError, match="another configuration"):
-        run_experiment(other, data_root=None, out_dir=out)
+        run_experiment(other, data_root=out.parent / "synthetic", out_dir=out)
 
 
 def test_profiles_and_overrides(tmp_path):
@@ -83,3 +112,18 @@ def test_profiles_and_overrides(tmp_path):
         resolve_config("quick", overrides={"perturbations": ["blur"]})
     with pytest.raises(ValueError, match="key=value"):
         parse_override("epochs")
+
+
+def test_external_dataset_is_cleaned_of_training_duplicates_and_reported(finished):
+    out, _, summary = finished
+    external = summary["external"]["kaggle"]
+    # the two copied training images go, and so may synthetic look-alikes (near duplicates by phash)
+    assert external["n_indexed"] == 48 + 2 and external["n_removed_as_training_duplicates"] >= 2
+    train = index_dataset(out.parent / "synthetic")
+    cleaned, record = load_external(out.parent / "kaggle", train[train["split"] == "train"])
+    copies = {i for i in index_dataset(out.parent / "kaggle")["id"] if "copy_" in i}
+    assert len(copies) == 2 and copies <= set(record["removed_ids"])
+    assert not cleaned["id"].isin(copies).any()
+    assert {"flat", "hierarchical", "soft", "ensemble"} <= set(external) and "oracle" not in external
+    assert 0.0 <= external["hierarchical"]["accuracy"] <= 1.0
+    assert "**kaggle**" in (out / "report.md").read_text()

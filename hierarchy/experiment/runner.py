@@ -33,8 +33,15 @@ from hierarchy.experiment.shortcut import metadata_shortcut
 from hierarchy.experiment.stages import StageLog
 from hierarchy.experiment.summary import summarise, write_json
 from hierarchy.experiment.weights_plan import plan_weights
-from hierarchy.metrics import aggregate_seeds, compare_routes, evaluate_predictions
-from hierarchy.predictions import ROUTES, prob_column
+from hierarchy.metrics import (
+    aggregate_seeds,
+    apply_temperature,
+    brier_score,
+    compare_routes,
+    evaluate_predictions,
+    expected_calibration_error,
+)
+from hierarchy.predictions import ROUTES, label_indices, prob_column, probabilities
 from hierarchy.provenance import run_record
 from hierarchy.reports import COMPARISONS, build_report
 from hierarchy.routing import FlatClassifier, Router
@@ -177,7 +184,10 @@ class Experiment:
                                 feature_views=self.config.feature_views, out_dir=seed_dir, resume=True, seed=seed)
             router.save(seed_dir / "router", overwrite=True)
             return router
-        return self.stages.run(f"train_seed{seed}", fit, lambda: Router.load(seed_dir / "router"))
+        router = self.stages.run(f"train_seed{seed}", fit, lambda: Router.load(seed_dir / "router"))
+        if not router.temperatures:  # saved before routers carried temperatures
+            router.calibrate(self.val)
+        return router
 
     def random_init_flat(self, seed: int, router: Router) -> pd.DataFrame:
         """The intended flat backbone trained from random initialisation, as an extra, clearly named route."""
@@ -256,6 +266,21 @@ class Experiment:
             return result
         return self.stages.run("explanations", explain, lambda: _read_json(path))
 
+    @staticmethod
+    def calibration(router: Router, predictions: pd.DataFrame) -> dict[str, dict[str, float]]:
+        """Per route: the temperature fitted on validation data, and test ECE and Brier before and after it."""
+        result = {}
+        for route in router.temperatures:
+            rows = predictions[predictions["route"] == route]
+            y_true = label_indices(rows["true_label"], router.classes)
+            proba = probabilities(rows, router.classes)
+            scaled = apply_temperature(proba, router.temperature(route), are_probabilities=True)
+            result[route] = {"temperature": router.temperature(route),
+                             "ece": expected_calibration_error(y_true, proba),
+                             "ece_calibrated": expected_calibration_error(y_true, scaled),
+                             "brier": brier_score(y_true, proba), "brier_calibrated": brier_score(y_true, scaled)}
+        return result
+
     # -- the whole run -------------------------------------------------------------------------
     def run(self, external: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
         config = self.config
@@ -274,6 +299,7 @@ class Experiment:
         first = config.seeds[0]
         pred = predictions[first]
         explanations = self.explanations(first_router, pred)
+        calibration = self.calibration(first_router, pred)
 
         record = run_record(config.to_dict(), seed=first, frames={"train": self.train, "val": self.val, "test": self.test})
         record.update({"command": self.command, "dataset_root_name": self.data_root.name, "weights": self.weights,
@@ -287,7 +313,7 @@ class Experiment:
                             predictions=pred, per_seed=aggregate_seeds(per_seed) if len(per_seed) > 1 else None,
                             robustness=robustness, external=external_results, throughput=throughput,
                             shortcut=self.shortcut, audit=self.audit, leaked_test_ids=self.leaked_test_ids,
-                            weights=self.weights, stage_seconds=self.stages.seconds())
+                            weights=self.weights, calibration=calibration, stage_seconds=self.stages.seconds())
         write_json(self.out / "summary.json", summary)
         training_logs = {name: log for name in ("flat", "plane", *first_router.planes)
                          if (log := self.work / f"seed_{first}" / "training" / name / "log.csv").exists()}

@@ -48,7 +48,8 @@ def summarise(*, config: ExperimentConfig, dataset: str, metrics: dict[str, Any]
               predictions: pd.DataFrame,
               per_seed: dict[str, Any] | None, robustness: dict[str, dict[str, float]],
               external: dict[str, Any], throughput: dict[str, float], shortcut: dict[str, Any],
-              audit: dict[str, Any], leaked_test_ids: list[str], weights: dict[str, Any], stage_seconds: dict[str, float]) -> dict[str, Any]:
+              audit: dict[str, Any], leaked_test_ids: list[str], weights: dict[str, Any],
+              calibration: dict[str, dict[str, float]], stage_seconds: dict[str, float]) -> dict[str, Any]:
     """Assemble ``summary.json`` from the evaluation of the first seed and the run's side results."""
     routes = {route: route_summary(m, throughput.get(route)) for route, m in metrics["routes"].items()}
     plane = next((m["plane"] for m in metrics["routes"].values() if m.get("plane")), None)
@@ -85,6 +86,7 @@ def summarise(*, config: ExperimentConfig, dataset: str, metrics: dict[str, Any]
                                             "cross_split_duplicate_groups", "plane_conflict_groups",
                                             "rgb_fraction_by_class")},
         "weights": weights,
+        "temperature_scaling": calibration,
         "stage_seconds": stage_seconds,
         "config": config.to_dict(),
     }

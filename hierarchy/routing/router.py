@@ -369,7 +369,7 @@ class Router:
                     table[column] = inputs.frame[source].to_numpy()
         return table
 
-    def _temperature(self, route: str) -> float:
+    def temperature(self, route: str) -> float:
         """The temperature ``calibrate`` fitted for ``route`` (the oracle uses the hierarchical one)."""
         if not self.temperatures:
             raise ValueError("this Router has no temperatures; fit them on validation data with "
@@ -395,7 +395,7 @@ class Router:
         self._check_routes(routes, resolved)
         if reject_below is not None and not 0.0 <= reject_below <= 1.0:
             raise ValueError(f"reject_below must lie in [0, 1], got {reject_below}")
-        temperatures = {route: self._temperature(route) for route in routes} if calibrated else {}
+        temperatures = {route: self.temperature(route) for route in routes} if calibrated else {}
         found = self._route_probabilities(resolved, routes, batch_size=batch_size, progress=progress,
                                           perturbation=perturbation)
         proba = {route: apply_temperature(found[route], temperatures[route], are_probabilities=True)
