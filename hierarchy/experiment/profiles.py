@@ -60,7 +60,7 @@ PROFILES: dict[str, ExperimentConfig] = {
         profile="demo", mode="frozen", image_size=96, plane_backbone="tf_efficientnet_lite0",
         expert_backbone="tf_efficientnet_lite0", flat_backbone="inception_resnet_v2",
         flat_fallback_backbone="tf_efficientnet_lite0", feature_views=2, num_workers=0, n_bootstrap=500,
-        throughput_images=64, explain_images=8,
+        throughput_images=32, explain_images=8,
         synthetic={"n_per_cell_train": 24, "n_per_cell_test": 10, "image_size": 128},
     ),
     # Frozen offline-pretrained EfficientNet-Lite0, features cached once, linear heads only.
