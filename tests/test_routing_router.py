@@ -179,7 +179,7 @@ def test_components_validate_their_input(frames):
     with pytest.raises(ValueError, match="astrocytoma"):
         FlatClassifier("simple_cnn", weights=None, preprocess=PREPROCESS).fit(odd)
     with pytest.raises(ValueError, match="init_from"):
-        TumorExpert("axial", "simple_cnn", init="flat")
+        TumorExpert("axial", "simple_cnn", init="flat", preprocess=PREPROCESS).build_model()
     assert TumorExpert("axial", "simple_cnn").row_mask(frames[0]).sum() == (frames[0]["plane"] == "axial").sum()
 
 
@@ -200,13 +200,18 @@ def test_frozen_mode_shares_one_trunk_pass(frozen_router, frames, monkeypatch):
     np.testing.assert_allclose(probabilities(table[table["route"] == "soft"]), soft, atol=1e-6)
 
 
-def test_experts_can_start_from_the_flat_model(frames):
+def test_experts_can_start_from_the_flat_model(frames, tmp_path):
     router = Router.fit(frames[0], mode="frozen", **{**TINY, "expert_init": "flat"})
     flat_trunk = router.trunk_of("flat")
     assert all(router.trunk_of(p) == flat_trunk for p in PLANES)
     assert "trained flat model" in router.experts["axial"].model_.weights_origin
     with pytest.raises(ValueError, match="flat_backbone"):
         Router.fit(frames[0], **{**TINY, "expert_init": "flat", "flat_backbone": None})
+    reloaded = Router.load(router.save(tmp_path / "router"))
+    pd.testing.assert_frame_equal(reloaded.predict_routes(frames[1], progress=False),
+                                  router.predict_routes(frames[1], progress=False))
+    with pytest.raises(ValueError, match="init_from"):
+        reloaded.experts["axial"].build_model()
 
 
 def test_shared_mode_puts_every_head_on_the_fine_tuned_flat_trunk(frames, tmp_path):

@@ -314,8 +314,8 @@ class TumorExpert(ImageClassifier):
             raise ValueError(f"plane must be one of {PLANES}, got {plane!r}")
         if init not in EXPERT_INITS:
             raise ValueError(f"expert init must be one of {EXPERT_INITS}, got {init!r}")
-        if (init == "flat") != (init_from is not None):
-            raise ValueError(f"{plane} expert: init_from=<a FlatClassifier> goes with init='flat' and only with it")
+        if init_from is not None and init != "flat":
+            raise ValueError(f"{plane} expert: init_from=<a FlatClassifier> goes with init='flat' only")
         if "weights" in kwargs:
             raise TypeError("TumorExpert takes init= ('imagenet', 'flat', 'scratch'), not weights=")
         super().__init__(backbone, classes, target="label",
@@ -326,6 +326,12 @@ class TumorExpert(ImageClassifier):
 
     def row_mask(self, frame: pd.DataFrame) -> np.ndarray:
         return (frame["plane"] == self.plane).to_numpy()
+
+    def build_model(self) -> nn.Module:
+        # A loaded expert has init='flat' but no flat model to hand: it needs none unless it is trained again.
+        if self.init == "flat" and self.init_from is None:
+            raise ValueError(f"{self.plane} expert: init='flat' needs init_from=<the fitted FlatClassifier> to train")
+        return super().build_model()
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "plane": self.plane, "init": self.init}
