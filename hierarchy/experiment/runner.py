@@ -40,8 +40,9 @@ from hierarchy.metrics import (
     compare_routes,
     evaluate_predictions,
     expected_calibration_error,
+    labels_and_probabilities,
 )
-from hierarchy.predictions import ROUTES, label_indices, prob_column, probabilities
+from hierarchy.predictions import ROUTES, prob_column
 from hierarchy.provenance import run_record
 from hierarchy.reports import COMPARISONS, build_report
 from hierarchy.routing import FlatClassifier, Router
@@ -272,8 +273,7 @@ class Experiment:
         result = {}
         for route in router.temperatures:
             rows = predictions[predictions["route"] == route]
-            y_true = label_indices(rows["true_label"], router.classes)
-            proba = probabilities(rows, router.classes)
+            y_true, proba = labels_and_probabilities(rows, router.classes)
             scaled = apply_temperature(proba, router.temperature(route), are_probabilities=True)
             result[route] = {"temperature": router.temperature(route),
                              "ece": expected_calibration_error(y_true, proba),

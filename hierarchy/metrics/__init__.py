@@ -24,6 +24,7 @@ from hierarchy.metrics.evaluate import (
                                            aggregate_seeds,
                                            compare_routes,
                                            evaluate_predictions,
+                                           labels_and_probabilities,
                                            present_routes,
                                            to_jsonable,
 )
@@ -41,7 +42,7 @@ from hierarchy.metrics.simulate import simulate_predictions
 __all__ = [
     "HEADLINE_METRICS", "accuracy", "aggregate_seeds", "apply_temperature", "balanced_accuracy",
     "bootstrap_ci", "bootstrap_cis", "brier_score", "class_auc", "compare_routes", "confusion",
-    "evaluate_predictions", "expected_calibration_error", "false_negative_analysis",
+    "evaluate_predictions", "expected_calibration_error", "false_negative_analysis", "labels_and_probabilities",
     "fit_temperature", "macro_auc", "macro_f1", "mcnemar_exact", "micro_auc", "missed_tumours",
     "paired_bootstrap_difference", "per_class_misses", "per_class_table", "pr_curves",
     "present_routes", "reliability_curve", "roc_curves", "routing_errors", "simulate_predictions",

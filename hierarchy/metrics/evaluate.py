@@ -94,7 +94,7 @@ def _route_rows(pred: pd.DataFrame, route: str) -> pd.DataFrame:
     return rows
 
 
-def _labels_and_proba(frame: pd.DataFrame, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def labels_and_probabilities(frame: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASSES) -> tuple[np.ndarray, np.ndarray]:
     """Validated truth indices and probabilities of one route's rows."""
     for column in ("id", "route", "true_label", "pred_label"):
         if column not in frame.columns:
@@ -190,7 +190,7 @@ def _coverage(y_true, proba, referred, confidence) -> dict | None:
 
 
 def _evaluate_route(frame, classes, n_bootstrap, seed, confidence, reject_column) -> dict:
-    y_true, proba = _labels_and_proba(frame, classes)
+    y_true, proba = labels_and_probabilities(frame, classes)
     scores = bootstrap_cis(partial(headline_scores, classes=classes), y_true, proba,
                            n_resamples=n_bootstrap, seed=seed, confidence=confidence)
     return {
@@ -249,8 +249,8 @@ def compare_routes(pred: pd.DataFrame, route_a: str, route_b: str, *,
     b = b.loc[a.index]
     if (a["true_label"] != b["true_label"]).any():
         raise ValueError(f"routes {route_a!r} and {route_b!r} disagree on true_label for some ids")
-    y_true, proba_a = _labels_and_proba(a.reset_index(), classes)
-    _, proba_b = _labels_and_proba(b.reset_index(), classes)
+    y_true, proba_a = labels_and_probabilities(a.reset_index(), classes)
+    _, proba_b = labels_and_probabilities(b.reset_index(), classes)
     result = {"route_a": route_a, "route_b": route_b, "n": len(y_true),
               "mcnemar": mcnemar_exact(predicted(proba_a) == y_true, predicted(proba_b) == y_true)}
     for name in COMPARED_METRICS:
