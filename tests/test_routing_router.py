@@ -285,3 +285,15 @@ def test_calibrated_output_needs_temperatures(saved, frames, tmp_path):
     assert len(router.predict(frames[1], progress=False)) == len(frames[1])
     with pytest.raises(ValueError, match="no temperatures"):
         router.predict(frames[1], progress=False, calibrated=True)
+
+
+def test_images_without_a_plane_train_the_flat_model_only(frames):
+    train = frames[0].copy()
+    unlabelled = train.index[::5]
+    train.loc[unlabelled, "plane"] = None
+    router = Router.fit(train, mode="frozen", **TINY)
+    n_flat = router.flat.trained_on_["train"]["n_images"] + router.flat.trained_on_["val"]["n_images"]
+    n_plane = router.plane_model.trained_on_["train"]["n_images"] + router.plane_model.trained_on_["val"]["n_images"]
+    n_experts = sum(e.trained_on_["train"]["n_images"] + e.trained_on_["val"]["n_images"]
+                    for e in router.experts.values())
+    assert n_flat == len(train) and n_plane == n_experts == len(train) - len(unlabelled)
