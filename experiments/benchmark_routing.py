@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import logging
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
 from hierarchy.data import PreprocessConfig, index_dataset
 from hierarchy.labels import PLANES
-from hierarchy.routing import FlatClassifier, PlaneClassifier, Router, TumorExpert
+from hierarchy.routing import FlatClassifier, PlaneClassifier, Router, TumorExpert, route_throughput
 from hierarchy.training import TrainConfig
 
 SETUPS = {  # name: (plane backbone, expert backbone, flat backbone, one shared trunk?)
@@ -51,12 +49,6 @@ def untrained_router(plane: str, expert: str, flat: str, shared: bool) -> Router
     for component in components:
         component.model_ = component.build_model().eval()
     return Router(components[0], {c.plane: c for c in components[1:4]}, components[4], ensemble_weight=0.5)
-
-
-def images_per_second(router: Router, paths: list[str], route: str) -> float:
-    start = time.perf_counter()
-    router.predict(paths, route, batch_size=32, progress=False)
-    return len(paths) / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -85,11 +77,8 @@ def main() -> None:
     for name in args.setups:
         plane, expert, flat, shared = SETUPS[name]
         router = untrained_router(plane, expert, flat, shared)
-        speeds = {}
-        for route in routes:
-            images_per_second(router, paths[:32], route)  # warm-up
-            speeds[route] = statistics.median(images_per_second(router, paths, route) for _ in range(args.runs))
-            print(name, route, f"{speeds[route]:.1f} img/s", flush=True)
+        speeds = route_throughput(router, paths, routes, repeats=args.runs)
+        print(name, ", ".join(f"{r} {v:.1f} img/s" for r, v in speeds.items()), flush=True)
         ratio = speeds["flat"] / speeds["hierarchical"]
         lines.append(f"| {name} | {plane} / {expert} / {flat} | {'yes' if router.shared_trunks else 'no'} | "
                      + " | ".join(f"{speeds[r]:.1f}" for r in routes) + f" | {ratio:.2f}x |")

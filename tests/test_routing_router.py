@@ -15,7 +15,14 @@ from hierarchy.data import ImageReadError, PreprocessConfig, index_dataset, trai
 from hierarchy.labels import PLANES
 from hierarchy.metrics import apply_temperature, expected_calibration_error
 from hierarchy.predictions import ROUTES, label_indices, plane_probabilities, probabilities
-from hierarchy.routing import FlatClassifier, PlaneClassifier, Router, TumorExpert, soft_route
+from hierarchy.routing import (
+    FlatClassifier,
+    PlaneClassifier,
+    Router,
+    TumorExpert,
+    route_throughput,
+    soft_route,
+)
 from hierarchy.training import TrainConfig
 
 PREPROCESS = PreprocessConfig(image_size=48)
@@ -297,3 +304,8 @@ def test_images_without_a_plane_train_the_flat_model_only(frames):
     n_experts = sum(e.trained_on_["train"]["n_images"] + e.trained_on_["val"]["n_images"]
                     for e in router.experts.values())
     assert n_flat == len(train) and n_plane == n_experts == len(train) - len(unlabelled)
+
+
+def test_route_throughput_counts_images_per_second(frozen_router, frames):
+    speeds = route_throughput(frozen_router, frames[1], ("flat", "hierarchical"), repeats=2, warmup=4)
+    assert set(speeds) == {"flat", "hierarchical"} and all(v > 0 for v in speeds.values())

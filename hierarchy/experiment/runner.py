@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ from hierarchy.metrics import (
 from hierarchy.predictions import ROUTES, prob_column
 from hierarchy.provenance import run_record
 from hierarchy.reports import COMPARISONS, build_report
-from hierarchy.routing import FlatClassifier, Router
+from hierarchy.routing import FlatClassifier, Router, route_throughput
 from hierarchy.training import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -85,19 +84,6 @@ def train_configs(config: ExperimentConfig, seed: int) -> dict[str, TrainConfig]
         "plane": TrainConfig(epochs=config.plane_epochs or config.epochs, **base),
         "expert": TrainConfig(epochs=config.expert_epochs or config.epochs, **base),
     }
-
-
-def route_throughput(router: Router, frame: pd.DataFrame, routes: tuple[str, ...], repeats: int = 3) -> dict[str, float]:
-    """Images per second of each route alone, decoding included, median of ``repeats`` runs."""
-    speeds: dict[str, float] = {}
-    for route in routes:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            router.predict_routes(frame, (route,), progress=False)
-            times.append(time.perf_counter() - start)
-        speeds[route] = len(frame) / float(np.median(times))
-    return speeds
 
 
 class Experiment:
@@ -251,7 +237,7 @@ class Experiment:
         path = self.work / "throughput.json"
 
         def measure() -> dict[str, float]:
-            speeds = route_throughput(router, sample, ROUTES[:4])
+            speeds = route_throughput(router, sample, ROUTES[:4], warmup=0)
             write_json(path, speeds)
             return speeds
         return self.stages.run("throughput", measure, lambda: _read_json(path))

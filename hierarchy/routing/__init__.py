@@ -15,6 +15,7 @@ from hierarchy.routing.routes import (
     oracle_route,
     soft_route,
 )
+from hierarchy.routing.throughput import route_throughput
 
 __all__ = [
     "FlatClassifier",
@@ -27,5 +28,6 @@ __all__ = [
     "ensemble_route",
     "hard_route",
     "oracle_route",
+    "route_throughput",
     "soft_route",
 ]
