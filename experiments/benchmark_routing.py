@@ -4,8 +4,8 @@ Setups (weights are random: speed does not depend on their values):
 
 - ``separate``: plane model, experts and flat model each with their own weights, as after fine-tuning
   (hard routing runs the plane model, then only the chosen expert on each image);
-- ``shared``: every component on one frozen backbone (``mode="frozen"``): one trunk pass per image, then
-  the linear heads;
+- ``shared``: every component on the flat model's trunk (``mode="shared"``, or ``"frozen"`` on one
+  pretrained backbone): one trunk pass per image, then the linear heads;
 - ``default``: the library defaults, a lite0 hierarchy against an inception_resnet_v2 flat model.
 
 Each number is the median of ``--runs`` timed runs over ``--images`` BRISC test images (one warm-up run
@@ -37,18 +37,19 @@ ROUTES = ("flat", "hierarchical", "soft", "ensemble")
 
 
 def untrained_router(plane: str, expert: str, flat: str, shared: bool) -> Router:
-    """A Router whose components hold freshly built networks: equal seeds give equal (shared) trunks."""
+    """A Router whose components hold freshly built networks; with ``shared`` the plane model and the
+    experts take the flat model's trunk (as ``Router.fit(mode="shared")`` does)."""
     preprocess = PreprocessConfig(image_size=224)
-
-    def common(seed: int) -> dict:
-        return {"preprocess": preprocess, "train_config": TrainConfig(seed=0 if shared else seed)}
-
-    components = [PlaneClassifier(plane, weights=None, **common(1)),
-                  *[TumorExpert(p, expert, init="scratch", **common(2 + i)) for i, p in enumerate(PLANES)],
-                  FlatClassifier(flat, weights=None, **common(5))]
-    for component in components:
+    flat_model = FlatClassifier(flat, weights=None, preprocess=preprocess, train_config=TrainConfig(seed=5))
+    flat_model.model_ = flat_model.build_model().eval()
+    source = {"init_from": flat_model} if shared else {}
+    plane_model = PlaneClassifier(plane, weights=None, preprocess=preprocess, train_config=TrainConfig(seed=1),
+                                  **source)
+    experts = [TumorExpert(p, expert, init="flat" if shared else "scratch", preprocess=preprocess,
+                           train_config=TrainConfig(seed=2 + i), **source) for i, p in enumerate(PLANES)]
+    for component in (plane_model, *experts):
         component.model_ = component.build_model().eval()
-    return Router(components[0], {c.plane: c for c in components[1:4]}, components[4], ensemble_weight=0.5)
+    return Router(plane_model, {e.plane: e for e in experts}, flat_model, ensemble_weight=0.5)
 
 
 def main() -> None:
