@@ -11,7 +11,9 @@ import pytest
 from hierarchy.data import index_dataset, make_synthetic_dataset
 from hierarchy.experiment import PROFILES, parse_override, resolve_config, run_experiment
 from hierarchy.experiment.external import load_external
+from hierarchy.experiment.runner import Experiment
 from hierarchy.experiment.stages import StageLog
+from hierarchy.metrics import simulate_predictions
 
 TINY = {"mode": "frozen", "image_size": 48, "plane_backbone": "simple_cnn", "expert_backbone": "simple_cnn",
         "flat_backbone": "simple_cnn", "flat_fallback_backbone": "simple_cnn", "weights": None,
@@ -127,3 +129,10 @@ def test_external_dataset_is_cleaned_of_training_duplicates_and_reported(finishe
     assert {"flat", "hierarchical", "soft", "ensemble"} <= set(external) and "oracle" not in external
     assert 0.0 <= external["hierarchical"]["accuracy"] <= 1.0
     assert "**kaggle**" in (out / "report.md").read_text()
+
+
+def test_seeds_are_aggregated_only_when_there_are_several():
+    assert Experiment.across_seeds({0: simulate_predictions(80, seed=0)}) is None
+    both = Experiment.across_seeds({0: simulate_predictions(80, seed=0), 1: simulate_predictions(80, seed=1)})
+    accuracy = both["routes"]["flat"]["accuracy"]
+    assert both["n_seeds"] == 2 and len(accuracy["values"]) == 2 and accuracy["std"] is not None

@@ -254,6 +254,14 @@ class Experiment:
         return self.stages.run("explanations", explain, lambda: _read_json(path))
 
     @staticmethod
+    def across_seeds(predictions: dict[int, pd.DataFrame]) -> dict[str, Any] | None:
+        """Mean and spread of the headline numbers over seeds; None for a single seed (nothing to spread)."""
+        if len(predictions) < 2:
+            return None
+        return aggregate_seeds([evaluate_predictions(table, n_bootstrap=SEED_BOOTSTRAP, seed=seed)
+                                for seed, table in predictions.items()])
+
+    @staticmethod
     def calibration(router: Router, predictions: pd.DataFrame) -> dict[str, dict[str, float]]:
         """Per route: the temperature fitted on validation data, and test ECE and Brier before and after it."""
         result = {}
@@ -272,11 +280,10 @@ class Experiment:
         config = self.config
         self.load_data()
         self.weights = plan_weights(config)
-        per_seed, predictions = [], {}
+        predictions = {}
         for seed in config.seeds:
             router = self.fit_router(seed)
             predictions[seed] = self.predict_test(seed, router)
-            per_seed.append(evaluate_predictions(predictions[seed], n_bootstrap=SEED_BOOTSTRAP, seed=seed))
             if seed == config.seeds[0]:
                 first_router = router
         robustness = self.robustness(first_router)
@@ -296,7 +303,7 @@ class Experiment:
         comparisons = [compare_routes(pred, a, b, n_bootstrap=config.n_bootstrap, seed=first)
                        for a, b in COMPARISONS if a in metrics["routes"] and b in metrics["routes"]]
         summary = summarise(config=config, dataset=self.data_root.name, metrics=metrics, comparisons=comparisons,
-                            predictions=pred, per_seed=aggregate_seeds(per_seed) if len(per_seed) > 1 else None,
+                            predictions=pred, per_seed=self.across_seeds(predictions),
                             robustness=robustness, external=external_results, throughput=throughput,
                             shortcut=self.shortcut, audit=self.audit, leaked_test_ids=self.leaked_test_ids,
                             weights=self.weights, calibration=calibration, stage_seconds=self.stages.seconds())
