@@ -47,7 +47,7 @@ def _bad_tree(tmp_path: Path, synthetic_root: Path) -> tuple[Path, list[Path]]:
 
 def test_brisc_layout(synthetic_root):
     frame = index_dataset(synthetic_root)
-    assert list(frame.columns) == list(COLUMNS)
+    assert list(frame.columns) == [*COLUMNS, "source"]
     assert len(frame) == 108 and set(frame.layout) == {"brisc2025"}
     assert frame.groupby(["split", "label", "plane"]).size().to_dict() == {
         **{("train", c, p): 6 for c in ("glioma", "meningioma", "pituitary", "no_tumor")
