@@ -265,7 +265,7 @@ def geometric_transform(aug: AugmentConfig, size: int, plane: str | None) -> v2.
     if aug.crop_scale != (1.0, 1.0):
         steps.append(v2.RandomResizedCrop(size, scale=aug.crop_scale, ratio=(0.9, 1.1), antialias=True))
     if aug.rotate_degrees > 0:
-        steps.append(v2.RandomRotation(aug.rotate_degrees, fill=0.0))
+        steps.append(v2.RandomRotation(aug.rotate_degrees, interpolation=v2.InterpolationMode.BILINEAR, fill=0.0))
     if plane in FLIP_PLANES and aug.plane_flip_p > 0:
         steps.append(v2.RandomHorizontalFlip(aug.plane_flip_p))
     if aug.dihedral_p > 0:

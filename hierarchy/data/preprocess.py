@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
+from scipy.ndimage import binary_erosion
 from skimage.exposure import equalize_adapthist
 from torchvision.transforms import v2
 
@@ -48,7 +49,7 @@ class PreprocessConfig(Settings):
     """Settings of the preprocessing pipeline; stored in bundles and keyed into feature caches.
 
     ``intensity_scaling``: the 0.5th-99.5th percentiles that map to [0, 1] are taken over the whole
-    (cropped) ``"image"`` or over the ``"head"`` mask only. ``clahe``: contrast-limited adaptive
+    (cropped) ``"image"`` or over the ``"head"`` only (:func:`head_mask`). ``clahe``: contrast-limited adaptive
     histogram equalisation (scikit-image) after scaling, with ``clahe_clip_limit``. Both apply at
     training and evaluation time. ``augment``: the train-time augmentation, an
     :class:`~hierarchy.data.augment.AugmentConfig`, its dict, or a preset name (``"light"``, the
@@ -101,17 +102,28 @@ def _robust_range(array: np.ndarray, mask: np.ndarray | None = None) -> tuple[fl
     return float(lo), float(hi)
 
 
+def _blur_radius(image: Image.Image) -> int:
+    return max(1, min(image.size) // 128)
+
+
 def foreground_mask(image: Image.Image) -> np.ndarray | None:
     """Boolean (H, W) mask of the head, or None when the image is flat.
 
     After a small box blur (which evens out background noise and JPEG ringing), a pixel is head
     when it exceeds 10 % of the robust intensity range.
     """
-    array = np.asarray(image.filter(ImageFilter.BoxBlur(max(1, min(image.size) // 128))))
+    array = np.asarray(image.filter(ImageFilter.BoxBlur(_blur_radius(image))))
     lo, hi = _robust_range(array)
     if hi <= lo:
         return None
     return array > lo + _FOREGROUND_LEVEL * (hi - lo)
+
+
+def head_mask(image: Image.Image) -> np.ndarray | None:
+    """:func:`foreground_mask` eroded past the blur radius, so that no background pixel at the
+    head's edge remains (for statistics of head intensities)."""
+    mask = foreground_mask(image)
+    return None if mask is None else binary_erosion(mask, iterations=_blur_radius(image) + 1)
 
 
 def foreground_box(image: Image.Image) -> tuple[int, int, int, int] | None:
@@ -147,7 +159,7 @@ def scale_intensity(image: Image.Image, mask: np.ndarray | None = None) -> torch
 
 def standardise_intensity(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
     """``image`` as a (1, H, W) [0, 1] tensor by ``cfg``'s intensity scaling, then CLAHE if set."""
-    mask = foreground_mask(image) if cfg.intensity_scaling == "head" else None
+    mask = head_mask(image) if cfg.intensity_scaling == "head" else None
     tensor = scale_intensity(image, mask)
     if cfg.clahe:
         equalised = equalize_adapthist(tensor[0].numpy(), clip_limit=cfg.clahe_clip_limit)
