@@ -16,6 +16,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from hierarchy.reports.style import PANEL_SIZE, color_for, panels, styled
+from hierarchy.reports.tables import GENERALISATION_METRICS, route_results
 
 LOG_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
@@ -38,17 +39,12 @@ def _fmt_ci(value: float | None, ci: Sequence[float | None], decimals: int = 3) 
     return f"{value:.{decimals}f} [{ci[0]:.{decimals}f}, {ci[1]:.{decimals}f}]"
 
 
-def _route_results(entry: Mapping) -> Mapping:
-    """``{route: result}`` of one dataset, given an ``evaluate_predictions`` dict or that mapping."""
-    return entry["routes"] if "routes" in entry else entry
-
-
 def _dataset_routes(results: Mapping[str, Mapping], routes: Sequence[str] | None) -> list[str]:
     if not results:
         raise ValueError("no datasets to draw")
     found = []
     for entry in results.values():
-        found += [r for r in _route_results(entry) if r not in found]
+        found += [r for r in route_results(entry) if r not in found]
     chosen = found if routes is None else list(routes)
     unknown = [r for r in chosen if r not in found]
     if unknown or not chosen:
@@ -66,11 +62,7 @@ def _value_and_error(estimate: Mapping | None) -> tuple[float, float, float]:
     return value, value - lo, hi - value
 
 
-GENERALISATION_PANELS = {
-    "accuracy": lambda result: result["headline"]["accuracy"],
-    "tumour false-negative rate":
-        lambda result: result["false_negatives"]["detection"]["false_negative_rate"],
-}
+GENERALISATION_TITLES = {"accuracy": "accuracy", "false_negative_rate": "tumour false-negative rate"}
 
 
 @styled
@@ -89,10 +81,11 @@ def generalisation_figure(results: Mapping[str, Mapping], routes: Sequence[str] 
     fig.set_size_inches(2 * PANEL_SIZE[0], max(PANEL_SIZE[1], 0.35 * len(datasets) * len(routes) ** 0.5 + 1))
     offsets = (np.arange(len(routes)) - (len(routes) - 1) / 2) * min(0.15, 0.7 / len(routes))
     rows = np.arange(len(datasets))[::-1]
-    for ax, (title, pick) in zip(axes, GENERALISATION_PANELS.items(), strict=True):
+    for ax, (name, pick) in zip(axes, GENERALISATION_METRICS.items(), strict=True):
+        title = GENERALISATION_TITLES[name]
         for offset, route in zip(offsets, routes, strict=True):
-            points = np.array([_value_and_error(pick(_route_results(results[d])[route]))
-                               if route in _route_results(results[d]) else (np.nan,) * 3
+            points = np.array([_value_and_error(pick(route_results(results[d])[route]))
+                               if route in route_results(results[d]) else (np.nan,) * 3
                                for d in datasets])
             ax.errorbar(points[:, 0], rows + offset, xerr=points[:, 1:].T, fmt="o", ms=3.5,
                         capsize=2, lw=1, color=color_for(route), label=route)
@@ -201,7 +194,7 @@ def dataset_confusion_figure(results: Mapping[str, Mapping], routes: Sequence[st
     grid = fig.subplots(len(results), len(routes), squeeze=False)
     for axes, (dataset, entry) in zip(grid, results.items(), strict=True):
         for ax, route in zip(axes, routes, strict=True):
-            by_route = _route_results(entry)
+            by_route = route_results(entry)
             if route in by_route:
                 _draw_confusion(ax, by_route[route]["confusion"], f"{dataset}: {route}", "predicted",
                                 "true")
