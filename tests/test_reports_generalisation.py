@@ -74,6 +74,12 @@ def test_generalisation_figure_has_one_errorbar_per_route_and_panel(results, tmp
     # the {dataset: {route: result}} shape draws the same figure; a route a dataset lacks is NaN
     same = generalisation_figure({d: r["routes"] for d, r in results.items()})
     assert np.isnan(same.axes[0].containers[1][0].get_xdata()[2])
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(ROUTES)
+    # a percentile interval that does not reach its point estimate draws a zero-length whisker
+    odd = {"x": {"flat": {"n": 1, "headline": {"accuracy": {"value": 0.5, "ci": [0.6, 0.7]}},
+                          "false_negatives": {"detection": {"false_negative_rate": {
+                              "value": None, "ci": [None, None]}}}}}}
+    assert len(generalisation_figure(odd).axes) == 2
     png, pdf = save_figure(fig, tmp_path, "generalisation")
     assert png.stat().st_size > 1000 and pdf.stat().st_size > 1000
     with pytest.raises(ValueError, match="in no dataset"):

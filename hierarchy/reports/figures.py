@@ -53,13 +53,14 @@ def _dataset_routes(results: Mapping[str, Mapping], routes: Sequence[str] | None
 
 
 def _value_and_error(estimate: Mapping | None) -> tuple[float, float, float]:
-    """Point value and the distances to its CI bounds (NaN where undefined)."""
+    """Point value and the distances to its CI bounds (NaN where undefined; 0 where a percentile
+    bootstrap interval does not reach the point estimate, or misses it by rounding)."""
     if not estimate or estimate.get("value") is None:
         return np.nan, np.nan, np.nan
     value, (lo, hi) = estimate["value"], estimate["ci"]
     if lo is None:
         return value, 0.0, 0.0
-    return value, value - lo, hi - value
+    return value, max(value - lo, 0.0), max(hi - value, 0.0)
 
 
 GENERALISATION_TITLES = {"accuracy": "accuracy", "false_negative_rate": "tumour false-negative rate"}
@@ -78,8 +79,10 @@ def generalisation_figure(results: Mapping[str, Mapping], routes: Sequence[str] 
     routes = _dataset_routes(results, routes)
     datasets = list(results)
     fig, axes = panels(2, square=False)
-    fig.set_size_inches(2 * PANEL_SIZE[0], max(PANEL_SIZE[1], 0.35 * len(datasets) * len(routes) ** 0.5 + 1))
-    offsets = (np.arange(len(routes)) - (len(routes) - 1) / 2) * min(0.15, 0.7 / len(routes))
+    row_height = 0.2 + 0.1 * len(routes)  # inches per dataset, room for one whisker per route
+    fig.set_size_inches(2 * PANEL_SIZE[0], max(PANEL_SIZE[1], 1 + row_height * len(datasets)))
+    # the first route on top of each dataset's row, as in the legend
+    offsets = ((len(routes) - 1) / 2 - np.arange(len(routes))) * min(0.15, 0.7 / len(routes))
     rows = np.arange(len(datasets))[::-1]
     for ax, (name, pick) in zip(axes, GENERALISATION_METRICS.items(), strict=True):
         title = GENERALISATION_TITLES[name]
@@ -93,7 +96,8 @@ def generalisation_figure(results: Mapping[str, Mapping], routes: Sequence[str] 
         ax.set(title=title, xlabel=f"{title} [95% CI]", ylim=(-0.6, len(datasets) - 0.4))
         ax.grid(axis="x", color="0.9", lw=0.6)
     axes[1].tick_params(labelleft=False)
-    axes[0].legend(loc="lower left", title="route")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncols=len(routes), frameon=False)
     return fig
 
 

@@ -257,7 +257,7 @@ def error_table(pred: pd.DataFrame, *, ood_scores: Mapping[str, float] | pd.Seri
     errors = pred[pred["true_label"] != pred["pred_label"]]
     table = errors[["id", "route", "true_label", "pred_label"]].copy()
     proba = probabilities(errors, classes)
-    table["confidence"] = proba.max(axis=1) if len(errors) else []
+    table["confidence"] = proba.max(axis=1)
     for k, name in enumerate(classes):
         table[prob_column(name)] = proba[:, k]
     if ood_scores is not None:
