@@ -44,6 +44,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
+from hierarchy.fileio import to_jsonable
 from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics.calibration import brier_score, expected_calibration_error, reliability_curve
 from hierarchy.metrics.classification import (
@@ -64,23 +65,6 @@ COMPARED_METRICS = ("accuracy", "macro_f1", "macro_auc")
 _WILSON_RATIOS = {"precision": ("tp", "fp"), "recall": ("tp", "fn"), "specificity": ("tn", "fp"),
                   "npv": ("tn", "fn")}
 _CURVE_POINTS = 101
-
-
-def to_jsonable(obj):
-    """Nested dicts/lists of numpy and Python scalars as plain JSON types, NaN as None."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return None if np.isnan(obj) else float(obj)
-    if obj is pd.NA or obj is pd.NaT:
-        return None
-    return obj
 
 
 def _route_rows(pred: pd.DataFrame, route: str) -> pd.DataFrame:

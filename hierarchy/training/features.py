@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
+
+from hierarchy.fileio import atomic_write, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +43,6 @@ def backbone_fingerprint(model: nn.Module) -> str:
         digest.update(f"{name}:{data.dtype}:{tuple(data.shape)};".encode())
         digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-def _write_atomically(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 @torch.inference_mode()
@@ -91,9 +83,8 @@ def extract_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Pat
         return features
     logger.info("feature cache miss: computing %d feature vectors into %s", len(dataset), array_path)
     features = _compute(model, dataset, batch_size, num_workers, progress)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomically(array_path, lambda handle: np.save(handle, features, allow_pickle=False))
+    atomic_write(array_path, lambda handle: np.save(handle, features, allow_pickle=False))
     sidecar = {"key": key, "extractor": _EXTRACTOR, "shape": list(features.shape), "dtype": str(features.dtype),
                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    _write_atomically(sidecar_path, lambda handle: handle.write(json.dumps(sidecar, indent=2).encode()))
+    write_json(sidecar_path, sidecar)
     return features
