@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from hierarchy.fileio import to_jsonable
-from hierarchy.labels import PLANES, TUMOR_CLASSES
+from hierarchy.labels import PLANES, TUMOR_CLASSES, to_indices
 from hierarchy.metrics.calibration import brier_score, expected_calibration_error, reliability_curve
 from hierarchy.metrics.classification import (
     HEADLINE_METRICS,
@@ -59,7 +59,7 @@ from hierarchy.metrics.classification import (
 from hierarchy.metrics.false_negatives import false_negative_analysis, rows_with_planes
 from hierarchy.metrics.intervals import bootstrap_cis, wilson_interval
 from hierarchy.metrics.paired import mcnemar_exact, paired_bootstrap_difference
-from hierarchy.predictions import ROUTES, label_indices, probabilities
+from hierarchy.predictions import ROUTES, probabilities
 
 COMPARED_METRICS = ("accuracy", "macro_f1", "macro_auc")
 _WILSON_RATIOS = {"precision": ("tp", "fp"), "recall": ("tp", "fn"), "specificity": ("tn", "fp"),
@@ -85,11 +85,11 @@ def labels_and_probabilities(frame: pd.DataFrame, classes: Sequence[str] = TUMOR
             raise KeyError(f"prediction table lacks column {column!r} (metrics need ground truth)")
     if frame["true_label"].isna().any():
         raise ValueError(f"{int(frame['true_label'].isna().sum())} rows have no true_label")
-    y_true = label_indices(frame["true_label"].tolist(), classes)
+    y_true = to_indices(frame["true_label"], classes, what="true_label")
     proba = probabilities(frame, classes)
     if not np.all(np.isfinite(proba)) or not np.allclose(proba.sum(axis=1), 1.0, atol=1e-3):
         raise ValueError("class probabilities must be finite and sum to 1 in every row")
-    pred_idx = label_indices(frame["pred_label"].tolist(), classes)
+    pred_idx = to_indices(frame["pred_label"], classes, what="pred_label")
     chosen = proba[np.arange(len(proba)), pred_idx]
     disagree = chosen < proba.max(axis=1) - 1e-9
     if disagree.any():
@@ -140,8 +140,8 @@ def _plane_classifier(frame: pd.DataFrame, confidence: float) -> dict | None:
     if known is None:
         return None
     labels = list(PLANES) + sorted(set(known["true_plane"]) | set(known["pred_plane"]) - set(PLANES))
-    true_idx = label_indices(known["true_plane"].tolist(), labels)
-    pred_idx = label_indices(known["pred_plane"].tolist(), labels)
+    true_idx = to_indices(known["true_plane"], labels, what="true_plane")
+    pred_idx = to_indices(known["pred_plane"], labels, what="pred_plane")
     correct = int(np.sum(true_idx == pred_idx))
     return {"n": len(known),
             "accuracy": {"value": correct / len(known),
