@@ -35,7 +35,7 @@ from hierarchy.metrics.false_negatives import (
                                            routing_errors,
                                            tumour_detection,
 )
-from hierarchy.metrics.intervals import bootstrap_ci, bootstrap_cis, wilson_interval
+from hierarchy.metrics.intervals import bootstrap_ci, bootstrap_cis, proportion, wilson_interval
 from hierarchy.metrics.paired import mcnemar_exact, paired_bootstrap_difference
 from hierarchy.metrics.simulate import simulate_predictions
 
@@ -46,5 +46,5 @@ __all__ = [
     "fit_temperature", "macro_auc", "macro_f1", "mcnemar_exact", "micro_auc", "missed_tumours",
     "paired_bootstrap_difference", "per_class_misses", "per_class_table", "pr_curves",
     "present_routes", "reliability_curve", "roc_curves", "routing_errors", "simulate_predictions",
-    "to_jsonable", "tumour_detection", "wilson_interval",
+    "proportion", "to_jsonable", "tumour_detection", "wilson_interval",
 ]

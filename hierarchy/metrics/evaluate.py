@@ -57,7 +57,7 @@ from hierarchy.metrics.classification import (
     roc_curves,
 )
 from hierarchy.metrics.false_negatives import false_negative_analysis, rows_with_planes
-from hierarchy.metrics.intervals import bootstrap_cis, wilson_interval
+from hierarchy.metrics.intervals import bootstrap_cis, proportion, wilson_interval
 from hierarchy.metrics.paired import mcnemar_exact, paired_bootstrap_difference
 from hierarchy.predictions import ROUTES, probabilities
 
@@ -144,9 +144,7 @@ def _plane_classifier(frame: pd.DataFrame, confidence: float) -> dict | None:
     pred_idx = to_indices(known["pred_plane"], labels, what="pred_plane")
     correct = int(np.sum(true_idx == pred_idx))
     return {"n": len(known),
-            "accuracy": {"value": correct / len(known),
-                         "ci": list(wilson_interval(correct, len(known), confidence)),
-                         "successes": correct, "n": len(known)},
+            "accuracy": proportion(correct, len(known), confidence),
             "confusion": confusion(true_idx, np.eye(len(labels))[pred_idx], labels)}
 
 
@@ -157,12 +155,7 @@ def _coverage(y_true, proba, referred, confidence) -> dict | None:
     accepted = ~referred
 
     def accuracy_of(mask):
-        n = int(mask.sum())
-        if n == 0:
-            return {"value": None, "ci": [None, None], "successes": 0, "n": 0}
-        hits = int(correct[mask].sum())
-        return {"value": hits / n, "ci": list(wilson_interval(hits, n, confidence)),
-                "successes": hits, "n": n}
+        return proportion(int(correct[mask].sum()), int(mask.sum()), confidence)
 
     order = np.argsort(-proba.max(axis=1), kind="stable")
     kept = np.arange(1, len(order) + 1)
