@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from hierarchy.fileio import atomic_write, write_json
+from hierarchy.provenance import ordered_data_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +70,15 @@ def extract_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Pat
     ``key`` must describe everything the features depend on besides the weights: backbone name, weights
     origin, preprocessing fingerprint, data fingerprint (image sha256s), perturbation or view. The
     backbone's actual weights are hashed into the key as well, so changed weights never hit a stale cache.
-    A cache file is ``features-<sha256>.npy`` with a JSON sidecar describing it.
+    The cached array is in dataset order, so the order of the rows is part of the key too: for a dataset
+    over a frame (``ImageDataset``) it is taken from ``dataset.frame``; for any other dataset ``key`` must
+    identify the items in order. A cache file is ``features-<sha256>.npy`` with a JSON sidecar describing it.
     """
     cache_dir = Path(cache_dir)
-    digest = feature_cache_key(extractor=_EXTRACTOR, backbone_sha256=backbone_fingerprint(model), key=key)
+    frame = getattr(dataset, "frame", None)
+    rows = ordered_data_fingerprint(frame) if isinstance(frame, pd.DataFrame) else None
+    digest = feature_cache_key(extractor=_EXTRACTOR, backbone_sha256=backbone_fingerprint(model), key=key,
+                               rows_sha256=rows)
     array_path = cache_dir / f"features-{digest}.npy"
     sidecar_path = cache_dir / f"features-{digest}.json"
     if sidecar_path.is_file():  # written last, so its presence means the array is complete
@@ -84,7 +91,7 @@ def extract_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Pat
     logger.info("feature cache miss: computing %d feature vectors into %s", len(dataset), array_path)
     features = _compute(model, dataset, batch_size, num_workers, progress)
     atomic_write(array_path, lambda handle: np.save(handle, features, allow_pickle=False))
-    sidecar = {"key": key, "extractor": _EXTRACTOR, "shape": list(features.shape), "dtype": str(features.dtype),
+    sidecar = {"key": key, "rows_sha256": rows, "extractor": _EXTRACTOR, "shape": list(features.shape), "dtype": str(features.dtype),
                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_json(sidecar_path, sidecar)
     return features
