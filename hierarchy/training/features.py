@@ -14,9 +14,9 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from hierarchy.fileio import atomic_write, write_json
+from hierarchy.progress import progress_bar
 from hierarchy.provenance import ordered_data_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def backbone_fingerprint(model: nn.Module) -> str:
 
 @torch.inference_mode()
 def _compute(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: int,
-             progress: bool) -> np.ndarray:
+             progress: bool | None) -> np.ndarray:
     device = next(model.parameters()).device
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=device.type == "cuda")
@@ -57,14 +57,15 @@ def _compute(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: i
     model.eval()
     try:
         chunks = [model.forward_head(model.forward_features(x.to(device)), pre_logits=True).float().cpu()
-                  for x, _ in tqdm(loader, desc="features", disable=not progress, leave=False)]
+                  for x, _ in progress_bar(loader, enabled=progress, desc="features", leave=False)]
     finally:
         model.train(was_training)
     return torch.cat(chunks).numpy()
 
 
 def extract_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Path, key: dict[str, Any],
-                     batch_size: int = 64, num_workers: int = 0, progress: bool = True) -> np.ndarray:
+                     batch_size: int = 64, num_workers: int = 0,
+                     progress: bool | None = None) -> np.ndarray:
     """Pre-logit features ``(len(dataset), model.num_features)`` in dataset order, cached under ``cache_dir``.
 
     ``key`` must describe everything the features depend on besides the weights: backbone name, weights
@@ -73,6 +74,7 @@ def extract_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Pat
     The cached array is in dataset order, so the order of the rows is part of the key too: for a dataset
     over a frame (``ImageDataset``) it is taken from ``dataset.frame``; for any other dataset ``key`` must
     identify the items in order. A cache file is ``features-<sha256>.npy`` with a JSON sidecar describing it.
+    ``progress``: show a progress bar (None: only when standard error is a terminal).
     """
     cache_dir = Path(cache_dir)
     frame = getattr(dataset, "frame", None)
