@@ -197,7 +197,34 @@ def present_routes(pred: pd.DataFrame) -> list[str]:
 def evaluate_predictions(pred: pd.DataFrame, *, classes: Sequence[str] = TUMOR_CLASSES,
                          n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95,
                          reject_column: str | None = "referred") -> dict:
-    """Evaluate every route of a prediction table; the returned structure is in the module docstring."""
+    """Evaluate every route of a prediction table.
+
+    Parameters
+    ----------
+    pred
+        A prediction table (``hierarchy.predictions``) with ground truth ``true_label``.
+    classes
+        The tumour classes, in the order of the ``prob_<class>`` columns.
+    n_bootstrap, seed
+        Resamples and seed of the stratified percentile bootstrap; the same seed gives the same intervals.
+    confidence
+        Coverage of every interval, in (0, 1).
+    reject_column
+        Boolean column marking images referred to a human; None to ignore referral.
+
+    Returns
+    -------
+    dict
+        JSON-ready; its structure is in the module docstring.
+
+    Raises
+    ------
+    ValueError
+        The table is empty, a label is not among ``classes``, probabilities do not sum to 1, or a route
+        holds an image twice.
+    KeyError
+        A required column is missing.
+    """
     routes = present_routes(pred)
     if not routes:
         raise ValueError("prediction table has no rows")
@@ -214,9 +241,25 @@ def compare_routes(pred: pd.DataFrame, route_a: str, route_b: str, *,
                    confidence: float = 0.95) -> dict:
     """Paired comparison of two routes on the same images.
 
-    Returns ``{"route_a", "route_b", "n", "mcnemar": {"b", "c", "p_value"}, m: {"difference",
-    "ci", "p_value"} for m in accuracy, macro_f1, macro_auc}``; differences are B minus A and ``b``
-    counts images only A got right.
+    Parameters
+    ----------
+    pred
+        A prediction table holding both routes.
+    route_a, route_b
+        The routes to compare; differences are B minus A.
+    classes, n_bootstrap, seed, confidence
+        As for ``evaluate_predictions``.
+
+    Returns
+    -------
+    dict
+        ``{"route_a", "route_b", "n", "mcnemar": {"b", "c", "p_value"}, m: {"difference", "ci",
+        "p_value"} for m in accuracy, macro_f1, macro_auc}``; ``b`` counts images only A got right.
+
+    Raises
+    ------
+    ValueError
+        The two routes were not run on the same images, or either is missing from ``pred``.
     """
     a = _route_rows(pred, route_a).set_index("id")
     b = _route_rows(pred, route_b).set_index("id")

@@ -125,7 +125,23 @@ def bootstrap_cis(score_fn: ScoreFn, y_true: np.ndarray, proba: np.ndarray, *,
     """Several metrics, returned together by ``score_fn(y_true, proba) -> {name: value}``, with
     percentile bootstrap intervals from the same resamples.
 
-    Returns ``{name: {"value": metric on all data, "ci": [lo, hi]}}``.
+    Parameters
+    ----------
+    score_fn
+        Maps ``(y_true, proba)`` to ``{name: value}``.
+    y_true, proba
+        Class indices ``(n,)`` and probabilities ``(n, n_classes)``.
+    n_resamples, seed
+        Bootstrap resamples and their seed; the same seed gives the same intervals.
+    stratified
+        Resample within each true class, keeping the class counts.
+    confidence
+        Coverage of the intervals, in (0, 1).
+
+    Returns
+    -------
+    dict
+        ``{name: {"value": metric on all data, "ci": [lo, hi]}}``.
     """
     y_true, proba = np.asarray(y_true), np.asarray(proba)
     point = dict(score_fn(y_true, proba))
@@ -140,7 +156,17 @@ def bootstrap_ci(metric_fn: MetricFn, y_true: np.ndarray, proba: np.ndarray, *,
                  confidence: float = 0.95) -> dict:
     """``metric_fn(y_true, proba)`` with a percentile bootstrap interval, stratified by true class.
 
-    Returns ``{"value": float, "ci": [lo, hi]}``; the same seed gives the same interval.
+    Parameters
+    ----------
+    metric_fn
+        Maps ``(y_true, proba)`` to a number.
+    y_true, proba, n_resamples, seed, stratified, confidence
+        As for ``bootstrap_cis``.
+
+    Returns
+    -------
+    dict
+        ``{"value": float, "ci": [lo, hi]}``; the same seed gives the same interval.
     """
     y_true, proba = np.asarray(y_true), np.asarray(proba)
     samples = bootstrap_samples(metric_fn, y_true, proba, n_resamples=n_resamples, seed=seed,
