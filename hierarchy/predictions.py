@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from hierarchy.labels import PLANES, TUMOR_CLASSES
+from hierarchy.labels import PLANES, TUMOR_CLASSES, to_indices
 
 ROUTES: tuple[str, ...] = ("flat", "hierarchical", "soft", "ensemble", "oracle")
 
@@ -50,9 +50,5 @@ def plane_probabilities(frame: pd.DataFrame, planes: Sequence[str] = PLANES) -> 
 
 
 def label_indices(labels: Sequence[str], classes: Sequence[str] = TUMOR_CLASSES) -> np.ndarray:
-    """Integer indices of ``labels`` in ``classes``; an unknown label raises ``ValueError``."""
-    lookup = {c: i for i, c in enumerate(classes)}
-    unknown = sorted({str(v) for v in labels if v not in lookup})
-    if unknown:
-        raise ValueError(f"labels {unknown} are not among the classes {list(classes)}")
-    return np.array([lookup[v] for v in labels], dtype=int)
+    """Integer indices of ``labels`` in ``classes``; ``hierarchy.labels.to_indices`` with tumour classes."""
+    return to_indices(labels, classes)

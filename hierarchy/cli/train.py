@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from hierarchy.data import PreprocessConfig
+from hierarchy.fileio import read_json
 from hierarchy.training import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -41,10 +41,7 @@ def fit_settings(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if args.config:
         path = Path(args.config)
-        try:
-            settings = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from err
+        settings = read_json(path, what="--config")
         unknown = sorted(set(settings) - {*_FIT_KEYS, "preprocess", "train"})
         if unknown:
             raise ValueError(f"{path}: unknown keys {unknown}; known: {sorted({*_FIT_KEYS, 'preprocess', 'train'})}")

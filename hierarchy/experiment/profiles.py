@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hierarchy.data import PERTURBATIONS
+from hierarchy.fileio import read_json
 from hierarchy.settings import Settings
 
 
@@ -107,11 +108,7 @@ def resolve_config(profile: str, *, config_file: str | Path | None = None,
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
     values = PROFILES[profile].to_dict()
     if config_file is not None:
-        path = Path(config_file)
-        try:
-            values.update(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"cannot read experiment config {path}: {err}") from err
+        values.update(read_json(config_file, what="experiment config"))
     values.update(overrides or {})
     config = ExperimentConfig.from_dict(values)
     unknown = sorted(set(config.perturbations) - set(PERTURBATIONS))

@@ -30,8 +30,9 @@ from hierarchy.experiment.profiles import ExperimentConfig
 from hierarchy.experiment.sections import report_sections
 from hierarchy.experiment.shortcut import metadata_shortcut
 from hierarchy.experiment.stages import StageLog
-from hierarchy.experiment.summary import summarise, write_json
+from hierarchy.experiment.summary import summarise
 from hierarchy.experiment.weights_plan import plan_weights
+from hierarchy.fileio import read_json, write_json
 from hierarchy.metrics import (
     aggregate_seeds,
     apply_temperature,
@@ -70,10 +71,6 @@ def _load_predictions(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
-
-
 def train_configs(config: ExperimentConfig, seed: int) -> dict[str, TrainConfig]:
     """The training settings of the flat model, the plane classifier and the experts."""
     base = dict(batch_size=config.batch_size, lr=config.lr, weight_decay=config.weight_decay,
@@ -109,7 +106,7 @@ class Experiment:
         wanted = json.loads(json.dumps({"experiment": self.config.to_dict(),
                                         "data_root_name": None if data_root is None else Path(data_root).name}))
         path = self.out / CONFIG_FILE
-        if path.exists() and _read_json(path) != wanted:
+        if path.exists() and read_json(path) != wanted:
             raise ValueError(f"{path} holds another configuration; resume with the same settings or choose "
                              "a new --out folder")
         write_json(path, wanted)
@@ -123,15 +120,15 @@ class Experiment:
         self.test = self.frame[split == "test"].reset_index(drop=True)
         if self.train_all.empty or self.test.empty:
             raise ValueError(f"{self.data_root}: need a train and a test split; found {split.value_counts().to_dict()}")
-        self.audit = self.stages.run("audit", self._audit, lambda: _read_json(self.out / "audit" / "audit.json"))
+        self.audit = self.stages.run("audit", self._audit, lambda: read_json(self.out / "audit" / "audit.json"))
         self.stages.run("split", self._split, lambda: None)
         subsets = pd.read_csv(self.work / "split.csv").set_index("id")["subset"]
         assigned = self.train_all["id"].map(subsets)
         self.train = self.train_all[assigned == "train"].reset_index(drop=True)
         self.val = self.train_all[assigned == "val"].reset_index(drop=True)
         self.leaked_test_ids = self.stages.run("leakage", self._leakage,
-                                               lambda: _read_json(self.work / "test_ids_duplicating_train.json"))
-        self.shortcut = self.stages.run("shortcut", self._shortcut, lambda: _read_json(self.work / "shortcut.json"))
+                                               lambda: read_json(self.work / "test_ids_duplicating_train.json"))
+        self.shortcut = self.stages.run("shortcut", self._shortcut, lambda: read_json(self.work / "shortcut.json"))
 
     def _audit(self) -> dict[str, Any]:
         frame = self.frame.copy()
@@ -214,7 +211,7 @@ class Experiment:
                 write_json(path, accuracy)
                 return accuracy
             results[perturbation] = self.stages.run(f"robustness_{perturbation}", evaluate,
-                                                    lambda path=path: _read_json(path))
+                                                    lambda path=path: read_json(path))
         return results
 
     def external(self, roots: list[str] | tuple[str, ...], router: Router) -> dict[str, Any]:
@@ -240,7 +237,7 @@ class Experiment:
             speeds = route_throughput(router, sample, ROUTES[:4], warmup=0)
             write_json(path, speeds)
             return speeds
-        return self.stages.run("throughput", measure, lambda: _read_json(path))
+        return self.stages.run("throughput", measure, lambda: read_json(path))
 
     def explanations(self, router: Router, predictions: pd.DataFrame) -> dict[str, Any]:
         """Grad-CAM of the deciding model for tumour test images, scored against radiologist masks."""
@@ -251,7 +248,7 @@ class Experiment:
                                          n_images=self.config.explain_images)
             write_json(path, result)
             return result
-        return self.stages.run("explanations", explain, lambda: _read_json(path))
+        return self.stages.run("explanations", explain, lambda: read_json(path))
 
     @staticmethod
     def across_seeds(predictions: dict[int, pd.DataFrame]) -> dict[str, Any] | None:
