@@ -20,11 +20,22 @@ from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics.calibration import apply_temperature, fit_temperature
 from hierarchy.predictions import ROUTES, label_indices, prediction_table, probabilities
 from hierarchy.provenance import run_record
-from hierarchy.routing.components import Component, ImageClassifier, Task, load_component, refuse_test_rows
+from hierarchy.routing.components import (
+    Component,
+    ImageClassifier,
+    Task,
+    load_component,
+    refuse_test_rows,
+)
 from hierarchy.routing.config import FIELDS, RouterConfig, check_settings
 from hierarchy.routing.fitting import fit_components, split_validation, training_frame
 from hierarchy.routing.inputs import Inputs, batches, resolve_inputs
-from hierarchy.routing.routes import RouteProbabilities, apply_rejection, choose_ensemble_weight, combine_routes
+from hierarchy.routing.routes import (
+    RouteProbabilities,
+    apply_rejection,
+    choose_ensemble_weight,
+    combine_routes,
+)
 from hierarchy.training import TrainConfig
 
 logger = logging.getLogger(__name__)
