@@ -281,7 +281,7 @@ class ImageClassifier(Component):
         model = build_architecture(self.backbone, len(source.classes))
         model.load_state_dict(source.model_.state_dict())
         model.reset_classifier(len(self.classes))
-        model.weights_origin = (f"trunk of the trained {source.task_.target} model "
+        model.weights_origin = (f"trunk of the trained flat model "
                                 f"({getattr(source.model_, 'weights_origin', 'trained')}, then trained)")
         return model
 
