@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,7 @@ from sklearn.exceptions import NotFittedError
 
 from hierarchy.data import ImageReadError, PreprocessConfig, index_dataset, train_val_split
 from hierarchy.labels import PLANES
-from hierarchy.metrics import apply_temperature, expected_calibration_error
+from hierarchy.metrics import apply_temperature
 from hierarchy.predictions import ROUTES, label_indices, plane_probabilities, probabilities
 from hierarchy.routing import ImageClassifier, Router, Task, route_throughput, soft_route
 from hierarchy.training import TrainConfig
