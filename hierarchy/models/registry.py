@@ -43,7 +43,8 @@ def check_name(name: str) -> None:
     if name != SIMPLE_CNN and not (isinstance(name, str) and timm.is_model(name)):
         close = timm.list_models(f"*{name}*")[:5] if isinstance(name, str) else []
         hint = f"; similar timm names: {', '.join(close)}" if close else ""
-        raise ValueError(f"unknown model {name!r}: not {SIMPLE_CNN!r} nor a timm.list_models() name{hint}")
+        raise ValueError(f"unknown model {name!r}{hint}; available: {', '.join(available())} "
+                         "and every other timm.list_models() name")
 
 
 def build_architecture(name: str, num_classes: int, *, in_chans: int = 1, **kwargs: Any) -> nn.Module:
