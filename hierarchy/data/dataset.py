@@ -10,17 +10,13 @@ import pandas as pd
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from hierarchy.data.perturb import get_perturbation
 from hierarchy.data.preprocess import Preprocess, PreprocessConfig, eval_transform, train_transform
-from hierarchy.labels import PLANES, TUMOR_CLASSES
+from hierarchy.labels import PLANES, TUMOR_CLASSES, is_missing, to_indices
+from hierarchy.progress import progress_bar
 
 _DEFAULT_CLASSES = {"label": TUMOR_CLASSES, "plane": PLANES}
-
-
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
 
 
 class ImageDataset(Dataset):
@@ -63,30 +59,18 @@ class ImageDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self._perturb = get_perturbation(perturbation) if perturbation is not None else None
-        self.targets = self._target_indices()
+        self.targets = (np.full(len(self.frame), -1, dtype=np.int64) if target is None else
+                        to_indices(self.frame[target], self.classes, what=target,
+                                   sources=self.frame["path"].tolist(), allow_missing=True))
         self._eval = eval_transform(preprocess)
         self._train = {plane: train_transform(preprocess, plane) for plane in (*PLANES, None)} if train else {}
         self._decoded: dict[int, np.ndarray] = {}
-
-    def _target_indices(self) -> np.ndarray:
-        if self.target is None:
-            return np.full(len(self.frame), -1, dtype=np.int64)
-        lookup = {name: i for i, name in enumerate(self.classes)}
-        indices = np.empty(len(self.frame), dtype=np.int64)
-        for i, (value, path) in enumerate(zip(self.frame[self.target], self.frame["path"], strict=True)):
-            if _missing(value):
-                indices[i] = -1
-            elif value in lookup:
-                indices[i] = lookup[value]
-            else:
-                raise ValueError(f"{path}: {self.target} {value!r} is not one of {list(self.classes)}")
-        return indices
 
     def _transform(self, row: int) -> Preprocess:
         if not self.train:
             return self._eval
         plane = self.frame["plane"].iat[row] if "plane" in self.frame.columns else None
-        return self._train[None if _missing(plane) else plane]
+        return self._train[None if is_missing(plane) else plane]
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -109,10 +93,10 @@ class ImageDataset(Dataset):
             self._decoded[row] = np.asarray(image)
         return image
 
-    def prefill(self, *, progress: bool = False) -> ImageDataset:
+    def prefill(self, *, progress: bool | None = None) -> ImageDataset:
         """Decode every row not cached yet into the cache (turning it on); returns ``self``."""
         self.cache = True
-        for row in tqdm(range(len(self)), desc="decoding images", disable=not progress, leave=False):
+        for row in progress_bar(range(len(self)), enabled=progress, desc="decoding images", leave=False):
             self.decoded(row)
         return self
 

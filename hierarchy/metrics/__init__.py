@@ -20,6 +20,7 @@ from hierarchy.metrics.classification import (
                                            pr_curves,
                                            roc_curves,
 )
+from hierarchy.metrics.conformal import ConformalSets, conformal_evaluation, set_summary
 from hierarchy.metrics.evaluate import (
                                            aggregate_seeds,
                                            compare_routes,
@@ -35,16 +36,18 @@ from hierarchy.metrics.false_negatives import (
                                            routing_errors,
                                            tumour_detection,
 )
-from hierarchy.metrics.intervals import bootstrap_ci, bootstrap_cis, wilson_interval
+from hierarchy.metrics.intervals import bootstrap_ci, bootstrap_cis, proportion, wilson_interval
 from hierarchy.metrics.paired import mcnemar_exact, paired_bootstrap_difference
+from hierarchy.metrics.shift import accuracy_coverage_curve, ood_auroc
 from hierarchy.metrics.simulate import simulate_predictions
 
 __all__ = [
-    "HEADLINE_METRICS", "accuracy", "aggregate_seeds", "apply_temperature", "balanced_accuracy",
-    "bootstrap_ci", "bootstrap_cis", "brier_score", "class_auc", "compare_routes", "confusion",
-    "evaluate_predictions", "expected_calibration_error", "false_negative_analysis", "labels_and_probabilities",
+    "ConformalSets", "HEADLINE_METRICS", "accuracy", "accuracy_coverage_curve", "aggregate_seeds",
+    "apply_temperature", "balanced_accuracy", "bootstrap_ci", "bootstrap_cis", "brier_score",
+    "class_auc", "compare_routes", "conformal_evaluation", "confusion", "evaluate_predictions",
+    "expected_calibration_error", "false_negative_analysis", "labels_and_probabilities",
     "fit_temperature", "macro_auc", "macro_f1", "mcnemar_exact", "micro_auc", "missed_tumours",
-    "paired_bootstrap_difference", "per_class_misses", "per_class_table", "pr_curves",
-    "present_routes", "reliability_curve", "roc_curves", "routing_errors", "simulate_predictions",
-    "to_jsonable", "tumour_detection", "wilson_interval",
+    "ood_auroc", "paired_bootstrap_difference", "per_class_misses", "per_class_table", "pr_curves",
+    "present_routes", "reliability_curve", "roc_curves", "routing_errors", "proportion", "set_summary",
+    "simulate_predictions", "to_jsonable", "tumour_detection", "wilson_interval",
 ]

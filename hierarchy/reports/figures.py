@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from hierarchy.reports.style import color_for, panels, styled
+from hierarchy.reports.style import PANEL_SIZE, color_for, panels, styled
+from hierarchy.reports.tables import GENERALISATION_METRICS, route_results
 
 LOG_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
@@ -29,31 +31,118 @@ def _routes(metrics: dict, routes: Sequence[str] | None) -> list[str]:
     return chosen
 
 
-def _fmt_ci(value: float | None, ci: Sequence[float | None]) -> str:
+def _fmt_ci(value: float | None, ci: Sequence[float | None], decimals: int = 3) -> str:
     if value is None:
         return "n/a"
     if ci[0] is None:
-        return f"{value:.3f}"
-    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+        return f"{value:.{decimals}f}"
+    return f"{value:.{decimals}f} [{ci[0]:.{decimals}f}, {ci[1]:.{decimals}f}]"
+
+
+def _dataset_routes(results: Mapping[str, Mapping], routes: Sequence[str] | None) -> list[str]:
+    if not results:
+        raise ValueError("no datasets to draw")
+    found = []
+    for entry in results.values():
+        found += [r for r in route_results(entry) if r not in found]
+    chosen = found if routes is None else list(routes)
+    unknown = [r for r in chosen if r not in found]
+    if unknown or not chosen:
+        raise ValueError(f"routes {unknown or chosen} are in no dataset; have {found}")
+    return chosen
+
+
+def _value_and_error(estimate: Mapping | None) -> tuple[float, float, float]:
+    """Point value and the distances to its CI bounds (NaN where undefined; 0 where a percentile
+    bootstrap interval does not reach the point estimate, or misses it by rounding)."""
+    if not estimate or estimate.get("value") is None:
+        return np.nan, np.nan, np.nan
+    value, (lo, hi) = estimate["value"], estimate["ci"]
+    if lo is None:
+        return value, 0.0, 0.0
+    return value, max(value - lo, 0.0), max(hi - value, 0.0)
+
+
+GENERALISATION_TITLES = {"accuracy": "accuracy", "false_negative_rate": "tumour false-negative rate"}
 
 
 @styled
-def roc_figure(metrics: dict, routes: Sequence[str] | None = None) -> Figure:
-    """One-vs-rest ROC curve per class, one panel per route; legend gives AUC and its 95% CI."""
+def generalisation_figure(results: Mapping[str, Mapping], routes: Sequence[str] | None = None) -> Figure:
+    """Accuracy and tumour false-negative rate with 95% CIs, per dataset and route, at one glance.
+
+    ``results`` maps each dataset (BRISC test, an external set, a perturbation ...) in display order,
+    top to bottom, to its ``evaluate_predictions`` result, or to that result's ``"routes"`` mapping
+    ``{route: {"headline": {"accuracy": {"value", "ci"}}, "false_negatives": {"detection":
+    {"false_negative_rate": {"value", "ci"}}}}}``. Two dot-and-whisker panels share the dataset
+    axis; routes are colours, offset within each dataset's row. A route a dataset lacks is left out.
+    """
+    routes = _dataset_routes(results, routes)
+    datasets = list(results)
+    fig, axes = panels(2, square=False)
+    row_height = 0.2 + 0.1 * len(routes)  # inches per dataset, room for one whisker per route
+    fig.set_size_inches(2 * PANEL_SIZE[0], max(PANEL_SIZE[1], 1 + row_height * len(datasets)))
+    # the first route on top of each dataset's row, as in the legend
+    offsets = ((len(routes) - 1) / 2 - np.arange(len(routes))) * min(0.15, 0.7 / len(routes))
+    rows = np.arange(len(datasets))[::-1]
+    for ax, (name, pick) in zip(axes, GENERALISATION_METRICS.items(), strict=True):
+        title = GENERALISATION_TITLES[name]
+        for offset, route in zip(offsets, routes, strict=True):
+            points = np.array([_value_and_error(pick(route_results(results[d])[route]))
+                               if route in route_results(results[d]) else (np.nan,) * 3
+                               for d in datasets])
+            ax.errorbar(points[:, 0], rows + offset, xerr=points[:, 1:].T, fmt="o", ms=3.5,
+                        capsize=2, lw=1, color=color_for(route), label=route)
+        ax.set_yticks(rows, datasets)
+        ax.set(title=title, xlabel=f"{title} [95% CI]", ylim=(-0.6, len(datasets) - 0.4))
+        ax.grid(axis="x", color="0.9", lw=0.6)
+    axes[1].tick_params(labelleft=False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncols=len(routes), frameon=False)
+    return fig
+
+
+@styled
+def roc_figure(metrics: dict, routes: Sequence[str] | None = None, *,
+               zoom: tuple[float, float] = (0.1, 0.9)) -> Figure:
+    """One-vs-rest ROC curves, one panel per class with the routes overlaid, each with a zoomed inset
+    of the top-left corner (false-positive rate up to ``zoom[0]``, sensitivity from ``zoom[1]``).
+
+    An inset rather than a logarithmic false-positive axis: a log axis cannot show a false-positive
+    rate of 0, where a near-perfect curve does most of its climbing, and it bends the full curve out
+    of the shape readers know; the inset keeps the whole linear curve and magnifies the corner where
+    routes with AUC > 0.99 differ. The legend gives each route's AUC [95% CI].
+    """
     routes = _routes(metrics, routes)
-    fig, axes = panels(len(routes))
-    for ax, route in zip(axes, routes, strict=True):
-        result = metrics["routes"][route]
-        per_class = {row["class"]: row for row in result["per_class"]}
-        for name, curve in result["curves"]["roc"].items():
-            row = per_class[name]
-            ax.plot(curve["fpr"], curve["tpr"], color=color_for(name), lw=1.2,
-                    label=f"{name} {_fmt_ci(row['auc'], [row['auc_ci_low'], row['auc_ci_high']])}")
+    classes = [c for c in metrics.get("classes", []) if any(
+        c in metrics["routes"][r]["curves"]["roc"] for r in routes)] or sorted(
+        {c for r in routes for c in metrics["routes"][r]["curves"]["roc"]})
+    if not classes:
+        raise ValueError("no ROC curve is defined for these routes (each needs both classes present)")
+    fig, axes = panels(len(classes))
+    max_fpr, min_tpr = zoom
+    for ax, name in zip(axes, classes, strict=True):
+        inset = ax.inset_axes([0.42, 0.44, 0.55, 0.42])
+        for route in routes:
+            result = metrics["routes"][route]
+            curve = result["curves"]["roc"].get(name)
+            if curve is None:
+                continue
+            row = next(r for r in result["per_class"] if r["class"] == name)
+            # four decimals: at AUC > 0.99 three would show every route as 1.000 [0.999, 1.000]
+            auc = _fmt_ci(row["auc"], [row["auc_ci_low"], row["auc_ci_high"]], decimals=4)
+            label = f"{route} {auc}"
+            for target in (ax, inset):
+                target.plot(curve["fpr"], curve["tpr"], color=color_for(route), lw=1.2,
+                            label=label if target is ax else None)
         ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
-        macro = result["headline"]["macro_auc"]
-        ax.set(title=f"{route}\nmacro AUC {_fmt_ci(macro['value'], macro['ci'])}",
-               xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01))
-        ax.legend(loc="lower right", title="AUC [95% CI]")
+        inset.set(xlim=(0, max_fpr), ylim=(min_tpr, 1 + (1 - min_tpr) / 50))
+        inset.spines[:].set_visible(True)
+        inset.tick_params(labelsize=6)
+        inset.xaxis.set_major_locator(MaxNLocator(3))
+        inset.yaxis.set_major_locator(MaxNLocator(3))
+        ax.indicate_inset_zoom(inset, edgecolor="grey")
+        ax.set(title=name, xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01))
+        ax.legend(loc="lower right", title="AUC [95% CI]", fontsize=6, title_fontsize=6)
     return fig
 
 
@@ -93,6 +182,28 @@ def confusion_figure(metrics: dict, routes: Sequence[str] | None = None) -> Figu
     fig, axes = panels(len(routes))
     for ax, route in zip(axes, routes, strict=True):
         _draw_confusion(ax, metrics["routes"][route]["confusion"], route, "predicted", "true")
+    return fig
+
+
+@styled
+def dataset_confusion_figure(results: Mapping[str, Mapping], routes: Sequence[str] | None = None) -> Figure:
+    """Confusion matrices in a grid: one row per dataset (e.g. each external set), one column per route.
+
+    ``results`` maps each dataset to its ``evaluate_predictions`` result (or its ``"routes"``
+    mapping); a route a dataset lacks leaves its cell empty.
+    """
+    routes = _dataset_routes(results, routes)
+    fig = Figure(figsize=(PANEL_SIZE[0] * len(routes), PANEL_SIZE[1] * len(results)),
+                 layout="constrained")
+    grid = fig.subplots(len(results), len(routes), squeeze=False)
+    for axes, (dataset, entry) in zip(grid, results.items(), strict=True):
+        for ax, route in zip(axes, routes, strict=True):
+            by_route = route_results(entry)
+            if route in by_route:
+                _draw_confusion(ax, by_route[route]["confusion"], f"{dataset}: {route}", "predicted",
+                                "true")
+            else:
+                ax.axis("off")
     return fig
 
 
@@ -148,6 +259,29 @@ def coverage_figure(metrics: dict) -> Figure | None:
     ax.set(title="accuracy vs coverage", xlabel="coverage (fraction not referred)",
            ylabel="accuracy on kept images", xlim=(0, 1.01))
     ax.legend(loc="lower left")
+    return fig
+
+
+@styled
+def ood_coverage_figure(curves: Mapping[str, Mapping[str, Mapping]]) -> Figure:
+    """Accuracy against coverage when the most atypical images are referred by OOD score, one panel
+    per dataset, one line per route, with Wilson 95% bands.
+
+    ``curves`` is ``{dataset: {route: accuracy_coverage_curve(...)}}`` (see
+    :func:`hierarchy.metrics.shift.accuracy_coverage_curve`).
+    """
+    if not curves:
+        raise ValueError("no datasets to draw")
+    fig, axes = panels(len(curves))
+    for ax, (dataset, by_route) in zip(axes, curves.items(), strict=True):
+        for route, curve in by_route.items():
+            ax.plot(curve["coverage"], curve["accuracy"], marker=".", color=color_for(route), lw=1.2,
+                    label=route)
+            ax.fill_between(curve["coverage"], curve["ci_low"], curve["ci_high"],
+                            color=color_for(route), alpha=0.15, lw=0)
+        ax.set(title=dataset, xlabel="coverage (most atypical referred)",
+               ylabel="accuracy on kept images")
+        ax.legend(loc="lower left")
     return fig
 
 

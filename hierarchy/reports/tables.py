@@ -6,14 +6,16 @@ Markdown show ``x [lo, hi]`` in one cell.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from hierarchy.labels import TUMOR_CLASSES
 from hierarchy.metrics.classification import HEADLINE_METRICS
-from hierarchy.metrics.evaluate import COMPARED_METRICS
+from hierarchy.metrics.evaluate import COMPARED_METRICS, present_routes
+from hierarchy.predictions import prob_column, probabilities
 
 DECIMALS = 3
 
@@ -199,5 +201,122 @@ def coverage_table(metrics: dict) -> pd.DataFrame:
                    "coverage": coverage["coverage"]}
             _with_ci(row, "accuracy_kept", coverage["accuracy_accepted"])
             _with_ci(row, "accuracy_referred", coverage["accuracy_referred"])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def route_results(entry: Mapping) -> Mapping:
+    """``{route: result}`` of one dataset, given its ``evaluate_predictions`` dict or that mapping."""
+    return entry["routes"] if "routes" in entry else entry
+
+
+# where each generalisation number sits in an ``evaluate_predictions`` route result
+GENERALISATION_METRICS: dict[str, Callable[[Mapping], Mapping]] = {
+    "accuracy": lambda result: result["headline"]["accuracy"],
+    "false_negative_rate":
+        lambda result: result["false_negatives"]["detection"]["false_negative_rate"],
+}
+
+
+def generalisation_table(results: Mapping[str, Mapping]) -> pd.DataFrame:
+    """One row per (dataset, route): n, accuracy and tumour false-negative rate with their CIs.
+
+    ``results`` maps each dataset to its ``evaluate_predictions`` result (or its ``"routes"``).
+    """
+    rows = []
+    for dataset, entry in results.items():
+        for route, result in route_results(entry).items():
+            row = {"dataset": dataset, "route": route, "n": result["n"]}
+            for name, pick in GENERALISATION_METRICS.items():
+                _with_ci(row, name, pick(result))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def per_class_recall_table(results: Mapping[str, Mapping]) -> pd.DataFrame:
+    """One row per (dataset, route, class): support and recall with its Wilson CI."""
+    columns = ["class", "support", "recall", "recall_ci_low", "recall_ci_high"]
+    return pd.DataFrame([{"dataset": dataset, "route": route, **{c: row[c] for c in columns}}
+                         for dataset, entry in results.items()
+                         for route, result in route_results(entry).items()
+                         for row in result["per_class"]])
+
+
+def error_table(pred: pd.DataFrame, *, ood_scores: Mapping[str, float] | pd.Series | None = None,
+                classes: Sequence[str] = TUMOR_CLASSES) -> pd.DataFrame:
+    """Every misclassified image of a prediction table, so a reader can tell the model's errors from
+    the labels': id, route, true and predicted label, confidence (top probability), the class
+    probabilities and, when ``ood_scores`` maps ids to scores, each image's OOD score.
+
+    Errors are listed per route, most confident first (confident errors are where wrong labels
+    hide). Paths are left out: the table is committed, the images are not.
+    """
+    missing = [c for c in ("id", "route", "true_label", "pred_label") if c not in pred.columns]
+    if missing:
+        raise KeyError(f"prediction table lacks columns {missing}")
+    errors = pred[pred["true_label"] != pred["pred_label"]]
+    table = errors[["id", "route", "true_label", "pred_label"]].copy()
+    proba = probabilities(errors, classes)
+    table["confidence"] = proba.max(axis=1)
+    for k, name in enumerate(classes):
+        table[prob_column(name)] = proba[:, k]
+    if ood_scores is not None:
+        scores = pd.Series(ood_scores, dtype=float)
+        unscored = sorted(set(table["id"]) - set(scores.index))
+        if unscored:
+            raise ValueError(f"ood_scores lacks {len(unscored)} misclassified ids, e.g. {unscored[0]!r}")
+        table["ood_score"] = table["id"].map(scores).to_numpy(dtype=float)
+    route_order = {r: i for i, r in enumerate(present_routes(pred))}
+    table = table.assign(_route=table["route"].map(route_order))
+    return (table.sort_values(["_route", "confidence"], ascending=[True, False], kind="stable")
+            .drop(columns="_route").reset_index(drop=True))
+
+
+def dataset_comparison_table(comparisons: Mapping[str, dict | Sequence[dict]]) -> pd.DataFrame:
+    """:func:`comparison_table` for several datasets (e.g. McNemar flat vs hierarchical on each
+    external set), with a leading ``dataset`` column; values are ``compare_routes`` results."""
+    frames = [comparison_table([found] if isinstance(found, Mapping) else list(found))
+              .assign(dataset=dataset) for dataset, found in comparisons.items()]
+    table = pd.concat(frames, ignore_index=True)
+    return table[["dataset"] + [c for c in table.columns if c != "dataset"]]
+
+
+def ood_table(aurocs: Mapping[str, Mapping]) -> pd.DataFrame:
+    """One row per dataset told apart from the in-distribution one: image counts and OOD AUROC with
+    its CI; values are :func:`hierarchy.metrics.shift.ood_auroc` results."""
+    rows = []
+    for dataset, result in aurocs.items():
+        row = {"dataset": dataset, "n_in": result["n_in"], "n_out": result["n_out"]}
+        _with_ci(row, "ood_auroc", result)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ood_coverage_table(curves: Mapping[str, Mapping[str, Mapping]]) -> pd.DataFrame:
+    """One row per (dataset, route, coverage) of ``{dataset: {route: accuracy_coverage_curve}}``:
+    images kept, the OOD threshold and accuracy on the kept images with its Wilson CI."""
+    rows = []
+    for dataset, by_route in curves.items():
+        for route, curve in by_route.items():
+            for i, coverage in enumerate(curve["coverage"]):
+                row = {"dataset": dataset, "route": route, "coverage": coverage,
+                       "n_kept": curve["n_kept"][i], "threshold": curve["threshold"][i]}
+                _with_ci(row, "accuracy", {"value": curve["accuracy"][i],
+                                           "ci": [curve["ci_low"][i], curve["ci_high"][i]]})
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def conformal_table(results: Mapping[str, Mapping]) -> pd.DataFrame:
+    """One row per (dataset, route): target coverage ``1 - alpha``, empirical coverage with its
+    Wilson CI, mean set size, and the empty and singleton fractions; values are
+    :func:`hierarchy.metrics.conformal.conformal_evaluation` results."""
+    rows = []
+    for dataset, result in results.items():
+        for route, summary in result["routes"].items():
+            row = {"dataset": dataset, "route": route, "n": summary["n"],
+                   "target_coverage": 1 - result["alpha"]}
+            _with_ci(row, "coverage", summary["coverage"])
+            row.update({k: summary[k] for k in ("mean_set_size", "empty", "singleton")})
             rows.append(row)
     return pd.DataFrame(rows)

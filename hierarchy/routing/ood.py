@@ -1,0 +1,243 @@
+"""Out-of-distribution scores from trunk features: how atypical an image is next to the training images.
+
+A :class:`FeatureOODScorer` is fitted on the features of the *training* rows (and their labels) and
+scores any feature matrix; higher scores are more atypical. ``threshold(q)`` is the ``q``-quantile of
+the training rows' own scores, so ``is_atypical(features, q)`` refers about ``1 - q`` of images drawn
+like the training ones.
+
+The score is the squared Mahalanobis distance to the nearest class mean under one shared covariance,
+estimated with Ledoit-Wolf shrinkage from the within-class residuals (Lee et al., 2018; shrinkage keeps
+it invertible with more feature dimensions than images). It sees every feature direction, so a
+contrast shift the classifier head ignores still raises it. :func:`energy_score` (Liu et al., 2020)
+scores a head's logits instead, and sees only the directions the head uses.
+
+Features are first L2-normalised (``normalize="l2"``), standardised with the training mean and
+standard deviation (``"standard"``) or used as they are (``None``). The fitted state is plain arrays:
+``save(dir)`` writes ``ood.json`` (settings, classes) and ``ood.safetensors`` (arrays), no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator
+from sklearn.covariance import LedoitWolf
+from sklearn.utils.validation import check_array, check_is_fitted
+
+NORMALIZATIONS: tuple[str | None, ...] = ("l2", "standard", None)
+CONFIG_FILE = "ood.json"
+ARRAYS_FILE = "ood.safetensors"
+_METHOD = "mahalanobis"
+_FORMAT_VERSION = 1
+_SCORER_ARRAYS = ("means_", "precision_", "train_scores_")
+_NORMALIZER_ARRAYS = {"l2": (), "standard": ("center_", "scale_"), None: ()}
+
+
+def energy_score(logits: np.ndarray, T: float = 1.0) -> np.ndarray:  # noqa: N803  (T as in the paper)
+    """Energy ``-T * logsumexp(logits / T)`` of each row of ``(n, k)`` logits; higher is more atypical.
+
+    Parameters
+    ----------
+    logits : array of shape (n, k)
+        Unnormalised class scores (before softmax).
+    T : float, default 1.0
+        Temperature; must be positive.
+    """
+    if T <= 0:
+        raise ValueError(f"temperature T must be positive, got {T}")
+    logits = check_array(logits, dtype=float, input_name="logits")
+    return -T * logsumexp(logits / T, axis=1)
+
+
+def _squared_mahalanobis(x: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """``(n, k)`` squared Mahalanobis distances of rows of ``x`` to each row of ``means``."""
+    xp = x @ precision
+    own = np.einsum("ij,ij->i", xp, x)[:, None]
+    centre = np.einsum("ij,jk,ik->i", means, precision, means)[None, :]
+    # x'Px - 2x'Pm + m'Pm loses a few ulps when x is next to m; distances are never negative
+    return np.maximum(own - 2 * xp @ means.T + centre, 0.0)
+
+
+class FeatureOODScorer(BaseEstimator):
+    """Class-conditional Mahalanobis out-of-distribution score, fitted on training features only.
+
+    Parameters
+    ----------
+    normalize : {"l2", "standard", None}, default "l2"
+        Feature normalisation applied before fitting and scoring.
+
+    Attributes
+    ----------
+    classes_ : list of str
+        Class labels seen in ``fit`` (one pseudo-class ``"all"`` when no labels were given).
+    n_features_in_ : int
+        Feature dimension.
+    n_train_ : int
+        Number of training rows the scorer was fitted on.
+    means_ : ndarray of shape (n_classes, n_features_in_)
+        Class means of the normalised training features.
+    precision_ : ndarray of shape (n_features_in_, n_features_in_)
+        Inverse of the shared, shrunk within-class covariance.
+    train_scores_ : ndarray of shape (n_train_,)
+        Scores of the training rows, whose quantiles are the referral thresholds.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> scorer = FeatureOODScorer().fit(rng.normal(size=(200, 8)) + 3, np.repeat(["a", "b"], 100))
+    >>> bool(scorer.is_atypical(rng.normal(size=(5, 8)) - 3, q=0.95).all())
+    True
+    """
+
+    def __init__(self, normalize: str | None = "l2"):
+        self.normalize = normalize
+
+    def _check_params(self) -> None:
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {list(NORMALIZATIONS)}, got {self.normalize!r}")
+
+    def _features(self, features: np.ndarray, *, fitting: bool = False) -> np.ndarray:
+        x = check_array(features, dtype=float, input_name="features")
+        if not fitting and x.shape[1] != self.n_features_in_:
+            raise ValueError(f"features have {x.shape[1]} dimensions but the scorer was fitted on "
+                             f"{self.n_features_in_}")
+        if self.normalize == "l2":
+            return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        if self.normalize == "standard":
+            if fitting:
+                std = x.std(axis=0)
+                self.center_, self.scale_ = x.mean(axis=0), np.where(std > 1e-12, std, 1.0)
+            return (x - self.center_) / self.scale_
+        return x
+
+    def fit(self, train_features: np.ndarray, train_labels: Sequence | None = None) -> FeatureOODScorer:
+        """Fit on the features of the training rows (and their labels), nothing else.
+
+        Parameters
+        ----------
+        train_features : array of shape (n, d)
+            Trunk features of the training images.
+        train_labels : sequence of length n, optional
+            Their classes; without labels one Gaussian is fitted to all rows.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        x = self._features(train_features, fitting=True)
+        if len(x) < 2:
+            raise ValueError(f"fitting needs at least 2 training rows, got {len(x)}")
+        labels = (np.full(len(x), "all") if train_labels is None
+                  else np.asarray([str(v) for v in train_labels]))
+        if labels.shape != (len(x),):
+            raise ValueError(f"train_labels has {len(labels)} entries for {len(x)} feature rows")
+        self.classes_ = sorted(set(labels))
+        self.n_features_in_ = x.shape[1]
+        self.n_train_ = len(x)
+        member = labels[:, None] == np.array(self.classes_)[None, :]
+        self.means_ = (member.T @ x) / member.sum(axis=0)[:, None]
+        residuals = x - self.means_[member.argmax(axis=1)]
+        self.precision_ = LedoitWolf(assume_centered=True).fit(residuals).precision_
+        self.train_scores_ = self._score(x)
+        return self
+
+    def _score(self, x: np.ndarray) -> np.ndarray:
+        return _squared_mahalanobis(x, self.means_, self.precision_).min(axis=1)
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """Atypicality of each row of ``features`` (higher is more atypical); shape ``(n,)``."""
+        check_is_fitted(self, "train_scores_")
+        return self._score(self._features(features))
+
+    def threshold(self, q: float) -> float:
+        """The ``q``-quantile of the training rows' scores: the referral threshold for ``q``."""
+        check_is_fitted(self, "train_scores_")
+        if not 0 <= q <= 1:
+            raise ValueError(f"q must be in [0, 1], got {q}")
+        return float(np.quantile(self.train_scores_, q))
+
+    def is_atypical(self, features: np.ndarray, q: float) -> np.ndarray:
+        """True where a row scores above ``threshold(q)`` (about ``1 - q`` of training-like rows)."""
+        return self.score(features) > self.threshold(q)
+
+    def _array_names(self) -> tuple[str, ...]:
+        return (*_SCORER_ARRAYS, *_NORMALIZER_ARRAYS[self.normalize])
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted arrays, by attribute name without the trailing ``_``."""
+        check_is_fitted(self, "train_scores_")
+        return {name.rstrip("_"): np.ascontiguousarray(getattr(self, name), dtype=np.float64)
+                for name in self._array_names()}
+
+    def config(self) -> dict:
+        """Settings and fitted non-array state, JSON-ready."""
+        check_is_fitted(self, "train_scores_")
+        return {"format_version": _FORMAT_VERSION, "method": _METHOD, "normalize": self.normalize,
+                "classes": list(self.classes_), "n_features_in": int(self.n_features_in_),
+                "n_train": int(self.n_train_)}
+
+    def to_dict(self) -> dict:
+        """Everything needed to rebuild the scorer as plain JSON types (arrays as nested lists)."""
+        return {**self.config(),
+                "arrays": {name: array.tolist() for name, array in self.state_arrays().items()}}
+
+    @classmethod
+    def from_state(cls, config: Mapping, arrays: Mapping[str, np.ndarray],
+                   source: str = "the state") -> FeatureOODScorer:
+        """Rebuild a fitted scorer from :meth:`config` and :meth:`state_arrays` output."""
+        if config.get("format_version") != _FORMAT_VERSION or config.get("method") != _METHOD:
+            raise ValueError(f"{source} holds a {config.get('method')!r} OOD scorer of format version "
+                             f"{config.get('format_version')!r}; this library reads {_METHOD!r} "
+                             f"version {_FORMAT_VERSION}")
+        scorer = cls(normalize=config["normalize"])
+        scorer._check_params()
+        missing = [n.rstrip("_") for n in scorer._array_names() if n.rstrip("_") not in arrays]
+        if missing:
+            raise ValueError(f"{source} lacks the OOD scorer arrays {missing}")
+        for name in scorer._array_names():
+            setattr(scorer, name, np.asarray(arrays[name.rstrip("_")], dtype=np.float64))
+        scorer.classes_ = list(config["classes"])
+        scorer.n_features_in_ = int(config["n_features_in"])
+        scorer.n_train_ = int(config["n_train"])
+        return scorer
+
+    @classmethod
+    def from_dict(cls, state: Mapping) -> FeatureOODScorer:
+        """Inverse of :meth:`to_dict`."""
+        return cls.from_state(state, state.get("arrays", {}))
+
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> list[Path]:
+        """Write ``ood.json`` and ``ood.safetensors`` under ``directory``; returns their paths.
+
+        Raises ``FileExistsError`` when either exists, unless ``overwrite``.
+        """
+        directory = Path(directory)
+        paths = [directory / CONFIG_FILE, directory / ARRAYS_FILE]
+        existing = [str(p) for p in paths if p.exists()]
+        if existing and not overwrite:
+            raise FileExistsError(f"{existing} already exist; pass overwrite=True to replace them")
+        config, arrays = self.config(), self.state_arrays()
+        directory.mkdir(parents=True, exist_ok=True)
+        paths[0].write_text(json.dumps(config, indent=2) + "\n")
+        save_file(arrays, str(paths[1]))
+        return paths
+
+    @classmethod
+    def load(cls, directory: str | Path) -> FeatureOODScorer:
+        """Read a scorer written by :meth:`save`."""
+        directory = Path(directory)
+        config_path, arrays_path = directory / CONFIG_FILE, directory / ARRAYS_FILE
+        for path in (config_path, arrays_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"no OOD scorer file {path}")
+        try:
+            config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{config_path} is not valid JSON: {error}") from error
+        return cls.from_state(config, load_file(str(arrays_path)), source=str(config_path))
