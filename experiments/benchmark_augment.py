@@ -1,6 +1,6 @@
 """Per-image cost of the train/eval transforms, and loader speed with and without the decode-once cache.
 
-Appends (or replaces) the section "Augmentation cost and decode-once cache" of
+Writes the section "Augmentation cost and decode-once cache" to
 reports/benchmarks/augment_speed.md.
 
 Usage: python experiments/benchmark_augment.py BRISC_ROOT [--images 300] [--runs 3]
