@@ -47,6 +47,9 @@ class ExperimentConfig(Settings):
     throughput_images: int = 200
     explain_images: int = 24
     synthetic: dict[str, Any] = field(default_factory=dict)
+    # with several seeds, one route ``<route>_seeds`` per base route here: probabilities averaged over seeds
+    seed_ensemble_routes: tuple[str, ...] = ("flat", "hierarchical")
+    conformal_alpha: float = 0.1  # conformal sets aim at coverage 1 - alpha, calibrated on validation rows
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:

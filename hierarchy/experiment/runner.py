@@ -26,14 +26,17 @@ from hierarchy.experiment.explanations import (
     write_explanation_table,
 )
 from hierarchy.experiment.external import external_name, load_external
+from hierarchy.experiment.generalisation import assess_generalisation
+from hierarchy.experiment.generalisation_report import generalisation_sections
 from hierarchy.experiment.profiles import ExperimentConfig
+from hierarchy.experiment.report_files import ReportFiles
 from hierarchy.experiment.sections import report_sections
+from hierarchy.experiment.seeds import seed_ensemble, seed_route
 from hierarchy.experiment.shortcut import metadata_shortcut
 from hierarchy.experiment.stages import StageLog
 from hierarchy.experiment.summary import summarise, write_json
 from hierarchy.experiment.weights_plan import plan_weights
 from hierarchy.metrics import (
-    aggregate_seeds,
     apply_temperature,
     brier_score,
     compare_routes,
@@ -50,8 +53,6 @@ from hierarchy.training import TrainConfig
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
-# Per-seed evaluations only feed the mean and standard deviation across seeds, which need no intervals.
-SEED_BOOTSTRAP = 200
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -68,6 +69,11 @@ def _load_predictions(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     table = _read_csv(path)
     table["path"] = table["id"].map(frame.set_index("id")["path"])
     return table
+
+
+def _routes_for(frame: pd.DataFrame) -> tuple[str, ...]:
+    """Every route, less the oracle when some image has no true plane (it routes by the true plane)."""
+    return tuple(r for r in ROUTES if r != "oracle" or frame["plane"].notna().all())
 
 
 def _read_json(path: Path) -> Any:
@@ -202,35 +208,40 @@ class Experiment:
         return _load_predictions(path, self.test)
 
     # -- side evaluations on the first seed's models -------------------------------------------
-    def robustness(self, router: Router) -> dict[str, dict[str, float]]:
-        results = {}
+    def robustness(self, router: Router) -> dict[str, pd.DataFrame]:
+        """Test-split predictions after each perturbation, saved (ids, no paths) under ``predictions/``."""
+        tables = {}
         for perturbation in self.config.perturbations:
-            path = self.work / f"robustness_{perturbation}.json"
+            path = self.predictions_dir / f"test_{perturbation}.csv"
 
-            def evaluate(perturbation: str = perturbation, path: Path = path) -> dict[str, float]:
-                table = router.predict_routes(self.test, ROUTES, perturbation=perturbation)
-                correct = table["pred_label"] == table["true_label"]
-                accuracy = {route: float(v) for route, v in correct.groupby(table["route"]).mean().items()}
-                write_json(path, accuracy)
-                return accuracy
-            results[perturbation] = self.stages.run(f"robustness_{perturbation}", evaluate,
-                                                    lambda path=path: _read_json(path))
-        return results
+            def predict(perturbation: str = perturbation, path: Path = path) -> None:
+                _save_predictions(router.predict_routes(self.test, ROUTES, perturbation=perturbation,
+                                                        progress=False), path)
+            self.stages.run(f"perturbed_{perturbation}", predict, lambda: None)
+            tables[perturbation] = _load_predictions(path, self.test)
+        return tables
 
-    def external(self, roots: list[str] | tuple[str, ...], router: Router) -> dict[str, Any]:
+    def external(self, roots: list[str] | tuple[str, ...], router: Router) -> dict[str, tuple[dict, pd.DataFrame]]:
+        """Per external set: its cleaning record and its predictions, saved (ids, no paths) under ``predictions/``."""
         results = {}
         for root in roots:
             name = external_name(root)
             frame, record = load_external(root, self.train_all)
             path = self.predictions_dir / f"external_{name}.csv"
 
-            def evaluate(frame: pd.DataFrame = frame, path: Path = path) -> None:
-                routes = tuple(r for r in ROUTES if r != "oracle" or frame["plane"].notna().all())
-                _save_predictions(router.predict_routes(frame, routes), path)
-            self.stages.run(f"external_{name}", evaluate, lambda: None)
-            results[name] = {"record": record, "metrics": evaluate_predictions(
-                _load_predictions(path, frame), n_bootstrap=self.config.n_bootstrap)}
+            def predict(frame: pd.DataFrame = frame, path: Path = path) -> None:
+                _save_predictions(router.predict_routes(frame, _routes_for(frame)), path)
+            self.stages.run(f"external_{name}", predict, lambda: None)
+            results[name] = (record, _load_predictions(path, frame))
         return results
+
+    def predict_validation(self, seed: int, router: Router) -> pd.DataFrame:
+        """The validation rows predicted once (conformal sets are calibrated on them), saved like test predictions."""
+        path = self.predictions_dir / f"val_seed{seed}.csv"
+        self.stages.run(f"predict_val_seed{seed}",
+                        lambda: _save_predictions(router.predict_routes(self.val, _routes_for(self.val)), path),
+                        lambda: None)
+        return _load_predictions(path, self.val)
 
     def throughput(self, router: Router) -> dict[str, float]:
         sample = self.test.sample(n=min(self.config.throughput_images, len(self.test)), random_state=0)
@@ -253,13 +264,11 @@ class Experiment:
             return result
         return self.stages.run("explanations", explain, lambda: _read_json(path))
 
-    @staticmethod
-    def across_seeds(predictions: dict[int, pd.DataFrame]) -> dict[str, Any] | None:
-        """Mean and spread of the headline numbers over seeds; None for a single seed (nothing to spread)."""
-        if len(predictions) < 2:
-            return None
-        return aggregate_seeds([evaluate_predictions(table, n_bootstrap=SEED_BOOTSTRAP, seed=seed)
-                                for seed, table in predictions.items()])
+    def seed_evaluations(self, predictions: dict[int, pd.DataFrame], first_metrics: dict) -> dict[int, dict]:
+        """Every seed's evaluation (the first seed's is given); only the first one when there is one seed."""
+        return {seed: first_metrics if seed == self.config.seeds[0] else
+                evaluate_predictions(table, n_bootstrap=self.config.n_bootstrap, seed=seed)
+                for seed, table in predictions.items()}
 
     @staticmethod
     def calibration(router: Router, predictions: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -275,6 +284,16 @@ class Experiment:
                              "brier": brier_score(y_true, proba), "brier_calibrated": brier_score(y_true, scaled)}
         return result
 
+    def with_seed_ensembles(self, predictions: dict[int, pd.DataFrame]) -> pd.DataFrame:
+        """The first seed's test predictions plus, with several seeds, the seed-ensemble routes (also saved)."""
+        first = predictions[self.config.seeds[0]]
+        routes = [r for r in self.config.seed_ensemble_routes if r in set(first["route"])]
+        if len(predictions) < 2 or not routes:
+            return first
+        ensembles = seed_ensemble(predictions, routes)
+        _save_predictions(ensembles, self.predictions_dir / "test_seed_ensemble.csv")
+        return pd.concat([first, ensembles], ignore_index=True)
+
     # -- the whole run -------------------------------------------------------------------------
     def run(self, external: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
         config = self.config
@@ -286,13 +305,14 @@ class Experiment:
             predictions[seed] = self.predict_test(seed, router)
             if seed == config.seeds[0]:
                 first_router = router
-        robustness = self.robustness(first_router)
-        external_results = self.external(external, first_router)
-        throughput = self.throughput(first_router)
         first = config.seeds[0]
-        pred = predictions[first]
-        explanations = self.explanations(first_router, pred)
-        calibration = self.calibration(first_router, pred)
+        validation = self.predict_validation(first, first_router)
+        perturbed = self.robustness(first_router)
+        external_predictions = self.external(external, first_router)
+        throughput = self.throughput(first_router)
+        explanations = self.explanations(first_router, predictions[first])
+        calibration = self.calibration(first_router, predictions[first])
+        pred = self.with_seed_ensembles(predictions)
 
         record = run_record(config.to_dict(), seed=first, frames={"train": self.train, "val": self.val, "test": self.test})
         record.update({"command": self.command, "dataset_root_name": self.data_root.name, "weights": self.weights,
@@ -300,23 +320,32 @@ class Experiment:
         write_json(self.out / "run_record.json", record)
 
         metrics = evaluate_predictions(pred, n_bootstrap=config.n_bootstrap, seed=first)
+        pairs = [*COMPARISONS, *((seed_route(a), seed_route(b)) for a, b in COMPARISONS)]
         comparisons = [compare_routes(pred, a, b, n_bootstrap=config.n_bootstrap, seed=first)
-                       for a, b in COMPARISONS if a in metrics["routes"] and b in metrics["routes"]]
+                       for a, b in pairs if a in metrics["routes"] and b in metrics["routes"]]
+        generalisation = assess_generalisation(
+            pred, metrics, test_label=f"{self.data_root.name} test", validation=validation,
+            external=external_predictions, perturbed=perturbed, n_bootstrap=config.n_bootstrap, seed=first,
+            alpha=config.conformal_alpha)
         summary = summarise(config=config, dataset=self.data_root.name, metrics=metrics, comparisons=comparisons,
-                            predictions=pred, per_seed=self.across_seeds(predictions),
-                            robustness=robustness, external=external_results, throughput=throughput,
+                            predictions=pred, seed_evaluations=self.seed_evaluations(predictions, metrics),
+                            generalisation=generalisation, throughput=throughput,
                             shortcut=self.shortcut, audit=self.audit, leaked_test_ids=self.leaked_test_ids,
                             weights=self.weights, calibration=calibration, stage_seconds=self.stages.seconds())
         write_json(self.out / "summary.json", summary)
         training_logs = {name: log for name in ("flat", "plane", *first_router.planes)
                          if (log := self.work / f"seed_{first}" / "training" / name / "log.csv").exists()}
-        sections = [*report_sections(summary, command=self.command),
+        files = ReportFiles()
+        sections = [*report_sections(summary, command=self.command,
+                                     generalisation=generalisation_sections(generalisation, files)),
                     (SECTION_TITLE, explanation_section(explanations))]
         overlays = {r["id"]: self.out / r["overlay"] for r in explanations["rows"] if r["route"] == "hierarchical"}
         build_report(pred, self.out, run_record=record, training_logs=training_logs, extra_sections=sections,
                      overlays=overlays, metrics=metrics, compared=comparisons, n_bootstrap=config.n_bootstrap,
                      seed=first, overwrite=True)
-        write_explanation_table(explanations, self.out)  # build_report replaces tables/
+        # build_report replaces figures/ and tables/, so the experiment's own are written after it
+        files.write(self.out)
+        write_explanation_table(explanations, self.out)
         return summary
 
 
