@@ -25,8 +25,8 @@ from hierarchy.reports.tables import headline_table
 GALLERY_DIR = "gallery"  # git-ignored: external images are not ours to publish
 NOTHING_TUNED = (
     "Nothing was trained, selected or tuned on external data: models, early stopping, temperatures, the "
-    "ensemble weight, the OOD score's reference and the conformal thresholds all come from BRISC "
-    "training and validation rows; each external set is only predicted, once, after exact and "
+    "ensemble weight, the OOD score's reference and the conformal thresholds all come from the training "
+    "dataset's training and validation rows; each external set is only predicted, once, after exact and "
     "near duplicates of training images are removed from it.")
 
 
@@ -50,7 +50,7 @@ def _routes_to_draw(result: Generalisation) -> list[str]:
 def at_a_glance(result: Generalisation, files: ReportFiles) -> str:
     routes = _routes_to_draw(result)
     return _join(
-        NOTHING_TUNED,
+        "External sets are only ever predicted (see External validation).",
         files.figure(generalisation_figure(result.datasets, routes), "generalisation",
                      "Accuracy and tumour false-negative rate [95% CI] per dataset (test split, external "
                      "sets, perturbed test split) and route"),

@@ -143,7 +143,7 @@ def _timing(summary: dict[str, Any]) -> str:
 def _seeds(summary: dict[str, Any]) -> str:
     agg = summary.get("seeds_aggregate")
     seconds = summary.get("train_seconds") or {}
-    trained = ", ".join(f"seed {seed} {v / 60:.1f} min" for seed, v in seconds.items() if v is not None)
+    trained = ", ".join(f"seed {seed} {v:.0f} s ({v / 60:.1f} min)" for seed, v in seconds.items() if v is not None)
     timing = f"\n\nTraining wall time: {trained}." if trained else ""
     if not agg:
         return f"One seed ({summary['seeds'][0]}); figures and tables are from it.{timing}"
@@ -152,7 +152,9 @@ def _seeds(summary: dict[str, Any]) -> str:
     rows = []
     for route, values in summary["routes"].items():
         spread = (f"{values['accuracy_mean']:.4f} ± {values['accuracy_sd']:.4f}"
-                  if values.get("accuracy_sd") is not None else "n/a (one table)")
+                  if values.get("accuracy_sd") is not None else
+                  f"{_num(values['accuracy'])} [{_num(values['accuracy_ci'][0])}, {_num(values['accuracy_ci'][1])}] "
+                  "(one table)")
         cells = [f"{_num(r['accuracy'])} [{_num(r['accuracy_ci'][0])}, {_num(r['accuracy_ci'][1])}]"
                  if (r := per_seed.get(route, {}).get(seed)) else "" for seed in seeds]
         rows.append([route, spread, *cells])

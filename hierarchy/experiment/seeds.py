@@ -87,10 +87,13 @@ def seed_ensemble(predictions: Mapping[int, pd.DataFrame], routes: Sequence[str]
 
 
 def per_seed_results(evaluations: Mapping[int, dict]) -> dict[str, dict[str, dict]]:
-    """``{route: {seed: {"accuracy", "accuracy_ci"}}}`` from one ``evaluate_predictions`` result per seed."""
+    """``{route: {seed: {"accuracy", "accuracy_ci"}}}`` from one ``evaluate_predictions`` result per seed
+    (seed-ensemble routes, which belong to no one seed, are left out)."""
     routes: dict[str, dict[str, dict]] = {}
     for seed, metrics in evaluations.items():
         for route, result in metrics["routes"].items():
+            if route.endswith(SEED_SUFFIX):
+                continue
             accuracy = result["headline"]["accuracy"]
             routes.setdefault(route, {})[str(seed)] = {"accuracy": accuracy["value"],
                                                        "accuracy_ci": accuracy["ci"]}
