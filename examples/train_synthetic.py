@@ -21,12 +21,11 @@ args = parser.parse_args()
 with tempfile.TemporaryDirectory() as tmp:
     index = index_dataset(make_synthetic_dataset(Path(tmp) / "phantoms", n_per_cell_train=12, n_per_cell_test=6))
     train, test = index[index["split"] == "train"], index[index["split"] == "test"]
-    router = Router.fit(train, plane_backbone="simple_cnn", expert_backbone="simple_cnn",
-                        flat_backbone="simple_cnn", weights=None, expert_init="scratch", mode="frozen",
-                        preprocess=PreprocessConfig(image_size=64), seed=0)
+    router = Router(plane="simple_cnn", experts="simple_cnn", flat="simple_cnn", weights=None,
+                    expert_init="scratch", mode="frozen", preprocess=PreprocessConfig(image_size=64)).fit(train)
     table = router.predict_routes(test)
 
 accuracy = (table["pred_label"] == table["true_label"]).groupby(table["route"], sort=False).mean()
 print(accuracy.rename("test accuracy").to_string())
-print(f"ensemble weight of the flat model: {router.ensemble_weight:.2f}")
+print(f"ensemble weight of the flat model: {router.ensemble_weight_:.2f}")
 print(f"saved to {router.save(args.out)}")

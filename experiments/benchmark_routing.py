@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from hierarchy.data import PreprocessConfig, index_dataset
-from hierarchy.labels import PLANES
-from hierarchy.routing import FlatClassifier, PlaneClassifier, Router, TumorExpert, route_throughput
+from hierarchy.labels import PLANES, TUMOR_CLASSES
+from hierarchy.routing import ImageClassifier, Router, Task, route_throughput
 from hierarchy.training import TrainConfig
 
 SETUPS = {  # name: (plane backbone, expert backbone, flat backbone, one shared trunk?)
@@ -40,16 +40,21 @@ def untrained_router(plane: str, expert: str, flat: str, shared: bool) -> Router
     """A Router whose components hold freshly built networks; with ``shared`` the plane model and the
     experts take the flat model's trunk (as ``Router.fit(mode="shared")`` does)."""
     preprocess = PreprocessConfig(image_size=224)
-    flat_model = FlatClassifier(flat, weights=None, preprocess=preprocess, train_config=TrainConfig(seed=5))
+    flat_model = ImageClassifier(flat, Task("label", TUMOR_CLASSES), weights=None, preprocess=preprocess,
+                                 train_config=TrainConfig(seed=5))
     flat_model.model_ = flat_model.build_model().eval()
     source = {"init_from": flat_model} if shared else {}
-    plane_model = PlaneClassifier(plane, weights=None, preprocess=preprocess, train_config=TrainConfig(seed=1),
-                                  **source)
-    experts = [TumorExpert(p, expert, init="flat" if shared else "scratch", preprocess=preprocess,
-                           train_config=TrainConfig(seed=2 + i), **source) for i, p in enumerate(PLANES)]
-    for component in (plane_model, *experts):
+    plane_model = ImageClassifier(plane, Task("plane", PLANES), weights=None, preprocess=preprocess,
+                                  train_config=TrainConfig(seed=1), **source)
+    experts = {p: ImageClassifier(expert, Task("label", TUMOR_CLASSES, column="plane", value=p), weights=None,
+                                  preprocess=preprocess, train_config=TrainConfig(seed=2 + i), **source)
+               for i, p in enumerate(PLANES)}
+    for component in (plane_model, *experts.values()):
         component.model_ = component.build_model().eval()
-    return Router(plane_model, {e.plane: e for e in experts}, flat_model, ensemble_weight=0.5)
+    router = Router(plane=plane, experts=expert, flat=flat)
+    router._set_fitted(TUMOR_CLASSES, PLANES, plane_model, experts, flat_model)  # untrained: timing only
+    router.ensemble_weight_ = 0.5
+    return router
 
 
 def main() -> None:
@@ -81,7 +86,7 @@ def main() -> None:
         speeds = route_throughput(router, paths, routes, repeats=args.runs)
         print(name, ", ".join(f"{r} {v:.1f} img/s" for r, v in speeds.items()), flush=True)
         ratio = speeds["flat"] / speeds["hierarchical"]
-        lines.append(f"| {name} | {plane} / {expert} / {flat} | {'yes' if router.shared_trunks else 'no'} | "
+        lines.append(f"| {name} | {plane} / {expert} / {flat} | {'yes' if len(set(router._trunks.values())) == 1 else 'no'} | "
                      + " | ".join(f"{speeds[r]:.1f}" for r in routes) + f" | {ratio:.2f}x |")
     lines += ["", "Columns under the routes are images/s. \"hard / flat time\" is the time of the hierarchical "
               "(hard) route divided by the flat route's time on the same images."]

@@ -11,10 +11,10 @@ skips finished stages and continues interrupted ones.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from hierarchy.experiment import parse_override, resolve_config, run_experiment
+from hierarchy.logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--external", action="append", default=[], metavar="ROOT",
                         help="external test dataset (any readable layout), repeatable")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
 
     overrides = dict(parse_override(text) for text in args.overrides)
     if args.seeds:

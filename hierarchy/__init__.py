@@ -17,7 +17,7 @@ __all__ = ["PLANES", "TUMOR_CLASSES", "Router", "__version__"]
 def __getattr__(name: str):
     # Router pulls in torch and timm; import it only when asked for.
     if name == "Router":
-        from hierarchy.routing.router import Router
+        from hierarchy.routing.estimator import Router
 
         return Router
     raise AttributeError(f"module 'hierarchy' has no attribute {name!r}")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
 TUMOR_CLASSES: tuple[str, ...] = ("glioma", "meningioma", "pituitary", "no_tumor")
 PLANES: tuple[str, ...] = ("axial", "coronal", "sagittal")
 NO_TUMOR = "no_tumor"
@@ -63,3 +67,48 @@ def normalize_plane(name: str | None, *, source: str | None = None) -> str | Non
         where = f" in {source}" if source else ""
         raise ValueError(f"unknown plane {name!r}{where}; expected one of {sorted(_PLANE_ALIASES)}")
     return plane
+
+
+def is_missing(value: object) -> bool:
+    """True for None and NaN, the values a missing label or plane has in a data frame."""
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def to_indices(values: Iterable, classes: Sequence[str], *, what: str = "label",
+               sources: Sequence[str] | None = None, allow_missing: bool = False) -> np.ndarray:
+    """The index of each value in ``classes``.
+
+    Parameters
+    ----------
+    values
+        Class names (e.g. a frame's ``label`` column).
+    classes
+        The ordered class names; a value's index is its position here.
+    what
+        What the values are, for the error message (``"label"``, ``"plane"``, ``"pred_label"`` ...).
+    sources
+        Where each value came from (e.g. image paths), parallel to ``values``; the error names the first
+        source holding an unknown value.
+    allow_missing
+        Map missing values (None, NaN) to -1 instead of refusing them.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 indices, one per value.
+
+    Raises
+    ------
+    ValueError
+        A value is not in ``classes`` (or is missing without ``allow_missing``); the message lists them.
+    """
+    values = list(values)
+    lookup = {name: i for i, name in enumerate(classes)}
+    indices = np.array([-1 if allow_missing and is_missing(v) else lookup.get(v, -2) for v in values],
+                       dtype=np.int64)
+    bad = np.flatnonzero(indices == -2)
+    if len(bad):
+        unknown = sorted({str(values[i]) for i in bad})
+        where = f" (first in {sources[bad[0]]})" if sources is not None else ""
+        raise ValueError(f"{what} values {unknown} are not among the classes {list(classes)}{where}")
+    return indices

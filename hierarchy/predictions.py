@@ -5,10 +5,14 @@ One row per (image, route). Columns:
 - ``id``: the image's identifier (dataset-relative path, file name, or ``input_<n>``)
 - ``route``: ``flat``, ``hierarchical``, ``soft``, ``ensemble`` or ``oracle``
 - ``pred_label`` and one ``prob_<class>`` column per tumour class (rows sum to 1)
-- ``pred_plane`` and one ``plane_prob_<plane>`` column per plane (empty for the flat route)
+- ``pred_plane`` and one ``plane_prob_<plane>`` column per plane (empty for the flat route); "plane" is the
+  parent group, whatever column the training frame named it by (``Router(parent=...)``)
 - ``expert``: the plane whose expert decided (hard routes), ``mixture`` (soft, ensemble) or ``flat``
 - ``referred``: True when abstention (``reject_below``) referred the image to a human
 - optional ground truth ``true_label`` and ``true_plane``, and ``path``
+
+The class and plane lists default to BRISC's (``hierarchy.labels``); pass a Router's ``classes_`` and
+``planes_`` for other label sets. ``prediction_table`` builds one route's rows.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from hierarchy.labels import PLANES, TUMOR_CLASSES
+from hierarchy.labels import PLANES, TUMOR_CLASSES, to_indices
 
 ROUTES: tuple[str, ...] = ("flat", "hierarchical", "soft", "ensemble", "oracle")
+EXPERT_OF_ROUTE = {"flat": "flat", "soft": "mixture", "ensemble": "mixture"}
 
 
 def prob_column(label: str) -> str:
@@ -50,9 +55,36 @@ def plane_probabilities(frame: pd.DataFrame, planes: Sequence[str] = PLANES) -> 
 
 
 def label_indices(labels: Sequence[str], classes: Sequence[str] = TUMOR_CLASSES) -> np.ndarray:
-    """Integer indices of ``labels`` in ``classes``; an unknown label raises ``ValueError``."""
-    lookup = {c: i for i, c in enumerate(classes)}
-    unknown = sorted({str(v) for v in labels if v not in lookup})
-    if unknown:
-        raise ValueError(f"labels {unknown} are not among the classes {list(classes)}")
-    return np.array([lookup[v] for v in labels], dtype=int)
+    """Integer indices of ``labels`` in ``classes``; ``hierarchy.labels.to_indices`` with tumour classes."""
+    return to_indices(labels, classes)
+
+
+def prediction_table(ids: Sequence[str], route: str, proba: np.ndarray, *, classes: Sequence[str],
+                     planes: Sequence[str], plane_proba: np.ndarray | None, expert: Sequence[str] | None,
+                     referred: np.ndarray, truth: pd.DataFrame | None = None,
+                     parent: str = "plane") -> pd.DataFrame:
+    """One route's rows of the prediction table.
+
+    ``plane_proba`` is None for the flat route; ``expert`` is the deciding plane per image for the
+    hierarchical and oracle routes (else the route's fixed value). ``truth``: the index frame of the images,
+    whose ``label``, ``parent`` and ``path`` columns become ``true_label``, ``true_plane`` and ``path``.
+    """
+    n = len(ids)
+    table = pd.DataFrame({"id": list(ids), "route": route})
+    table["pred_label"] = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    for i, label in enumerate(classes):
+        table[prob_column(label)] = proba[:, i]
+    if plane_proba is None:
+        table["pred_plane"] = None
+        plane_proba = np.full((n, len(planes)), np.nan)
+    else:
+        table["pred_plane"] = np.asarray(planes, dtype=object)[plane_proba.argmax(axis=1)]
+    for i, plane in enumerate(planes):
+        table[plane_prob_column(plane)] = plane_proba[:, i]
+    table["expert"] = EXPERT_OF_ROUTE[route] if route in EXPERT_OF_ROUTE else np.asarray(expert, dtype=object)
+    table["referred"] = referred
+    if truth is not None:
+        for column, source in (("true_label", "label"), ("true_plane", parent), ("path", "path")):
+            if source in truth.columns:
+                table[column] = truth[source].to_numpy()
+    return table

@@ -41,11 +41,26 @@ def git_commit(path: str | Path = ".") -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
-def data_fingerprint(frame: pd.DataFrame) -> str:
-    """One sha256 over the sorted (id, sha256, label, plane, split) rows of a dataset index."""
+def _rows(frame: pd.DataFrame) -> list[list[str]]:
+    """The (id, sha256, label, plane, split) rows of a dataset index; its paths when it has no id or sha256."""
     cols = [c for c in ("id", "sha256", "label", "plane", "split") if c in frame.columns]
-    rows = sorted(map(tuple, frame[cols].astype(str).to_numpy().tolist()))
-    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+    if not {"id", "sha256"} & set(cols) and "path" in frame.columns:
+        cols.insert(0, "path")
+    return frame[cols].astype(str).to_numpy().tolist()
+
+
+def data_fingerprint(frame: pd.DataFrame) -> str:
+    """One sha256 over the *set* of rows of a dataset index: the same rows in any order give the same hash.
+
+    For records of which images a run used. Anything stored in frame order (features, predictions) must
+    be keyed with ``ordered_data_fingerprint`` instead.
+    """
+    return hashlib.sha256(json.dumps(sorted(map(tuple, _rows(frame)))).encode()).hexdigest()
+
+
+def ordered_data_fingerprint(frame: pd.DataFrame) -> str:
+    """One sha256 over the rows of a dataset index in frame order: reordering the rows changes it."""
+    return hashlib.sha256(json.dumps(_rows(frame)).encode()).hexdigest()
 
 
 def data_hashes(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:

@@ -11,8 +11,8 @@ import pytest
 from hierarchy.cli import main
 from hierarchy.predictions import ROUTES
 
-CONFIG = {"plane_backbone": "simple_cnn", "expert_backbone": "simple_cnn", "flat_backbone": "simple_cnn",
-          "weights": None, "expert_init": "scratch", "mode": "frozen", "val_fraction": 0.25, "preprocess": {"image_size": 32},
+CONFIG = {"plane": "simple_cnn", "experts": "simple_cnn", "flat": "simple_cnn", "weights": None,
+          "expert_init": "scratch", "mode": "finetune", "val_fraction": 0.25, "preprocess": {"image_size": 32},
           "train": {"epochs": 1, "batch_size": 16}}
 
 
@@ -22,13 +22,16 @@ def run_dir(synthetic_root: Path, tmp_path_factory) -> Path:
     config = tmp / "config.json"
     config.write_text(json.dumps(CONFIG))
     run = tmp / "run"
-    assert main(["train", "--data", str(synthetic_root), "--out", str(run), "--config", str(config)]) == 0
+    # flags override the file: frozen mode, one epoch without warm-up
+    assert main(["train", "--data", str(synthetic_root), "--out", str(run), "--config", str(config),
+                 "--mode", "frozen", "--train-warmup-epochs", "0"]) == 0
     return run
 
 
 def test_train_writes_a_loadable_router(run_dir, synthetic_root, capsys):
     manifest = json.loads((run_dir / "router.json").read_text())
-    assert manifest["backbones"]["flat"] == "simple_cnn" and manifest["mode"] == "frozen"
+    assert manifest["config"]["flat"] == "simple_cnn" and manifest["config"]["mode"] == "frozen"
+    assert manifest["config"]["train"]["warmup_epochs"] == 0
     assert not any("test" == split for split in manifest["record"]["data"])
     assert main(["train", "--data", str(synthetic_root), "--out", str(run_dir)]) == 2
     assert "already holds" in capsys.readouterr().err
@@ -64,3 +67,16 @@ def test_evaluate_writes_every_route_for_the_test_split(run_dir, synthetic_root,
     assert table["path"].str.contains("/test/").all()
     assert main(["evaluate", "--model", str(run_dir), "--data", str(synthetic_root), "--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_train_flags_are_generated_from_router_config(capsys):
+    from hierarchy.cli.train import SETTINGS
+    from hierarchy.routing import RouterConfig
+
+    flags = {flag for flag, *_ in SETTINGS}
+    assert {"--plane", "--experts", "--flat", "--mode", "--parent", "--train-epochs", "--preprocess-image-size"} <= flags
+    assert len([f for f in flags if not f.startswith(("--train-", "--preprocess-"))]) == len(
+        [f for f in RouterConfig.__dataclass_fields__ if f not in ("train", "preprocess")])
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "shared" in capsys.readouterr().out

@@ -26,9 +26,8 @@ def fitted(synthetic_root: Path) -> tuple[Router, pd.DataFrame, pd.DataFrame]:
     frame = index_dataset(synthetic_root)
     train = frame[frame["split"] == "train"].reset_index(drop=True)
     test = frame[frame["split"] == "test"].reset_index(drop=True)
-    router = Router.fit(train, mode="frozen", plane_backbone="simple_cnn", expert_backbone="simple_cnn",
-                        flat_backbone="simple_cnn", weights=None, expert_init="scratch",
-                        preprocess=PreprocessConfig(image_size=48), val_fraction=0.25)
+    router = Router(mode="frozen", plane="simple_cnn", experts="simple_cnn", flat="simple_cnn", weights=None,
+                    expert_init="scratch", preprocess=PreprocessConfig(image_size=48), val_fraction=0.25).fit(train)
     return router, test, router.predict_routes(test, ROUTES, progress=False)
 
 
@@ -42,7 +41,7 @@ def test_explains_each_image_on_each_route_and_writes_overlays_and_tables(fitted
     assert set(rows["route"]) == set(ROUTES)
     assert (rows["true_label"] != NO_TUMOR).all()
     assert set(rows.loc[rows["route"] == "flat", "expert"]) == {"flat"}
-    assert set(rows.loc[rows["route"] == "hierarchical", "expert"]) <= set(router.planes)
+    assert set(rows.loc[rows["route"] == "hierarchical", "expert"]) <= set(router.planes_)
     for row in result["rows"]:
         assert row["inside_fraction"] is None or 0.0 <= row["inside_fraction"] <= 1.0
         assert row["pointing_hit"] in (True, False, None)

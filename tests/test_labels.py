@@ -1,6 +1,14 @@
+import numpy as np
+import pandas as pd
 import pytest
 
-from hierarchy.labels import PLANES, TUMOR_CLASSES, normalize_plane, normalize_tumor_label
+from hierarchy.labels import (
+    PLANES,
+    TUMOR_CLASSES,
+    normalize_plane,
+    normalize_tumor_label,
+    to_indices,
+)
 
 
 @pytest.mark.parametrize("raw,expected", [("notumor", "no_tumor"), ("glioma_tumor", "glioma"),
@@ -22,3 +30,12 @@ def test_planes():
     assert set(PLANES) == {"axial", "coronal", "sagittal"}
     with pytest.raises(ValueError, match="oblique"):
         normalize_plane("oblique")
+
+
+def test_to_indices_maps_names_to_positions_and_names_unknown_values():
+    assert to_indices(["b", "a", "b"], ["a", "b"]).tolist() == [1, 0, 1]
+    assert to_indices(pd.Series(["a", None, np.nan]), ["a"], allow_missing=True).tolist() == [0, -1, -1]
+    with pytest.raises(ValueError, match=r"plane values \['oblique'\] are not among .* \(first in b\.png\)"):
+        to_indices(["axial", "oblique"], PLANES, what="plane", sources=["a.png", "b.png"])
+    with pytest.raises(ValueError, match=r"\['None'\] are not among"):
+        to_indices(["a", None], ["a"])

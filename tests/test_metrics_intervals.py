@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hierarchy.metrics import bootstrap_ci, wilson_interval
+from hierarchy.metrics import bootstrap_ci, proportion, wilson_interval
 from hierarchy.metrics.intervals import bootstrap_indices
 
 
@@ -16,6 +16,24 @@ def test_wilson_matches_hand_computed_value():
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
     lo90, hi90 = wilson_interval(8, 10, confidence=0.90)
     assert lo < lo90 and hi90 < hi
+
+
+@pytest.mark.parametrize("successes,n,confidence,expected", [
+    # bounds of the hand-written score formula this project used before scipy's binomtest
+    (0, 10, 0.95, (0.0, 0.2775327998628892)),
+    (3, 10, 0.90, (0.12687658390319786, 0.5583002041301649)),
+    (47, 50, 0.95, (0.8378290831116182, 0.979385029651026)),
+    (1, 1, 0.99, (0.13097754328018596, 1.0)),
+    (7, 13, 0.80, (0.36713205286258244, 0.7011628815276586)),
+])
+def test_wilson_agrees_with_the_score_formula(successes, n, confidence, expected):
+    assert wilson_interval(successes, n, confidence) == pytest.approx(expected, abs=1e-12)
+
+
+def test_proportion_of_an_empty_group_is_a_gap():
+    assert proportion(0, 0) == {"value": None, "ci": [None, None], "successes": 0, "n": 0}
+    filled = proportion(8, 10, 0.95)
+    assert filled["value"] == 0.8 and filled["ci"] == list(wilson_interval(8, 10))
 
 
 def test_wilson_rejects_bad_counts():

@@ -13,6 +13,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from torch.utils.data import TensorDataset
 
+from hierarchy.data import ImageDataset, PreprocessConfig, index_dataset
+from hierarchy.provenance import data_fingerprint
 from hierarchy.training import attach_head, extract_features, feature_cache_key, fit_linear_head
 
 KEY = {"backbone": "test_efficientnet", "weights": "random-seed-0", "preprocess": "fp-a", "data": "d-1"}
@@ -160,3 +162,22 @@ def test_five_heads_on_cached_features_train_in_seconds():
     for x, y, xv, yv, num_classes in problems:
         fit_linear_head(x, y, num_classes, class_balanced=True, val=(xv, yv))
     assert time.perf_counter() - started < 20
+
+
+def test_the_same_rows_in_another_order_are_not_a_stale_cache_hit(model, synthetic_root, tmp_path, monkeypatch):
+    frame = index_dataset(synthetic_root).head(8)
+    preprocess = PreprocessConfig(image_size=32)
+    reversed_frame = frame.iloc[::-1]
+    # the key callers pass: an order-free fingerprint of the rows
+    key = {**KEY, "data": data_fingerprint(frame)}
+    assert data_fingerprint(reversed_frame) == data_fingerprint(frame)
+    first = extract_features(model, ImageDataset(frame, preprocess), cache_dir=tmp_path, key=key, progress=False)
+    calls = _count_forward_features(model, monkeypatch)
+    second = extract_features(model, ImageDataset(reversed_frame, preprocess), cache_dir=tmp_path, key=key,
+                              progress=False)
+    assert sum(calls) == len(frame)  # computed, not read from the cache of the other order
+    np.testing.assert_allclose(second, first[::-1], rtol=1e-5, atol=1e-6)
+    again = extract_features(model, ImageDataset(reversed_frame, preprocess), cache_dir=tmp_path, key=key,
+                             progress=False)
+    assert sum(calls) == len(frame)  # now a hit, for this order
+    np.testing.assert_array_equal(again, second)

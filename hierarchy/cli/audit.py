@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from hierarchy.data.audit import audit
 from hierarchy.data.index import LAYOUTS
+from hierarchy.fileio import write_json
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -41,7 +41,6 @@ def func(args: argparse.Namespace) -> int:
         for path in report.write(args.out, overwrite=args.overwrite):
             print(f"wrote {path}")
     if args.json_file is not None:
-        args.json_file.parent.mkdir(parents=True, exist_ok=True)
-        args.json_file.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+        write_json(args.json_file, report.to_dict())
         print(f"wrote {args.json_file}")
     return 0

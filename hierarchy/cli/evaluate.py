@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
-
-from hierarchy.predictions import ROUTES
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +33,10 @@ def run(args: argparse.Namespace) -> int:
     frame = frame[frame["split"] == args.split].reset_index(drop=True)
     if frame.empty:
         raise ValueError(f"{args.data} has no images in split {args.split!r}")
-    routes = [r for r in ROUTES if router.flat is not None or r not in ("flat", "ensemble")]
-    if frame["plane"].isna().any():
-        logger.warning("%d images have no plane label: leaving out the oracle route",
-                       int(frame["plane"].isna().sum()))
-        routes.remove("oracle")
-    table = router.predict_routes(frame, routes)
+    routes = router.available_routes(frame)
+    if "oracle" not in routes:
+        logger.warning("some images have no known %s: leaving out the oracle route", router.parent)
+    table = router.predict_routes(frame, routes, progress=sys.stderr.isatty())
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     for route, rows in table.groupby("route", sort=False):

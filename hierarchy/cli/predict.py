@@ -29,6 +29,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(table.to_json(orient="records", lines=True), end="")
         return 0
-    table["confidence"] = table[[prob_column(c) for c in router.classes]].max(axis=1).round(3)
+    table["confidence"] = table[[prob_column(c) for c in router.classes_]].max(axis=1).round(3)
     print(table[list(_TABLE_COLUMNS)].to_string(index=False))
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -36,6 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from hierarchy.fileio import read_json
     from hierarchy.reports import build_report
 
     if args.n_bootstrap < 1:
@@ -47,12 +47,7 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--training-log {log} does not exist")
     run_record = None
     if args.run_record is not None:
-        if not args.run_record.is_file():
-            raise FileNotFoundError(f"--run-record {args.run_record} does not exist")
-        try:
-            run_record = json.loads(args.run_record.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"--run-record {args.run_record} is not valid JSON: {err}") from err
+        run_record = read_json(args.run_record, what="--run-record")
     try:
         report = build_report(pd.read_csv(args.predictions), args.out, run_record=run_record,
                               training_logs=dict(args.training_log) or None,

@@ -183,7 +183,7 @@ def _counts(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def audit(root_or_frame: str | Path | pd.DataFrame, *, layout: str = "auto", near: bool = True,
-          max_hamming: int = 4, progress: bool = True) -> AuditReport:
+          max_hamming: int = 4, progress: bool | None = None) -> AuditReport:
     """Audit a dataset folder (indexed with ``skip_bad=True``) or an already-built index frame."""
     if isinstance(root_or_frame, pd.DataFrame):
         frame, root = root_or_frame, root_or_frame.attrs.get("root")

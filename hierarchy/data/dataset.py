@@ -11,13 +11,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from hierarchy.data.perturb import get_perturbation
 from hierarchy.data.preprocess import Preprocess, PreprocessConfig, eval_transform, train_transform
-from hierarchy.labels import PLANES, TUMOR_CLASSES
+from hierarchy.labels import PLANES, TUMOR_CLASSES, is_missing, to_indices
 
 _DEFAULT_CLASSES = {"label": TUMOR_CLASSES, "plane": PLANES}
-
-
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
 
 
 class ImageDataset(Dataset):
@@ -47,29 +43,17 @@ class ImageDataset(Dataset):
         self.train = train
         self.perturbation = perturbation
         self._perturb = get_perturbation(perturbation) if perturbation is not None else None
-        self.targets = self._target_indices()
+        self.targets = (np.full(len(self.frame), -1, dtype=np.int64) if target is None else
+                        to_indices(self.frame[target], self.classes, what=target,
+                                   sources=self.frame["path"].tolist(), allow_missing=True))
         self._eval = eval_transform(preprocess)
         self._train = {plane: train_transform(preprocess, plane) for plane in (*PLANES, None)} if train else {}
-
-    def _target_indices(self) -> np.ndarray:
-        if self.target is None:
-            return np.full(len(self.frame), -1, dtype=np.int64)
-        lookup = {name: i for i, name in enumerate(self.classes)}
-        indices = np.empty(len(self.frame), dtype=np.int64)
-        for i, (value, path) in enumerate(zip(self.frame[self.target], self.frame["path"], strict=True)):
-            if _missing(value):
-                indices[i] = -1
-            elif value in lookup:
-                indices[i] = lookup[value]
-            else:
-                raise ValueError(f"{path}: {self.target} {value!r} is not one of {list(self.classes)}")
-        return indices
 
     def _transform(self, row: int) -> Preprocess:
         if not self.train:
             return self._eval
         plane = self.frame["plane"].iat[row] if "plane" in self.frame.columns else None
-        return self._train[None if _missing(plane) else plane]
+        return self._train[None if is_missing(plane) else plane]
 
     def __len__(self) -> int:
         return len(self.frame)

@@ -8,16 +8,16 @@ import imagehash
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
-from tqdm.auto import tqdm
 
 from hierarchy.data.image_io import load_image
+from hierarchy.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
 _HASH_DECODE_SIZE = 64  # phash works on 32x32; JPEG draft decoding at >= 64 px is plenty
 
 
-def with_phash(frame: pd.DataFrame, *, progress: bool = True) -> pd.DataFrame:
+def with_phash(frame: pd.DataFrame, *, progress: bool | None = None) -> pd.DataFrame:
     """A copy of ``frame`` with a ``phash`` column (64-bit perceptual hash as 16 hex digits).
 
     Rows that already have one keep it, so call this once and pass the result around.
@@ -27,8 +27,8 @@ def with_phash(frame: pd.DataFrame, *, progress: bool = True) -> pd.DataFrame:
         out["phash"] = None
     todo = out.index[out["phash"].isna()]
     hashes = [str(imagehash.phash(load_image(path, target_size=_HASH_DECODE_SIZE)))
-              for path in tqdm(out.loc[todo, "path"], desc="perceptual hashes", disable=not progress,
-                               leave=False)]
+              for path in progress_bar(out.loc[todo, "path"], enabled=progress, desc="perceptual hashes",
+                                       leave=False)]
     out.loc[todo, "phash"] = pd.Series(hashes, index=todo, dtype=object)
     return out
 

@@ -121,17 +121,17 @@ def explain_test_images(router: Router, test: pd.DataFrame, predictions: pd.Data
 def _explain_chosen(router: Router, chosen: pd.DataFrame, predictions: pd.DataFrame, out_dir: Path, *,
                     method: str, routes: Sequence[str]) -> list[dict[str, Any]]:
     """Explain, score and draw each of the ``chosen`` test rows on each route; one result row per pair."""
-    preprocess = router.preprocess
+    preprocess = router.plane_model_.preprocess_
     transform = eval_transform(preprocess)
     images = torch.stack([transform(path) for path in chosen["path"]])
     shown = (images[:, 0] * preprocess.std + preprocess.mean).clamp(0.0, 1.0).numpy()
     masks = [align_mask_to_input(mask, path, preprocess)
              for mask, path in zip(chosen["mask_path"], chosen["path"], strict=True)]
-    models = {name: component.check_fitted() for name, component in router.components.items() if name != "plane"}
+    models = {name: component.check_fitted() for name, component in router.components_.items() if name != "plane"}
     rows: list[dict[str, Any]] = []
     for route in routes:
         pred = _route_rows(predictions, route, chosen["id"].tolist())
-        maps = explain_predictions(models, images, pred, method=method, classes=router.classes)
+        maps = explain_predictions(models, images, pred, method=method, classes=router.classes_)
         for i, row in pred.iterrows():
             true_label = chosen["label"].iloc[i]
             score = score_against_mask(maps[i], masks[i])

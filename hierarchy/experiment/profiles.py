@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hierarchy.data import PERTURBATIONS
+from hierarchy.data import PERTURBATIONS, PreprocessConfig
+from hierarchy.fileio import read_json
+from hierarchy.routing.config import RouterConfig
 from hierarchy.settings import Settings
+from hierarchy.training import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -17,11 +20,12 @@ class ExperimentConfig(Settings):
 
     ``flat_backbone`` is the intended flat baseline; when its ImageNet weights cannot be found the
     run says so and trains ``flat_fallback_backbone`` (offline-pretrained) instead, plus the
-    intended backbone from random initialisation when ``flat_random_init_too`` is set.
+    intended backbone from random initialisation when ``flat_random_init_too`` is set. The Router's
+    settings are built from these in one place, ``router_config``.
     """
 
     profile: str
-    mode: str  # Router.fit's: "frozen" (cached features, linear heads), "finetune", "shared"
+    mode: str  # RouterConfig.mode: "frozen" (cached features, linear heads), "finetune", "shared"
     image_size: int
     plane_backbone: str
     expert_backbone: str
@@ -50,6 +54,17 @@ class ExperimentConfig(Settings):
     # with several seeds, one route ``<route>_seeds`` per base route here: probabilities averaged over seeds
     seed_ensemble_routes: tuple[str, ...] = ("flat", "hierarchical")
     conformal_alpha: float = 0.1  # conformal sets aim at coverage 1 - alpha, calibrated on validation rows
+
+    def router_config(self, seed: int, flat_backbone: str | None) -> RouterConfig:
+        """The ``RouterConfig`` of seed ``seed``, with the flat backbone the weights plan chose."""
+        train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                            weight_decay=self.weight_decay, label_smoothing=self.label_smoothing,
+                            class_balanced=self.class_balanced, num_workers=self.num_workers, seed=seed)
+        return RouterConfig(plane=self.plane_backbone, experts=self.expert_backbone, flat=flat_backbone,
+                            mode=self.mode, weights=self.weights, expert_init=self.expert_init,
+                            preprocess=PreprocessConfig(image_size=self.image_size), train=train,
+                            plane_epochs=self.plane_epochs, expert_epochs=self.expert_epochs,
+                            val_fraction=self.val_fraction, feature_views=self.feature_views, seed=seed)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
@@ -110,11 +125,7 @@ def resolve_config(profile: str, *, config_file: str | Path | None = None,
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
     values = PROFILES[profile].to_dict()
     if config_file is not None:
-        path = Path(config_file)
-        try:
-            values.update(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"cannot read experiment config {path}: {err}") from err
+        values.update(read_json(config_file, what="experiment config"))
     values.update(overrides or {})
     config = ExperimentConfig.from_dict(values)
     unknown = sorted(set(config.perturbations) - set(PERTURBATIONS))

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from hierarchy.data import (
-    PreprocessConfig,
     audit,
     duplicate_groups,
     index_dataset,
@@ -34,8 +33,9 @@ from hierarchy.experiment.sections import report_sections
 from hierarchy.experiment.seeds import seed_ensemble, seed_route
 from hierarchy.experiment.shortcut import metadata_shortcut
 from hierarchy.experiment.stages import StageLog
-from hierarchy.experiment.summary import summarise, write_json
+from hierarchy.experiment.summary import summarise
 from hierarchy.experiment.weights_plan import plan_weights
+from hierarchy.fileio import read_json, write_json
 from hierarchy.metrics import (
     apply_temperature,
     brier_score,
@@ -47,8 +47,7 @@ from hierarchy.metrics import (
 from hierarchy.predictions import ROUTES, prob_column
 from hierarchy.provenance import run_record
 from hierarchy.reports import COMPARISONS, build_report
-from hierarchy.routing import FlatClassifier, Router, route_throughput
-from hierarchy.training import TrainConfig
+from hierarchy.routing import ImageClassifier, Router, Task, route_throughput
 
 logger = logging.getLogger(__name__)
 
@@ -76,22 +75,6 @@ def _routes_for(frame: pd.DataFrame) -> tuple[str, ...]:
     return tuple(r for r in ROUTES if r != "oracle" or frame["plane"].notna().all())
 
 
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
-
-
-def train_configs(config: ExperimentConfig, seed: int) -> dict[str, TrainConfig]:
-    """The training settings of the flat model, the plane classifier and the experts."""
-    base = dict(batch_size=config.batch_size, lr=config.lr, weight_decay=config.weight_decay,
-                label_smoothing=config.label_smoothing, class_balanced=config.class_balanced,
-                num_workers=config.num_workers, seed=seed)
-    return {
-        "flat": TrainConfig(epochs=config.epochs, **base),
-        "plane": TrainConfig(epochs=config.plane_epochs or config.epochs, **base),
-        "expert": TrainConfig(epochs=config.expert_epochs or config.epochs, **base),
-    }
-
-
 class Experiment:
     """One run of the comparison in ``out_dir``; every step is a stage that a re-run skips when done."""
 
@@ -105,7 +88,6 @@ class Experiment:
             folder.mkdir(parents=True, exist_ok=True)
         self._check_same_config(data_root)
         self.stages = StageLog(self.work / "stages.json")
-        self.preprocess = PreprocessConfig(image_size=config.image_size)
         self.data_root = Path(data_root) if data_root is not None else self.stages.run(
             "synthetic_data", lambda: make_synthetic_dataset(self.work / "synthetic", seed=0, **config.synthetic),
             lambda: self.work / "synthetic")
@@ -115,7 +97,7 @@ class Experiment:
         wanted = json.loads(json.dumps({"experiment": self.config.to_dict(),
                                         "data_root_name": None if data_root is None else Path(data_root).name}))
         path = self.out / CONFIG_FILE
-        if path.exists() and _read_json(path) != wanted:
+        if path.exists() and read_json(path) != wanted:
             raise ValueError(f"{path} holds another configuration; resume with the same settings or choose "
                              "a new --out folder")
         write_json(path, wanted)
@@ -129,15 +111,15 @@ class Experiment:
         self.test = self.frame[split == "test"].reset_index(drop=True)
         if self.train_all.empty or self.test.empty:
             raise ValueError(f"{self.data_root}: need a train and a test split; found {split.value_counts().to_dict()}")
-        self.audit = self.stages.run("audit", self._audit, lambda: _read_json(self.out / "audit" / "audit.json"))
+        self.audit = self.stages.run("audit", self._audit, lambda: read_json(self.out / "audit" / "audit.json"))
         self.stages.run("split", self._split, lambda: None)
         subsets = pd.read_csv(self.work / "split.csv").set_index("id")["subset"]
         assigned = self.train_all["id"].map(subsets)
         self.train = self.train_all[assigned == "train"].reset_index(drop=True)
         self.val = self.train_all[assigned == "val"].reset_index(drop=True)
         self.leaked_test_ids = self.stages.run("leakage", self._leakage,
-                                               lambda: _read_json(self.work / "test_ids_duplicating_train.json"))
-        self.shortcut = self.stages.run("shortcut", self._shortcut, lambda: _read_json(self.work / "shortcut.json"))
+                                               lambda: read_json(self.work / "test_ids_duplicating_train.json"))
+        self.shortcut = self.stages.run("shortcut", self._shortcut, lambda: read_json(self.work / "shortcut.json"))
 
     def _audit(self) -> dict[str, Any]:
         frame = self.frame.copy()
@@ -169,31 +151,26 @@ class Experiment:
         seed_dir = self.work / f"seed_{seed}"
 
         def fit() -> Router:
-            router = Router.fit(self.train, self.val, plane_backbone=self.config.plane_backbone,
-                                expert_backbone=self.config.expert_backbone,
-                                flat_backbone=self.weights["flat_backbone"], weights=self.config.weights,
-                                expert_init=self.config.expert_init, mode=self.config.mode,
-                                preprocess=self.preprocess, train_config=train_configs(self.config, seed),
-                                feature_views=self.config.feature_views, out_dir=seed_dir, resume=True, seed=seed)
+            router = Router.from_config(self.config.router_config(seed, self.weights["flat_backbone"]))
+            router.fit(self.train, self.val, out_dir=seed_dir, resume=True)
             router.save(seed_dir / "router", overwrite=True)
             return router
         router = self.stages.run(f"train_seed{seed}", fit, lambda: Router.load(seed_dir / "router"))
-        if not router.temperatures:  # saved before routers carried temperatures
-            router.calibrate(self.val)
         return router
 
     def random_init_flat(self, seed: int, router: Router) -> pd.DataFrame:
         """The intended flat backbone trained from random initialisation, as an extra, clearly named route."""
         backbone = self.weights["random_init_flat_backbone"]
-        model = FlatClassifier(backbone, weights=None, preprocess=self.preprocess, mode="finetune",
-                               train_config=train_configs(self.config, seed)["flat"])
+        settings = self.config.router_config(seed, backbone)
+        model = ImageClassifier(backbone, Task("label", router.classes_), weights=None, mode="finetune",
+                                preprocess=settings.preprocess, train_config=settings.train_config("flat"))
         model.fit(self.train, self.val, out_dir=self.work / f"seed_{seed}" / "training" / "flat_random_init",
                   resume=True)
         rows = router.predict(self.test, "flat", progress=False)
         proba = model.predict_proba(self.test)
-        for i, label in enumerate(router.classes):
+        for i, label in enumerate(router.classes_):
             rows[prob_column(label)] = proba[:, i]
-        rows["pred_label"] = np.asarray(router.classes, dtype=object)[proba.argmax(axis=1)]
+        rows["pred_label"] = np.asarray(router.classes_, dtype=object)[proba.argmax(axis=1)]
         return rows.assign(route=f"flat_{backbone}_random_init")
 
     def predict_test(self, seed: int, router: Router) -> pd.DataFrame:
@@ -251,7 +228,7 @@ class Experiment:
             speeds = route_throughput(router, sample, ROUTES[:4], warmup=0)
             write_json(path, speeds)
             return speeds
-        return self.stages.run("throughput", measure, lambda: _read_json(path))
+        return self.stages.run("throughput", measure, lambda: read_json(path))
 
     def explanations(self, router: Router, predictions: pd.DataFrame) -> dict[str, Any]:
         """Grad-CAM of the deciding model for tumour test images, scored against radiologist masks."""
@@ -262,7 +239,7 @@ class Experiment:
                                          n_images=self.config.explain_images)
             write_json(path, result)
             return result
-        return self.stages.run("explanations", explain, lambda: _read_json(path))
+        return self.stages.run("explanations", explain, lambda: read_json(path))
 
     def seed_evaluations(self, predictions: dict[int, pd.DataFrame], first_metrics: dict) -> dict[int, dict]:
         """Every seed's evaluation (the first seed's is given); only the first one when there is one seed."""
@@ -274,9 +251,9 @@ class Experiment:
     def calibration(router: Router, predictions: pd.DataFrame) -> dict[str, dict[str, float]]:
         """Per route: the temperature fitted on validation data, and test ECE and Brier before and after it."""
         result = {}
-        for route in router.temperatures:
+        for route in router.temperatures_:
             rows = predictions[predictions["route"] == route]
-            y_true, proba = labels_and_probabilities(rows, router.classes)
+            y_true, proba = labels_and_probabilities(rows, router.classes_)
             scaled = apply_temperature(proba, router.temperature(route), are_probabilities=True)
             result[route] = {"temperature": router.temperature(route),
                              "ece": expected_calibration_error(y_true, proba),
@@ -333,7 +310,7 @@ class Experiment:
                             shortcut=self.shortcut, audit=self.audit, leaked_test_ids=self.leaked_test_ids,
                             weights=self.weights, calibration=calibration, stage_seconds=self.stages.seconds())
         write_json(self.out / "summary.json", summary)
-        training_logs = {name: log for name in ("flat", "plane", *first_router.planes)
+        training_logs = {name: log for name in ("flat", "plane", *first_router.planes_)
                          if (log := self.work / f"seed_{first}" / "training" / name / "log.csv").exists()}
         files = ReportFiles()
         sections = [*report_sections(summary, command=self.command,

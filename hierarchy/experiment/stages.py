@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from hierarchy.fileio import read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ class StageLog:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.done: dict[str, dict[str, Any]] = (
-            json.loads(self.path.read_text()) if self.path.exists() else {}
+            read_json(self.path, what="stage log") if self.path.exists() else {}
         )
 
     def is_done(self, name: str) -> bool:
@@ -31,10 +31,7 @@ class StageLog:
         return {name: float(entry["seconds"]) for name, entry in self.done.items()}
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.done, indent=2))
-        os.replace(tmp, self.path)
+        write_json(self.path, self.done)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

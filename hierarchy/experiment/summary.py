@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -13,17 +10,7 @@ import pandas as pd
 from hierarchy.experiment.generalisation import Generalisation, perturbation_label
 from hierarchy.experiment.profiles import ExperimentConfig
 from hierarchy.experiment.seeds import per_seed_results, seed_spread, train_seconds
-from hierarchy.metrics import evaluate_predictions, to_jsonable
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(to_jsonable(data), indent=2))
-    os.replace(tmp, path)
-    return path
+from hierarchy.metrics import evaluate_predictions
 
 
 def route_summary(route_metrics: dict[str, Any], images_per_second: float | None = None) -> dict[str, Any]:

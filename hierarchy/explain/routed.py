@@ -10,15 +10,14 @@ import torch
 from torch import nn
 
 from hierarchy.explain.attribution import explain
-from hierarchy.labels import TUMOR_CLASSES
-from hierarchy.predictions import label_indices
+from hierarchy.labels import TUMOR_CLASSES, to_indices
 
 
 def _class_indices(labels: pd.Series, classes: Sequence[str]) -> np.ndarray:
     """``pred_label`` values as class indices; integers pass through, names are looked up."""
     if pd.api.types.is_integer_dtype(labels):
         return labels.to_numpy(dtype=int)
-    return label_indices(labels.tolist(), classes)
+    return to_indices(labels, classes, what="pred_label")
 
 
 def explain_predictions(

@@ -36,7 +36,7 @@ from hierarchy.metrics.false_negatives import (
                                            routing_errors,
                                            tumour_detection,
 )
-from hierarchy.metrics.intervals import bootstrap_ci, bootstrap_cis, wilson_interval
+from hierarchy.metrics.intervals import bootstrap_ci, bootstrap_cis, proportion, wilson_interval
 from hierarchy.metrics.paired import mcnemar_exact, paired_bootstrap_difference
 from hierarchy.metrics.shift import accuracy_coverage_curve, ood_auroc
 from hierarchy.metrics.simulate import simulate_predictions
@@ -48,6 +48,6 @@ __all__ = [
     "expected_calibration_error", "false_negative_analysis", "labels_and_probabilities",
     "fit_temperature", "macro_auc", "macro_f1", "mcnemar_exact", "micro_auc", "missed_tumours",
     "ood_auroc", "paired_bootstrap_difference", "per_class_misses", "per_class_table", "pr_curves",
-    "present_routes", "reliability_curve", "roc_curves", "routing_errors", "set_summary",
+    "present_routes", "reliability_curve", "roc_curves", "routing_errors", "proportion", "set_summary",
     "simulate_predictions", "to_jsonable", "tumour_detection", "wilson_interval",
 ]

@@ -44,7 +44,8 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from hierarchy.labels import PLANES, TUMOR_CLASSES
+from hierarchy.fileio import to_jsonable
+from hierarchy.labels import PLANES, TUMOR_CLASSES, to_indices
 from hierarchy.metrics.calibration import brier_score, expected_calibration_error, reliability_curve
 from hierarchy.metrics.classification import (
     HEADLINE_METRICS,
@@ -56,31 +57,14 @@ from hierarchy.metrics.classification import (
     roc_curves,
 )
 from hierarchy.metrics.false_negatives import false_negative_analysis, rows_with_planes
-from hierarchy.metrics.intervals import bootstrap_cis, wilson_interval
+from hierarchy.metrics.intervals import bootstrap_cis, proportion, wilson_interval
 from hierarchy.metrics.paired import mcnemar_exact, paired_bootstrap_difference
-from hierarchy.predictions import ROUTES, label_indices, probabilities
+from hierarchy.predictions import ROUTES, probabilities
 
 COMPARED_METRICS = ("accuracy", "macro_f1", "macro_auc")
 _WILSON_RATIOS = {"precision": ("tp", "fp"), "recall": ("tp", "fn"), "specificity": ("tn", "fp"),
                   "npv": ("tn", "fn")}
 _CURVE_POINTS = 101
-
-
-def to_jsonable(obj):
-    """Nested dicts/lists of numpy and Python scalars as plain JSON types, NaN as None."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return None if np.isnan(obj) else float(obj)
-    if obj is pd.NA or obj is pd.NaT:
-        return None
-    return obj
 
 
 def _route_rows(pred: pd.DataFrame, route: str) -> pd.DataFrame:
@@ -101,11 +85,11 @@ def labels_and_probabilities(frame: pd.DataFrame, classes: Sequence[str] = TUMOR
             raise KeyError(f"prediction table lacks column {column!r} (metrics need ground truth)")
     if frame["true_label"].isna().any():
         raise ValueError(f"{int(frame['true_label'].isna().sum())} rows have no true_label")
-    y_true = label_indices(frame["true_label"].tolist(), classes)
+    y_true = to_indices(frame["true_label"], classes, what="true_label")
     proba = probabilities(frame, classes)
     if not np.all(np.isfinite(proba)) or not np.allclose(proba.sum(axis=1), 1.0, atol=1e-3):
         raise ValueError("class probabilities must be finite and sum to 1 in every row")
-    pred_idx = label_indices(frame["pred_label"].tolist(), classes)
+    pred_idx = to_indices(frame["pred_label"], classes, what="pred_label")
     chosen = proba[np.arange(len(proba)), pred_idx]
     disagree = chosen < proba.max(axis=1) - 1e-9
     if disagree.any():
@@ -156,13 +140,11 @@ def _plane_classifier(frame: pd.DataFrame, confidence: float) -> dict | None:
     if known is None:
         return None
     labels = list(PLANES) + sorted(set(known["true_plane"]) | set(known["pred_plane"]) - set(PLANES))
-    true_idx = label_indices(known["true_plane"].tolist(), labels)
-    pred_idx = label_indices(known["pred_plane"].tolist(), labels)
+    true_idx = to_indices(known["true_plane"], labels, what="true_plane")
+    pred_idx = to_indices(known["pred_plane"], labels, what="pred_plane")
     correct = int(np.sum(true_idx == pred_idx))
     return {"n": len(known),
-            "accuracy": {"value": correct / len(known),
-                         "ci": list(wilson_interval(correct, len(known), confidence)),
-                         "successes": correct, "n": len(known)},
+            "accuracy": proportion(correct, len(known), confidence),
             "confusion": confusion(true_idx, np.eye(len(labels))[pred_idx], labels)}
 
 
@@ -173,12 +155,7 @@ def _coverage(y_true, proba, referred, confidence) -> dict | None:
     accepted = ~referred
 
     def accuracy_of(mask):
-        n = int(mask.sum())
-        if n == 0:
-            return {"value": None, "ci": [None, None], "successes": 0, "n": 0}
-        hits = int(correct[mask].sum())
-        return {"value": hits / n, "ci": list(wilson_interval(hits, n, confidence)),
-                "successes": hits, "n": n}
+        return proportion(int(correct[mask].sum()), int(mask.sum()), confidence)
 
     order = np.argsort(-proba.max(axis=1), kind="stable")
     kept = np.arange(1, len(order) + 1)
@@ -220,7 +197,34 @@ def present_routes(pred: pd.DataFrame) -> list[str]:
 def evaluate_predictions(pred: pd.DataFrame, *, classes: Sequence[str] = TUMOR_CLASSES,
                          n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95,
                          reject_column: str | None = "referred") -> dict:
-    """Evaluate every route of a prediction table; the returned structure is in the module docstring."""
+    """Evaluate every route of a prediction table.
+
+    Parameters
+    ----------
+    pred
+        A prediction table (``hierarchy.predictions``) with ground truth ``true_label``.
+    classes
+        The tumour classes, in the order of the ``prob_<class>`` columns.
+    n_bootstrap, seed
+        Resamples and seed of the stratified percentile bootstrap; the same seed gives the same intervals.
+    confidence
+        Coverage of every interval, in (0, 1).
+    reject_column
+        Boolean column marking images referred to a human; None to ignore referral.
+
+    Returns
+    -------
+    dict
+        JSON-ready; its structure is in the module docstring.
+
+    Raises
+    ------
+    ValueError
+        The table is empty, a label is not among ``classes``, probabilities do not sum to 1, or a route
+        holds an image twice.
+    KeyError
+        A required column is missing.
+    """
     routes = present_routes(pred)
     if not routes:
         raise ValueError("prediction table has no rows")
@@ -237,9 +241,25 @@ def compare_routes(pred: pd.DataFrame, route_a: str, route_b: str, *,
                    confidence: float = 0.95) -> dict:
     """Paired comparison of two routes on the same images.
 
-    Returns ``{"route_a", "route_b", "n", "mcnemar": {"b", "c", "p_value"}, m: {"difference",
-    "ci", "p_value"} for m in accuracy, macro_f1, macro_auc}``; differences are B minus A and ``b``
-    counts images only A got right.
+    Parameters
+    ----------
+    pred
+        A prediction table holding both routes.
+    route_a, route_b
+        The routes to compare; differences are B minus A.
+    classes, n_bootstrap, seed, confidence
+        As for ``evaluate_predictions``.
+
+    Returns
+    -------
+    dict
+        ``{"route_a", "route_b", "n", "mcnemar": {"b", "c", "p_value"}, m: {"difference", "ci",
+        "p_value"} for m in accuracy, macro_f1, macro_auc}``; ``b`` counts images only A got right.
+
+    Raises
+    ------
+    ValueError
+        The two routes were not run on the same images, or either is missing from ``pred``.
     """
     a = _route_rows(pred, route_a).set_index("id")
     b = _route_rows(pred, route_b).set_index("id")

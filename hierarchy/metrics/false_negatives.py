@@ -11,17 +11,10 @@ from collections.abc import Sequence
 import pandas as pd
 
 from hierarchy.labels import NO_TUMOR, TUMOR_CLASSES
-from hierarchy.metrics.intervals import wilson_interval
+from hierarchy.metrics.intervals import proportion
 from hierarchy.predictions import prob_column
 
 MISSED_COLUMNS = ("id", "route", "true_label", "pred_label", "true_plane", "pred_plane", "expert")
-
-
-def _proportion(successes: int, n: int, confidence: float) -> dict:
-    if n == 0:
-        return {"value": None, "ci": [None, None], "successes": 0, "n": 0}
-    return {"value": successes / n, "ci": list(wilson_interval(successes, n, confidence)),
-            "successes": int(successes), "n": int(n)}
 
 
 def tumour_detection(frame: pd.DataFrame, confidence: float = 0.95) -> dict:
@@ -34,8 +27,8 @@ def tumour_detection(frame: pd.DataFrame, confidence: float = 0.95) -> dict:
     return {
         "n_tumours": n_tumours,
         "n_missed": missed,
-        "sensitivity": _proportion(n_tumours - missed, n_tumours, confidence),
-        "false_negative_rate": _proportion(missed, n_tumours, confidence),
+        "sensitivity": proportion(n_tumours - missed, n_tumours, confidence),
+        "false_negative_rate": proportion(missed, n_tumours, confidence),
         "n_false_positives": int((~tumour & ~called_clear).sum()),
     }
 
@@ -52,7 +45,7 @@ def per_class_misses(frame: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASSES
         n = len(truth)
         as_clear = int((truth["pred_label"] == NO_TUMOR).sum())
         wrong_tumour = int(((truth["pred_label"] != NO_TUMOR) & (truth["pred_label"] != name)).sum())
-        rate = _proportion(as_clear, n, confidence)
+        rate = proportion(as_clear, n, confidence)
         rows.append({"class": name, "n": n, "missed_as_no_tumor": as_clear,
                      "missed_rate": rate["value"], "missed_rate_ci_low": rate["ci"][0],
                      "missed_rate_ci_high": rate["ci"][1], "other_tumour_class": wrong_tumour})

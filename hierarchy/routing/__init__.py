@@ -1,15 +1,14 @@
-"""The plane classifier, the per-plane tumour experts, the flat model, the routes, and ``Router``."""
+"""``Router`` (parent-group classifier, per-group experts, flat baseline), its configuration, components and routes."""
 
-from hierarchy.routing.components import (
-    FlatClassifier,
-    ImageClassifier,
-    PlaneClassifier,
-    TumorExpert,
-)
-from hierarchy.routing.router import Router
+from hierarchy.routing.adapters import ModuleClassifier, SklearnClassifier
+from hierarchy.routing.components import Component, ImageClassifier, Task, load_component
+from hierarchy.routing.config import RouterConfig
+from hierarchy.routing.estimator import Router
 from hierarchy.routing.routes import (
+    RouteProbabilities,
     apply_rejection,
     choose_ensemble_weight,
+    combine_routes,
     ensemble_route,
     hard_route,
     oracle_route,
@@ -18,15 +17,20 @@ from hierarchy.routing.routes import (
 from hierarchy.routing.throughput import route_throughput
 
 __all__ = [
-    "FlatClassifier",
+    "Component",
     "ImageClassifier",
-    "PlaneClassifier",
+    "ModuleClassifier",
+    "RouteProbabilities",
     "Router",
-    "TumorExpert",
+    "RouterConfig",
+    "SklearnClassifier",
+    "Task",
     "apply_rejection",
     "choose_ensemble_weight",
+    "combine_routes",
     "ensemble_route",
     "hard_route",
+    "load_component",
     "oracle_route",
     "route_throughput",
     "soft_route",

@@ -41,8 +41,10 @@ def resolve_inputs(inputs: Any) -> Inputs:
     """Turn a path, folder, image, array, tensor, a list of those, or a dataset-index frame into ``Inputs``.
 
     Ids are the frame's ``id`` column, a file's name, a path relative to a given folder, or
-    ``input_<n>`` for in-memory images.
+    ``input_<n>`` for in-memory images. ``Inputs`` are returned as they are.
     """
+    if isinstance(inputs, Inputs):
+        return inputs
     if isinstance(inputs, pd.DataFrame):
         if "path" not in inputs.columns:
             raise ValueError("a dataset-index frame needs a 'path' column (see hierarchy.data.index_dataset)")

@@ -8,6 +8,7 @@ probabilities for every image; every probability row sums to 1.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -118,3 +119,44 @@ def apply_rejection(proba: np.ndarray, reject_below: float | None) -> np.ndarray
     if not 0.0 <= float(reject_below) <= 1.0:
         raise ValueError(f"reject_below must lie in [0, 1], got {reject_below}")
     return proba.max(axis=1) < float(reject_below)
+
+
+@dataclass(frozen=True)
+class RouteProbabilities:
+    """What one pass over the images gives: each requested route's (n, k) probabilities, the parent-group
+    probabilities (None when only the flat route was asked for) and, for the hard route, the group whose
+    expert decided each image."""
+
+    routes: dict[str, np.ndarray]
+    plane: np.ndarray | None = None
+    expert_used: np.ndarray | None = None
+
+
+def combine_routes(routes: Sequence[str], *, planes: Sequence[str], plane_proba: np.ndarray | None = None,
+                   expert_proba: Mapping[str, np.ndarray] | None = None, flat_proba: np.ndarray | None = None,
+                   ensemble_weight: float | None = None,
+                   true_planes: Sequence[str] | None = None) -> RouteProbabilities:
+    """Turn the components' probabilities into the requested routes (names as in ``hierarchy.predictions.ROUTES``).
+
+    ``expert_proba`` needs only the routed rows of each expert for ``hierarchical`` alone; ``soft``,
+    ``ensemble`` and ``oracle`` need every expert on every image. ``true_planes`` is the oracle's input.
+    """
+    out: dict[str, np.ndarray] = {}
+    hard = expert_used = None
+    if plane_proba is not None and expert_proba is not None:
+        hard, expert_used = hard_route(plane_proba, expert_proba, planes=planes)
+    for route in routes:
+        if route == "flat":
+            out[route] = flat_proba
+        elif route == "hierarchical":
+            out[route] = hard
+        elif route == "soft":
+            out[route] = soft_route(plane_proba, expert_proba, planes=planes)
+        elif route == "ensemble":
+            out[route] = ensemble_route(flat_proba, soft_route(plane_proba, expert_proba, planes=planes),
+                                        ensemble_weight)
+        elif route == "oracle":
+            out[route] = oracle_route(true_planes, expert_proba, planes=planes)
+        else:
+            raise ValueError(f"unknown route {route!r}")
+    return RouteProbabilities(out, plane_proba, expert_used)

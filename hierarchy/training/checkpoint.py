@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from hierarchy.fileio import atomic_write
+
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` to ``path`` via a temporary file and ``os.replace``: readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

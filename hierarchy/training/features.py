@@ -5,16 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+
+from hierarchy.fileio import atomic_write, write_json
+from hierarchy.progress import progress_bar
+from hierarchy.provenance import ordered_data_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -44,18 +47,9 @@ def backbone_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _write_atomically(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 @torch.inference_mode()
 def _compute(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: int,
-             progress: bool) -> np.ndarray:
+             progress: bool | None) -> np.ndarray:
     device = next(model.parameters()).device
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=device.type == "cuda")
@@ -63,23 +57,30 @@ def _compute(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: i
     model.eval()
     try:
         chunks = [model.forward_head(model.forward_features(x.to(device)), pre_logits=True).float().cpu()
-                  for x, _ in tqdm(loader, desc="features", disable=not progress, leave=False)]
+                  for x, _ in progress_bar(loader, enabled=progress, desc="features", leave=False)]
     finally:
         model.train(was_training)
     return torch.cat(chunks).numpy()
 
 
 def extract_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Path, key: dict[str, Any],
-                     batch_size: int = 64, num_workers: int = 0, progress: bool = True) -> np.ndarray:
+                     batch_size: int = 64, num_workers: int = 0,
+                     progress: bool | None = None) -> np.ndarray:
     """Pre-logit features ``(len(dataset), model.num_features)`` in dataset order, cached under ``cache_dir``.
 
     ``key`` must describe everything the features depend on besides the weights: backbone name, weights
     origin, preprocessing fingerprint, data fingerprint (image sha256s), perturbation or view. The
     backbone's actual weights are hashed into the key as well, so changed weights never hit a stale cache.
-    A cache file is ``features-<sha256>.npy`` with a JSON sidecar describing it.
+    The cached array is in dataset order, so the order of the rows is part of the key too: for a dataset
+    over a frame (``ImageDataset``) it is taken from ``dataset.frame``; for any other dataset ``key`` must
+    identify the items in order. A cache file is ``features-<sha256>.npy`` with a JSON sidecar describing it.
+    ``progress``: show a progress bar (None: only when standard error is a terminal).
     """
     cache_dir = Path(cache_dir)
-    digest = feature_cache_key(extractor=_EXTRACTOR, backbone_sha256=backbone_fingerprint(model), key=key)
+    frame = getattr(dataset, "frame", None)
+    rows = ordered_data_fingerprint(frame) if isinstance(frame, pd.DataFrame) else None
+    digest = feature_cache_key(extractor=_EXTRACTOR, backbone_sha256=backbone_fingerprint(model), key=key,
+                               rows_sha256=rows)
     array_path = cache_dir / f"features-{digest}.npy"
     sidecar_path = cache_dir / f"features-{digest}.json"
     if sidecar_path.is_file():  # written last, so its presence means the array is complete
@@ -91,9 +92,8 @@ def extract_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Pat
         return features
     logger.info("feature cache miss: computing %d feature vectors into %s", len(dataset), array_path)
     features = _compute(model, dataset, batch_size, num_workers, progress)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomically(array_path, lambda handle: np.save(handle, features, allow_pickle=False))
-    sidecar = {"key": key, "extractor": _EXTRACTOR, "shape": list(features.shape), "dtype": str(features.dtype),
+    atomic_write(array_path, lambda handle: np.save(handle, features, allow_pickle=False))
+    sidecar = {"key": key, "rows_sha256": rows, "extractor": _EXTRACTOR, "shape": list(features.shape), "dtype": str(features.dtype),
                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    _write_atomically(sidecar_path, lambda handle: handle.write(json.dumps(sidecar, indent=2).encode()))
+    write_json(sidecar_path, sidecar)
     return features

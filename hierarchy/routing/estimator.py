@@ -1,0 +1,462 @@
+"""``Router``: a parent-group classifier, one expert per group and a flat baseline, as a scikit-learn estimator."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from hierarchy.data import PreprocessConfig
+from hierarchy.labels import PLANES, TUMOR_CLASSES
+from hierarchy.metrics.calibration import apply_temperature, fit_temperature
+from hierarchy.predictions import ROUTES, label_indices, prediction_table, probabilities
+from hierarchy.provenance import run_record
+from hierarchy.routing.components import (
+    Component,
+    ImageClassifier,
+    Task,
+    load_component,
+    refuse_test_rows,
+)
+from hierarchy.routing.config import FIELDS, RouterConfig, check_settings
+from hierarchy.routing.fitting import fit_components, split_validation, training_frame
+from hierarchy.routing.inputs import Inputs, batches, resolve_inputs
+from hierarchy.routing.routes import (
+    RouteProbabilities,
+    apply_rejection,
+    choose_ensemble_weight,
+    combine_routes,
+)
+from hierarchy.training import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 2
+ROUTER_FILE = "router.json"
+CALIBRATED_ROUTES = ("flat", "hierarchical", "soft", "ensemble")  # oracle borrows the hierarchical temperature
+_TINY = np.finfo(float).tiny  # a probability of exactly 0 would give an infinite logit
+
+
+def _ordered(values: pd.Series, default: Sequence[str]) -> tuple[str, ...]:
+    """The distinct values, in ``default``'s order when they are all in it, else sorted."""
+    found = {str(v) for v in values.dropna().unique()}
+    return tuple(v for v in default if v in found) if found <= set(default) else tuple(sorted(found))
+
+
+class Router(BaseEstimator):
+    """Two-stage classifier: a parent-group classifier (the scan plane, by default) routes each image to its
+    group's expert; a flat model classifies every image directly.
+
+    ``__init__`` only stores the parameters (so ``get_params``, ``set_params`` and ``sklearn.base.clone``
+    work); ``fit`` learns the class and group lists from the training frame and trains the components.
+
+    Parameters
+    ----------
+    plane, experts, flat : str or Component
+        A backbone name (``simple_cnn`` or any ``timm.list_models()`` name, trained as ``mode`` says) or an
+        unfitted component (``ModuleClassifier``, ``SklearnClassifier``, ``ImageClassifier``) that the Router
+        clones for each job; ``flat=None`` trains no flat model (no ``flat`` and ``ensemble`` routes).
+    mode, weights, expert_init, parent, preprocess, train, plane_epochs, expert_epochs, val_fraction, \
+feature_views, seed
+        As in ``RouterConfig`` (``train=None``: ``TrainConfig(seed=seed)``; ``preprocess=None``: defaults).
+
+    Attributes
+    ----------
+    classes_ : tuple of str
+        Tumour classes learned from the training frame (BRISC's order when they are BRISC's).
+    planes_ : tuple of str
+        Parent groups learned from the training frame's ``parent`` column.
+    plane_model_, experts_, flat_model_ : Component, dict, Component or None
+        The fitted components; ``components_`` maps ``"plane"``, each group and ``"flat"`` to them.
+    ensemble_weight_ : float or None
+        Share of the flat model in the ``ensemble`` route, chosen on validation data.
+    temperatures_ : dict
+        Temperature per route, fitted on validation data by ``calibrate``.
+    record_ : dict
+        Provenance: settings, seed, data hashes, software versions.
+
+    Routes (``hierarchy.predictions.ROUTES``): ``flat``, ``hierarchical`` (the most probable group's expert),
+    ``soft`` (experts mixed by group probability), ``ensemble`` (``w * flat + (1 - w) * soft``) and
+    ``oracle`` (the expert of the true group; index-frame inputs only).
+
+    Examples
+    --------
+    >>> from hierarchy import Router
+    >>> router = Router(plane="simple_cnn", experts="simple_cnn", flat="simple_cnn", mode="frozen",
+    ...                 weights=None, expert_init="scratch")
+    >>> router.get_params()["mode"]
+    'frozen'
+    """
+
+    def __init__(self, plane: str | Component = "tf_efficientnet_lite0",
+                 experts: str | Component = "tf_efficientnet_lite0",
+                 flat: str | Component | None = "tf_efficientnet_lite0", *, mode: str = "finetune",
+                 weights: str | None = "imagenet", expert_init: str = "imagenet", parent: str = "plane",
+                 preprocess: PreprocessConfig | None = None, train: TrainConfig | None = None,
+                 plane_epochs: int | None = None, expert_epochs: int | None = None, val_fraction: float = 0.15,
+                 feature_views: int = 1, seed: int = 0) -> None:
+        self.plane = plane
+        self.experts = experts
+        self.flat = flat
+        self.mode = mode
+        self.weights = weights
+        self.expert_init = expert_init
+        self.parent = parent
+        self.preprocess = preprocess
+        self.train = train
+        self.plane_epochs = plane_epochs
+        self.expert_epochs = expert_epochs
+        self.val_fraction = val_fraction
+        self.feature_views = feature_views
+        self.seed = seed
+
+    # -- configuration -------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: RouterConfig) -> Router:
+        """An unfitted Router with ``config``'s settings."""
+        return cls(**{name: getattr(config, name) for name in FIELDS})
+
+    def _resolved(self) -> dict[str, Any]:
+        return {**{name: getattr(self, name) for name in FIELDS},
+                "preprocess": self.preprocess or PreprocessConfig(),
+                "train": self.train or TrainConfig(seed=self.seed)}
+
+    @property
+    def config(self) -> RouterConfig:
+        """This Router's settings as a ``RouterConfig``; only for components given by backbone names."""
+        objects = [n for n in ("plane", "experts", "flat") if isinstance(getattr(self, n), Component)]
+        if objects:
+            raise TypeError(f"{objects} are component objects, not backbone names, so this Router has no "
+                            "RouterConfig; save() stores its components")
+        return RouterConfig(**self._resolved())
+
+    def settings(self) -> dict[str, Any]:
+        """``config.to_dict()``, with component objects replaced by their ``describe()``; JSON-ready."""
+        resolved = self._resolved()
+        for name in ("plane", "experts", "flat"):
+            if isinstance(resolved[name], Component):
+                resolved[name] = resolved[name].describe()
+        resolved["preprocess"], resolved["train"] = resolved["preprocess"].to_dict(), resolved["train"].to_dict()
+        return resolved
+
+    # -- training ------------------------------------------------------------------------------
+    def _component(self, template: str | Component, task: Task, job: str,
+                   init_from: Component | None = None) -> Component:
+        settings = self._resolved()
+        train_config = RouterConfig(**settings).train_config(job)
+        if isinstance(template, Component):
+            return clone(template).set_params(task=task, preprocess=settings["preprocess"],
+                                              train_config=template.train_config or train_config)
+        if not isinstance(template, str):
+            raise TypeError(f"{job}: expected a backbone name or a Component, got {type(template).__name__}")
+        shared = self.mode == "shared"
+        if job == "expert":
+            init = "flat" if shared else self.expert_init
+            weights = {"imagenet": "imagenet", "scratch": None, "flat": None}[init]
+            init_from = init_from if init == "flat" else None
+        else:
+            weights = self.weights
+        mode = "finetune" if shared and job == "flat" else ("frozen" if shared else self.mode)
+        return ImageClassifier(template, task, preprocess=settings["preprocess"], weights=weights,
+                               train_config=train_config, mode=mode, init_from=init_from)
+
+    def fit(self, frame: pd.DataFrame | str | Path, val_frame: pd.DataFrame | str | Path | None = None, *,
+            out_dir: str | Path | None = None, resume: bool = False) -> Router:
+        """Train the parent-group classifier, one expert per group and (unless ``flat`` is None) the flat model.
+
+        Parameters
+        ----------
+        frame, val_frame : DataFrame or path
+            Dataset-index frames (columns ``path``, ``label`` and the ``parent`` column) or a dataset root
+            (its test split left out); frames holding test-split rows are refused. Without ``val_frame``
+            about ``val_fraction`` of ``frame`` is held out (stratified, duplicates kept together, ``seed``).
+            Rows without a parent group train the flat model only.
+        out_dir : path, optional
+            Keeps per-component training logs, checkpoints (``resume``) and the frozen-feature cache.
+
+        Returns
+        -------
+        self
+            Fitted: the ensemble weight is chosen on the validation rows, then every route's temperature.
+        """
+        check_settings(self.mode, self.expert_init, self.flat, self.plane, self.experts, self.feature_views,
+                       self.val_fraction)
+        train = training_frame(frame, "frame")
+        if self.parent not in train.columns:
+            raise ValueError(f"the training frame has no {self.parent!r} column (parent={self.parent!r}); "
+                             f"its columns are {list(train.columns)}")
+        if val_frame is None:
+            train, val = split_validation(train, parent=self.parent, val_fraction=self.val_fraction, seed=self.seed)
+        else:
+            val = training_frame(val_frame, "val_frame")
+        both = pd.concat([train, val], ignore_index=True)
+        classes = _ordered(both["label"], TUMOR_CLASSES)
+        planes = _ordered(both[self.parent], PLANES)
+        clash = {"plane", "flat"} & set(planes)
+        if clash or any("/" in p or p.startswith(".") for p in planes):
+            raise ValueError(f"parent groups {list(planes)}: a group may not be named 'plane' or 'flat', contain "
+                             "'/' or start with '.'")
+        flat = self._component(self.flat, Task("label", classes), "flat") if self.flat is not None else None
+        if self.expert_init == "flat" and not isinstance(flat, ImageClassifier):
+            raise ValueError("expert_init='flat' needs the flat model to be a backbone name")
+        plane_model = self._component(self.plane, Task(self.parent, planes), "plane",
+                                      init_from=flat if self.mode == "shared" else None)
+        experts = {p: self._component(self.experts, Task("label", classes, column=self.parent, value=p), "expert",
+                                      init_from=flat) for p in planes}
+        ordered = {**({"flat": flat} if flat is not None else {}), "plane": plane_model, **experts}
+        fit_components(ordered, train, val, Path(out_dir) / "training" if out_dir is not None else None,
+                       resume=resume, feature_views=self.feature_views)
+        self._set_fitted(classes, planes, plane_model, experts, flat)
+        if flat is not None:
+            self.ensemble_weight_ = self._choose_ensemble_weight(val)
+        self.calibrate(val, routes=CALIBRATED_ROUTES if flat is not None else ("hierarchical", "soft"))
+        self.record_ = run_record({**self.settings(), "classes": list(classes), "planes": list(planes),
+                                   "ensemble_weight": self.ensemble_weight_, "temperatures": self.temperatures_},
+                                  seed=self.seed, frames={"train": train, "val": val})
+        return self
+
+    def _set_fitted(self, classes: tuple[str, ...], planes: tuple[str, ...], plane_model: Component,
+                    experts: dict[str, Component], flat: Component | None) -> None:
+        self.classes_, self.planes_ = classes, planes
+        self.plane_model_, self.experts_, self.flat_model_ = plane_model, experts, flat
+        self.components_: dict[str, Component] = {"plane": plane_model, **experts,
+                                                  **({"flat": flat} if flat is not None else {})}
+        self.ensemble_weight_: float | None = None
+        self.temperatures_: dict[str, float] = {}
+        self.record_: dict[str, Any] = {}
+        self._trunks = {name: c.trunk_key() for name, c in self.components_.items()}
+
+    def _choose_ensemble_weight(self, val: pd.DataFrame) -> float:
+        found = self._route_probabilities(resolve_inputs(val), ("flat", "soft"), batch_size=32, progress=False)
+        weight = choose_ensemble_weight(label_indices(val["label"], self.classes_), found.routes["flat"],
+                                        found.routes["soft"])
+        logger.info("ensemble weight of the flat model, chosen on %d validation images: %.2f", len(val), weight)
+        return weight
+
+    def calibrate(self, val_frame: pd.DataFrame, routes: Sequence[str] = CALIBRATED_ROUTES) -> Router:
+        """Fit one temperature per route on validation rows (their log-probabilities as logits), replacing
+        any earlier ``temperatures_``; a frame with test-split rows is refused. Returns ``self``."""
+        check_is_fitted(self)
+        if "oracle" in routes:
+            raise ValueError("the oracle route is not calibrated; it uses the hierarchical route's temperature")
+        refuse_test_rows(val_frame, "val_frame")
+        table = self.predict_routes(val_frame, routes, progress=False)
+        y_val = label_indices(val_frame["label"], self.classes_)
+        self.temperatures_ = {
+            route: fit_temperature(np.log(np.maximum(probabilities(table[table["route"] == route], self.classes_),
+                                                     _TINY)), y_val)
+            for route in routes}
+        logger.info("temperatures fitted on %d validation images: %s", len(val_frame),
+                    ", ".join(f"{r} {t:.3f}" for r, t in self.temperatures_.items()))
+        return self
+
+    def temperature(self, route: str) -> float:
+        """The temperature ``calibrate`` fitted for ``route`` (the oracle uses the hierarchical one)."""
+        check_is_fitted(self)
+        if not self.temperatures_:
+            raise ValueError("this Router has no temperatures; fit them on validation data with "
+                             "Router.calibrate (Router.fit does) before asking for calibrated output")
+        fitted = "hierarchical" if route == "oracle" else route
+        if fitted not in self.temperatures_:
+            raise ValueError(f"this Router has no temperature for the {fitted!r} route "
+                             f"(it has {sorted(self.temperatures_)}); calibrate that route first")
+        return self.temperatures_[fitted]
+
+    # -- prediction ----------------------------------------------------------------------------
+    def available_routes(self, inputs: Any) -> tuple[str, ...]:
+        """The routes ``inputs`` allow: ``oracle`` only for an index frame with every true group known, ``flat``
+        and ``ensemble`` only with a flat model."""
+        check_is_fitted(self)
+        resolved = resolve_inputs(inputs)
+        routes = [r for r in ROUTES if self.flat_model_ is not None or r not in ("flat", "ensemble")]
+        frame = resolved.frame
+        if frame is None or self.parent not in frame.columns or not frame[self.parent].isin(self.planes_).all():
+            routes.remove("oracle")
+        return tuple(routes)
+
+    def _check_routes(self, routes: Sequence[str], inputs: Inputs) -> None:
+        unknown = [r for r in routes if r not in ROUTES]
+        if unknown or not routes:
+            raise ValueError(f"unknown routes {unknown or list(routes)}; choose from {list(ROUTES)}")
+        if self.flat_model_ is None and {"flat", "ensemble"} & set(routes):
+            raise ValueError("this Router has no flat model, so it has no 'flat' or 'ensemble' route")
+        if "ensemble" in routes and self.ensemble_weight_ is None:
+            raise ValueError("this Router has no ensemble weight; it is chosen on validation data by Router.fit")
+        if "oracle" in routes:
+            if inputs.frame is None or self.parent not in inputs.frame.columns:
+                raise ValueError(f"the oracle route needs the true {self.parent} of each image: pass a "
+                                 "dataset-index frame")
+            unknown_group = inputs.frame[~inputs.frame[self.parent].isin(self.planes_)]
+            if not unknown_group.empty:
+                raise ValueError(f"the oracle route needs a known {self.parent} for every image; "
+                                 f"{unknown_group['path'].iloc[0]} has {unknown_group[self.parent].iloc[0]!r}")
+
+    def _batch_proba(self, x: torch.Tensor, routes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Probabilities of the components ``routes`` need on one decoded batch, each shared trunk run once;
+        for the hierarchical route alone each expert sees only the images routed to it."""
+        features: dict[str, torch.Tensor] = {}
+
+        def proba(name: str, rows: np.ndarray | None = None) -> np.ndarray:
+            component, trunk = self.components_[name], self._trunks[name]
+            if trunk is None or list(self._trunks.values()).count(trunk) < 2:
+                return component.proba_from_batch(x if rows is None else x[torch.from_numpy(rows)])
+            if trunk not in features:
+                features[trunk] = component.features_from_batch(x)
+            return component.proba_from_features(features[trunk] if rows is None
+                                                 else features[trunk][torch.from_numpy(rows)])
+
+        found: dict[str, np.ndarray] = {}
+        if any(r != "flat" for r in routes):
+            found["plane"] = proba("plane")
+            chosen = found["plane"].argmax(axis=1)
+            every_expert = bool({"soft", "ensemble", "oracle"} & set(routes))
+            uniform = np.full(len(self.classes_), 1.0 / len(self.classes_))
+            for i, plane in enumerate(self.planes_):
+                if every_expert:
+                    found[plane] = proba(plane)
+                else:
+                    found[plane] = np.tile(uniform, (len(x), 1))
+                    if (chosen == i).any():
+                        found[plane][chosen == i] = proba(plane, rows=chosen == i)
+        if {"flat", "ensemble"} & set(routes):
+            found["flat"] = proba("flat")
+        return found
+
+    def _route_probabilities(self, inputs: Inputs, routes: Sequence[str], *, batch_size: int, progress: bool,
+                             perturbation: str | None = None) -> RouteProbabilities:
+        """Decode once, run each needed component once per batch, combine into the routes."""
+        parts: dict[str, list[np.ndarray]] = {}
+        with tqdm(total=len(inputs), desc="predicting", unit="img", disable=not progress) as bar:
+            for _, x in batches(inputs, self.plane_model_.preprocess_, batch_size, perturbation=perturbation):
+                for key, value in self._batch_proba(x, routes).items():
+                    parts.setdefault(key, []).append(value)
+                bar.update(len(x))
+        got = {key: np.concatenate(values) for key, values in parts.items()}
+        experts = {p: got[p] for p in self.planes_ if p in got}
+        return combine_routes(routes, planes=self.planes_, plane_proba=got.get("plane"),
+                              expert_proba=experts or None, flat_proba=got.get("flat"),
+                              ensemble_weight=self.ensemble_weight_,
+                              true_planes=inputs.frame[self.parent].tolist() if "oracle" in routes else None)
+
+    def predict_routes(self, inputs: Any, routes: Sequence[str] | None = None, *,
+                       reject_below: float | None = None, batch_size: int = 32, progress: bool = False,
+                       perturbation: str | None = None, calibrated: bool = False) -> pd.DataFrame:
+        """Prediction table (``hierarchy.predictions`` schema), one row per (image, route), every route from
+        one decode and one pass per component.
+
+        Parameters
+        ----------
+        inputs : paths, a folder, PIL images, arrays, tensors or a dataset-index frame
+        routes : sequence of str, optional
+            Default: every route the inputs allow (``available_routes``); ``oracle`` needs an index frame.
+        reject_below : float, optional
+            Images whose top probability is below it are marked ``referred``.
+        perturbation : str, optional
+            A name in ``hierarchy.data.PERTURBATIONS`` applied to every decoded image (robustness tests).
+        calibrated : bool
+            Temperature-scale each route's probabilities (the oracle with the hierarchical temperature)
+            before rejection; ``pred_label`` is unchanged.
+        """
+        check_is_fitted(self)
+        resolved = resolve_inputs(inputs)
+        routes = self.available_routes(resolved) if routes is None else tuple(routes)
+        self._check_routes(routes, resolved)
+        if reject_below is not None and not 0.0 <= reject_below <= 1.0:
+            raise ValueError(f"reject_below must lie in [0, 1], got {reject_below}")
+        temperatures = {route: self.temperature(route) for route in routes} if calibrated else {}
+        found = self._route_probabilities(resolved, routes, batch_size=batch_size, progress=progress,
+                                          perturbation=perturbation)
+        tables = []
+        for route in routes:
+            proba = found.routes[route]
+            if calibrated:
+                proba = apply_temperature(proba, temperatures[route], are_probabilities=True)
+            expert = resolved.frame[self.parent].to_numpy() if route == "oracle" else found.expert_used
+            tables.append(prediction_table(resolved.ids, route, proba, classes=self.classes_, planes=self.planes_,
+                                           plane_proba=None if route == "flat" else found.plane, expert=expert,
+                                           referred=apply_rejection(proba, reject_below), truth=resolved.frame,
+                                           parent=self.parent))
+        return pd.concat(tables, ignore_index=True)
+
+    def predict(self, inputs: Any, route: str = "hierarchical", **kwargs: Any) -> pd.DataFrame:
+        """Prediction table of one route (keyword arguments as in ``predict_routes``)."""
+        return self.predict_routes(inputs, (route,), **kwargs)
+
+    def predict_proba(self, inputs: Any, route: str = "hierarchical", **kwargs: Any) -> np.ndarray:
+        """(n, len(classes_)) probabilities of one route, columns in ``classes_`` order."""
+        return probabilities(self.predict(inputs, route, **kwargs), self.classes_)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def _layout(self) -> dict[str, str]:
+        return {"plane": "plane", **{p: f"experts/{p}" for p in self.planes_},
+                **({"flat": "flat"} if self.flat_model_ is not None else {})}
+
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write every component under ``directory``, then ``router.json`` (settings, label sets, ensemble
+        weight, temperatures, layout, record). An existing router there is refused unless ``overwrite``."""
+        check_is_fitted(self)
+        directory = Path(directory)
+        if (directory / ROUTER_FILE).exists() and not overwrite:
+            raise FileExistsError(f"{directory / ROUTER_FILE} exists; pass overwrite=True to replace it")
+        directory.mkdir(parents=True, exist_ok=True)
+        layout = self._layout()
+        for name, sub in layout.items():
+            self.components_[name].save(directory / sub, overwrite=overwrite)
+        manifest = {"format_version": FORMAT_VERSION, "config": self.settings(), "classes": list(self.classes_),
+                    "planes": list(self.planes_), "ensemble_weight": self.ensemble_weight_,
+                    "temperatures": self.temperatures_, "components": layout, "record": self.record_}
+        tmp = directory / f".{ROUTER_FILE}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2, default=str))
+        tmp.replace(directory / ROUTER_FILE)  # written last, so a half-saved router never loads
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Router:
+        """Load a Router written by ``save``. A missing component, a component whose classes differ from the
+        manifest's, or another format version is refused with an error naming the path."""
+        directory = Path(directory)
+        path = directory / ROUTER_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found; is {directory} a saved Router (hierarchy train --out)?")
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from err
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: router format version {manifest.get('format_version')!r}, "
+                             f"this version of hierarchy reads version {FORMAT_VERSION}")
+        classes, planes = tuple(manifest["classes"]), tuple(manifest["planes"])
+        layout = manifest.get("components", {})
+        missing = [n for n in ("plane", *planes) if n not in layout]
+        if missing:
+            raise ValueError(f"{path}: no component entry for {missing}")
+        loaded: dict[str, Component] = {}
+        for name, sub in layout.items():
+            if not (directory / sub).is_dir():
+                raise FileNotFoundError(f"{directory / sub}: the {name} component of the router in {directory} "
+                                        "is missing")
+            loaded[name] = load_component(directory / sub)
+            expected = planes if name == "plane" else classes
+            if loaded[name].classes != expected:
+                raise ValueError(f"{directory / sub}: the {name} component predicts {list(loaded[name].classes)}, "
+                                 f"but {path} lists {list(expected)}")
+        settings = dict(manifest["config"])
+        for name, key in (("plane", "plane"), ("experts", planes[0]), ("flat", "flat")):
+            if isinstance(settings[name], dict):  # a component object: the loaded one stands for it
+                settings[name] = loaded.get(key)
+        router = cls(**{**settings, "preprocess": PreprocessConfig.from_dict(settings["preprocess"]),
+                        "train": TrainConfig.from_dict(settings["train"])})
+        router._set_fitted(classes, planes, loaded["plane"], {p: loaded[p] for p in planes}, loaded.get("flat"))
+        router.ensemble_weight_ = manifest.get("ensemble_weight")
+        router.temperatures_ = {r: float(t) for r, t in (manifest.get("temperatures") or {}).items()}
+        router.record_ = manifest.get("record", {})
+        return router

@@ -1,0 +1,88 @@
+"""How a Router's training data is prepared and its components are fitted.
+
+Components are fitted in order (flat first, so experts and shared heads can start from it). A component
+that trains on frozen features (``component.frozen``) is fitted on features extracted once per distinct
+trunk; every other component trains itself (``component.fit``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hierarchy.data import index_dataset, train_val_split
+from hierarchy.routing.components import Component, refuse_test_rows
+from hierarchy.training import backbone_fingerprint
+
+logger = logging.getLogger(__name__)
+
+
+def training_frame(data: pd.DataFrame | str | Path, what: str) -> pd.DataFrame:
+    """A frame is used as given (test rows refused); a root path is indexed and its non-test rows kept."""
+    if isinstance(data, (str, Path)):
+        frame = index_dataset(data)
+        dropped = int((frame["split"] == "test").sum())
+        if dropped:
+            logger.info("%s: leaving out the %d test-split images of %s", what, dropped, data)
+        return frame[frame["split"] != "test"].reset_index(drop=True)
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"{what} must be a dataset-index DataFrame or a dataset root, got {type(data).__name__}")
+    missing = [c for c in ("path", "label") if c not in data.columns]
+    if missing:
+        raise ValueError(f"{what} lacks columns {missing}; it needs path, label and the parent column")
+    refuse_test_rows(data, what)
+    return data.reset_index(drop=True)
+
+
+def _file_sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def split_validation(frame: pd.DataFrame, *, parent: str, val_fraction: float,
+                     seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``hierarchy.data.train_val_split`` (stratified by label x parent group, duplicates kept together) for
+    any parent column; a frame without ``sha256`` or ``split`` columns gets them (files hashed)."""
+    stand_in = frame.reset_index(drop=True)
+    if parent != "plane":
+        stand_in = stand_in.assign(plane=stand_in[parent])
+    if "sha256" not in stand_in.columns:
+        stand_in = stand_in.assign(sha256=[_file_sha256(p) for p in stand_in["path"]])
+    if "split" not in stand_in.columns:
+        stand_in = stand_in.assign(split="train")
+    train, val = train_val_split(stand_in, val_fraction=val_fraction, seed=seed)
+    original = frame.reset_index(drop=True)
+    return original.loc[train.index].reset_index(drop=True), original.loc[val.index].reset_index(drop=True)
+
+
+def fit_components(components: Mapping[str, Component], train: pd.DataFrame, val: pd.DataFrame,
+                   work: Path | None, *, resume: bool = False, feature_views: int = 1) -> None:
+    """Fit every component in order; frozen ones share one feature extraction per trunk.
+
+    Frozen components see the training rows' features clean and in ``feature_views - 1`` augmented views.
+    ``work`` keeps per-component training logs (``work/<name>``) and the feature cache (``work/features``).
+    """
+    if feature_views < 1:
+        raise ValueError(f"feature_views must be >= 1, got {feature_views}")
+    train_views = pd.concat([train] * feature_views, ignore_index=True)
+    extracted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    with tempfile.TemporaryDirectory(prefix="hierarchy-features-") as tmp:
+        cache_dir = (work or Path(tmp)) / "features"
+        for name, component in components.items():
+            if not component.frozen:
+                logger.info("training the %s model (%r)", name, component)
+                component.fit(train, val, out_dir=None if work is None else work / name, resume=resume)
+                continue
+            model = component.build_model()
+            trunk = backbone_fingerprint(model)
+            if trunk not in extracted:
+                logger.info("extracting %s features for %d images", component.backbone, len(train) + len(val))
+                views = [component.extract(model, train, cache_dir, view=v) for v in range(feature_views)]
+                extracted[trunk] = (np.concatenate(views), component.extract(model, val, cache_dir))
+            logger.info("fitting the %s head (%r)", name, component)
+            component.fit_features(model, train_views, val, *extracted[trunk])

@@ -1,0 +1,27 @@
+"""Every example in examples/ runs as a smoke test (tiny synthetic data, seconds each)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = {
+    "custom_csv_dataset.py": ["classes: ('cyst', 'edema', 'normal')", "reloaded:"],
+    "mixed_components.py": ["SklearnClassifier", "same predictions: True"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example_runs(name, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / name), str(tmp_path / "out")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for expected in EXAMPLES[name]:
+        assert expected in result.stdout
+    assert (tmp_path / "out" / "router" / "router.json").is_file()

@@ -1,0 +1,26 @@
+"""Data fingerprints: the set of rows for records, the rows in order for anything stored in frame order."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from hierarchy.provenance import data_fingerprint, data_hashes, ordered_data_fingerprint
+
+FRAME = pd.DataFrame({"id": ["a", "b", "c"], "sha256": ["1", "2", "3"], "label": ["glioma", "glioma", "no_tumor"],
+                      "path": ["/x/a.png", "/x/b.png", "/x/c.png"]})
+
+
+def test_record_fingerprint_ignores_order_and_ordered_one_does_not():
+    shuffled = FRAME.iloc[[2, 0, 1]]
+    assert data_fingerprint(shuffled) == data_fingerprint(FRAME)
+    assert ordered_data_fingerprint(shuffled) != ordered_data_fingerprint(FRAME)
+    assert ordered_data_fingerprint(FRAME.copy()) == ordered_data_fingerprint(FRAME)
+    assert data_hashes({"train": shuffled}) == {"train": {"n_images": 3, "sha256": data_fingerprint(FRAME)}}
+
+
+def test_fingerprints_change_with_the_content_not_the_machine():
+    assert data_fingerprint(FRAME.assign(path="/elsewhere/" + FRAME["id"])) == data_fingerprint(FRAME)
+    assert data_fingerprint(FRAME.assign(label="meningioma")) != data_fingerprint(FRAME)
+    # without ids or hashes the paths are all that tells the images apart
+    paths_only = FRAME[["path", "label"]]
+    assert ordered_data_fingerprint(paths_only.iloc[::-1]) != ordered_data_fingerprint(paths_only)
