@@ -5,7 +5,10 @@
         [--external ROOT ...]
 
 Without --data the demo profile generates synthetic phantoms. Re-running with the same --out
-skips finished stages and continues interrupted ones.
+skips finished stages and continues interrupted ones. With several seeds the report adds the
+seed-ensemble routes ``<route>_seeds`` (``--set 'seed_ensemble_routes=["hierarchical"]'`` chooses them);
+external sets are only predicted, never trained or tuned on (``--set conformal_alpha=0.05`` sets the
+conformal sets' target miscoverage).
 """
 
 from __future__ import annotations
@@ -42,9 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     summary = run_experiment(config, data_root=args.data, out_dir=args.out, external=args.external,
                              command=command)
     for route, values in summary["routes"].items():
-        print(f"{route:>13}: accuracy {values['accuracy']:.4f} "
+        print(f"{route:>18}: accuracy {values['accuracy']:.4f} "
               f"[{values['accuracy_ci'][0]:.4f}, {values['accuracy_ci'][1]:.4f}]  "
               f"macro-AUC {values['macro_auc']:.4f}  tumour FNR {values['tumor_fnr']:.4f}")
+    for name, result in summary["external"].items():
+        auroc = result["ood_auroc"]
+        accuracy = ", ".join(f"{route} {values['accuracy']:.4f}" for route, values in result.items()
+                             if isinstance(values, dict) and "accuracy" in values)
+        print(f"external {name}: {accuracy}; OOD AUROC "
+              + ("n/a (no OOD score)" if auroc is None else f"{auroc['value']:.3f}"))
     print(f"report: {args.out}/report.md")
     return 0
 
