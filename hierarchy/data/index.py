@@ -1,10 +1,10 @@
-"""Indexing a dataset folder (BRISC 2025, Kaggle brain-tumour MRI, or a CSV list) into one table."""
+"""Indexing dataset folders (BRISC 2025, Kaggle brain-tumour MRI, or a CSV list) into one table."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,7 +149,7 @@ def _read_row(entry: _Entry, base: Path, layout: str) -> dict:
     }
 
 
-def index_dataset(root: str | Path, layout: str = "auto", *, skip_bad: bool = False) -> pd.DataFrame:
+def _index_root(root: str | Path, layout: str = "auto", *, skip_bad: bool = False) -> pd.DataFrame:
     """One row per image of the dataset at ``root`` (a folder, or a CSV file for layout "csv").
 
     Columns as in docs/architecture.md. Only file headers are decoded (files whose stream does
@@ -188,3 +188,49 @@ def index_dataset(root: str | Path, layout: str = "auto", *, skip_bad: bool = Fa
     frame.attrs["skipped"] = skipped
     frame.attrs["root"] = str(root.resolve())
     return frame
+
+
+def source_name(root: str | Path) -> str:
+    """The default ``source`` of a dataset root: its folder name (a CSV list's file stem)."""
+    path = Path(root).resolve()
+    return path.stem if path.is_file() else path.name
+
+
+def index_dataset(roots: str | Path | Sequence[str | Path] | Mapping[str, str | Path], layout: str = "auto",
+                  *, skip_bad: bool = False) -> pd.DataFrame:
+    """One row per image of one dataset or several, with a ``source`` column naming each row's dataset.
+
+    ``roots``: a root (a folder, or a CSV file for layout "csv"), a sequence of roots (each source
+    named by :func:`source_name`), or a mapping ``{source: root}``. Each root is indexed on its own
+    (``layout`` applies to every root; "auto" detects each one's). With several sources, ids are
+    prefixed with ``"<source>/"`` so they stay unique. Columns as in docs/architecture.md plus
+    ``source``. Only file headers are decoded (files whose stream does not end properly are decoded
+    fully). Bad files raise ``ImageReadError`` naming the file; with ``skip_bad`` they are logged
+    and listed in ``frame.attrs["skipped"]`` as ``{"path", "reason"}`` dicts. ``frame.attrs["roots"]``
+    maps each source to its resolved root. Nothing is written under any root.
+    """
+    if isinstance(roots, Mapping):
+        named = {str(name): Path(root) for name, root in roots.items()}
+    else:
+        paths = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
+        names = [source_name(p) for p in paths]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"several roots are named {repeated}; pass a mapping {{source: root}} "
+                             "to name them apart")
+        named = dict(zip(names, paths, strict=True))
+    if not named:
+        raise ValueError("no dataset root given")
+    frames = []
+    for name, root in named.items():
+        frame = _index_root(root, layout, skip_bad=skip_bad)
+        if len(named) > 1:
+            frame["id"] = name + "/" + frame["id"]
+        frames.append(frame.assign(source=name))
+    attrs = {"skipped": [s for f in frames for s in f.attrs["skipped"]],
+             "roots": {name: str(root.resolve()) for name, root in named.items()}}
+    if len(frames) == 1:
+        attrs["root"] = frames[0].attrs["root"]
+    combined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    combined.attrs = attrs
+    return combined
