@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -183,3 +184,51 @@ def test_report_has_generalisation_sections_and_files(finished):
         assert "path" not in saved.columns and len(saved) > 0
     assert set(pd.read_csv(out / "predictions" / "test_seed_ensemble.csv")["route"]) == {"flat_seeds",
                                                                                         "hierarchical_seeds"}
+
+
+def compare_main(argv: list[str]) -> int:
+    """``main`` of experiments/compare_flat_vs_hierarchical.py (a script, not a package module)."""
+    script = Path(__file__).resolve().parents[1] / "experiments" / "compare_flat_vs_hierarchical.py"
+    spec = importlib.util.spec_from_file_location("compare_flat_vs_hierarchical", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(argv)
+
+
+def cli_args(*data: Path, out: Path, **settings) -> list[str]:
+    """Command-line arguments of the comparison script with the tiny settings."""
+    tiny = {**TINY, "perturbations": [], "n_bootstrap": 20, "explain_images": 2, **settings}
+    args = [arg for root in data for arg in ("--data", str(root))] + ["--out", str(out)]
+    return args + [arg for k, v in tiny.items() if k != "synthetic" for arg in ("--set", f"{k}={json.dumps(v)}")]
+
+
+@pytest.fixture(scope="module")
+def two_sources(tmp_path_factory):
+    base = tmp_path_factory.mktemp("sources")
+    small = {"n_per_cell_train": 4, "n_per_cell_test": 2, "image_size": 64}
+    return (make_synthetic_dataset(base / "alpha", seed=0, **small),
+            make_synthetic_dataset(base / "beta", seed=1, **small), base)
+
+
+def test_several_roots_give_metrics_per_source(two_sources):
+    alpha, beta, base = two_sources
+    assert compare_main(cli_args(alpha, beta, out=base / "both")) == 0
+    stored = json.loads((base / "both" / "summary.json").read_text())
+    assert stored["dataset"] == "alpha+beta" and stored["holdout_source"] is None
+    assert set(stored["per_source"]) == {"alpha", "beta"}
+    assert stored["per_source"]["alpha"]["flat"]["n"] + stored["per_source"]["beta"]["flat"]["n"] == stored["n_test"]
+    assert [v["kind"] for v in stored["generalisation"].values()] == ["test", "source", "source"]
+    assert "test: beta" in (base / "both" / "report.md").read_text()
+
+
+def test_holdout_source_trains_on_the_others_and_tests_on_it(two_sources):
+    alpha, beta, base = two_sources
+    assert compare_main([*cli_args(alpha, beta, out=base / "holdout"), "--holdout-source", "beta"]) == 0
+    stored = json.loads((base / "holdout" / "summary.json").read_text())
+    assert stored["holdout_source"] == "beta" and list(stored["generalisation"]) == ["beta (held out)"]
+    test_ids = pd.read_csv(base / "holdout" / "predictions" / "test_seed0.csv")["id"]
+    assert test_ids.str.startswith("beta/").all() and stored["n_test"] == test_ids.nunique()
+    trained = pd.read_csv(base / "holdout" / "work" / "split.csv")["id"]
+    assert trained.str.startswith("alpha/").all()
+    with pytest.raises(SystemExit):
+        compare_main([*cli_args(alpha, out=base / "refused"), "--holdout-source", "beta"])

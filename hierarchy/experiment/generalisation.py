@@ -46,10 +46,11 @@ class Generalisation:
     """Every dataset's evaluation in display order, and the external and conformal results."""
 
     datasets: dict[str, dict]  # label -> evaluate_predictions result
-    kinds: dict[str, str]  # label -> "test", "external" or "perturbation"
+    kinds: dict[str, str]  # label -> "test", "source" (one source of the test set), "external" or "perturbation"
     external: dict[str, ExternalResult]
     conformal: dict[str, dict]  # label -> conformal_evaluation result (test and external sets)
     alpha: float
+    sources: dict[str, str] = field(default_factory=dict)  # source -> label, when the test set has several
 
     def of_kind(self, kind: str) -> dict[str, dict]:
         """The evaluations of the datasets of one kind."""
@@ -59,6 +60,22 @@ class Generalisation:
 def perturbation_label(perturbation: str) -> str:
     """How a perturbed copy of the test split is named in tables and figures."""
     return f"test + {perturbation}"
+
+
+def source_label(source: str) -> str:
+    """How the test images of one source are named in tables and figures."""
+    return f"test: {source}"
+
+
+def split_by_source(pred: pd.DataFrame, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Prediction rows per ``source`` of their images (looked up by id in the dataset index ``frame``);
+    empty when the images come from one source."""
+    if "source" not in frame.columns:
+        return {}
+    source = pred["id"].map(frame.set_index("id")["source"])
+    if source.nunique() < 2:
+        return {}
+    return {name: pred[source == name] for name in sorted(source.dropna().unique())}
 
 
 def ood_scores(table: pd.DataFrame, route: str | None = None) -> pd.Series | None:
@@ -105,7 +122,7 @@ def assess_generalisation(test: pd.DataFrame, test_metrics: dict, *, test_label:
                           validation: pd.DataFrame | None,
                           external: Mapping[str, tuple[dict, pd.DataFrame]],
                           perturbed: Mapping[str, pd.DataFrame], n_bootstrap: int, seed: int,
-                          alpha: float = 0.1) -> Generalisation:
+                          alpha: float = 0.1, sources: Mapping[str, pd.DataFrame] | None = None) -> Generalisation:
     """Evaluate the test split, every external set and every perturbed copy of the test split.
 
     Parameters
@@ -124,11 +141,19 @@ def assess_generalisation(test: pd.DataFrame, test_metrics: dict, *, test_label:
         Bootstrap resamples and seed of every interval.
     alpha : float
         Conformal miscoverage: sets aim to hold the true class with probability ``1 - alpha``.
+    sources : mapping of str to DataFrame, optional
+        Per source of a multi-source test set, its rows of ``test`` (see :func:`split_by_source`).
     """
     externals = {name: assess_external(record, table, test, n_bootstrap=n_bootstrap, seed=seed)
                  for name, (record, table) in external.items()}
-    datasets = {test_label: test_metrics, **{name: r.metrics for name, r in externals.items()}}
-    kinds = {test_label: "test", **dict.fromkeys(externals, "external")}
+    datasets = {test_label: test_metrics}
+    kinds = {test_label: "test"}
+    labels = {source: source_label(source) for source in sources or {}}
+    for source, table in (sources or {}).items():
+        datasets[labels[source]] = evaluate_predictions(table, n_bootstrap=n_bootstrap, seed=seed)
+        kinds[labels[source]] = "source"
+    datasets.update({name: r.metrics for name, r in externals.items()})
+    kinds.update(dict.fromkeys(externals, "external"))
     for perturbation, table in perturbed.items():
         label = perturbation_label(perturbation)
         datasets[label] = evaluate_predictions(table, n_bootstrap=n_bootstrap, seed=seed)
@@ -139,4 +164,4 @@ def assess_generalisation(test: pd.DataFrame, test_metrics: dict, *, test_label:
         conformal = {label: conformal_evaluation(validation, table, alpha=alpha)
                      for label, table in evaluated.items()}
     return Generalisation(datasets=datasets, kinds=kinds, external=externals, conformal=conformal,
-                          alpha=alpha)
+                          alpha=alpha, sources=labels)

@@ -49,8 +49,10 @@ def _routes_to_draw(result: Generalisation) -> list[str]:
 
 def at_a_glance(result: Generalisation, files: ReportFiles) -> str:
     routes = _routes_to_draw(result)
+    sources = (f"Test images are also shown per source ({', '.join(result.sources)}). "
+               if result.sources else "")
     return _join(
-        "External sets are only ever predicted (see External validation).",
+        sources + "External sets are only ever predicted (see External validation).",
         files.figure(generalisation_figure(result.datasets, routes), "generalisation",
                      "Accuracy and tumour false-negative rate [95% CI] per dataset (test split, external "
                      "sets, perturbed test split) and route"),

@@ -54,6 +54,7 @@ class ExperimentConfig(Settings):
     # with several seeds, one route ``<route>_seeds`` per base route here: probabilities averaged over seeds
     seed_ensemble_routes: tuple[str, ...] = ("flat", "hierarchical")
     conformal_alpha: float = 0.1  # conformal sets aim at coverage 1 - alpha, calibrated on validation rows
+    holdout_source: str | None = None  # with several dataset roots: train on the others, test on this one
 
     def router_config(self, seed: int, flat_backbone: str | None) -> RouterConfig:
         """The ``RouterConfig`` of seed ``seed``, with the flat backbone the weights plan chose."""

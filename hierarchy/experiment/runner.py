@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,10 @@ import pandas as pd
 from hierarchy.data import (
     audit,
     duplicate_groups,
+    holdout_source,
     index_dataset,
     make_synthetic_dataset,
+    source_name,
     train_val_split,
     with_phash,
 )
@@ -25,7 +28,7 @@ from hierarchy.experiment.explanations import (
     write_explanation_table,
 )
 from hierarchy.experiment.external import external_name, load_external
-from hierarchy.experiment.generalisation import assess_generalisation
+from hierarchy.experiment.generalisation import assess_generalisation, split_by_source
 from hierarchy.experiment.generalisation_report import generalisation_sections
 from hierarchy.experiment.profiles import ExperimentConfig
 from hierarchy.experiment.report_files import ReportFiles
@@ -52,6 +55,8 @@ from hierarchy.routing import ImageClassifier, Router, Task, route_throughput
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
+# one dataset root, several (indexed together, each row's ``source`` naming its root), or None for synthetic data
+DataRoots = str | Path | Sequence[str | Path] | None
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -78,7 +83,7 @@ def _routes_for(frame: pd.DataFrame) -> tuple[str, ...]:
 class Experiment:
     """One run of the comparison in ``out_dir``; every step is a stage that a re-run skips when done."""
 
-    def __init__(self, config: ExperimentConfig, data_root: str | Path | None, out_dir: str | Path,
+    def __init__(self, config: ExperimentConfig, data_root: DataRoots, out_dir: str | Path,
                  command: str | None = None) -> None:
         self.config, self.command = config, command
         self.out = Path(out_dir)
@@ -86,31 +91,45 @@ class Experiment:
         self.predictions_dir = self.out / "predictions"
         for folder in (self.work, self.predictions_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        self._check_same_config(data_root)
+        roots = [] if data_root is None else [data_root] if isinstance(data_root, (str, Path)) else list(data_root)
+        self._check_same_config(roots)
         self.stages = StageLog(self.work / "stages.json")
-        self.data_root = Path(data_root) if data_root is not None else self.stages.run(
+        self.data_roots = [Path(r) for r in roots] or [self.stages.run(
             "synthetic_data", lambda: make_synthetic_dataset(self.work / "synthetic", seed=0, **config.synthetic),
-            lambda: self.work / "synthetic")
+            lambda: self.work / "synthetic")]
+        self.dataset_name = "+".join(source_name(r) for r in self.data_roots)
 
-    def _check_same_config(self, data_root: str | Path | None) -> None:
+    def _check_same_config(self, roots: list[str | Path]) -> None:
         """A re-run resumes only the run it started: another configuration is refused, not mixed in."""
+        names = [Path(r).name for r in roots]
         wanted = json.loads(json.dumps({"experiment": self.config.to_dict(),
-                                        "data_root_name": None if data_root is None else Path(data_root).name}))
+                                        "data_root_name": (names or [None])[0] if len(names) < 2 else names}))
         path = self.out / CONFIG_FILE
         if path.exists() and read_json(path) != wanted:
             raise ValueError(f"{path} holds another configuration; resume with the same settings or choose "
                              "a new --out folder")
         write_json(path, wanted)
 
+    @property
+    def test_label(self) -> str:
+        """The test set's name in tables and figures."""
+        held_out = self.config.holdout_source
+        return f"{held_out} (held out)" if held_out else f"{self.dataset_name} test"
+
     # -- data ----------------------------------------------------------------------------------
     def load_data(self) -> None:
         # Perceptual hashes are computed once here and reused by the audit, the split and the leakage check.
-        self.frame = with_phash(index_dataset(self.data_root))
+        roots = self.data_roots[0] if len(self.data_roots) == 1 else self.data_roots
+        self.frame = with_phash(index_dataset(roots))
         split = self.frame["split"]
-        self.train_all = self.frame[split == "train"].reset_index(drop=True)
-        self.test = self.frame[split == "test"].reset_index(drop=True)
+        if self.config.holdout_source:
+            train_all, test = holdout_source(self.frame, self.config.holdout_source)
+        else:
+            train_all, test = self.frame[split == "train"], self.frame[split == "test"]
+        self.train_all, self.test = train_all.reset_index(drop=True), test.reset_index(drop=True)
         if self.train_all.empty or self.test.empty:
-            raise ValueError(f"{self.data_root}: need a train and a test split; found {split.value_counts().to_dict()}")
+            raise ValueError(f"{self.dataset_name}: need a train and a test split; found "
+                             f"{split.value_counts().to_dict()}")
         self.audit = self.stages.run("audit", self._audit, lambda: read_json(self.out / "audit" / "audit.json"))
         self.stages.run("split", self._split, lambda: None)
         subsets = pd.read_csv(self.work / "split.csv").set_index("id")["subset"]
@@ -123,7 +142,7 @@ class Experiment:
 
     def _audit(self) -> dict[str, Any]:
         frame = self.frame.copy()
-        frame.attrs["root"] = self.data_root.name  # the report names the dataset, not this machine's path
+        frame.attrs["root"] = self.dataset_name  # the report names the dataset, not this machine's path
         report = audit(frame, progress=False)
         report.write(self.out / "audit", overwrite=True)
         return report.to_dict()
@@ -136,8 +155,8 @@ class Experiment:
     def _leakage(self) -> list[str]:
         """Test images that duplicate (exactly or by perceptual hash) some training image."""
         groups = duplicate_groups(self.frame, near=True)
-        train_groups = set(groups[self.frame["split"] == "train"])
-        leaked = self.frame.loc[(self.frame["split"] == "test") & groups.isin(train_groups), "id"].tolist()
+        train_groups = set(groups[self.frame["id"].isin(set(self.train_all["id"]))])
+        leaked = self.frame.loc[self.frame["id"].isin(set(self.test["id"])) & groups.isin(train_groups), "id"].tolist()
         write_json(self.work / "test_ids_duplicating_train.json", leaked)
         return leaked
 
@@ -177,7 +196,7 @@ class Experiment:
         path = self.predictions_dir / f"test_seed{seed}.csv"
 
         def predict() -> None:
-            table = router.predict_routes(self.test, ROUTES)
+            table = router.predict_routes(self.test, _routes_for(self.test))
             if self.weights["random_init_flat_backbone"]:
                 table = pd.concat([table, self.random_init_flat(seed, router)], ignore_index=True)
             _save_predictions(table, path)
@@ -192,8 +211,8 @@ class Experiment:
             path = self.predictions_dir / f"test_{perturbation}.csv"
 
             def predict(perturbation: str = perturbation, path: Path = path) -> None:
-                _save_predictions(router.predict_routes(self.test, ROUTES, perturbation=perturbation,
-                                                        progress=False), path)
+                table = router.predict_routes(self.test, _routes_for(self.test), perturbation=perturbation)
+                _save_predictions(table, path)
             self.stages.run(f"perturbed_{perturbation}", predict, lambda: None)
             tables[perturbation] = _load_predictions(path, self.test)
         return tables
@@ -292,7 +311,7 @@ class Experiment:
         pred = self.with_seed_ensembles(predictions)
 
         record = run_record(config.to_dict(), seed=first, frames={"train": self.train, "val": self.val, "test": self.test})
-        record.update({"command": self.command, "dataset_root_name": self.data_root.name, "weights": self.weights,
+        record.update({"command": self.command, "dataset_root_name": self.dataset_name, "weights": self.weights,
                        "stage_seconds": self.stages.seconds(), "profile": config.profile, "seeds": list(config.seeds)})
         write_json(self.out / "run_record.json", record)
 
@@ -301,10 +320,10 @@ class Experiment:
         comparisons = [compare_routes(pred, a, b, n_bootstrap=config.n_bootstrap, seed=first)
                        for a, b in pairs if a in metrics["routes"] and b in metrics["routes"]]
         generalisation = assess_generalisation(
-            pred, metrics, test_label=f"{self.data_root.name} test", validation=validation,
+            pred, metrics, test_label=self.test_label, validation=validation,
             external=external_predictions, perturbed=perturbed, n_bootstrap=config.n_bootstrap, seed=first,
-            alpha=config.conformal_alpha)
-        summary = summarise(config=config, dataset=self.data_root.name, metrics=metrics, comparisons=comparisons,
+            alpha=config.conformal_alpha, sources=split_by_source(pred, self.test))
+        summary = summarise(config=config, dataset=self.dataset_name, metrics=metrics, comparisons=comparisons,
                             predictions=pred, seed_evaluations=self.seed_evaluations(predictions, metrics),
                             generalisation=generalisation, throughput=throughput,
                             shortcut=self.shortcut, audit=self.audit, leaked_test_ids=self.leaked_test_ids,
@@ -326,10 +345,13 @@ class Experiment:
         return summary
 
 
-def run_experiment(config: ExperimentConfig, *, data_root: str | Path | None, out_dir: str | Path,
+def run_experiment(config: ExperimentConfig, *, data_root: DataRoots, out_dir: str | Path,
                    external: list[str] | tuple[str, ...] = (), command: str | None = None) -> dict[str, Any]:
     """Train flat, plane and expert models per seed, evaluate every route on the test split, write the report.
 
-    Stages already finished in ``out_dir`` (see ``work/stages.json``) are reused. Returns ``summary.json``'s dict.
+    ``data_root``: one dataset root, several (indexed together; metrics are also given per ``source``;
+    ``config.holdout_source`` trains on the other sources and tests on that one), or None for synthetic
+    data. Stages already finished in ``out_dir`` (see ``work/stages.json``) are reused. Returns
+    ``summary.json``'s dict.
     """
     return Experiment(config, data_root, out_dir, command).run(external)

@@ -60,6 +60,12 @@ def conformal_summary(result: Generalisation) -> dict[str, Any] | None:
                          for label, evaluation in result.conformal.items()}}
 
 
+def source_summary(result: Generalisation) -> dict[str, Any]:
+    """``per_source.<source>.<route>``: the headline keys on the test images of each source."""
+    return {source: {route: route_summary(m) for route, m in result.datasets[label]["routes"].items()}
+            for source, label in result.sources.items()}
+
+
 def external_summary(result: Generalisation) -> dict[str, Any]:
     """``external.<name>``: cleaning counts, per route the headline keys, ``ood_auroc`` and ``mcnemar_p``."""
     summary = {}
@@ -137,6 +143,8 @@ def summarise(*, config: ExperimentConfig, dataset: str, metrics: dict[str, Any]
         "robustness": robustness_summary(generalisation, config.perturbations, clean),
         "external": external_summary(generalisation),
         "generalisation": generalisation_summary(generalisation),
+        "per_source": source_summary(generalisation),
+        "holdout_source": config.holdout_source,
         "conformal": conformal_summary(generalisation),
         "shortcut": shortcut,
         "audit": {k: audit.get(k) for k in ("n_images", "exact_duplicate_groups", "exact_duplicate_files",
