@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hierarchy.training.runtime import Runtime, model_device, resolve_runtime
+from hierarchy.training.runtime import Runtime, model_device, pre_logit_features, resolve_runtime
 
 
 @torch.no_grad()
@@ -21,12 +21,12 @@ def trunk_features(model: nn.Module, x: torch.Tensor, *, amp: str = "auto",
     """Pre-logit features (what the classifier sees) of a preprocessed batch, as float32.
 
     ``runtime`` (default: ``resolve_runtime(amp, device=<the model's device>)``) sets the autocast dtype
-    and memory format; the model itself is not moved or converted.
+    and memory format; the model's parameters are converted to that memory format (values unchanged), which
+    is what makes channels-last pay on the CPU.
     """
     runtime = runtime or resolve_runtime(amp, device=model_device(model))
-    with runtime.autocast():
-        features = model.forward_head(model.forward_features(runtime.batch(x)), pre_logits=True)
-    return features.float()
+    runtime.prepare(model)
+    return pre_logit_features(model, x, runtime)
 
 
 @torch.no_grad()

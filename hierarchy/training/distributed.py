@@ -115,7 +115,12 @@ class EpochBatchShardSampler(Sampler[int]):
         self.epoch = epoch
 
     def _indices(self) -> np.ndarray:
-        perm = torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch)).numpy()
+        generator = epoch_generator(self.seed, self.epoch)
+        # The epoch generator's first draw seeds rank 0's DataLoader workers (the trainer passes the loader an
+        # equal generator); drawing the permutation after it keeps one-process runs identical to earlier
+        # versions, which shuffled with DataLoader(shuffle=True, generator=epoch_generator(seed, epoch)).
+        torch.empty((), dtype=torch.int64).random_(generator=generator)
+        perm = torch.randperm(self.n, generator=generator).numpy()
         if self.world_size == 1:
             return perm[: len(self)] if self.drop_last else perm
         if not self.drop_last:

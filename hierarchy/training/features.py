@@ -16,6 +16,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from hierarchy.training.runtime import model_device, pre_logit_features, resolve_runtime
+
 logger = logging.getLogger(__name__)
 
 # Part of every key, so that a change in what "features" means invalidates old caches.
@@ -56,14 +58,15 @@ def _write_atomically(path: Path, write) -> None:
 @torch.inference_mode()
 def _compute(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: int,
              progress: bool) -> np.ndarray:
-    device = next(model.parameters()).device
+    runtime = resolve_runtime(device=model_device(model))
+    runtime.prepare(model)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=runtime.device.type == "cuda")
     was_training = model.training
     model.eval()
     try:
-        chunks = [model.forward_head(model.forward_features(x.to(device)), pre_logits=True).float().cpu()
-                  for x, _ in tqdm(loader, desc="features", disable=not progress, leave=False)]
+        chunks = [pre_logit_features(model, x, runtime).cpu()
+                  for x, *_ in tqdm(loader, desc="features", disable=not progress, leave=False)]
     finally:
         model.train(was_training)
     return torch.cat(chunks).numpy()

@@ -9,6 +9,7 @@ tf_efficientnet_lite0 (``reports/benchmarks/training_speed.md``); ``amp="off"`` 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from functools import cache
 
@@ -16,6 +17,8 @@ import torch
 from torch import nn
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
+# What amp="auto" means when set (e.g. HIERARCHY_AMP=off): the fp32 switch for callers that pass no amp.
+AMP_ENV = "HIERARCHY_AMP"
 CHANNELS_LAST_MODES = ("auto", "on", "off")
 
 
@@ -65,14 +68,17 @@ def resolve_runtime(amp: str = "auto", channels_last: str = "auto",
     ----------
     amp : {"auto", "bf16", "fp16", "off"}
         ``auto``: bf16 on CUDA when supported (else fp16 with loss scaling), bf16 on a CPU with native bf16
-        (:func:`cpu_has_fast_bf16`), fp32 otherwise. ``fp16`` needs CUDA. ``off``: fp32.
+        (:func:`cpu_has_fast_bf16`), fp32 otherwise; the environment variable ``HIERARCHY_AMP`` (one of the
+        other modes), when set, replaces ``auto``. ``fp16`` needs CUDA. ``off``: fp32.
     channels_last : {"auto", "on", "off"}
         ``auto``: channels-last on CUDA, and on a CPU with oneDNN (it pays there too).
     device : str or torch.device, optional
         Defaults to CUDA when available, else the CPU.
     """
+    if amp == "auto":
+        amp = os.environ.get(AMP_ENV, "auto")
     if amp not in AMP_MODES:
-        raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
+        raise ValueError(f"amp must be one of {AMP_MODES} (also in ${AMP_ENV}), got {amp!r}")
     if channels_last not in CHANNELS_LAST_MODES:
         raise ValueError(f"channels_last must be one of {CHANNELS_LAST_MODES}, got {channels_last!r}")
     device = torch.device(device) if device is not None else torch.device(
@@ -98,3 +104,13 @@ def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter (the CPU for a model without parameters)."""
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
+
+
+def pre_logit_features(model: nn.Module, x: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    """float32 pre-logit features (``forward_head(forward_features(x), pre_logits=True)``) under ``runtime``.
+
+    Call without gradients; the model should already be :meth:`Runtime.prepare`-d.
+    """
+    with runtime.autocast():
+        features = model.forward_head(model.forward_features(runtime.batch(x)), pre_logits=True)
+    return features.float()

@@ -26,7 +26,7 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> None:
 def epoch_generator(seed: int, epoch: int, *, stream: int = 0) -> torch.Generator:
     """A generator for epoch ``epoch`` that depends only on (seed, epoch, stream), so resume repeats it.
 
-    Stream 0 shuffles the data; other streams (e.g. ``1 + rank`` for DataLoader worker seeds) are independent.
+    Stream 0 shuffles the data (and seeds rank 0's DataLoader workers); stream r > 0 seeds rank r's workers.
     """
     entropy = [seed, epoch] if stream == 0 else [seed, epoch, stream]
     generator = torch.Generator()

@@ -342,7 +342,7 @@ def _train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, confi
     sampler = EpochBatchShardSampler(len(train_dataset), config.batch_size, seed=config.seed, rank=dist_ctx.rank,
                                      world_size=world, drop_last=drop_last)
     persistent_loader = (_loader(train_dataset, sampler, config.batch_size // world, drop_last, config, runtime,
-                                 epoch_generator(config.seed, 0, stream=1 + dist_ctx.rank))
+                                 epoch_generator(config.seed, 0, stream=dist_ctx.rank))
                          if config.persistent_workers and config.num_workers > 0 else None)
     data: dict[str, Any] = {"n_train": len(train_dataset), "n_val": len(val_dataset),
                             "key_sha256": feature_cache_key(**data_key) if data_key is not None else None}
@@ -378,7 +378,7 @@ def _train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, confi
         started = time.perf_counter()
         sampler.set_epoch(epoch)
         loader = persistent_loader or _loader(train_dataset, sampler, config.batch_size // world, drop_last, config,
-                                              runtime, epoch_generator(config.seed, epoch, stream=1 + dist_ctx.rank))
+                                              runtime, epoch_generator(config.seed, epoch, stream=dist_ctx.rank))
         row: dict[str, Any] = {"epoch": epoch}
         row |= _train_one_epoch(step_model, loader, steps, objective, optimizer, scheduler, scaler, ema, params,
                                 config, runtime, dist_ctx, config.image_size(epoch),
