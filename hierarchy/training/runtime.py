@@ -4,6 +4,10 @@ Used by the trainer, the feature extractor and inference (``hierarchy.routing.tr
 (``amp="auto"``, ``channels_last="auto"``) a CPU with native bf16 (AVX512-BF16 or AMX) runs bf16 autocast
 in channels-last layout, which measured 4.6x faster than fp32 for inference and 1.8x for training of
 tf_efficientnet_lite0 (``reports/benchmarks/training_speed.md``); ``amp="off"`` is the fp32 switch.
+
+Known limit (torch 2.14 CPU): under bf16 autocast in channels-last layout, a stride-2 depthwise convolution
+on a 1x1 feature map returns NaN weight gradients, so train EfficientNet-style models on images of at least
+24-32 px per 32x downsampling (any realistic size; mind very small ``progressive_sizes``).
 """
 
 from __future__ import annotations
