@@ -40,6 +40,11 @@ class JointModel(nn.Module):
             torch.manual_seed(seed)
             self.aux_head = nn.Linear(classifier.in_features, aux_classes)
 
+    def no_weight_decay(self) -> set[str]:
+        """The backbone's parameters exempt from weight decay (timm's optimiser factory reads this)."""
+        exempt = getattr(self.backbone, "no_weight_decay", lambda: set())()
+        return {f"backbone.{name}" for name in exempt}
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.backbone.forward_features(x)
         return (self.backbone.forward_head(features),

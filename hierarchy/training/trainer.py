@@ -277,8 +277,6 @@ def train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config
     Under ``torchrun --nproc_per_node N`` the same call trains data-parallel (see
     :mod:`hierarchy.training.distributed`); rank 0 alone writes files.
     """
-    if device is None and torch.cuda.is_available():
-        device = "cuda"
     runtime = resolve_runtime(config.amp, config.channels_last, device)
     dist_ctx = init_distributed(runtime.device)
     try:
