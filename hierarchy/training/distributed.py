@@ -76,14 +76,17 @@ class DistContext:
 def init_distributed(device: torch.device) -> DistContext:
     """Join the ``torchrun`` job described by the environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``).
 
-    Creates the process group (NCCL for a CUDA ``device``, gloo otherwise) unless one exists; returns a
-    single-process context, with no process group, when ``WORLD_SIZE`` is unset or 1.
+    Creates the process group (NCCL for a CUDA ``device``, after selecting GPU ``LOCAL_RANK``; gloo
+    otherwise) unless one exists; returns a single-process context, with no process group, when
+    ``WORLD_SIZE`` is unset or 1.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistContext()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     owns = not dist.is_initialized()
+    if device.type == "cuda":
+        torch.cuda.set_device(local_rank)
     if owns:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if dist.get_world_size() != world_size or dist.get_rank() != rank:

@@ -282,7 +282,6 @@ def train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config
     try:
         if dist_ctx.distributed and runtime.device.type == "cuda":
             runtime = Runtime(torch.device("cuda", dist_ctx.local_rank), runtime.amp_dtype, runtime.memory_format)
-            torch.cuda.set_device(runtime.device)
         return _train(model, train_dataset, val_dataset, config, Path(out_dir), resume=resume,
                       progress=progress and dist_ctx.is_main, runtime=runtime, dist_ctx=dist_ctx, data_key=data_key)
     finally:
