@@ -1,4 +1,8 @@
-"""The ``hierarchy`` command: one sub-command per module in this package."""
+"""The ``hierarchy`` command: one sub-command per module in this package.
+
+Expected failures (bad input files, missing paths, refused overwrites) end with one line on stderr
+that names the file and the problem, and exit status 2; ``--debug`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,23 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import hierarchy
+
 # Each module defines ``add_parser(subparsers)`` that registers its sub-command and sets
 # ``func`` (taking the parsed arguments, returning an exit code) as its default.
 _SUBCOMMANDS = ("audit", "train", "evaluate", "predict", "report")
+# Failures that come from what the user gave (files, folders, values), not from a bug: OSError covers
+# missing, existing, unreadable and unwritable paths; the library's own errors (ImageReadError,
+# BundleError) are ValueErrors.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hierarchy", description=__doc__)
+    parser = argparse.ArgumentParser(prog="hierarchy", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {hierarchy.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error instead of a one-line message")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in _SUBCOMMANDS:
         try:
@@ -28,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_line(err: BaseException) -> str:
+    """``err`` as one line (KeyError's quotes dropped, line breaks folded)."""
+    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    return " ".join(str(text).split()) or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -35,8 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as err:
-        print(f"hierarchy {args.command}: error: {err}", file=sys.stderr)
+    except EXPECTED_ERRORS as err:
+        if args.debug:
+            raise
+        print(f"hierarchy {args.command}: error: {error_line(err)}", file=sys.stderr)
         return 2
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hierarchy.csv_io import read_csv
 from hierarchy.data.image_io import ImageReadError, inspect_image_bytes
 from hierarchy.labels import normalize_plane, normalize_tumor_label
 
@@ -101,7 +102,7 @@ def _kaggle_entries(root: Path) -> Iterator[_Entry]:
 
 
 def _csv_entries(csv_path: Path) -> Iterator[_Entry]:
-    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    table = read_csv(csv_path, "dataset CSV (path,label[,plane][,split])", dtype=str, keep_default_na=False)
     missing = {"path", "label"} - set(table.columns)
     if missing:
         raise ValueError(f"{csv_path}: missing column(s) {sorted(missing)}; "

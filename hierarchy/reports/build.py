@@ -46,10 +46,11 @@ def _previous_outputs(out_dir: Path) -> list[Path]:
     try:
         record = json.loads(manifest.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{manifest} is not valid JSON ({err}); move it away or choose another folder") from err
+        raise FileExistsError(f"{manifest} is not valid JSON ({err}); move it away or choose another "
+                              "folder") from err
     if not isinstance(record, dict) or record.get("format") != _MANIFEST_FORMAT \
             or not isinstance(record.get("files"), list):
-        raise ValueError(f"{manifest} is not a {_MANIFEST_FORMAT}; move it away or choose another folder")
+        raise FileExistsError(f"{manifest} is not a {_MANIFEST_FORMAT}; move it away or choose another folder")
     root = out_dir.resolve()
     inside = []
     for name in record["files"]:
