@@ -93,6 +93,7 @@ def test_symlink_loops_and_broken_links_are_listed(tmp_path, synthetic_root):
 
 
 def test_training_dataset_decodes_through_the_guarded_path(tmp_path, synthetic_root):
+    pytest.importorskip("torch")
     from hierarchy.data import ImageDataset, PreprocessConfig
 
     root, folder = _kaggle_copy(tmp_path, synthetic_root)
