@@ -33,7 +33,8 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     denom = 1 + z**2 / n
     centre = (p + z**2 / (2 * n)) / denom
     half = z / denom * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+    # Rounding can put a bound a few ulps past p (e.g. above 0 when successes == 0); keep p inside.
+    return float(max(0.0, min(p, centre - half))), float(min(1.0, max(p, centre + half)))
 
 
 def bootstrap_indices(y_true: np.ndarray, n_resamples: int, seed: int,
