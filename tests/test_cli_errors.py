@@ -85,3 +85,18 @@ def test_debug_shows_the_traceback(tmp_path):
     csv.write_bytes(b"")
     with pytest.raises(ValueError, match="pred.csv"):
         main(["--debug", "report", "--predictions", str(csv), "--out", str(tmp_path / "r")])
+
+
+def test_a_command_whose_dependency_is_missing_says_so(monkeypatch, capsys):
+    import importlib
+
+    real = importlib.import_module
+
+    def without_torch(name, *args):
+        if name == "hierarchy.cli.train":
+            raise ModuleNotFoundError("No module named 'torch'", name="torch")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", without_torch)
+    assert main(["train", "--data", "somewhere", "--out", "x"]) == 2
+    _one_line_error(capsys, "hierarchy train", "needs torch")

@@ -34,11 +34,29 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(f"hierarchy.cli.{name}")
         except ModuleNotFoundError as err:
-            if err.name != f"hierarchy.cli.{name}":
+            if err.name == f"hierarchy.cli.{name}":
+                continue
+            if not err.name or err.name.startswith("hierarchy"):
                 raise
+            _add_unavailable(subparsers, name, err.name.split(".")[0])
             continue
         module.add_parser(subparsers)
     return parser
+
+
+def _add_unavailable(subparsers: argparse._SubParsersAction, name: str, missing: str) -> None:
+    """Register sub-command ``name`` as one that says which dependency it lacks, so the commands that
+    do not need it (``audit``, ``report``) still work in an environment without it."""
+    # No option prefix: whatever options were given are swallowed, and the answer is the missing dependency.
+    parser = subparsers.add_parser(name, help=f"(unavailable: needs {missing})", prefix_chars="+")
+    parser.add_argument("ignored", nargs=argparse.REMAINDER)
+
+    def func(args: argparse.Namespace) -> int:
+        print(f"hierarchy {name}: error: needs {missing}, which is not installed (pip install {missing})",
+              file=sys.stderr)
+        return 2
+
+    parser.set_defaults(func=func)
 
 
 def error_line(err: BaseException) -> str:
