@@ -47,12 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
 
-    overrides = dict(parse_override(text) for text in args.overrides)
-    if args.seeds:
-        overrides["seeds"] = args.seeds
-    if args.holdout_source:
-        overrides["holdout_source"] = args.holdout_source
-    config = resolve_config(args.profile, config_file=args.config, overrides=overrides)
+    try:
+        overrides = dict(parse_override(text) for text in args.overrides)
+        if args.seeds:
+            overrides["seeds"] = args.seeds
+        if args.holdout_source:
+            overrides["holdout_source"] = args.holdout_source
+        config = resolve_config(args.profile, config_file=args.config, overrides=overrides)
+    except ValueError as err:
+        parser.error(str(err))
     if args.data is None and config.profile != "demo":
         parser.error(f"--data is required for the {config.profile} profile")
     if config.holdout_source and len(args.data or ()) < 2:

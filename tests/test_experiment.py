@@ -297,3 +297,11 @@ def test_holdout_source_trains_on_the_others_and_tests_on_it(two_sources):
     assert trained.str.startswith("alpha/").all()
     with pytest.raises(SystemExit):
         compare_main([*cli_args(alpha, out=base / "refused"), "--holdout-source", "beta"])
+
+
+def test_script_refuses_an_unknown_setting_with_the_known_ones(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        compare_main(["--out", str(tmp_path / "out"), "--set", "router.train.epoch=3"])
+    error = capsys.readouterr().err
+    assert "unknown TrainConfig keys ['epoch']" in error and "'epochs'" in error and "Traceback" not in error
+    assert not (tmp_path / "out").exists()
