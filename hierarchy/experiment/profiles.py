@@ -141,11 +141,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def merge_settings(values: dict[str, Any], updates: dict[str, Any], *, _path: str = "") -> dict[str, Any]:
+def _merge_settings(values: dict[str, Any], updates: dict[str, Any], path: str = "") -> dict[str, Any]:
     """``values`` updated by ``updates``, whose keys may be dotted paths (``router.train.epochs``).
 
     A dict given for a group of settings updates that group key by key; any other value replaces.
     Keys that are not settings are kept, so ``ExperimentConfig.from_dict`` refuses them by name.
+    ``path`` is the dotted prefix of ``values`` in the whole configuration (for messages).
     """
     merged = dict(values)
     for key, value in updates.items():
@@ -154,9 +155,9 @@ def merge_settings(values: dict[str, Any], updates: dict[str, Any], *, _path: st
             value = {rest: value}
         current = merged.get(head)
         if isinstance(value, dict) and isinstance(current, dict):
-            value = merge_settings(current, value, _path=f"{_path}{head}.")
+            value = _merge_settings(current, value, f"{path}{head}.")
         elif rest and head in merged:
-            raise ValueError(f"{_path + key!r}: {_path + head!r} is a single setting, not a group of settings")
+            raise ValueError(f"{path + key!r}: {path + head!r} is a single setting, not a group of settings")
         merged[head] = value
     return merged
 
@@ -177,8 +178,8 @@ def resolve_config(profile: str, *, config_file: str | Path | None = None,
         if not isinstance(settings, dict):
             raise ValueError(f"{config_file}: an experiment config is a JSON object of settings, "
                              f"got {type(settings).__name__}")
-        values = merge_settings(values, settings)
-    values = merge_settings(values, overrides or {})
+        values = _merge_settings(values, settings)
+    values = _merge_settings(values, overrides or {})
     config = ExperimentConfig.from_dict(values)
     unknown = sorted(set(config.perturbations) - set(PERTURBATIONS))
     if unknown:
