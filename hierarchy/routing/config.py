@@ -7,10 +7,12 @@ one in ``ExperimentConfig.router_config``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hierarchy.data import PreprocessConfig
+from hierarchy.data.tta import DEFAULT_TTA, TTA_VIEWS
 from hierarchy.settings import Settings
 from hierarchy.training import TrainConfig
 
@@ -47,6 +49,12 @@ class RouterConfig(Settings):
         Frozen mode: training features are extracted once clean and ``feature_views - 1`` times augmented.
     seed : int
         Seed of the validation split (the components' seeds are ``train.seed``).
+    ood : bool
+        Fit an out-of-distribution scorer (``hierarchy.routing.ood.FeatureOODScorer``) on one trunk's
+        features of the training rows, so predictions carry an ``ood_score`` column.
+    tta : str or None
+        Test-time augmentation of every prediction: comma-separated view names of
+        ``hierarchy.data.tta.TTA_VIEWS`` (``"identity,hflip"``), ``"default"`` (``DEFAULT_TTA``) or None.
     """
 
     plane: str = DEFAULT_BACKBONE
@@ -63,10 +71,13 @@ class RouterConfig(Settings):
     val_fraction: float = 0.15
     feature_views: int = 1
     seed: int = 0
+    ood: bool = True
+    tta: str | None = None
 
     def __post_init__(self) -> None:
         check_settings(self.mode, self.expert_init, self.flat, self.plane, self.experts, self.feature_views,
                        self.val_fraction)
+        tta_names(self.tta)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RouterConfig:
@@ -102,6 +113,23 @@ def check_settings(mode: str, expert_init: str, flat: Any, plane: Any, experts: 
         raise ValueError(f"feature_views must be >= 1, got {feature_views}")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+
+
+def tta_names(tta: bool | str | Sequence[str] | None) -> tuple[str, ...]:
+    """The TTA view names a ``tta`` setting means: None, False or ``""`` none; True or ``"default"``
+    ``DEFAULT_TTA``; a comma-separated string or a sequence those names. Unknown names raise ``ValueError``."""
+    if tta is None or tta is False:
+        return ()
+    if tta is True:
+        return DEFAULT_TTA
+    if isinstance(tta, str):
+        names = DEFAULT_TTA if tta.strip() == "default" else tuple(n.strip() for n in tta.split(",") if n.strip())
+    else:
+        names = tuple(tta)
+    unknown = [n for n in names if n not in TTA_VIEWS]
+    if unknown:
+        raise ValueError(f"unknown TTA views {unknown}; choose from {list(TTA_VIEWS)} or 'default'")
+    return names
 
 
 FIELDS = tuple(f.name for f in fields(RouterConfig))
