@@ -26,6 +26,8 @@ from hierarchy.training import backbone_fingerprint
 
 logger = logging.getLogger(__name__)
 
+OOD_FOLDS = 5
+
 
 def training_frame(data: pd.DataFrame | str | Path, what: str) -> pd.DataFrame:
     """A frame is used as given (test rows refused); a root path is indexed and its non-test rows kept."""
@@ -118,7 +120,8 @@ def feature_array(features: torch.Tensor) -> np.ndarray:
 
 def fit_ood_scorer(component: Component, train: pd.DataFrame, extracted: Mapping[str, np.ndarray], *,
                    batch_size: int = 32) -> FeatureOODScorer:
-    """A ``FeatureOODScorer`` fitted on ``component``'s trunk features of the training rows (and their labels).
+    """A ``FeatureOODScorer`` fitted on ``component``'s trunk features of the training rows (and their labels),
+    its reference scores out of fold (``OOD_FOLDS``) so that ``threshold(q)`` holds for fresh images.
 
     ``extracted`` holds features ``fit_components`` already computed, by trunk; a trunk not among them is
     run once over ``train`` (the prediction path: the same decoding as ``Router.predict_routes``).
@@ -128,4 +131,4 @@ def fit_ood_scorer(component: Component, train: pd.DataFrame, extracted: Mapping
         logger.info("extracting trunk features of %d training images for the OOD scorer", len(train))
         features = np.concatenate([feature_array(component.features_from_batch(x)) for _, x in
                                    batches(resolve_inputs(train), component.preprocess_, batch_size)])
-    return FeatureOODScorer().fit(features, train["label"].astype(str).to_numpy())
+    return FeatureOODScorer(cv=OOD_FOLDS).fit(features, train["label"].astype(str).to_numpy())
