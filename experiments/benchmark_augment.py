@@ -1,7 +1,7 @@
 """Per-image cost of the train/eval transforms, and loader speed with and without the decode-once cache.
 
-Appends (or replaces) the section "Augmentation cost and decode-once cache" of
-reports/benchmarks/loader_speed.md.
+Writes the section "Augmentation cost and decode-once cache" to
+reports/benchmarks/augment_speed.md.
 
 Usage: python experiments/benchmark_augment.py BRISC_ROOT [--images 300] [--runs 3]
 """
@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("root", type=Path)
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("reports/benchmarks/loader_speed.md"))
+    parser.add_argument("--out", type=Path, default=Path("reports/benchmarks/augment_speed.md"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     frame = index_dataset(args.root)
@@ -105,9 +105,7 @@ def main() -> None:
              "prefilled cache reaches them by fork (copy-on-write, nothing pickled); without prefilling, "
              "each worker would fill its own cache and lose it when the epoch's workers exit:", "",
              *epoch_rates(frame, args.runs), ""]
-    old = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
-    kept = old.split(SECTION)[0].rstrip()
-    args.out.write_text((kept + "\n\n" if kept else "") + "\n".join(lines), encoding="utf-8")
+    args.out.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
 
 
