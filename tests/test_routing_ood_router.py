@@ -140,3 +140,25 @@ def test_router_config_carries_ood_and_tta():
     assert Router(tta=True).config.tta == "identity,hflip"
     with pytest.raises(ValueError, match="unknown TTA views"):
         RouterConfig(tta="identity,spin")
+
+
+def test_hierarchy_predict_takes_tta_and_refer_atypical(router, frames, tmp_path, capsys):
+    from hierarchy.cli import main
+
+    router.save(tmp_path / "run")
+    image = frames[2]["path"].iloc[0]
+    assert main(["predict", "--model", str(tmp_path / "run"), image, "--tta", "identity,hflip",
+                 "--refer-atypical", "0.0", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 1 and rows[0]["atypical"] is True and rows[0]["referred"] is True
+    assert rows[0]["ood_score"] == pytest.approx(
+        router.predict([image], tta=("identity", "hflip"))["ood_score"].iloc[0])
+    assert main(["predict", "--model", str(tmp_path / "run"), image, "--tta", "spin"]) == 2
+    assert "unknown TTA views" in capsys.readouterr().err
+
+
+def test_hierarchy_train_has_ood_and_tta_flags():
+    from hierarchy.cli.train import SETTINGS
+
+    flags = {flag for flag, *_ in SETTINGS}
+    assert {"--ood", "--tta"} <= flags

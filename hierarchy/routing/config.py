@@ -116,9 +116,10 @@ def check_settings(mode: str, expert_init: str, flat: Any, plane: Any, experts: 
 
 
 def tta_names(tta: bool | str | Sequence[str] | None) -> tuple[str, ...]:
-    """The TTA view names a ``tta`` setting means: None, False or ``""`` none; True or ``"default"``
-    ``DEFAULT_TTA``; a comma-separated string or a sequence those names. Unknown names raise ``ValueError``."""
-    if tta is None or tta is False:
+    """The TTA view names a ``tta`` setting means: None, False, ``""`` or ``"none"`` none; True or
+    ``"default"`` ``DEFAULT_TTA``; a comma-separated string or a sequence those names. Unknown names raise
+    ``ValueError``."""
+    if tta is None or tta is False or (isinstance(tta, str) and tta.strip().lower() == "none"):
         return ()
     if tta is True:
         return DEFAULT_TTA
