@@ -3,13 +3,12 @@ synthetic data."""
 
 from __future__ import annotations
 
+import importlib
+
 from hierarchy.data.audit import AuditReport, audit
-from hierarchy.data.augment import AUGMENT_PRESETS, AugmentConfig, augment_preset
-from hierarchy.data.dataset import ImageDataset, make_loader
 from hierarchy.data.image_io import ImageReadError, load_image
 from hierarchy.data.index import detect_layout, index_dataset, source_name
 from hierarchy.data.perturb import PERTURBATIONS
-from hierarchy.data.preprocess import PreprocessConfig, eval_transform, train_transform
 from hierarchy.data.splits import (
     duplicate_groups,
     group_kfold,
@@ -18,7 +17,6 @@ from hierarchy.data.splits import (
     with_phash,
 )
 from hierarchy.data.synthetic import make_synthetic_dataset
-from hierarchy.data.tta import DEFAULT_TTA, TTA_VIEWS, tta_views
 
 __all__ = [
     "AUGMENT_PRESETS",
@@ -47,3 +45,15 @@ __all__ = [
     "tta_views",
     "with_phash",
 ]
+
+# These pull in torch; they are imported when first asked for, so indexing and auditing work without it.
+_TORCH_BOUND = {"ImageDataset": "dataset", "make_loader": "dataset", "PreprocessConfig": "preprocess",
+                "eval_transform": "preprocess", "train_transform": "preprocess", "AUGMENT_PRESETS": "augment",
+                "AugmentConfig": "augment", "augment_preset": "augment", "DEFAULT_TTA": "tta",
+                "TTA_VIEWS": "tta", "tta_views": "tta"}
+
+
+def __getattr__(name: str):
+    if name in _TORCH_BOUND:
+        return getattr(importlib.import_module(f"hierarchy.data.{_TORCH_BOUND[name]}"), name)
+    raise AttributeError(f"module 'hierarchy.data' has no attribute {name!r}")

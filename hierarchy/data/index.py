@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from hierarchy.data.image_io import ImageReadError, inspect_image_bytes
+from hierarchy.csv_io import read_csv
+from hierarchy.data.image_io import ImageReadError, inspect_image_bytes, link_problem, skip_record
 from hierarchy.labels import normalize_plane, normalize_tumor_label
 
 log = logging.getLogger(__name__)
@@ -63,15 +64,19 @@ def detect_layout(root: str | Path) -> str:
 
 
 def _image_files(folder: Path) -> Iterator[Path]:
-    """Every non-hidden file in ``folder``; non-image suffixes are yielded too so they get reported."""
+    """Every non-hidden file in ``folder``; non-image suffixes and symlinks that cannot be followed
+    (``folder`` itself included) are yielded too, so that they get reported."""
+    if link_problem(folder):
+        yield folder
+        return
     for path in sorted(folder.iterdir()):
-        if path.is_file() and not path.name.startswith("."):
+        if (path.is_file() or link_problem(path)) and not path.name.startswith("."):
             yield path
 
 
 def _class_folders(split_dir: Path) -> Iterator[tuple[Path, str]]:
     for folder in sorted(split_dir.iterdir()):
-        if folder.is_dir() and not folder.name.startswith("."):
+        if (folder.is_dir() or link_problem(folder)) and not folder.name.startswith("."):
             yield folder, normalize_tumor_label(folder.name, source=str(folder))
 
 
@@ -101,7 +106,7 @@ def _kaggle_entries(root: Path) -> Iterator[_Entry]:
 
 
 def _csv_entries(csv_path: Path) -> Iterator[_Entry]:
-    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    table = read_csv(csv_path, "dataset CSV (path,label[,plane][,split])", dtype=str, keep_default_na=False)
     missing = {"path", "label"} - set(table.columns)
     if missing:
         raise ValueError(f"{csv_path}: missing column(s) {sorted(missing)}; "
@@ -126,6 +131,9 @@ def _relative_id(path: Path, base: Path) -> str:
 
 def _read_row(entry: _Entry, base: Path, layout: str) -> dict:
     where = str(entry.path)
+    problem = link_problem(entry.path)
+    if problem:
+        raise ImageReadError(f"{where}: {problem}")
     if entry.path.suffix.lower() not in IMAGE_SUFFIXES:
         raise ImageReadError(f"{where}: not an image file suffix ({entry.path.suffix or 'none'})")
     try:
@@ -177,8 +185,7 @@ def _index_root(root: str | Path, layout: str = "auto", *, skip_bad: bool = Fals
         except ImageReadError as err:
             if not skip_bad:
                 raise
-            log.warning("skipping %s", err)
-            skipped.append({"path": str(entry.path), "reason": str(err)})
+            skipped.append(skip_record(entry.path, err))
     if not rows:
         raise ValueError(f"no readable images found under {root} (layout {layout})")
     frame = pd.DataFrame(rows, columns=list(COLUMNS)).sort_values("id", ignore_index=True)

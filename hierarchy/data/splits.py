@@ -11,7 +11,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
-from hierarchy.data.image_io import load_image
+from hierarchy.data.image_io import read_images
 from hierarchy.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -19,19 +19,25 @@ log = logging.getLogger(__name__)
 _HASH_DECODE_SIZE = 64  # phash works on 32x32; JPEG draft decoding at >= 64 px is plenty
 
 
-def with_phash(frame: pd.DataFrame, *, progress: bool | None = None) -> pd.DataFrame:
+def with_phash(frame: pd.DataFrame, *, progress: bool | None = None, skip_bad: bool = False) -> pd.DataFrame:
     """A copy of ``frame`` with a ``phash`` column (64-bit perceptual hash as 16 hex digits).
 
-    Rows that already have one keep it, so call this once and pass the result around.
+    Rows that already have one keep it, so call this once and pass the result around. A file that
+    cannot be decoded raises ``ImageReadError`` naming it; with ``skip_bad`` its row is dropped and
+    listed in ``attrs["skipped"]`` (after the entries already there) as a ``{"path", "reason"}`` dict.
     """
     out = frame.copy()
     if "phash" not in out.columns:
         out["phash"] = None
     todo = out.index[out["phash"].isna()]
-    hashes = [str(imagehash.phash(load_image(path, target_size=_HASH_DECODE_SIZE)))
-              for path in progress_bar(out.loc[todo, "path"], enabled=progress, desc="perceptual hashes",
-                                       leave=False)]
-    out.loc[todo, "phash"] = pd.Series(hashes, index=todo, dtype=object)
+    skipped: list[dict[str, str]] = []
+    images = read_images(progress_bar(out.loc[todo, "path"], enabled=progress, desc="perceptual hashes", leave=False),
+                         target_size=_HASH_DECODE_SIZE, skip_bad=skip_bad, skipped=skipped)
+    hashes = {path: str(imagehash.phash(image)) for path, image in images}
+    out.loc[todo, "phash"] = out.loc[todo, "path"].map(hashes).astype(object)
+    if skipped:
+        out = out[out["phash"].notna()]
+        out.attrs["skipped"] = [*frame.attrs.get("skipped", []), *skipped]
     return out
 
 
