@@ -332,7 +332,7 @@ class ImageClassifier(Component):
         """Index of each row's ``aux_task`` target among its classes; -1 where unknown (main loss only)."""
         lookup = {c: i for i, c in enumerate(self.aux_task.classes)}
         column = rows[self.aux_task.target] if self.aux_task.target in rows.columns else pd.Series(index=rows.index)
-        return np.array([lookup.get(v, -1) if isinstance(v, str) else -1 for v in column], dtype=np.int64)
+        return np.array([lookup.get(str(v), -1) if pd.notna(v) else -1 for v in column], dtype=np.int64)
 
     def _fit_aux(self, model: nn.Module, train_rows: pd.DataFrame, val_rows: pd.DataFrame) -> ImageClassifier:
         source = self.init_from
