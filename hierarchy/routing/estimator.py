@@ -162,8 +162,7 @@ feature_views, seed, ood
         if objects:
             raise TypeError(f"{objects} are component objects, not backbone names, so this Router has no "
                             "RouterConfig; save() stores its components")
-        resolved = self._resolved()
-        return RouterConfig(**{**resolved, "tta": self._tta_setting()})
+        return RouterConfig(**{**self._resolved(), "tta": self._tta_setting()})
 
     def _tta_setting(self) -> str | None:
         """``tta`` as ``RouterConfig`` stores it: comma-separated view names, or None."""
@@ -223,7 +222,9 @@ feature_views, seed, ood
         Returns
         -------
         self
-            Fitted: the ensemble weight is chosen on the validation rows, then every route's temperature.
+            Fitted: with ``ood``, the OOD scorer on one trunk's features of the training rows (never the
+            validation rows); the ensemble weight is chosen on the validation rows, then every route's
+            temperature.
         """
         check_settings(self.mode, self.expert_init, self.flat, self.plane, self.experts, self.feature_views,
                        self.val_fraction)
