@@ -55,6 +55,7 @@ class ExperimentConfig(Settings):
     seed_ensemble_routes: tuple[str, ...] = ("flat", "hierarchical")
     conformal_alpha: float = 0.1  # conformal sets aim at coverage 1 - alpha, calibrated on validation rows
     holdout_source: str | None = None  # with several dataset roots: train on the others, test on this one
+    tta: str | None = None  # RouterConfig.tta: test-time augmentation views of every prediction
 
     def router_config(self, seed: int, flat_backbone: str | None) -> RouterConfig:
         """The ``RouterConfig`` of seed ``seed``, with the flat backbone the weights plan chose."""
@@ -65,7 +66,8 @@ class ExperimentConfig(Settings):
                             mode=self.mode, weights=self.weights, expert_init=self.expert_init,
                             preprocess=PreprocessConfig(image_size=self.image_size), train=train,
                             plane_epochs=self.plane_epochs, expert_epochs=self.expert_epochs,
-                            val_fraction=self.val_fraction, feature_views=self.feature_views, seed=seed)
+                            val_fraction=self.val_fraction, feature_views=self.feature_views, seed=seed,
+                            tta=self.tta)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
