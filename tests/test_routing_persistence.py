@@ -108,6 +108,19 @@ def test_save_into_a_folder_with_other_files_refuses_to_replace_a_clashing_one(o
     assert (tmp_path / "run" / "plane" / "mine.txt").read_text() == "mine"
 
 
+def test_save_takes_relative_paths_but_not_the_current_folder(old_router, tmp_path, monkeypatch):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "mine.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path / "run")
+    with pytest.raises(ValueError, match="current working folder"):
+        old_router.save(".")
+    monkeypatch.chdir(tmp_path)
+    old_router.save("run/")
+    old_router.save("run/", overwrite=True)
+    assert Router.load("run").classes_ == old_router.classes_ and Path("run/mine.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
 class Interrupted(Exception):
     """Raised by a patched file operation, standing for a crash or a full disk."""
 
@@ -136,16 +149,20 @@ def test_an_interrupted_save_leaves_the_old_router_or_the_new_one(saved, new_rou
                                                                   tmp_path, monkeypatch):
     old, new = _soft(old_router, frames), _soft(new_router, frames)
     assert not np.allclose(old, new)
-    counted = shutil.copytree(saved, tmp_path / "count" / "router")
+    def old_folder(name: str) -> Path:
+        folder = Path(shutil.copytree(saved, tmp_path / name / "router"))
+        (folder / "training").mkdir()
+        (folder / "training" / "log.csv").write_text("kept")  # a user's entry, carried over by every save
+        return folder
+
+    counted = old_folder("count")
     with monkeypatch.context() as patch:
         calls = _interrupt_at(patch, None)
         new_router.save(counted, overwrite=True)
     steps = len(calls)
-    assert steps > 20  # every component's files, router.json and the swap
-    for step in range(1, steps + 1):
-        folder = Path(shutil.copytree(saved, tmp_path / f"step{step}" / "router"))
-        (folder / "training").mkdir()
-        (folder / "training" / "log.csv").write_text("kept")
+    assert steps > 20 and calls[-3:] == ["replace"] * 3  # components, router.json, then the swap's renames
+    for step in range(1, steps + 2):  # the last one is never interrupted
+        folder = old_folder(f"step{step}")
         with monkeypatch.context() as patch:
             _interrupt_at(patch, step)
             try:
@@ -156,6 +173,7 @@ def test_an_interrupted_save_leaves_the_old_router_or_the_new_one(saved, new_rou
         got = _soft(Router.load(folder), frames)  # never an error, never a mix
         outcome = "new" if np.allclose(got, new) else "old" if np.allclose(got, old) else "mixed"
         assert outcome == ("old" if interrupted else "new"), f"step {step}: {outcome}"
+        assert interrupted == (step <= steps), f"step {step}"
         assert (folder / "training" / "log.csv").read_text() == "kept", f"step {step}"
         assert sorted(p.name for p in folder.parent.iterdir()) == ["router"], f"step {step}: leftovers"
 

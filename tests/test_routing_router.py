@@ -287,9 +287,10 @@ def test_calibrate_refuses_test_rows(router, frames):
 
 
 def test_calibrated_output_needs_temperatures(saved, frames, tmp_path):
-    older = shutil.copytree(saved, tmp_path / "router")  # a router saved before temperatures existed
+    older = shutil.copytree(saved, tmp_path / "router")  # a router saved without temperatures
     manifest = json.loads((older / "router.json").read_text())
-    del manifest["temperatures"]
+    manifest["temperatures"] = {}
+    manifest["checksum"] = content_checksum(manifest)
     (older / "router.json").write_text(json.dumps(manifest))
     router = Router.load(older)
     assert router.temperatures_ == {}

@@ -98,9 +98,12 @@ def save_folder(directory: str | Path, write: Callable[[Path], dict[str, Any]], 
     Path
         ``directory``.
     """
-    directory = Path(directory)
+    given, directory = Path(directory), Path(os.path.abspath(directory))  # "." and "run/" have a parent and name
     if directory.exists() and not directory.is_dir():
         raise FileExistsError(f"{directory} exists and is not a folder")
+    if Path.cwd().resolve().is_relative_to(directory.resolve()):
+        raise ValueError(f"cannot save a Router into {given}: it holds the current working folder, which the "
+                         "save would swap out from under this process; give another folder")
     if (directory / ROUTER_FILE).exists() and not overwrite:
         raise FileExistsError(f"{directory / ROUTER_FILE} exists; pass overwrite=True to replace it")
     generation = uuid.uuid4().hex
@@ -126,7 +129,7 @@ def save_folder(directory: str | Path, write: Callable[[Path], dict[str, Any]], 
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return directory
+    return given
 
 
 def _swap_in(staging: Path, directory: Path, parts: set[str], generation: str) -> None:
@@ -151,6 +154,8 @@ def _swap_in(staging: Path, directory: Path, parts: set[str], generation: str) -
         for name in reversed(moved):
             os.replace(staging / name, directory / name)
         raise
+    if aside.is_symlink():  # directory was a link to a folder elsewhere: drop the link, keep that folder
+        aside.unlink()
     shutil.rmtree(aside, ignore_errors=True)
     if aside.exists():
         logger.warning("the new Router is saved in %s, but the previous one could not be removed from %s; "
