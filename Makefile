@@ -2,6 +2,8 @@
 #   make demo   create .venv, install, run the flat-vs-hierarchical comparison on synthetic data
 #               (or on BRISC 2025: make demo DATA=../shared/data/brisc2025 PROFILE=quick)
 #   make test   create .venv, install, run the test suite
+#   make test-floors   create .venv-floors with the light dependencies at exactly their pyproject.toml
+#               floors (no torch) and run the tests that need no torch: checks that the floors are true
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,8 +13,16 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 DATA ?=
 PROFILE ?= demo
 OUT ?= reports/demo
+FLOORS_VENV ?= .venv-floors
+# Installed at exactly their floors by test-floors (their own dependencies resolve freely).
+FLOOR_PACKAGES ?= numpy pandas scikit-learn scipy pillow matplotlib jinja2 imagehash tqdm crepes
+# The tests that need no torch. test-floors runs them without torch installed, so one that starts
+# to import torch fails there instead of being skipped.
+LIGHT_TESTS ?= tests/test_labels.py tests/test_metrics_*.py tests/test_reports_*.py tests/test_data_index.py \
+	tests/test_data_audit.py tests/test_data_splits.py tests/test_data_synthetic.py tests/test_data_image_io.py \
+	tests/test_data_bad_files.py tests/test_cli_errors.py tests/test_packaging.py tests/test_properties_*.py
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test test-floors lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +39,21 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q
 
+$(FLOORS_VENV)/.installed: pyproject.toml
+	rm -rf $(FLOORS_VENV)
+	$(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_VENV)/bin/pip install -q --upgrade pip
+	$(PYTHON) .ci/floor_pins.py $(FLOOR_PACKAGES) > $(FLOORS_VENV)/floors.txt
+	$(FLOORS_VENV)/bin/pip install -q -r $(FLOORS_VENV)/floors.txt pytest hypothesis
+	$(FLOORS_VENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
+test-floors: $(FLOORS_VENV)/.installed
+	$(FLOORS_VENV)/bin/pip list --format=freeze | grep -iE '^($(shell echo $(FLOOR_PACKAGES) | tr ' ' '|'))=='
+	$(FLOORS_VENV)/bin/python -m pytest -q -p no:cacheprovider $(LIGHT_TESTS)
+
 lint: venv
 	$(VENV)/bin/ruff check hierarchy experiments tests examples
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(FLOORS_VENV) build *.egg-info .pytest_cache

@@ -1,11 +1,14 @@
 """Compare the flat baseline with the two-stage hierarchy and write a paper-ready report.
 
-    python experiments/compare_flat_vs_hierarchical.py --data ROOT --out reports/NAME \
+    python experiments/compare_flat_vs_hierarchical.py --data ROOT [--data ROOT ...] --out reports/NAME \
         [--profile demo|quick|cpu|full] [--seeds 0 1 2] [--config FILE.json] [--set key=value ...] \
-        [--external ROOT ...]
+        [--external ROOT ...] [--holdout-source NAME]
 
 Without --data the demo profile generates synthetic phantoms. Re-running with the same --out
-skips finished stages and continues interrupted ones.
+skips finished stages and continues interrupted ones. With several seeds the report adds the
+seed-ensemble routes ``<route>_seeds`` (``--set 'seed_ensemble_routes=["hierarchical"]'`` chooses them);
+external sets are only predicted, never trained or tuned on (``--set conformal_alpha=0.05`` sets the
+conformal sets' target miscoverage).
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ from hierarchy.logs import configure_logging
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="dataset root (BRISC 2025, Kaggle layout or CSV); synthetic when omitted")
+    parser.add_argument("--data", action="append", metavar="ROOT",
+                        help="dataset root (BRISC 2025, Kaggle layout or CSV), repeatable: several roots are "
+                             "indexed together and metrics are also given per source; synthetic when omitted")
+    parser.add_argument("--holdout-source", metavar="NAME",
+                        help="with several --data roots: train on the others, test on this one (a root's "
+                             "folder name)")
     parser.add_argument("--out", required=True, help="report folder (also holds the resumable work)")
     parser.add_argument("--profile", default="demo", help="demo, quick, cpu or full")
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the profile's)")
@@ -34,17 +42,27 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(parse_override(text) for text in args.overrides)
     if args.seeds:
         overrides["seeds"] = args.seeds
+    if args.holdout_source:
+        overrides["holdout_source"] = args.holdout_source
     config = resolve_config(args.profile, config_file=args.config, overrides=overrides)
     if args.data is None and config.profile != "demo":
         parser.error(f"--data is required for the {config.profile} profile")
+    if config.holdout_source and len(args.data or ()) < 2:
+        parser.error("--holdout-source needs at least two --data roots")
     command = " ".join(["python", "experiments/compare_flat_vs_hierarchical.py",
                         *(sys.argv[1:] if argv is None else argv)])
     summary = run_experiment(config, data_root=args.data, out_dir=args.out, external=args.external,
                              command=command)
     for route, values in summary["routes"].items():
-        print(f"{route:>13}: accuracy {values['accuracy']:.4f} "
+        print(f"{route:>18}: accuracy {values['accuracy']:.4f} "
               f"[{values['accuracy_ci'][0]:.4f}, {values['accuracy_ci'][1]:.4f}]  "
               f"macro-AUC {values['macro_auc']:.4f}  tumour FNR {values['tumor_fnr']:.4f}")
+    for name, result in summary["external"].items():
+        auroc = result["ood_auroc"]
+        accuracy = ", ".join(f"{route} {values['accuracy']:.4f}" for route, values in result.items()
+                             if isinstance(values, dict) and "accuracy" in values)
+        print(f"external {name}: {accuracy}; OOD AUROC "
+              + ("n/a (no OOD score)" if auroc is None else f"{auroc['value']:.3f}"))
     print(f"report: {args.out}/report.md")
     return 0
 

@@ -26,6 +26,8 @@ from hierarchy.labels import PLANES, TUMOR_CLASSES, to_indices
 
 ROUTES: tuple[str, ...] = ("flat", "hierarchical", "soft", "ensemble", "oracle")
 EXPERT_OF_ROUTE = {"flat": "flat", "soft": "mixture", "ensemble": "mixture"}
+# Float32 softmax and CSV round trips may leave a probability this far outside [0, 1]; more is an error.
+_PROB_TOLERANCE = 1e-6
 
 
 def prob_column(label: str) -> str:
@@ -38,12 +40,30 @@ def plane_prob_column(plane: str) -> str:
     return f"plane_prob_{plane}"
 
 
+def _row_name(frame: pd.DataFrame, position: int) -> str:
+    row = frame.iloc[position]
+    named = [f"{key} {row[key]!r}" for key in ("id", "route") if key in frame.columns]
+    return f"row {position + 1}" + (f" ({', '.join(named)})" if named else "")
+
+
 def probabilities(frame: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASSES) -> np.ndarray:
-    """The (n, len(classes)) tumour-probability matrix of a prediction table."""
+    """The (n, len(classes)) tumour-probability matrix of a prediction table.
+
+    A value outside [0, 1] (or missing) raises ``ValueError`` naming the first such row; it is never clipped.
+    """
     missing = [prob_column(c) for c in classes if prob_column(c) not in frame.columns]
     if missing:
         raise KeyError(f"prediction table lacks probability columns {missing}")
-    return frame[[prob_column(c) for c in classes]].to_numpy(dtype=float)
+    try:
+        proba = frame[[prob_column(c) for c in classes]].to_numpy(dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"prediction table has non-numeric probabilities ({err})") from err
+    outside = ~((proba >= -_PROB_TOLERANCE) & (proba <= 1 + _PROB_TOLERANCE))
+    if outside.any():
+        first = int(np.argmax(outside.any(axis=1)))
+        raise ValueError(f"{_row_name(frame, first)} has probabilities outside [0, 1]: "
+                         f"{proba[first].tolist()} ({int(outside.any(axis=1).sum())} such rows)")
+    return proba
 
 
 def plane_probabilities(frame: pd.DataFrame, planes: Sequence[str] = PLANES) -> np.ndarray:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from hierarchy.data import ImageReadError, load_image
@@ -31,6 +30,7 @@ def test_draft_decodes_large_jpeg_smaller_but_not_below_target(jpeg):
 
 
 def test_arrays_and_tensors():
+    torch = pytest.importorskip("torch")
     grey = np.arange(64 * 48, dtype=np.uint32).reshape(64, 48) % 256
     assert np.array_equal(np.asarray(load_image(grey.astype(np.uint8))), grey)
     as_float = load_image(grey.astype(np.float32) / 255.0)

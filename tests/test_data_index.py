@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hierarchy.data import ImageReadError, detect_layout, index_dataset
+from hierarchy.data import ImageReadError, detect_layout, holdout_source, index_dataset, source_name
 from hierarchy.data.index import COLUMNS
 
 
@@ -47,7 +47,7 @@ def _bad_tree(tmp_path: Path, synthetic_root: Path) -> tuple[Path, list[Path]]:
 
 def test_brisc_layout(synthetic_root):
     frame = index_dataset(synthetic_root)
-    assert list(frame.columns) == list(COLUMNS)
+    assert list(frame.columns) == [*COLUMNS, "source"]
     assert len(frame) == 108 and set(frame.layout) == {"brisc2025"}
     assert frame.groupby(["split", "label", "plane"]).size().to_dict() == {
         **{("train", c, p): 6 for c in ("glioma", "meningioma", "pituitary", "no_tumor")
@@ -146,3 +146,45 @@ def test_index_writes_nothing(synthetic_root):
     before = sorted(p for p in synthetic_root.rglob("*"))
     index_dataset(synthetic_root)
     assert sorted(p for p in synthetic_root.rglob("*")) == before
+
+
+def test_single_root_gets_its_folder_as_source(synthetic_root):
+    frame = index_dataset(synthetic_root)
+    assert set(frame.source) == {synthetic_root.name} == {source_name(synthetic_root)}
+    assert not frame.id.str.startswith(synthetic_root.name).any()
+    assert frame.attrs["roots"] == {synthetic_root.name: str(synthetic_root.resolve())}
+
+
+def test_several_roots_make_one_frame(synthetic_root, kaggle_root):
+    single = index_dataset(synthetic_root)
+    frame = index_dataset([synthetic_root, kaggle_root])
+    assert list(frame.columns) == [*COLUMNS, "source"]
+    assert frame.groupby("source").size().to_dict() == {synthetic_root.name: 108, "kaggle": 8}
+    assert frame.groupby("source").layout.unique().map(list).to_dict() == {
+        synthetic_root.name: ["brisc2025"], "kaggle": ["kaggle"]}
+    assert frame.id.is_unique
+    assert set(frame.id[frame.source == "kaggle"]) == {f"kaggle/{i}" for i in index_dataset(kaggle_root).id}
+    assert list(frame.id[frame.source != "kaggle"]) == [f"{synthetic_root.name}/{i}" for i in single.id]
+    named = index_dataset({"brisc": synthetic_root, "kg": kaggle_root})
+    assert set(named.source) == {"brisc", "kg"} and named.id.str.match("(brisc|kg)/").all()
+    assert set(named.attrs["roots"]) == {"brisc", "kg"}
+
+
+def test_several_roots_errors(tmp_path, synthetic_root, kaggle_root):
+    twin = tmp_path / "twin" / "kaggle"
+    shutil.copytree(kaggle_root, twin)
+    with pytest.raises(ValueError, match="several roots are named \\['kaggle'\\]"):
+        index_dataset([kaggle_root, twin])
+    assert set(index_dataset({"a": kaggle_root, "b": twin}).source) == {"a", "b"}
+    with pytest.raises(ValueError, match="no dataset root"):
+        index_dataset([])
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        index_dataset([synthetic_root, tmp_path / "nowhere"])
+
+
+def test_brisc_beside_another_source(brisc_root, synthetic_root):
+    frame = index_dataset({"brisc2025": brisc_root, "phantoms": synthetic_root})
+    assert frame.groupby("source").size().to_dict() == {"brisc2025": 6000, "phantoms": 108}
+    assert frame.id.is_unique and frame.id.str.match("(brisc2025|phantoms)/classification_task/").all()
+    train, test = holdout_source(frame, "phantoms", near=False)
+    assert set(train.source) == {"brisc2025"} and len(test) == 108

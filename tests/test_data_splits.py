@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from hierarchy.data import duplicate_groups, group_kfold, index_dataset, train_val_split, with_phash
+from hierarchy.data import (
+    duplicate_groups,
+    group_kfold,
+    holdout_source,
+    index_dataset,
+    train_val_split,
+    with_phash,
+)
 from hierarchy.data.synthetic import make_synthetic_dataset
 
 
@@ -91,3 +99,84 @@ def test_only_test_rows_is_an_error(planted):
     frame, _ = planted
     with pytest.raises(ValueError, match="no train rows"):
         train_val_split(frame[frame.split == "test"])
+
+
+def _hash_frame(hashes: list[str], sha: list[str] | None = None, source: list[str] | None = None) -> pd.DataFrame:
+    n = len(hashes)
+    return pd.DataFrame({"id": [f"r{i}" for i in range(n)], "sha256": sha or [f"s{i}" for i in range(n)],
+                         "phash": hashes, "source": source or ["a"] * n})
+
+
+def test_groups_are_transitive_and_ordered_by_first_appearance():
+    # r0-r1 and r1-r2 differ in 3 bits, r0-r2 in 6: one group through r1; r3 = r5 by sha256 only
+    frame = _hash_frame(["0000000000000000", "0000000000000007", "000000000000003f", "ffff000000000000",
+                         "00000000ffffffff", "0f0f0f0f0f0f0f0f"],
+                        sha=["a", "b", "c", "d", "e", "d"])
+    assert duplicate_groups(frame).tolist() == [0, 0, 0, 1, 2, 1]
+    assert duplicate_groups(frame, near=False).tolist() == [0, 1, 2, 3, 4, 3]
+    assert duplicate_groups(frame.iloc[:0]).empty
+
+
+def _closure_groups(hashes: np.ndarray, sha: np.ndarray, max_hamming: int) -> list[int]:
+    """Reference grouping by breadth-first search over the duplicate relation."""
+    labels = [-1] * len(hashes)
+    group = 0
+    for start in range(len(hashes)):
+        if labels[start] >= 0:
+            continue
+        labels[start], todo = group, [start]
+        while todo:
+            i = todo.pop()
+            for j in range(len(hashes)):
+                if labels[j] < 0 and (sha[i] == sha[j] or bin(int(hashes[i] ^ hashes[j])).count("1") <= max_hamming):
+                    labels[j] = group
+                    todo.append(j)
+        group += 1
+    return labels
+
+
+def test_connected_components_match_a_reference_closure():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 2**63, size=8, dtype=np.uint64)
+    hashes = base[rng.integers(0, 8, size=120)] ^ (np.uint64(1) << rng.integers(0, 64, size=120).astype(np.uint64))
+    sha = rng.integers(0, 100, size=120).astype(str)
+    frame = _hash_frame([f"{h:016x}" for h in hashes], sha=list(sha))
+    assert duplicate_groups(frame, max_hamming=2).tolist() == _closure_groups(hashes, sha, 2)
+
+
+def test_holdout_source_removes_duplicates_of_held_out_images():
+    frame = _hash_frame(["0000000000000000", "0000000000000001", "ffffffffffffffff", "ffffffff00000000",
+                         "00000000ffffffff"], sha=["a", "b", "c", "d", "c"],
+                        source=["brisc", "brisc", "brisc", "other", "other"])
+    train, test = holdout_source(frame, "other")
+    assert list(test.id) == ["r3", "r4"]
+    assert list(train.id) == ["r0", "r1"]  # r2 is byte-identical to the held-out r4
+    assert train.attrs["removed_as_holdout_duplicates"] == ["r2"]
+    near_only = frame.assign(sha256=[f"x{i}" for i in range(5)], phash=[*frame.phash[:4], "0000000000000003"])
+    train, _ = holdout_source(near_only, "other")
+    assert list(train.id) == ["r2"]  # r0 and r1 are near duplicates of r4
+    assert list(holdout_source(near_only, "other", near=False)[0].id) == ["r0", "r1", "r2"]
+    with pytest.raises(ValueError, match=r"unknown source 'kaggle'.*'brisc', 'other'"):
+        holdout_source(frame, "kaggle")
+    with pytest.raises(ValueError, match="only one"):
+        holdout_source(frame[frame.source == "brisc"], "brisc")
+    with pytest.raises(ValueError, match="no 'source' column"):
+        holdout_source(frame.drop(columns="source"), "brisc")
+
+
+@pytest.mark.filterwarnings("ignore:The least populated class")
+def test_duplicates_are_grouped_across_sources(planted, tmp_path):
+    frame, _ = planted
+    other = tmp_path / "other" / "Training" / "glioma"
+    other.mkdir(parents=True)
+    train_rows = frame[frame.split == "train"]
+    for i, path in enumerate(train_rows.path.iloc[:3]):
+        Image.open(path).save(other / f"copy_{i}.jpg", quality=80)  # re-encoded copies in another dataset
+    both = with_phash(index_dataset({"planted": frame.attrs["root"], "other": tmp_path / "other"}), progress=False)
+    assert set(both.source) == {"planted", "other"} and both.id.is_unique
+    groups = duplicate_groups(both)
+    copied = both[both.source == "other"]
+    originals = both[both.path.isin(train_rows.path.iloc[:3])]
+    assert set(groups[copied.index]) == set(groups[originals.index])
+    train, val = train_val_split(both, val_fraction=0.2)
+    assert not set(groups[train.index]) & set(groups[val.index])

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from hierarchy.data import index_dataset, make_synthetic_dataset
 from hierarchy.experiment import PROFILES, parse_override, resolve_config, run_experiment
 from hierarchy.experiment.external import load_external
-from hierarchy.experiment.runner import Experiment
 from hierarchy.experiment.stages import StageLog
-from hierarchy.metrics import simulate_predictions
 
 TINY = {"mode": "frozen", "image_size": 48, "plane_backbone": "simple_cnn", "expert_backbone": "simple_cnn",
         "flat_backbone": "simple_cnn", "flat_fallback_backbone": "simple_cnn", "weights": None,
@@ -44,7 +44,7 @@ def finished(tmp_path_factory):
     train_images = sorted((root / "classification_task" / "train").glob("*/*.jpg"))[:2]
     external = kaggle_copy(other, base / "kaggle", train_images)
     out = base / "report"
-    config = resolve_config("demo", overrides=TINY)
+    config = resolve_config("demo", overrides={**TINY, "seeds": [0, 1]})
     return out, config, run_experiment(config, data_root=root, out_dir=out, external=[str(external)],
                                        command="pytest")
 
@@ -52,8 +52,9 @@ def finished(tmp_path_factory):
 def test_summary_has_every_headline_key_as_fractions(finished):
     out, _, summary = finished
     stored = json.loads((out / "summary.json").read_text())
-    assert stored["profile"] == "demo" and stored["seeds"] == [0] and stored["dataset"] == "synthetic"
-    assert set(stored["routes"]) == {"flat", "hierarchical", "soft", "ensemble", "oracle"}
+    assert stored["profile"] == "demo" and stored["seeds"] == [0, 1] and stored["dataset"] == "synthetic"
+    assert set(stored["routes"]) == {"flat", "hierarchical", "soft", "ensemble", "oracle", "flat_seeds",
+                                     "hierarchical_seeds"}
     for values in stored["routes"].values():
         for key in ("accuracy", "macro_auc", "macro_f1", "tumor_fnr", "ece"):
             assert 0.0 <= values[key] <= 1.0
@@ -61,7 +62,7 @@ def test_summary_has_every_headline_key_as_fractions(finished):
         assert low <= values["accuracy"] <= high
     assert 0.0 <= stored["plane_accuracy"] <= 1.0 and 0.0 <= stored["mcnemar_p"] <= 1.0
     assert set(stored["robustness"]) == {"jpeg_q75", "downscale_224"}
-    assert set(stored["robustness"]["jpeg_q75"]) == set(stored["routes"])
+    assert set(stored["robustness"]["jpeg_q75"]) == set(stored["routes"]) - {"flat_seeds", "hierarchical_seeds"}
     assert stored["routes"]["flat"]["images_per_second"] > 0
     assert 0.0 <= stored["shortcut"]["accuracy"] <= 1.0
     assert stored["weights"]["sources"]["flat"] == "random initialisation"
@@ -94,7 +95,7 @@ def test_rerun_resumes_without_retraining(finished):
 
 def test_rerun_with_other_settings_is_refused(finished):
     out, config, _ = finished
-    other = resolve_config("demo", overrides={**TINY, "n_bootstrap": 60})
+    other = resolve_config("demo", overrides={**TINY, "seeds": [0, 1], "n_bootstrap": 60})
     with pytest.raises(ValueError, match="another configuration"):
         run_experiment(other, data_root=out.parent / "synthetic", out_dir=out)
 
@@ -128,11 +129,106 @@ def test_external_dataset_is_cleaned_of_training_duplicates_and_reported(finishe
     assert not cleaned["id"].isin(copies).any()
     assert {"flat", "hierarchical", "soft", "ensemble"} <= set(external) and "oracle" not in external
     assert 0.0 <= external["hierarchical"]["accuracy"] <= 1.0
-    assert "**kaggle**" in (out / "report.md").read_text()
+    assert "### kaggle" in (out / "report.md").read_text()
 
 
-def test_seeds_are_aggregated_only_when_there_are_several():
-    assert Experiment.across_seeds({0: simulate_predictions(80, seed=0)}) is None
-    both = Experiment.across_seeds({0: simulate_predictions(80, seed=0), 1: simulate_predictions(80, seed=1)})
-    accuracy = both["routes"]["flat"]["accuracy"]
-    assert both["n_seeds"] == 2 and len(accuracy["values"]) == 2 and accuracy["std"] is not None
+def test_summary_has_generalisation_conformal_and_seed_keys(finished):
+    out, _, _ = finished
+    stored = json.loads((out / "summary.json").read_text())
+    external = stored["external"]["kaggle"]
+    assert external["ood_auroc"] is None  # these routers carry no OOD scorer
+    assert 0.0 <= external["mcnemar_p"] <= 1.0
+    assert external["n_evaluated"] == external["n_indexed"] - external["n_removed_as_training_duplicates"]
+    generalisation = stored["generalisation"]
+    assert list(generalisation) == ["synthetic test", "kaggle", "test + jpeg_q75", "test + downscale_224"]
+    assert [v["kind"] for v in generalisation.values()] == ["test", "external", "perturbation", "perturbation"]
+    for dataset in generalisation.values():
+        for values in dataset["routes"].values():
+            assert values["accuracy_ci"][0] <= values["accuracy"] <= values["accuracy_ci"][1]
+            assert 0.0 <= values["tumor_fnr"] <= 1.0
+    assert stored["robustness"]["jpeg_q75"]["flat"]["accuracy"] == \
+        generalisation["test + jpeg_q75"]["routes"]["flat"]["accuracy"]
+    conformal = stored["conformal"]
+    assert conformal["alpha"] == 0.1 and set(conformal["datasets"]) == {"synthetic test", "kaggle"}
+    kaggle_sets = conformal["datasets"]["kaggle"]
+    assert set(kaggle_sets) == {"flat", "hierarchical", "soft", "ensemble"}
+    assert all(0.0 <= v["coverage"] <= 1.0 and 0.0 <= v["mean_set_size"] <= 4.0 for v in kaggle_sets.values())
+    assert set(stored["train_seconds"]) == {"0", "1"} and all(v > 0 for v in stored["train_seconds"].values())
+    assert stored["routes"]["flat"]["accuracy_sd"] is not None
+    assert stored["routes"]["flat_seeds"]["accuracy_sd"] is None
+    accuracies = stored["seeds_aggregate"]["routes"]["flat"]["accuracy"]["values"]
+    assert stored["routes"]["flat"]["accuracy_mean"] == pytest.approx(sum(accuracies) / 2)
+    assert set(stored["per_seed"]["hierarchical"]) == {"0", "1"}
+
+
+def test_report_has_generalisation_sections_and_files(finished):
+    out, _, _ = finished
+    report = (out / "report.md").read_text()
+    for section in ("## Generalisation at a glance", "## External validation", "## Out-of-distribution referral",
+                    "## Conformal prediction sets", "Nothing was trained, selected or tuned on external data",
+                    "No OOD score", "flat_seeds", "accuracy mean ± sd"):
+        assert section in report
+    for name in ("figures/generalisation.png", "figures/roc_external_kaggle.pdf", "figures/confusion_external.png",
+                 "tables/generalisation.csv", "tables/conformal.csv", "tables/external_kaggle_headline.csv",
+                 "tables/external_per_class_recall.csv", "tables/external_comparisons.csv"):
+        assert (out / name).stat().st_size > 0, name
+        assert name in report
+    errors = out / "tables" / "external_kaggle_errors.csv"
+    if errors.exists():  # a perfect model makes none
+        table = pd.read_csv(errors)
+        assert {"id", "route", "true_label", "pred_label", "confidence"} <= set(table.columns)
+        assert "path" not in table.columns
+        assert (out / "gallery" / "errors_kaggle.png").exists()
+    for name in ("val_seed0.csv", "test_jpeg_q75.csv", "test_seed_ensemble.csv", "external_kaggle.csv"):
+        saved = pd.read_csv(out / "predictions" / name)
+        assert "path" not in saved.columns and len(saved) > 0
+    assert set(pd.read_csv(out / "predictions" / "test_seed_ensemble.csv")["route"]) == {"flat_seeds",
+                                                                                        "hierarchical_seeds"}
+
+
+def compare_main(argv: list[str]) -> int:
+    """``main`` of experiments/compare_flat_vs_hierarchical.py (a script, not a package module)."""
+    script = Path(__file__).resolve().parents[1] / "experiments" / "compare_flat_vs_hierarchical.py"
+    spec = importlib.util.spec_from_file_location("compare_flat_vs_hierarchical", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(argv)
+
+
+def cli_args(*data: Path, out: Path, **settings) -> list[str]:
+    """Command-line arguments of the comparison script with the tiny settings."""
+    tiny = {**TINY, "perturbations": [], "n_bootstrap": 20, "explain_images": 2, **settings}
+    args = [arg for root in data for arg in ("--data", str(root))] + ["--out", str(out)]
+    return args + [arg for k, v in tiny.items() if k != "synthetic" for arg in ("--set", f"{k}={json.dumps(v)}")]
+
+
+@pytest.fixture(scope="module")
+def two_sources(tmp_path_factory):
+    base = tmp_path_factory.mktemp("sources")
+    small = {"n_per_cell_train": 4, "n_per_cell_test": 2, "image_size": 64}
+    return (make_synthetic_dataset(base / "alpha", seed=0, **small),
+            make_synthetic_dataset(base / "beta", seed=1, **small), base)
+
+
+def test_several_roots_give_metrics_per_source(two_sources):
+    alpha, beta, base = two_sources
+    assert compare_main(cli_args(alpha, beta, out=base / "both")) == 0
+    stored = json.loads((base / "both" / "summary.json").read_text())
+    assert stored["dataset"] == "alpha+beta" and stored["holdout_source"] is None
+    assert set(stored["per_source"]) == {"alpha", "beta"}
+    assert stored["per_source"]["alpha"]["flat"]["n"] + stored["per_source"]["beta"]["flat"]["n"] == stored["n_test"]
+    assert [v["kind"] for v in stored["generalisation"].values()] == ["test", "source", "source"]
+    assert "test: beta" in (base / "both" / "report.md").read_text()
+
+
+def test_holdout_source_trains_on_the_others_and_tests_on_it(two_sources):
+    alpha, beta, base = two_sources
+    assert compare_main([*cli_args(alpha, beta, out=base / "holdout"), "--holdout-source", "beta"]) == 0
+    stored = json.loads((base / "holdout" / "summary.json").read_text())
+    assert stored["holdout_source"] == "beta" and list(stored["generalisation"]) == ["beta (held out)"]
+    test_ids = pd.read_csv(base / "holdout" / "predictions" / "test_seed0.csv")["id"]
+    assert test_ids.str.startswith("beta/").all() and stored["n_test"] == test_ids.nunique()
+    trained = pd.read_csv(base / "holdout" / "work" / "split.csv")["id"]
+    assert trained.str.startswith("alpha/").all()
+    with pytest.raises(SystemExit):
+        compare_main([*cli_args(alpha, out=base / "refused"), "--holdout-source", "beta"])

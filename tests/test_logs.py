@@ -11,7 +11,9 @@ from hierarchy.metrics import simulate_predictions
 from hierarchy.reports import build_report
 
 
-def test_building_a_report_with_pdf_figures_logs_no_font_subsetting(tmp_path, caplog):
+def test_building_a_report_with_pdf_figures_logs_no_font_subsetting(tmp_path, caplog, monkeypatch):
+    # Another test's configure_logging() may have set the level already; start from the library's default.
+    monkeypatch.setattr(logging.getLogger("fontTools"), "level", logging.NOTSET)
     caplog.set_level(logging.INFO)
     build_report(simulate_predictions(40, seed=1), tmp_path / "out", n_bootstrap=5, seed=0)
     assert list((tmp_path / "out" / "figures").glob("*.pdf"))

@@ -105,3 +105,34 @@ def test_config_must_describe_the_model(model, tmp_path):
     with pytest.raises(ValueError, match="in_chans"):
         save_bundle(model, tmp_path / "b", {**CONFIG, "in_chans": 3})
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("num_classes", "3", "num_classes"),
+    ("num_classes", True, "num_classes"),
+    ("in_chans", 1.5, "in_chans"),
+    ("architecture", 7, "architecture"),
+    ("classes", "glioma", "classes"),
+    ("classes", ["a", "b"], "classes"),
+    ("preprocess", [], "preprocess"),
+    ("weights_sha256", None, "weights_sha256"),
+])
+def test_config_with_wrong_types_is_a_bundle_error_naming_the_file(bundle, key, value, message):
+    path = bundle / CONFIG_FILE
+    config = json.loads(path.read_text())
+    config[key] = value
+    path.write_text(json.dumps(config))
+    with pytest.raises(BundleError, match=message) as caught:
+        load_bundle(bundle)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["architecture", "num_classes", "in_chans", "classes", "preprocess"])
+def test_config_missing_a_key_is_a_bundle_error_naming_the_file(bundle, key):
+    path = bundle / CONFIG_FILE
+    config = json.loads(path.read_text())
+    del config[key]
+    path.write_text(json.dumps(config))
+    with pytest.raises(BundleError, match=key) as caught:
+        load_bundle(bundle)
+    assert str(path) in str(caught.value)

@@ -90,3 +90,42 @@ def test_refuses_to_overwrite_unless_asked(tmp_path):
         build_report(pred, out, n_bootstrap=5)
     build_report(pred, out, n_bootstrap=5, overwrite=True)
     assert (out / "report.md").exists() and (out / "notes.txt").read_text() == "keep me"
+
+
+def test_overwrite_removes_only_what_the_previous_report_wrote(tmp_path):
+    out = tmp_path / "r"
+    build_report(simulate_predictions(40, routes=("flat", "hierarchical"), seed=4), out, n_bootstrap=5)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "figures/roc.png" in manifest["files"] and "report.md" in manifest["files"]
+    (out / "figures" / "my_figure.png").write_bytes(b"mine")
+    (out / "tables" / "my_table.csv").write_text("mine")
+    (out / "notes.txt").write_text("mine")
+    build_report(simulate_predictions(40, routes=("flat",), seed=5), out, n_bootstrap=5, overwrite=True)
+    for user_file in ("figures/my_figure.png", "tables/my_table.csv", "notes.txt"):
+        assert (out / user_file).exists(), user_file
+    assert not (out / "tables" / "comparisons.csv").exists()  # only the earlier report wrote it
+    assert (out / "figures" / "roc.png").exists()
+
+
+def test_overwrite_never_replaces_a_file_it_did_not_write(tmp_path):
+    out = tmp_path / "r"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "roc.png").write_bytes(b"the user's own roc.png")
+    with pytest.raises(FileExistsError, match="roc.png"):
+        build_report(simulate_predictions(40, routes=("flat",), seed=4), out, n_bootstrap=5, overwrite=True)
+    assert (out / "figures" / "roc.png").read_bytes() == b"the user's own roc.png"
+    (out / "report.md").write_text("user's")
+    with pytest.raises(FileExistsError, match="report.md"):
+        build_report(simulate_predictions(40, routes=("flat",), seed=4), out, n_bootstrap=5, overwrite=True)
+
+
+def test_a_manifest_cannot_delete_outside_the_report_folder(tmp_path):
+    out = tmp_path / "r"
+    build_report(simulate_predictions(40, routes=("flat",), seed=4), out, n_bootstrap=5)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"] += ["../victim.txt", str(victim)]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    build_report(simulate_predictions(40, routes=("flat",), seed=4), out, n_bootstrap=5, overwrite=True)
+    assert victim.read_text() == "keep"

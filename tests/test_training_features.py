@@ -16,6 +16,7 @@ from torch.utils.data import TensorDataset
 from hierarchy.data import ImageDataset, PreprocessConfig, index_dataset
 from hierarchy.provenance import data_fingerprint
 from hierarchy.training import attach_head, extract_features, feature_cache_key, fit_linear_head
+from hierarchy.training.runtime import resolve_runtime
 
 KEY = {"backbone": "test_efficientnet", "weights": "random-seed-0", "preprocess": "fp-a", "data": "d-1"}
 
@@ -58,8 +59,9 @@ def test_extract_features_caches_and_invalidates(model, images, tmp_path, monkey
     first = extract_features(model, images, cache_dir=tmp_path, key=KEY, batch_size=4, progress=False)
     assert first.shape == (10, model.num_features) and first.dtype == np.float32
     assert sum(calls) == 10
-    with torch.no_grad():
-        direct = model.forward_head(model.forward_features(images.tensors[0]), pre_logits=True)
+    runtime = resolve_runtime(device="cpu")  # the extractor's default precision and layout
+    with torch.no_grad(), runtime.autocast():
+        direct = model.forward_head(model.forward_features(images.tensors[0]), pre_logits=True).float()
     np.testing.assert_allclose(first, direct.numpy(), rtol=1e-5, atol=1e-6)
     (sidecar,) = tmp_path.glob("features-*.json")
     assert json.loads(sidecar.read_text())["key"] == KEY

@@ -132,7 +132,7 @@ def test_loss_options_reach_the_training_loss(tmp_path, options):
     weight = class_balanced_weights(y, 4) if options.get("class_balanced") else None
     expected = F.cross_entropy(logits, y, weight=weight, label_smoothing=options.get("label_smoothing", 0.0))
     plain = F.cross_entropy(logits, y)
-    config = TrainConfig(epochs=1, batch_size=12, lr=1e-12, warmup_epochs=0, **options)
+    config = TrainConfig(epochs=1, batch_size=12, lr=1e-12, warmup_epochs=0, amp="off", **options)  # fp32 loss
     result = train(model, TensorDataset(x, y), make_data(4), config, tmp_path, progress=False)
     assert result.history.loc[0, "train_loss"] == pytest.approx(expected.item(), rel=1e-5)
     if options:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from hierarchy.cli.outputs import check_output_dir, check_output_file
 from hierarchy.data.audit import audit
 from hierarchy.data.index import LAYOUTS
 from hierarchy.fileio import write_json
@@ -27,14 +27,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def func(args: argparse.Namespace) -> int:
     """Run the audit, print the Markdown summary, write the requested files."""
-    targets = [args.json_file] if args.json_file is not None else []
+    # Checked before the audit, which takes a while.
+    if args.json_file is not None:
+        check_output_file(args.json_file, "--json", overwrite=args.overwrite)
     if args.out is not None:
-        targets += [args.out / "audit.md", args.out / "audit.json"]
-    existing = [str(p) for p in targets if p.exists()]
-    if existing and not args.overwrite:  # checked before the audit, which takes a while
-        print(f"hierarchy audit: error: {', '.join(existing)} already exist(s); pass --overwrite to replace",
-              file=sys.stderr)
-        return 2
+        check_output_dir(args.out, "--out")
+        for name in ("audit.md", "audit.json"):
+            check_output_file(args.out / name, "--out", overwrite=args.overwrite)
     report = audit(args.root, layout=args.layout, near=not args.no_near)
     print(report.to_markdown())
     if args.out is not None:

@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from hierarchy.cli.outputs import check_output_file
+
 logger = logging.getLogger(__name__)
 
 
@@ -26,8 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from hierarchy.routing import Router
 
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise ValueError(f"--out {out} exists; pass --overwrite to replace it")
+    check_output_file(out, "--out", overwrite=args.overwrite)
     router = Router.load(args.model)
     frame = index_dataset(args.data)
     frame = frame[frame["split"] == args.split].reset_index(drop=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from hierarchy.cli import error_line
+from hierarchy.cli.outputs import check_output_dir
 
 
 def _named_path(text: str) -> tuple[str, Path]:
@@ -33,8 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
-
+    from hierarchy.csv_io import read_csv
     from hierarchy.fileio import read_json
     from hierarchy.reports import build_report
 
@@ -42,19 +43,20 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--n-bootstrap must be at least 1, got {args.n_bootstrap}")
     if not args.predictions.is_file():
         raise FileNotFoundError(f"--predictions {args.predictions} does not exist")
+    check_output_dir(args.out, "--out")
     for _, log in args.training_log:
         if not log.is_file():
             raise FileNotFoundError(f"--training-log {log} does not exist")
     run_record = None
     if args.run_record is not None:
         run_record = read_json(args.run_record, what="--run-record")
+    predictions = read_csv(args.predictions, "prediction table")
     try:
-        report = build_report(pd.read_csv(args.predictions), args.out, run_record=run_record,
+        report = build_report(predictions, args.out, run_record=run_record,
                               training_logs=dict(args.training_log) or None,
                               n_bootstrap=args.n_bootstrap, seed=args.seed,
                               overwrite=args.overwrite)
-    except FileExistsError as err:
-        print(f"hierarchy report: error: {err}", file=sys.stderr)
-        return 2
+    except (KeyError, ValueError) as err:  # what is wrong with the table, said about its file
+        raise ValueError(f"{args.predictions}: {error_line(err)}") from err
     print(report)
     return 0

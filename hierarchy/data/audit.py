@@ -184,13 +184,17 @@ def _counts(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def audit(root_or_frame: str | Path | pd.DataFrame, *, layout: str = "auto", near: bool = True,
           max_hamming: int = 4, progress: bool | None = None) -> AuditReport:
-    """Audit a dataset folder (indexed with ``skip_bad=True``) or an already-built index frame."""
+    """Audit a dataset folder (indexed with ``skip_bad=True``) or an already-built index frame.
+
+    Files that cannot be read, or whose pixel data cannot be decoded for the perceptual hash, are
+    left out and listed in ``unreadable``; they never stop the audit.
+    """
     if isinstance(root_or_frame, pd.DataFrame):
         frame, root = root_or_frame, root_or_frame.attrs.get("root")
     else:
         frame, root = index_dataset(root_or_frame, layout, skip_bad=True), str(root_or_frame)
     if near:
-        frame = with_phash(frame, progress=progress)
+        frame = with_phash(frame, progress=progress, skip_bad=True)
     rgb = frame["mode"].eq("RGB").groupby(frame["label"]).mean()
     return AuditReport(
         n_images=int(len(frame)),

@@ -1,4 +1,5 @@
-"""A torch Dataset over rows of a dataset index, and a seeded DataLoader factory."""
+"""A torch Dataset over rows of a dataset index (with an optional decode-once image cache), and a
+seeded DataLoader factory."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from hierarchy.data.perturb import get_perturbation
 from hierarchy.data.preprocess import Preprocess, PreprocessConfig, eval_transform, train_transform
 from hierarchy.labels import PLANES, TUMOR_CLASSES, is_missing, to_indices
+from hierarchy.progress import progress_bar
 
 _DEFAULT_CLASSES = {"label": TUMOR_CLASSES, "plane": PLANES}
 
@@ -20,14 +23,24 @@ class ImageDataset(Dataset):
     """Rows of a dataset index as ``(tensor (1, S, S) float32, target index)`` pairs.
 
     ``target`` names the column to predict (``"label"`` or ``"plane"``); the index is -1 when
-    ``target`` is None or the row's value is missing. ``train=True`` adds augmentation, with
-    horizontal flips only where the row's plane allows them. ``perturbation`` (a name in
-    ``PERTURBATIONS``) is applied to the decoded image before preprocessing.
+    ``target`` is None or the row's value is missing. ``train=True`` adds the augmentation of
+    ``preprocess.augment``, with horizontal flips only where the row's plane allows them.
+    ``perturbation`` (a name in ``PERTURBATIONS``) is applied to the decoded image before preprocessing.
+
+    ``cache=True`` keeps each row's decoded, cropped greyscale image (uint8, longer side at most
+    ``preprocess.base_side``; about 67 kB at 224 px) in memory after its first use, so later epochs
+    only run the augmentation and the final resize. The cache lives in the process that reads the
+    rows: call :meth:`prefill` before iterating with DataLoader workers (``make_loader`` does), so
+    forked workers share the filled cache instead of each filling, and losing, their own.
+
+    ``seed``: when given, row ``i``'s augmentation in epoch ``e`` (see :meth:`set_epoch`) is drawn
+    from a generator seeded by ``(seed, e, i)``, so it does not depend on workers or order; without
+    it, augmentation draws from torch's global RNG (seeded per worker by the DataLoader).
     """
 
     def __init__(self, frame: pd.DataFrame, preprocess: PreprocessConfig, *, target: str | None = "label",
                  classes: Sequence[str] | None = None, train: bool = False,
-                 perturbation: str | None = None) -> None:
+                 perturbation: str | None = None, cache: bool = False, seed: int | None = None) -> None:
         if "path" not in frame.columns:
             raise KeyError("dataset frame has no 'path' column; build it with index_dataset()")
         if target is not None and target not in frame.columns:
@@ -42,12 +55,16 @@ class ImageDataset(Dataset):
         self.classes: tuple[str, ...] = tuple(classes or ())
         self.train = train
         self.perturbation = perturbation
+        self.cache = cache
+        self.seed = seed
+        self.epoch = 0
         self._perturb = get_perturbation(perturbation) if perturbation is not None else None
         self.targets = (np.full(len(self.frame), -1, dtype=np.int64) if target is None else
                         to_indices(self.frame[target], self.classes, what=target,
                                    sources=self.frame["path"].tolist(), allow_missing=True))
         self._eval = eval_transform(preprocess)
         self._train = {plane: train_transform(preprocess, plane) for plane in (*PLANES, None)} if train else {}
+        self._decoded: dict[int, np.ndarray] = {}
 
     def _transform(self, row: int) -> Preprocess:
         if not self.train:
@@ -58,13 +75,44 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.frame)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next items' augmentation that of ``epoch`` (only used with ``seed``)."""
+        self.epoch = int(epoch)
+
+    def _item_seed(self, row: int) -> int | None:
+        if self.seed is None or not self.train:
+            return None
+        return int(np.random.SeedSequence([self.seed, self.epoch, row]).generate_state(1)[0])
+
+    def decoded(self, row: int) -> Image.Image:
+        """Row ``row``'s decoded, cropped greyscale image (from the cache when it is on)."""
+        if row in self._decoded:
+            return Image.fromarray(self._decoded[row])
+        image = self._eval.decode(self.frame["path"].iat[row], self._perturb)
+        if self.cache:
+            self._decoded[row] = np.asarray(image)
+        return image
+
+    def prefill(self, *, progress: bool | None = None) -> ImageDataset:
+        """Decode every row not cached yet into the cache (turning it on); returns ``self``."""
+        self.cache = True
+        for row in progress_bar(range(len(self)), enabled=progress, desc="decoding images", leave=False):
+            self.decoded(row)
+        return self
+
     def __getitem__(self, row: int) -> tuple[torch.Tensor, int]:
-        return self._transform(row)(self.frame["path"].iat[row], self._perturb), int(self.targets[row])
+        tensor = self._transform(row).finish(self.decoded(row), seed=self._item_seed(row))
+        return tensor, int(self.targets[row])
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, num_workers: int = 0,
                 seed: int = 0) -> DataLoader:
-    """A DataLoader whose shuffling and per-worker augmentation RNG are fixed by ``seed``."""
+    """A DataLoader whose shuffling and per-worker augmentation RNG are fixed by ``seed``.
+
+    A caching :class:`ImageDataset` read by workers is prefilled first, so the workers share its cache.
+    """
+    if num_workers > 0 and isinstance(dataset, ImageDataset) and dataset.cache:
+        dataset.prefill()
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
                       generator=generator, persistent_workers=False)

@@ -1,8 +1,20 @@
-"""Decoding any image source (file, PIL image, array, tensor) to an 8-bit greyscale PIL image."""
+"""Decoding any image source (file, PIL image, array, tensor) to an 8-bit greyscale PIL image.
+
+Every decode of a file goes through :func:`guarded_decode`, so whatever is wrong with a file (unknown
+format, truncated or corrupt data, a decompression bomb, a symlink loop) surfaces as one
+``ImageReadError`` naming it. :func:`read_images` decodes many files and, with ``skip_bad``, lists
+the bad ones instead of stopping at the first.
+"""
 
 from __future__ import annotations
 
+import errno
 import io
+import logging
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +35,60 @@ UNSUPPORTED_MODES = {
 ImageSource = str | Path | Image.Image | np.ndarray | Any  # Any: a torch.Tensor
 
 
+log = logging.getLogger(__name__)
+
+
 class ImageReadError(ValueError):
     """An image that cannot be read, is truncated, or has an unsupported pixel format."""
+
+
+def link_problem(path: str | Path) -> str | None:
+    """Why the symlink ``path`` cannot be followed (a loop, a missing target), or None."""
+    path = Path(path)
+    if not path.is_symlink():
+        return None
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop this way
+        return "symlink loop"
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symlink loop"
+        return f"broken symlink (its target {os.readlink(path)} does not exist)"
+    return None
+
+
+@contextmanager
+def guarded_decode(where: str) -> Iterator[None]:
+    """Turn anything that goes wrong while decoding into ``ImageReadError`` naming ``where``.
+
+    Pillow's decompression-bomb warning (more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels) is an error
+    here too, so an oversized file is refused instead of filling memory.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except ImageReadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageReadError(f"{where}: exceeds the decompression-bomb limit ({err}); raise "
+                             "PIL.Image.MAX_IMAGE_PIXELS only for files you trust") from err
+    except UnidentifiedImageError as err:
+        raise ImageReadError(f"{where}: not a recognised image format") from err
+    except FileNotFoundError as err:
+        raise ImageReadError(f"{where}: {link_problem(where) or 'file not found'}") from err
+    except OSError as err:
+        reason = "symlink loop" if err.errno == errno.ELOOP else f"cannot decode image ({err})"
+        raise ImageReadError(f"{where}: {reason}") from err
+    except Exception as err:  # malformed files can trip any error inside a decoder
+        raise ImageReadError(f"{where}: cannot decode image ({type(err).__name__}: {err})") from err
+
+
+def skip_record(path: str | Path, err: ImageReadError) -> dict[str, str]:
+    """The ``{"path", "reason"}`` entry listing a skipped file (``frame.attrs["skipped"]``)."""
+    log.warning("skipping %s", err)
+    return {"path": str(path), "reason": str(err)}
 
 
 def check_mode(mode: str, where: str) -> None:
@@ -40,21 +104,31 @@ def open_image_file(path: str | Path, target_size: int | None = None) -> Image.I
     least ``target_size`` px (``Image.draft``), which makes large JPEGs cheap to read.
     """
     path = Path(path)
-    try:
-        with Image.open(path) as im:
-            check_mode(im.mode, str(path))
-            if target_size is not None and im.format == "JPEG":
-                im.draft("L", (target_size, target_size))
-            im.load()
-            return im.convert("L")
-    except ImageReadError:
-        raise
-    except UnidentifiedImageError as err:
-        raise ImageReadError(f"{path}: not a recognised image format") from err
-    except FileNotFoundError as err:
-        raise ImageReadError(f"{path}: file not found") from err
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageReadError(f"{path}: cannot decode image ({err})") from err
+    with guarded_decode(str(path)), Image.open(path) as im:
+        check_mode(im.mode, str(path))
+        if target_size is not None and im.format == "JPEG":
+            im.draft("L", (target_size, target_size))
+        im.load()
+        return im.convert("L")
+
+
+def read_images(paths: Iterable[str | Path], *, target_size: int | None = None, skip_bad: bool = False,
+                skipped: list[dict[str, str]] | None = None) -> Iterator[tuple[str | Path, Image.Image]]:
+    """Decode each file of ``paths`` in turn, yielding ``(path, image)`` (mode "L").
+
+    A bad file raises ``ImageReadError`` naming it; with ``skip_bad`` it is logged, appended to
+    ``skipped`` as a ``{"path", "reason"}`` dict, and the next file is read.
+    """
+    for path in paths:
+        try:
+            image = open_image_file(path, target_size)
+        except ImageReadError as err:
+            if not skip_bad:
+                raise
+            if skipped is not None:
+                skipped.append(skip_record(path, err))
+            continue
+        yield path, image
 
 
 def _array_to_image(array: np.ndarray, where: str) -> Image.Image:
@@ -99,15 +173,10 @@ def load_image(source: ImageSource, target_size: int | None = None) -> Image.Ima
 
 def decode_bytes(data: bytes, where: str) -> Image.Image:
     """Decode in-memory file bytes (already read for hashing) to mode "L"; errors name ``where``."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            check_mode(im.mode, where)
-            im.load()
-            return im.convert("L")
-    except ImageReadError:
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageReadError(f"{where}: cannot decode image ({err})") from err
+    with guarded_decode(where), Image.open(io.BytesIO(data)) as im:
+        check_mode(im.mode, where)
+        im.load()
+        return im.convert("L")
 
 
 def _looks_complete(data: bytes, fmt: str | None) -> bool:
@@ -126,13 +195,8 @@ def inspect_image_bytes(data: bytes, where: str) -> tuple[int, int, str]:
     Files whose stream does not end properly (or formats other than JPEG/PNG) are fully decoded,
     so truncated files are caught. Raises ``ImageReadError`` naming ``where``.
     """
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            width, height, mode, fmt = im.width, im.height, im.mode, im.format
-    except UnidentifiedImageError as err:
-        raise ImageReadError(f"{where}: not a recognised image format") from err
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageReadError(f"{where}: not a readable image ({err})") from err
+    with guarded_decode(where), Image.open(io.BytesIO(data)) as im:
+        width, height, mode, fmt = im.width, im.height, im.mode, im.format
     check_mode(mode, where)
     if not _looks_complete(data, fmt):
         decode_bytes(data, where)

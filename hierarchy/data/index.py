@@ -1,16 +1,17 @@
-"""Indexing a dataset folder (BRISC 2025, Kaggle brain-tumour MRI, or a CSV list) into one table."""
+"""Indexing dataset folders (BRISC 2025, Kaggle brain-tumour MRI, or a CSV list) into one table."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from hierarchy.data.image_io import ImageReadError, inspect_image_bytes
+from hierarchy.csv_io import read_csv
+from hierarchy.data.image_io import ImageReadError, inspect_image_bytes, link_problem, skip_record
 from hierarchy.labels import normalize_plane, normalize_tumor_label
 
 log = logging.getLogger(__name__)
@@ -63,15 +64,19 @@ def detect_layout(root: str | Path) -> str:
 
 
 def _image_files(folder: Path) -> Iterator[Path]:
-    """Every non-hidden file in ``folder``; non-image suffixes are yielded too so they get reported."""
+    """Every non-hidden file in ``folder``; non-image suffixes and symlinks that cannot be followed
+    (``folder`` itself included) are yielded too, so that they get reported."""
+    if link_problem(folder):
+        yield folder
+        return
     for path in sorted(folder.iterdir()):
-        if path.is_file() and not path.name.startswith("."):
+        if (path.is_file() or link_problem(path)) and not path.name.startswith("."):
             yield path
 
 
 def _class_folders(split_dir: Path) -> Iterator[tuple[Path, str]]:
     for folder in sorted(split_dir.iterdir()):
-        if folder.is_dir() and not folder.name.startswith("."):
+        if (folder.is_dir() or link_problem(folder)) and not folder.name.startswith("."):
             yield folder, normalize_tumor_label(folder.name, source=str(folder))
 
 
@@ -101,7 +106,7 @@ def _kaggle_entries(root: Path) -> Iterator[_Entry]:
 
 
 def _csv_entries(csv_path: Path) -> Iterator[_Entry]:
-    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    table = read_csv(csv_path, "dataset CSV (path,label[,plane][,split])", dtype=str, keep_default_na=False)
     missing = {"path", "label"} - set(table.columns)
     if missing:
         raise ValueError(f"{csv_path}: missing column(s) {sorted(missing)}; "
@@ -126,6 +131,9 @@ def _relative_id(path: Path, base: Path) -> str:
 
 def _read_row(entry: _Entry, base: Path, layout: str) -> dict:
     where = str(entry.path)
+    problem = link_problem(entry.path)
+    if problem:
+        raise ImageReadError(f"{where}: {problem}")
     if entry.path.suffix.lower() not in IMAGE_SUFFIXES:
         raise ImageReadError(f"{where}: not an image file suffix ({entry.path.suffix or 'none'})")
     try:
@@ -149,7 +157,7 @@ def _read_row(entry: _Entry, base: Path, layout: str) -> dict:
     }
 
 
-def index_dataset(root: str | Path, layout: str = "auto", *, skip_bad: bool = False) -> pd.DataFrame:
+def _index_root(root: str | Path, layout: str = "auto", *, skip_bad: bool = False) -> pd.DataFrame:
     """One row per image of the dataset at ``root`` (a folder, or a CSV file for layout "csv").
 
     Columns as in docs/architecture.md. Only file headers are decoded (files whose stream does
@@ -177,8 +185,7 @@ def index_dataset(root: str | Path, layout: str = "auto", *, skip_bad: bool = Fa
         except ImageReadError as err:
             if not skip_bad:
                 raise
-            log.warning("skipping %s", err)
-            skipped.append({"path": str(entry.path), "reason": str(err)})
+            skipped.append(skip_record(entry.path, err))
     if not rows:
         raise ValueError(f"no readable images found under {root} (layout {layout})")
     frame = pd.DataFrame(rows, columns=list(COLUMNS)).sort_values("id", ignore_index=True)
@@ -188,3 +195,49 @@ def index_dataset(root: str | Path, layout: str = "auto", *, skip_bad: bool = Fa
     frame.attrs["skipped"] = skipped
     frame.attrs["root"] = str(root.resolve())
     return frame
+
+
+def source_name(root: str | Path) -> str:
+    """The default ``source`` of a dataset root: its folder name (a CSV list's file stem)."""
+    path = Path(root).resolve()
+    return path.stem if path.is_file() else path.name
+
+
+def index_dataset(roots: str | Path | Sequence[str | Path] | Mapping[str, str | Path], layout: str = "auto",
+                  *, skip_bad: bool = False) -> pd.DataFrame:
+    """One row per image of one dataset or several, with a ``source`` column naming each row's dataset.
+
+    ``roots``: a root (a folder, or a CSV file for layout "csv"), a sequence of roots (each source
+    named by :func:`source_name`), or a mapping ``{source: root}``. Each root is indexed on its own
+    (``layout`` applies to every root; "auto" detects each one's). With several sources, ids are
+    prefixed with ``"<source>/"`` so they stay unique. Columns as in docs/architecture.md plus
+    ``source``. Only file headers are decoded (files whose stream does not end properly are decoded
+    fully). Bad files raise ``ImageReadError`` naming the file; with ``skip_bad`` they are logged
+    and listed in ``frame.attrs["skipped"]`` as ``{"path", "reason"}`` dicts. ``frame.attrs["roots"]``
+    maps each source to its resolved root. Nothing is written under any root.
+    """
+    if isinstance(roots, Mapping):
+        named = {str(name): Path(root) for name, root in roots.items()}
+    else:
+        paths = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
+        names = [source_name(p) for p in paths]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"several roots are named {repeated}; pass a mapping {{source: root}} "
+                             "to name them apart")
+        named = dict(zip(names, paths, strict=True))
+    if not named:
+        raise ValueError("no dataset root given")
+    frames = []
+    for name, root in named.items():
+        frame = _index_root(root, layout, skip_bad=skip_bad)
+        if len(named) > 1:
+            frame["id"] = name + "/" + frame["id"]
+        frames.append(frame.assign(source=name))
+    attrs = {"skipped": [s for f in frames for s in f.attrs["skipped"]],
+             "roots": {name: str(root.resolve()) for name, root in named.items()}}
+    if len(frames) == 1:
+        attrs["root"] = frames[0].attrs["root"]
+    combined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    combined.attrs = attrs
+    return combined

@@ -1,79 +1,141 @@
 """The one preprocessing pipeline for training, evaluation and prediction, plus train-time augmentation.
 
-Decode to greyscale -> crop to the head -> robust per-image intensity scaling to [0, 1] ->
-resize with aspect kept (antialiased bilinear, which cannot overshoot; scaling first makes
-the result independent of linear contrast changes) -> zero-pad to a square -> normalise. Training inserts
-re-encoding augmentation before the crop, geometric augmentation after the padding and
-photometric jitter before the normalisation.
+Decode to greyscale -> crop to the head -> bound the longer side to ``base_side`` px (the image
+that :class:`hierarchy.data.ImageDataset` can cache) -> [train: acquisition augmentation] ->
+source-independent intensity standardisation to [0, 1] (robust percentiles of the whole image or
+of the head, optional CLAHE) -> resize with aspect kept (antialiased bilinear, which cannot
+overshoot; scaling first makes the result independent of linear contrast changes) -> zero-pad to a
+square -> [train: geometric, then intensity augmentation] -> normalise. The augmentation stages
+are built from ``PreprocessConfig.augment`` (see :mod:`hierarchy.data.augment`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
+from scipy.ndimage import binary_erosion
+from skimage.exposure import equalize_adapthist
 from torchvision.transforms import v2
 
+from hierarchy.data.augment import (
+    AugmentConfig,
+    acquisition_transform,
+    augment_preset,
+    geometric_transform,
+    intensity_transform,
+)
 from hierarchy.data.image_io import ImageSource, load_image
-from hierarchy.data.perturb import jpeg_reencode, resize_longer_side
+from hierarchy.data.perturb import resize_longer_side
 from hierarchy.settings import Settings
 
 # Bump when the pipeline's code changes what it outputs, so cached features are invalidated.
-PIPELINE_VERSION = 1
-# Planes whose left-right mirror image is still a plausible slice of the same plane.
-FLIP_PLANES = frozenset({"axial", "coronal"})
+PIPELINE_VERSION = 2
+INTENSITY_SCALINGS = ("image", "head")
+# The cropped image is kept at up to this many times image_size (room for random zoom-in crops).
+BASE_MARGIN = 1.15
 _FOREGROUND_LEVEL = 0.1  # fraction of the robust intensity range above which a pixel is "head"
 _PERCENTILES = (0.5, 99.5)
 
 
 @dataclass
 class PreprocessConfig(Settings):
-    """Settings of the preprocessing pipeline; stored in bundles and keyed into feature caches."""
+    """Settings of the preprocessing pipeline; stored in bundles and keyed into feature caches.
+
+    ``intensity_scaling``: the 0.5th-99.5th percentiles that map to [0, 1] are taken over the whole
+    (cropped) ``"image"`` or over the ``"head"`` only (:func:`head_mask`). ``clahe``: contrast-limited adaptive
+    histogram equalisation (scikit-image) after scaling, with ``clahe_clip_limit``. Both apply at
+    training and evaluation time. ``augment``: the train-time augmentation, an
+    :class:`~hierarchy.data.augment.AugmentConfig`, its dict, or a preset name (``"light"``, the
+    default, ``"robust"`` or ``"none"``).
+    """
 
     image_size: int = 224
     crop_foreground: bool = True
     mean: float = 0.449
     std: float = 0.226
+    intensity_scaling: str = "image"
+    clahe: bool = False
+    clahe_clip_limit: float = 0.01
+    augment: AugmentConfig = field(default_factory=lambda: augment_preset("light"))
 
     def __post_init__(self) -> None:
         if int(self.image_size) != self.image_size or self.image_size < 8:
             raise ValueError(f"image_size must be an integer >= 8, got {self.image_size!r}")
         if not self.std > 0:
             raise ValueError(f"std must be positive, got {self.std!r}")
+        if self.intensity_scaling not in INTENSITY_SCALINGS:
+            raise ValueError(f"intensity_scaling must be one of {INTENSITY_SCALINGS}, "
+                             f"got {self.intensity_scaling!r}")
+        if not 0 < self.clahe_clip_limit <= 1:
+            raise ValueError(f"clahe_clip_limit must be in (0, 1], got {self.clahe_clip_limit!r}")
+        if isinstance(self.augment, str):
+            self.augment = augment_preset(self.augment)
+        elif isinstance(self.augment, dict):
+            self.augment = AugmentConfig.from_dict(self.augment)
+        elif not isinstance(self.augment, AugmentConfig):
+            raise TypeError(f"augment must be an AugmentConfig, a dict or a preset name, "
+                            f"got {type(self.augment).__name__}")
 
-
+    @property
+    def base_side(self) -> int:
+        """Longest side of the decoded, cropped image the rest of the pipeline starts from."""
+        return math.ceil(BASE_MARGIN * self.image_size)
 
     def fingerprint(self) -> str:
-        """Stable 16-hex-digit hash of the settings and the pipeline version."""
+        """Stable 16-hex-digit hash of the settings (augmentation included) and the pipeline version."""
         payload = json.dumps({"pipeline_version": PIPELINE_VERSION, **self.to_dict()}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _robust_range(array: np.ndarray) -> tuple[float, float]:
-    """The 0.5th and 99.5th percentiles of a uint8 array, from its histogram (fast on large images)."""
-    cdf = np.cumsum(np.bincount(array.ravel(), minlength=256))
+def _robust_range(array: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
+    """The 0.5th and 99.5th percentiles of a uint8 array (of its ``mask`` pixels when given), from
+    its histogram (fast on large images)."""
+    cdf = np.cumsum(np.bincount((array if mask is None else array[mask]).ravel(), minlength=256))
     lo, hi = np.searchsorted(cdf, np.array(_PERCENTILES) / 100.0 * cdf[-1])
     return float(lo), float(hi)
+
+
+def _blur_radius(image: Image.Image) -> int:
+    return max(1, min(image.size) // 128)
+
+
+def foreground_mask(image: Image.Image) -> np.ndarray | None:
+    """Boolean (H, W) mask of the head, or None when the image is flat.
+
+    After a small box blur (which evens out background noise and JPEG ringing), a pixel is head
+    when it exceeds 10 % of the robust intensity range.
+    """
+    array = np.asarray(image.filter(ImageFilter.BoxBlur(_blur_radius(image))))
+    lo, hi = _robust_range(array)
+    if hi <= lo:
+        return None
+    return array > lo + _FOREGROUND_LEVEL * (hi - lo)
+
+
+def head_mask(image: Image.Image) -> np.ndarray | None:
+    """:func:`foreground_mask` eroded past the blur radius, so that no background pixel at the
+    head's edge remains (for statistics of head intensities)."""
+    mask = foreground_mask(image)
+    return None if mask is None else binary_erosion(mask, iterations=_blur_radius(image) + 1)
 
 
 def foreground_box(image: Image.Image) -> tuple[int, int, int, int] | None:
     """Bounding box (left, upper, right, lower) of the head, or None when no head is found.
 
-    After a small box blur (which evens out background noise and JPEG ringing), a row or column
-    belongs to the head when more than 1 % of its pixels exceed 10 % of the robust intensity range.
+    A row or column belongs to the head when more than 1 % of its pixels are in :func:`foreground_mask`.
     """
-    array = np.asarray(image.filter(ImageFilter.BoxBlur(max(1, min(image.size) // 128))))
-    lo, hi = _robust_range(array)
-    if hi <= lo:
+    mask = foreground_mask(image)
+    if mask is None:
         return None
-    mask = array > lo + _FOREGROUND_LEVEL * (hi - lo)
-    rows = np.flatnonzero(mask.sum(axis=1) > 0.01 * array.shape[1])
-    cols = np.flatnonzero(mask.sum(axis=0) > 0.01 * array.shape[0])
+    rows = np.flatnonzero(mask.sum(axis=1) > 0.01 * mask.shape[1])
+    cols = np.flatnonzero(mask.sum(axis=0) > 0.01 * mask.shape[0])
     if rows.size == 0 or cols.size == 0:
         return None
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
@@ -85,13 +147,24 @@ def crop_to_foreground(image: Image.Image) -> Image.Image:
     return image if box is None else image.crop(box)
 
 
-def scale_intensity(image: Image.Image) -> torch.Tensor:
-    """(1, H, W) float tensor scaled to [0, 1] by the 0.5th and 99.5th intensity percentiles."""
+def scale_intensity(image: Image.Image, mask: np.ndarray | None = None) -> torch.Tensor:
+    """(1, H, W) float tensor scaled to [0, 1] by the 0.5th and 99.5th intensity percentiles
+    (of the ``mask`` pixels when given and not empty)."""
     array = np.asarray(image)
-    lo, hi = _robust_range(array)
+    lo, hi = _robust_range(array, mask if mask is not None and mask.any() else None)
     array = array.astype(np.float32)
     scaled = (array - lo) / (hi - lo) if hi > lo else np.zeros_like(array)
     return torch.from_numpy(np.clip(scaled, 0.0, 1.0))[None]
+
+
+def standardise_intensity(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
+    """``image`` as a (1, H, W) [0, 1] tensor by ``cfg``'s intensity scaling, then CLAHE if set."""
+    mask = head_mask(image) if cfg.intensity_scaling == "head" else None
+    tensor = scale_intensity(image, mask)
+    if cfg.clahe:
+        equalised = equalize_adapthist(tensor[0].numpy(), clip_limit=cfg.clahe_clip_limit)
+        tensor = torch.from_numpy(equalised.astype(np.float32))[None]
+    return tensor
 
 
 def resize_keep_aspect(tensor: torch.Tensor, size: int) -> torch.Tensor:
@@ -111,65 +184,62 @@ def pad_to_square(tensor: torch.Tensor, size: int) -> torch.Tensor:
     return canvas
 
 
-class RandomJPEG:
-    """Re-encode as JPEG at a quality drawn uniformly from [low, high] (torch RNG)."""
-
-    def __init__(self, low: int = 60, high: int = 95) -> None:
-        self.low, self.high = low, high
-
-    def __call__(self, image: Image.Image) -> Image.Image:
-        return jpeg_reencode(image, int(torch.randint(self.low, self.high + 1, ()).item()))
-
-
-class RandomDownUp:
-    """Downscale so the longer side is drawn from [low, high] px, then back to the original size."""
-
-    def __init__(self, low: int = 160, high: int = 256) -> None:
-        self.low, self.high = low, high
-
-    def __call__(self, image: Image.Image) -> Image.Image:
-        side = int(torch.randint(self.low, self.high + 1, ()).item())
-        if side >= max(image.size):
-            return image
-        return resize_longer_side(image, side).resize(image.size, Image.Resampling.BICUBIC)
-
-
-class RandomGamma:
-    """Raise [0, 1] intensities to a gamma drawn log-uniformly from [low, high]."""
-
-    def __init__(self, low: float = 0.8, high: float = 1.25) -> None:
-        self.low, self.high = np.log(low), np.log(high)
-
-    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
-        gamma = float(np.exp(self.low + (self.high - self.low) * torch.rand(()).item()))
-        return tensor.clamp(0.0, 1.0) ** gamma
-
-
 class Preprocess:
-    """The pipeline as a picklable callable: image source -> float32 tensor (1, S, S)."""
+    """The pipeline as a picklable callable: image source -> float32 tensor (1, S, S).
 
-    def __init__(self, cfg: PreprocessConfig, *, reencode: Callable | None = None,
-                 geometric: Callable | None = None, photometric: Callable | None = None) -> None:
-        self.cfg, self.reencode, self.geometric, self.photometric = cfg, reencode, geometric, photometric
+    It runs in two steps: :meth:`decode` (deterministic and cacheable: decode, perturb, crop, bound
+    to ``cfg.base_side``) and :meth:`finish` (augmentation, standardisation, resize, normalise).
+    ``acquisition`` acts on the PIL base image, ``geometric`` and ``intensity`` on the padded
+    [0, 1] tensor.
+    """
 
-    def __call__(self, source: ImageSource,
-                 perturb: Callable[[Image.Image], Image.Image] | None = None) -> torch.Tensor:
-        """Decode ``source`` (JPEGs at the smallest DCT scale covering ``image_size``), apply
-        ``perturb`` to the decoded image when given (robustness tests), then the pipeline."""
+    def __init__(self, cfg: PreprocessConfig, *, acquisition: Callable | None = None,
+                 geometric: Callable | None = None, intensity: Callable | None = None) -> None:
+        self.cfg, self.acquisition, self.geometric, self.intensity = cfg, acquisition, geometric, intensity
+
+    @property
+    def random(self) -> bool:
+        """Whether :meth:`finish` draws random numbers (any augmentation stage is set)."""
+        return any(step is not None for step in (self.acquisition, self.geometric, self.intensity))
+
+    def decode(self, source: ImageSource,
+               perturb: Callable[[Image.Image], Image.Image] | None = None) -> Image.Image:
+        """Greyscale image of ``source`` (JPEGs decoded at the smallest DCT scale covering
+        ``image_size``), after ``perturb`` when given (robustness tests), cropped to the head and
+        downscaled so its longer side is at most ``cfg.base_side``."""
         image = load_image(source, target_size=self.cfg.image_size)
         if perturb is not None:
             image = perturb(image)
-        if self.reencode is not None:
-            image = self.reencode(image)
         if self.cfg.crop_foreground:
             image = crop_to_foreground(image)
-        tensor = resize_keep_aspect(scale_intensity(image), self.cfg.image_size)
+        if max(image.size) > self.cfg.base_side:
+            image = resize_longer_side(image, self.cfg.base_side)
+        return image
+
+    def finish(self, image: Image.Image, *, seed: int | None = None) -> torch.Tensor:
+        """The rest of the pipeline on a :meth:`decode` output; ``seed`` fixes the augmentation
+        (without it, torch's global RNG is used)."""
+        if seed is None or not self.random:
+            return self._finish(image)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self._finish(image)
+
+    def _finish(self, image: Image.Image) -> torch.Tensor:
+        if self.acquisition is not None:
+            image = self.acquisition(image)
+        tensor = resize_keep_aspect(standardise_intensity(image, self.cfg), self.cfg.image_size)
         tensor = pad_to_square(tensor, self.cfg.image_size)
         if self.geometric is not None:
             tensor = self.geometric(tensor)
-        if self.photometric is not None:
-            tensor = self.photometric(tensor).clamp(0.0, 1.0)
+        if self.intensity is not None:
+            tensor = self.intensity(tensor).clamp(0.0, 1.0)
         return ((tensor - self.cfg.mean) / self.cfg.std).float()
+
+    def __call__(self, source: ImageSource, perturb: Callable[[Image.Image], Image.Image] | None = None,
+                 *, seed: int | None = None) -> torch.Tensor:
+        """:meth:`decode` then :meth:`finish`."""
+        return self.finish(self.decode(source, perturb), seed=seed)
 
 
 def eval_transform(cfg: PreprocessConfig) -> Preprocess:
@@ -177,20 +247,11 @@ def eval_transform(cfg: PreprocessConfig) -> Preprocess:
     return Preprocess(cfg)
 
 
-def train_transform(cfg: PreprocessConfig, plane: str | None = None) -> Preprocess:
-    """Pipeline with augmentation; horizontal flips only for axial and coronal slices.
-
-    Randomness comes from torch's RNG (seeded per DataLoader worker).
-    """
-    size = cfg.image_size
-    geometric = [v2.RandomResizedCrop(size, scale=(0.85, 1.0), ratio=(0.9, 1.1), antialias=True),
-                 v2.RandomRotation(10, fill=0.0)]
-    if plane in FLIP_PLANES:
-        geometric.append(v2.RandomHorizontalFlip())
-    return Preprocess(
-        cfg,
-        reencode=v2.Compose([v2.RandomApply([RandomDownUp(160, 256)], p=0.3),
-                             v2.RandomApply([RandomJPEG(60, 95)], p=0.5)]),
-        geometric=v2.Compose(geometric),
-        photometric=v2.Compose([v2.ColorJitter(brightness=0.1, contrast=0.1), RandomGamma(0.8, 1.25)]),
-    )
+def train_transform(cfg: PreprocessConfig, plane: str | None = None,
+                    augment: AugmentConfig | None = None) -> Preprocess:
+    """Pipeline with ``augment`` (default ``cfg.augment``); horizontal flips only for axial and
+    coronal slices, the dihedral group for every plane when ``augment.dihedral_p`` is set."""
+    augment = cfg.augment if augment is None else augment
+    return Preprocess(cfg, acquisition=acquisition_transform(augment),
+                      geometric=geometric_transform(augment, cfg.image_size, plane),
+                      intensity=intensity_transform(augment))

@@ -51,6 +51,10 @@ class ExperimentConfig(Settings):
     throughput_images: int = 200
     explain_images: int = 24
     synthetic: dict[str, Any] = field(default_factory=dict)
+    # with several seeds, one route ``<route>_seeds`` per base route here: probabilities averaged over seeds
+    seed_ensemble_routes: tuple[str, ...] = ("flat", "hierarchical")
+    conformal_alpha: float = 0.1  # conformal sets aim at coverage 1 - alpha, calibrated on validation rows
+    holdout_source: str | None = None  # with several dataset roots: train on the others, test on this one
 
     def router_config(self, seed: int, flat_backbone: str | None) -> RouterConfig:
         """The ``RouterConfig`` of seed ``seed``, with the flat backbone the weights plan chose."""

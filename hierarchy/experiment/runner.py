@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,10 @@ import pandas as pd
 from hierarchy.data import (
     audit,
     duplicate_groups,
+    holdout_source,
     index_dataset,
     make_synthetic_dataset,
+    source_name,
     train_val_split,
     with_phash,
 )
@@ -25,15 +28,18 @@ from hierarchy.experiment.explanations import (
     write_explanation_table,
 )
 from hierarchy.experiment.external import external_name, load_external
+from hierarchy.experiment.generalisation import assess_generalisation, split_by_source
+from hierarchy.experiment.generalisation_report import generalisation_sections
 from hierarchy.experiment.profiles import ExperimentConfig
+from hierarchy.experiment.report_files import ReportFiles
 from hierarchy.experiment.sections import report_sections
+from hierarchy.experiment.seeds import seed_ensemble, seed_route
 from hierarchy.experiment.shortcut import metadata_shortcut
 from hierarchy.experiment.stages import StageLog
 from hierarchy.experiment.summary import summarise
 from hierarchy.experiment.weights_plan import plan_weights
 from hierarchy.fileio import read_json, write_json
 from hierarchy.metrics import (
-    aggregate_seeds,
     apply_temperature,
     brier_score,
     compare_routes,
@@ -49,8 +55,8 @@ from hierarchy.routing import ImageClassifier, Router, Task, route_throughput
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
-# Per-seed evaluations only feed the mean and standard deviation across seeds, which need no intervals.
-SEED_BOOTSTRAP = 200
+# one dataset root, several (indexed together, each row's ``source`` naming its root), or None for synthetic data
+DataRoots = str | Path | Sequence[str | Path] | None
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -69,12 +75,15 @@ def _load_predictions(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _routes_for(frame: pd.DataFrame) -> tuple[str, ...]:
+    """Every route, less the oracle when some image has no true plane (it routes by the true plane)."""
+    return tuple(r for r in ROUTES if r != "oracle" or frame["plane"].notna().all())
 
 
 class Experiment:
     """One run of the comparison in ``out_dir``; every step is a stage that a re-run skips when done."""
 
-    def __init__(self, config: ExperimentConfig, data_root: str | Path | None, out_dir: str | Path,
+    def __init__(self, config: ExperimentConfig, data_root: DataRoots, out_dir: str | Path,
                  command: str | None = None) -> None:
         self.config, self.command = config, command
         self.out = Path(out_dir)
@@ -82,31 +91,45 @@ class Experiment:
         self.predictions_dir = self.out / "predictions"
         for folder in (self.work, self.predictions_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        self._check_same_config(data_root)
+        roots = [] if data_root is None else [data_root] if isinstance(data_root, (str, Path)) else list(data_root)
+        self._check_same_config(roots)
         self.stages = StageLog(self.work / "stages.json")
-        self.data_root = Path(data_root) if data_root is not None else self.stages.run(
+        self.data_roots = [Path(r) for r in roots] or [self.stages.run(
             "synthetic_data", lambda: make_synthetic_dataset(self.work / "synthetic", seed=0, **config.synthetic),
-            lambda: self.work / "synthetic")
+            lambda: self.work / "synthetic")]
+        self.dataset_name = "+".join(source_name(r) for r in self.data_roots)
 
-    def _check_same_config(self, data_root: str | Path | None) -> None:
+    def _check_same_config(self, roots: list[str | Path]) -> None:
         """A re-run resumes only the run it started: another configuration is refused, not mixed in."""
+        names = [Path(r).name for r in roots]
         wanted = json.loads(json.dumps({"experiment": self.config.to_dict(),
-                                        "data_root_name": None if data_root is None else Path(data_root).name}))
+                                        "data_root_name": (names or [None])[0] if len(names) < 2 else names}))
         path = self.out / CONFIG_FILE
         if path.exists() and read_json(path) != wanted:
             raise ValueError(f"{path} holds another configuration; resume with the same settings or choose "
                              "a new --out folder")
         write_json(path, wanted)
 
+    @property
+    def test_label(self) -> str:
+        """The test set's name in tables and figures."""
+        held_out = self.config.holdout_source
+        return f"{held_out} (held out)" if held_out else f"{self.dataset_name} test"
+
     # -- data ----------------------------------------------------------------------------------
     def load_data(self) -> None:
         # Perceptual hashes are computed once here and reused by the audit, the split and the leakage check.
-        self.frame = with_phash(index_dataset(self.data_root))
+        roots = self.data_roots[0] if len(self.data_roots) == 1 else self.data_roots
+        self.frame = with_phash(index_dataset(roots))
         split = self.frame["split"]
-        self.train_all = self.frame[split == "train"].reset_index(drop=True)
-        self.test = self.frame[split == "test"].reset_index(drop=True)
+        if self.config.holdout_source:
+            train_all, test = holdout_source(self.frame, self.config.holdout_source)
+        else:
+            train_all, test = self.frame[split == "train"], self.frame[split == "test"]
+        self.train_all, self.test = train_all.reset_index(drop=True), test.reset_index(drop=True)
         if self.train_all.empty or self.test.empty:
-            raise ValueError(f"{self.data_root}: need a train and a test split; found {split.value_counts().to_dict()}")
+            raise ValueError(f"{self.dataset_name}: need a train and a test split; found "
+                             f"{split.value_counts().to_dict()}")
         self.audit = self.stages.run("audit", self._audit, lambda: read_json(self.out / "audit" / "audit.json"))
         self.stages.run("split", self._split, lambda: None)
         subsets = pd.read_csv(self.work / "split.csv").set_index("id")["subset"]
@@ -119,7 +142,7 @@ class Experiment:
 
     def _audit(self) -> dict[str, Any]:
         frame = self.frame.copy()
-        frame.attrs["root"] = self.data_root.name  # the report names the dataset, not this machine's path
+        frame.attrs["root"] = self.dataset_name  # the report names the dataset, not this machine's path
         report = audit(frame, progress=False)
         report.write(self.out / "audit", overwrite=True)
         return report.to_dict()
@@ -132,8 +155,8 @@ class Experiment:
     def _leakage(self) -> list[str]:
         """Test images that duplicate (exactly or by perceptual hash) some training image."""
         groups = duplicate_groups(self.frame, near=True)
-        train_groups = set(groups[self.frame["split"] == "train"])
-        leaked = self.frame.loc[(self.frame["split"] == "test") & groups.isin(train_groups), "id"].tolist()
+        train_groups = set(groups[self.frame["id"].isin(set(self.train_all["id"]))])
+        leaked = self.frame.loc[self.frame["id"].isin(set(self.test["id"])) & groups.isin(train_groups), "id"].tolist()
         write_json(self.work / "test_ids_duplicating_train.json", leaked)
         return leaked
 
@@ -173,7 +196,7 @@ class Experiment:
         path = self.predictions_dir / f"test_seed{seed}.csv"
 
         def predict() -> None:
-            table = router.predict_routes(self.test, ROUTES)
+            table = router.predict_routes(self.test, _routes_for(self.test))
             if self.weights["random_init_flat_backbone"]:
                 table = pd.concat([table, self.random_init_flat(seed, router)], ignore_index=True)
             _save_predictions(table, path)
@@ -181,35 +204,40 @@ class Experiment:
         return _load_predictions(path, self.test)
 
     # -- side evaluations on the first seed's models -------------------------------------------
-    def robustness(self, router: Router) -> dict[str, dict[str, float]]:
-        results = {}
+    def robustness(self, router: Router) -> dict[str, pd.DataFrame]:
+        """Test-split predictions after each perturbation, saved (ids, no paths) under ``predictions/``."""
+        tables = {}
         for perturbation in self.config.perturbations:
-            path = self.work / f"robustness_{perturbation}.json"
+            path = self.predictions_dir / f"test_{perturbation}.csv"
 
-            def evaluate(perturbation: str = perturbation, path: Path = path) -> dict[str, float]:
-                table = router.predict_routes(self.test, ROUTES, perturbation=perturbation)
-                correct = table["pred_label"] == table["true_label"]
-                accuracy = {route: float(v) for route, v in correct.groupby(table["route"]).mean().items()}
-                write_json(path, accuracy)
-                return accuracy
-            results[perturbation] = self.stages.run(f"robustness_{perturbation}", evaluate,
-                                                    lambda path=path: read_json(path))
-        return results
+            def predict(perturbation: str = perturbation, path: Path = path) -> None:
+                table = router.predict_routes(self.test, _routes_for(self.test), perturbation=perturbation)
+                _save_predictions(table, path)
+            self.stages.run(f"perturbed_{perturbation}", predict, lambda: None)
+            tables[perturbation] = _load_predictions(path, self.test)
+        return tables
 
-    def external(self, roots: list[str] | tuple[str, ...], router: Router) -> dict[str, Any]:
+    def external(self, roots: list[str] | tuple[str, ...], router: Router) -> dict[str, tuple[dict, pd.DataFrame]]:
+        """Per external set: its cleaning record and its predictions, saved (ids, no paths) under ``predictions/``."""
         results = {}
         for root in roots:
             name = external_name(root)
             frame, record = load_external(root, self.train_all)
             path = self.predictions_dir / f"external_{name}.csv"
 
-            def evaluate(frame: pd.DataFrame = frame, path: Path = path) -> None:
-                routes = tuple(r for r in ROUTES if r != "oracle" or frame["plane"].notna().all())
-                _save_predictions(router.predict_routes(frame, routes), path)
-            self.stages.run(f"external_{name}", evaluate, lambda: None)
-            results[name] = {"record": record, "metrics": evaluate_predictions(
-                _load_predictions(path, frame), n_bootstrap=self.config.n_bootstrap)}
+            def predict(frame: pd.DataFrame = frame, path: Path = path) -> None:
+                _save_predictions(router.predict_routes(frame, _routes_for(frame)), path)
+            self.stages.run(f"external_{name}", predict, lambda: None)
+            results[name] = (record, _load_predictions(path, frame))
         return results
+
+    def predict_validation(self, seed: int, router: Router) -> pd.DataFrame:
+        """The validation rows predicted once (conformal sets are calibrated on them), saved like test predictions."""
+        path = self.predictions_dir / f"val_seed{seed}.csv"
+        self.stages.run(f"predict_val_seed{seed}",
+                        lambda: _save_predictions(router.predict_routes(self.val, _routes_for(self.val)), path),
+                        lambda: None)
+        return _load_predictions(path, self.val)
 
     def throughput(self, router: Router) -> dict[str, float]:
         sample = self.test.sample(n=min(self.config.throughput_images, len(self.test)), random_state=0)
@@ -232,13 +260,11 @@ class Experiment:
             return result
         return self.stages.run("explanations", explain, lambda: read_json(path))
 
-    @staticmethod
-    def across_seeds(predictions: dict[int, pd.DataFrame]) -> dict[str, Any] | None:
-        """Mean and spread of the headline numbers over seeds; None for a single seed (nothing to spread)."""
-        if len(predictions) < 2:
-            return None
-        return aggregate_seeds([evaluate_predictions(table, n_bootstrap=SEED_BOOTSTRAP, seed=seed)
-                                for seed, table in predictions.items()])
+    def seed_evaluations(self, predictions: dict[int, pd.DataFrame], first_metrics: dict) -> dict[int, dict]:
+        """Every seed's evaluation (the first seed's is given); only the first one when there is one seed."""
+        return {seed: first_metrics if seed == self.config.seeds[0] else
+                evaluate_predictions(table, n_bootstrap=self.config.n_bootstrap, seed=seed)
+                for seed, table in predictions.items()}
 
     @staticmethod
     def calibration(router: Router, predictions: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -254,6 +280,16 @@ class Experiment:
                              "brier": brier_score(y_true, proba), "brier_calibrated": brier_score(y_true, scaled)}
         return result
 
+    def with_seed_ensembles(self, predictions: dict[int, pd.DataFrame]) -> pd.DataFrame:
+        """The first seed's test predictions plus, with several seeds, the seed-ensemble routes (also saved)."""
+        first = predictions[self.config.seeds[0]]
+        routes = [r for r in self.config.seed_ensemble_routes if r in set(first["route"])]
+        if len(predictions) < 2 or not routes:
+            return first
+        ensembles = seed_ensemble(predictions, routes)
+        _save_predictions(ensembles, self.predictions_dir / "test_seed_ensemble.csv")
+        return pd.concat([first, ensembles], ignore_index=True)
+
     # -- the whole run -------------------------------------------------------------------------
     def run(self, external: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
         config = self.config
@@ -265,44 +301,57 @@ class Experiment:
             predictions[seed] = self.predict_test(seed, router)
             if seed == config.seeds[0]:
                 first_router = router
-        robustness = self.robustness(first_router)
-        external_results = self.external(external, first_router)
-        throughput = self.throughput(first_router)
         first = config.seeds[0]
-        pred = predictions[first]
-        explanations = self.explanations(first_router, pred)
-        calibration = self.calibration(first_router, pred)
+        validation = self.predict_validation(first, first_router)
+        perturbed = self.robustness(first_router)
+        external_predictions = self.external(external, first_router)
+        throughput = self.throughput(first_router)
+        explanations = self.explanations(first_router, predictions[first])
+        calibration = self.calibration(first_router, predictions[first])
+        pred = self.with_seed_ensembles(predictions)
 
         record = run_record(config.to_dict(), seed=first, frames={"train": self.train, "val": self.val, "test": self.test})
-        record.update({"command": self.command, "dataset_root_name": self.data_root.name, "weights": self.weights,
+        record.update({"command": self.command, "dataset_root_name": self.dataset_name, "weights": self.weights,
                        "stage_seconds": self.stages.seconds(), "profile": config.profile, "seeds": list(config.seeds)})
         write_json(self.out / "run_record.json", record)
 
         metrics = evaluate_predictions(pred, n_bootstrap=config.n_bootstrap, seed=first)
+        pairs = [*COMPARISONS, *((seed_route(a), seed_route(b)) for a, b in COMPARISONS)]
         comparisons = [compare_routes(pred, a, b, n_bootstrap=config.n_bootstrap, seed=first)
-                       for a, b in COMPARISONS if a in metrics["routes"] and b in metrics["routes"]]
-        summary = summarise(config=config, dataset=self.data_root.name, metrics=metrics, comparisons=comparisons,
-                            predictions=pred, per_seed=self.across_seeds(predictions),
-                            robustness=robustness, external=external_results, throughput=throughput,
+                       for a, b in pairs if a in metrics["routes"] and b in metrics["routes"]]
+        generalisation = assess_generalisation(
+            pred, metrics, test_label=self.test_label, validation=validation,
+            external=external_predictions, perturbed=perturbed, n_bootstrap=config.n_bootstrap, seed=first,
+            alpha=config.conformal_alpha, sources=split_by_source(pred, self.test))
+        summary = summarise(config=config, dataset=self.dataset_name, metrics=metrics, comparisons=comparisons,
+                            predictions=pred, seed_evaluations=self.seed_evaluations(predictions, metrics),
+                            generalisation=generalisation, throughput=throughput,
                             shortcut=self.shortcut, audit=self.audit, leaked_test_ids=self.leaked_test_ids,
                             weights=self.weights, calibration=calibration, stage_seconds=self.stages.seconds())
         write_json(self.out / "summary.json", summary)
         training_logs = {name: log for name in ("flat", "plane", *first_router.planes_)
                          if (log := self.work / f"seed_{first}" / "training" / name / "log.csv").exists()}
-        sections = [*report_sections(summary, command=self.command),
+        files = ReportFiles()
+        sections = [*report_sections(summary, command=self.command,
+                                     generalisation=generalisation_sections(generalisation, files)),
                     (SECTION_TITLE, explanation_section(explanations))]
         overlays = {r["id"]: self.out / r["overlay"] for r in explanations["rows"] if r["route"] == "hierarchical"}
         build_report(pred, self.out, run_record=record, training_logs=training_logs, extra_sections=sections,
                      overlays=overlays, metrics=metrics, compared=comparisons, n_bootstrap=config.n_bootstrap,
                      seed=first, overwrite=True)
-        write_explanation_table(explanations, self.out)  # build_report replaces tables/
+        # build_report replaces figures/ and tables/, so the experiment's own are written after it
+        files.write(self.out)
+        write_explanation_table(explanations, self.out)
         return summary
 
 
-def run_experiment(config: ExperimentConfig, *, data_root: str | Path | None, out_dir: str | Path,
+def run_experiment(config: ExperimentConfig, *, data_root: DataRoots, out_dir: str | Path,
                    external: list[str] | tuple[str, ...] = (), command: str | None = None) -> dict[str, Any]:
     """Train flat, plane and expert models per seed, evaluate every route on the test split, write the report.
 
-    Stages already finished in ``out_dir`` (see ``work/stages.json``) are reused. Returns ``summary.json``'s dict.
+    ``data_root``: one dataset root, several (indexed together; metrics are also given per ``source``;
+    ``config.holdout_source`` trains on the other sources and tests on that one), or None for synthetic
+    data. Stages already finished in ``out_dir`` (see ``work/stages.json``) are reused. Returns
+    ``summary.json``'s dict.
     """
     return Experiment(config, data_root, out_dir, command).run(external)

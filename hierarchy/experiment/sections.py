@@ -1,7 +1,8 @@
-"""The experiment's own sections of ``report.md``: reproduction, weights, shortcuts, robustness, external data."""
+"""The experiment's own sections of ``report.md``: reproduction, weights, targets, shortcuts, robustness, seeds."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from hierarchy.reports import markdown_table
@@ -83,28 +84,16 @@ def _shortcut(summary: dict[str, Any]) -> str:
 def _robustness(summary: dict[str, Any]) -> str:
     if not summary["robustness"]:
         return "No perturbations were evaluated."
-    routes = list(summary["routes"])
+    perturbed = {r for by_route in summary["robustness"].values() for r in by_route}
+    routes = [r for r in summary["routes"] if r in perturbed]
     rows = [["clean", *(_pct(summary["routes"][r]["accuracy"]) for r in routes)]]
     for perturbation, by_route in summary["robustness"].items():
         rows.append([perturbation, *(f"{_pct(by_route[r]['accuracy'])} ({-100 * by_route[r]['drop']:+.2f})"
                                      if r in by_route else "n/a" for r in routes)])
     return ("Test-split accuracy when every test image is first re-encoded as images are between "
             "scanners, archives and datasets (change against clean in points in brackets; the target is "
-            "within 1 point):\n\n" + markdown_table(["perturbation", *routes], rows))
-
-
-def _external(summary: dict[str, Any]) -> str:
-    if not summary["external"]:
-        return "No external dataset was given (`--external ROOT`)."
-    parts = []
-    for name, result in summary["external"].items():
-        routes = [r for r in result if isinstance(result[r], dict)]
-        rows = [[r, _pct(result[r]["accuracy"]), f"{_pct(result[r]['accuracy_ci'][0])}-{_pct(result[r]['accuracy_ci'][1])}",
-                 _num(result[r]["macro_auc"]), _pct(result[r]["tumor_fnr"])] for r in routes]
-        parts.append(f"**{name}**: {result['n_indexed']} images, {result['n_removed_as_training_duplicates']} "
-                     "removed as exact or near duplicates of training images.\n\n"
-                     + markdown_table(["route", "accuracy", "95% CI", "macro-AUC", "tumour FNR"], rows))
-    return "\n\n".join(parts)
+            "within 1 point; 95% CIs are in the generalisation table and figure):\n\n"
+            + markdown_table(["perturbation", *routes], rows))
 
 
 def _unseen(summary: dict[str, Any]) -> str:
@@ -153,17 +142,38 @@ def _timing(summary: dict[str, Any]) -> str:
 
 def _seeds(summary: dict[str, Any]) -> str:
     agg = summary.get("seeds_aggregate")
+    seconds = summary.get("train_seconds") or {}
+    trained = ", ".join(f"seed {seed} {v:.0f} s ({v / 60:.1f} min)" for seed, v in seconds.items() if v is not None)
+    timing = f"\n\nTraining wall time: {trained}." if trained else ""
     if not agg:
-        return f"One seed ({summary['seeds'][0]}); figures and tables are from it."
-    rows = [[route, *(f"{m['mean']:.4f} ± {m['std']:.4f}" if m["std"] is not None else _num(m["mean"])
-                      for m in (metrics[k] for k in ("accuracy", "macro_f1", "macro_auc")))]
-            for route, metrics in agg["routes"].items()]
-    return (f"Mean ± standard deviation over seeds {summary['seeds']} (figures and tables above are from "
-            f"seed {summary['seeds'][0]}):\n\n" + markdown_table(["route", "accuracy", "macro-F1", "macro-AUC"], rows))
+        return f"One seed ({summary['seeds'][0]}); figures and tables are from it.{timing}"
+    seeds = [str(seed) for seed in summary["seeds"]]
+    per_seed = summary.get("per_seed") or {}
+    rows = []
+    for route, values in summary["routes"].items():
+        spread = (f"{values['accuracy_mean']:.4f} ± {values['accuracy_sd']:.4f}"
+                  if values.get("accuracy_sd") is not None else
+                  f"{_num(values['accuracy'])} [{_num(values['accuracy_ci'][0])}, {_num(values['accuracy_ci'][1])}] "
+                  "(one table)")
+        cells = [f"{_num(r['accuracy'])} [{_num(r['accuracy_ci'][0])}, {_num(r['accuracy_ci'][1])}]"
+                 if (r := per_seed.get(route, {}).get(seed)) else "" for seed in seeds]
+        rows.append([route, spread, *cells])
+    others = [[route, *(f"{m['mean']:.4f} ± {m['std']:.4f}" if m["std"] is not None else _num(m["mean"])
+                        for m in (metrics[k] for k in ("macro_f1", "macro_auc")))]
+              for route, metrics in agg["routes"].items()]
+    return (f"Seeds {summary['seeds']}: accuracy per route as mean ± standard deviation across seeds, beside "
+            "each seed's accuracy [95% CI]. Routes ending in `_seeds` average, per image, the probabilities "
+            f"of that route over every seed's routers (one table, so no spread); the other figures and "
+            f"tables are from seed {summary['seeds'][0]}.\n\n"
+            + markdown_table(["route", "accuracy mean ± sd", *(f"seed {s}" for s in seeds)], rows)
+            + "\n\nMacro-F1 and macro-AUC across seeds (mean ± sd):\n\n"
+            + markdown_table(["route", "macro-F1", "macro-AUC"], others) + timing)
 
 
-def report_sections(summary: dict[str, Any], *, command: str | None) -> list[tuple[str, str]]:
-    """(title, Markdown) sections the experiment adds to ``report.md``."""
+def report_sections(summary: dict[str, Any], *, command: str | None,
+                    generalisation: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+    """(title, Markdown) sections the experiment adds to ``report.md``; the ``generalisation`` sections
+    (external validation and the like, see ``generalisation_report``) follow the robustness section."""
     return [
         ("How to reproduce", _reproduce(summary, command)),
         ("Starting weights", _weights(summary)),
@@ -172,8 +182,8 @@ def report_sections(summary: dict[str, Any], *, command: str | None) -> list[tup
         ("Test images unseen in training", _unseen(summary)),
         ("Shortcut check: metadata alone", _shortcut(summary)),
         ("Robustness to re-encoding", _robustness(summary)),
+        *generalisation,
         ("Temperature scaling", _temperature(summary)),
-        ("External validation", _external(summary)),
         ("Seeds", _seeds(summary)),
         ("Wall time and speed", _timing(summary)),
     ]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
+from hierarchy.experiment.generalisation import Generalisation, perturbation_label
 from hierarchy.experiment.profiles import ExperimentConfig
+from hierarchy.experiment.seeds import per_seed_results, seed_spread, train_seconds
 from hierarchy.metrics import evaluate_predictions
 
 
@@ -31,14 +34,88 @@ def route_summary(route_metrics: dict[str, Any], images_per_second: float | None
     }
 
 
+def _accuracy_and_fnr(route_metrics: dict[str, Any]) -> dict[str, Any]:
+    summary = route_summary(route_metrics)
+    return {k: summary[k] for k in ("n", "accuracy", "accuracy_ci", "tumor_fnr", "tumor_fnr_ci")}
+
+
+def generalisation_summary(result: Generalisation) -> dict[str, Any]:
+    """Per dataset (test split, external sets, perturbed test split): its kind, and per route accuracy
+    and tumour false-negative rate with their CIs."""
+    return {label: {"kind": result.kinds[label],
+                    "routes": {route: _accuracy_and_fnr(m) for route, m in metrics["routes"].items()}}
+            for label, metrics in result.datasets.items()}
+
+
+def conformal_summary(result: Generalisation) -> dict[str, Any] | None:
+    """Coverage (with CI) and mean set size of the conformal sets, per dataset and route."""
+    if not result.conformal:
+        return None
+    first = next(iter(result.conformal.values()))
+    return {"alpha": first["alpha"], "score": first["score"], "calibrated_on": "validation",
+            "datasets": {label: {route: {"n": r["n"], "coverage": r["coverage"]["value"],
+                                         "coverage_ci": r["coverage"]["ci"],
+                                         "mean_set_size": r["mean_set_size"]}
+                                 for route, r in evaluation["routes"].items()}
+                         for label, evaluation in result.conformal.items()}}
+
+
+def source_summary(result: Generalisation) -> dict[str, Any]:
+    """``per_source.<source>.<route>``: the headline keys on the test images of each source."""
+    return {source: {route: route_summary(m) for route, m in result.datasets[label]["routes"].items()}
+            for source, label in result.sources.items()}
+
+
+def external_summary(result: Generalisation) -> dict[str, Any]:
+    """``external.<name>``: cleaning counts, per route the headline keys, ``ood_auroc`` and ``mcnemar_p``."""
+    summary = {}
+    for name, external in result.external.items():
+        auroc = external.ood_auroc
+        summary[name] = {
+            **{k: external.record[k] for k in ("n_indexed", "n_removed_as_training_duplicates", "n_evaluated")},
+            **{route: route_summary(m) for route, m in external.metrics["routes"].items()},
+            "ood_auroc": None if auroc is None else {k: auroc[k] for k in ("value", "ci", "n_in", "n_out")},
+            "mcnemar_p": None if external.comparison is None else external.comparison["mcnemar"]["p_value"],
+        }
+    return summary
+
+
+def robustness_summary(result: Generalisation, perturbations: Sequence[str],
+                       clean: dict[str, float]) -> dict[str, Any]:
+    """Per perturbation and route: accuracy and tumour FNR with CIs, and the accuracy drop against clean."""
+    summary = {}
+    for perturbation in perturbations:
+        metrics = result.datasets[perturbation_label(perturbation)]
+        summary[perturbation] = {route: {**_accuracy_and_fnr(m),
+                                         "drop": clean[route] - m["headline"]["accuracy"]["value"]}
+                                 for route, m in metrics["routes"].items() if route in clean}
+    return summary
+
+
+def with_seed_spread(routes: dict[str, dict[str, Any]], spread: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Each route's summary with ``accuracy_mean`` and ``accuracy_sd`` over seeds (the one seed's accuracy
+    and None with a single seed; None for routes not trained per seed, such as seed ensembles)."""
+    out = {}
+    for route, values in routes.items():
+        if spread is None:
+            mean, sd = values["accuracy"], None
+        else:
+            accuracy = spread["routes"].get(route, {}).get("accuracy", {})
+            mean, sd = accuracy.get("mean"), accuracy.get("std")
+        out[route] = {**values, "accuracy_mean": mean, "accuracy_sd": sd}
+    return out
+
+
 def summarise(*, config: ExperimentConfig, dataset: str, metrics: dict[str, Any], comparisons: list[dict[str, Any]],
-              predictions: pd.DataFrame,
-              per_seed: dict[str, Any] | None, robustness: dict[str, dict[str, float]],
-              external: dict[str, Any], throughput: dict[str, float], shortcut: dict[str, Any],
+              predictions: pd.DataFrame, seed_evaluations: dict[int, dict[str, Any]],
+              generalisation: Generalisation, throughput: dict[str, float], shortcut: dict[str, Any],
               audit: dict[str, Any], leaked_test_ids: list[str], weights: dict[str, Any],
               calibration: dict[str, dict[str, float]], stage_seconds: dict[str, float]) -> dict[str, Any]:
-    """Assemble ``summary.json`` from the evaluation of the first seed and the run's side results."""
-    routes = {route: route_summary(m, throughput.get(route)) for route, m in metrics["routes"].items()}
+    """Assemble ``summary.json`` from the evaluation of the first seed (``metrics``, which holds the
+    seed-ensemble routes too), every seed's evaluation and the run's side results."""
+    spread = seed_spread(seed_evaluations)
+    routes = with_seed_spread({route: route_summary(m, throughput.get(route))
+                               for route, m in metrics["routes"].items()}, spread)
     plane = next((m["plane"] for m in metrics["routes"].values() if m.get("plane")), None)
     compared = {f"{c['route_a']}_vs_{c['route_b']}": c for c in comparisons}
     unseen = predictions[~predictions["id"].isin(set(leaked_test_ids))]
@@ -60,14 +137,15 @@ def summarise(*, config: ExperimentConfig, dataset: str, metrics: dict[str, Any]
         },
         "mcnemar_p": compared.get("flat_vs_hierarchical", {}).get("mcnemar", {}).get("p_value"),
         "comparisons": compared,
-        "seeds_aggregate": per_seed,
-        "robustness": {p: {route: {"accuracy": acc, "drop": clean[route] - acc}
-                           for route, acc in by_route.items() if route in clean}
-                       for p, by_route in robustness.items()},
-        "external": {name: {"n_indexed": r["record"]["n_indexed"],
-                            "n_removed_as_training_duplicates": r["record"]["n_removed_as_training_duplicates"],
-                            **{route: route_summary(m) for route, m in r["metrics"]["routes"].items()}}
-                     for name, r in external.items()},
+        "seeds_aggregate": spread,
+        "per_seed": per_seed_results(seed_evaluations),
+        "train_seconds": train_seconds(stage_seconds, config.seeds),
+        "robustness": robustness_summary(generalisation, config.perturbations, clean),
+        "external": external_summary(generalisation),
+        "generalisation": generalisation_summary(generalisation),
+        "per_source": source_summary(generalisation),
+        "holdout_source": config.holdout_source,
+        "conformal": conformal_summary(generalisation),
         "shortcut": shortcut,
         "audit": {k: audit.get(k) for k in ("n_images", "exact_duplicate_groups", "exact_duplicate_files",
                                             "cross_split_duplicate_groups", "plane_conflict_groups",

@@ -48,7 +48,9 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
         raise ValueError(f"successes must be in [0, n={n}], got {successes}")
     _check_confidence(confidence)
     ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-    return float(ci.low), float(ci.high)
+    p = successes / n
+    # Rounding can put a bound a few ulps past p (e.g. above 0 when successes == 0); keep p inside.
+    return float(max(0.0, min(p, ci.low))), float(min(1.0, max(p, ci.high)))
 
 
 def proportion(successes: int, n: int, confidence: float = 0.95) -> dict:

@@ -26,6 +26,21 @@ WEIGHTS_FILE = "model.safetensors"
 _REQUIRED_FROM_CALLER = ("classes", "preprocess")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# What read_bundle_config requires of every key it relies on: (check, what it must be).
+_CONFIG_SCHEMA: dict[str, tuple[Any, str]] = {
+    "architecture": (lambda v: isinstance(v, str) and bool(v), "a model name (string)"),
+    "num_classes": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "in_chans": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "classes": (lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v), "a list of class names"),
+    "preprocess": (lambda v: isinstance(v, dict), "an object of preprocessing settings"),
+    "weights_sha256": (lambda v: isinstance(v, str) and len(v) == 64, "a sha256 hex digest"),
+}
+
+
 class BundleError(ValueError):
     """A bundle is missing, corrupt, from another format version, or not the model that was expected."""
 
@@ -112,6 +127,13 @@ def read_bundle_config(directory: str | os.PathLike) -> dict[str, Any]:
     if config.get("format_version") != BUNDLE_FORMAT_VERSION:
         raise BundleError(f"{path} has format_version {config.get('format_version')!r}; this version of "
                           f"hierarchy reads format_version {BUNDLE_FORMAT_VERSION} only")
+    problems = [f"{key!r} is missing" if key not in config else
+                f"{key!r} must be {what}, got {config[key]!r} ({type(config[key]).__name__})"
+                for key, (valid, what) in _CONFIG_SCHEMA.items() if key not in config or not valid(config[key])]
+    if not problems and len(config["classes"]) != config["num_classes"]:
+        problems.append(f"'classes' lists {len(config['classes'])} names for num_classes={config['num_classes']}")
+    if problems:
+        raise BundleError(f"{path}: {'; '.join(problems)}")
     return config
 
 

@@ -1,14 +1,15 @@
 """``build_report``: metrics, figures, tables and a ``report.md`` for a prediction table.
 
 Layout under ``out_dir``: ``report.md``, ``metrics.json`` (the ``evaluate_predictions`` dict),
-``comparisons.json`` (``compare_routes`` results), ``figures/*.png|pdf``, ``tables/*.csv|tex|md``.
+``comparisons.json`` (``compare_routes`` results), ``figures/*.png|pdf``, ``tables/*.csv|tex|md``, and
+``manifest.json``, the list of every file the report wrote. Overwriting a report removes exactly the
+files its manifest lists; nothing else in the folder is deleted or written over.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -24,7 +25,9 @@ from hierarchy.reports.style import save_figure
 COMPARISONS: tuple[tuple[str, str], ...] = (("flat", "hierarchical"), ("flat", "soft"),
                                             ("flat", "ensemble"), ("hierarchical", "oracle"))
 logger = logging.getLogger(__name__)
-_OUTPUTS = ("report.md", "metrics.json", "comparisons.json", "figures", "tables")
+MANIFEST = "manifest.json"
+_MANIFEST_FORMAT = "hierarchy-report-manifest"
+_FIXED_OUTPUTS = ("report.md", "metrics.json", "comparisons.json", MANIFEST)
 
 
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -35,37 +38,91 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
                               "pass overwrite=True (--overwrite)")
 
 
+def _previous_outputs(out_dir: Path) -> list[Path]:
+    """The files an earlier report in ``out_dir`` listed in its manifest (only those inside ``out_dir``)."""
+    manifest = out_dir / MANIFEST
+    if not manifest.is_file():
+        return []
+    try:
+        record = json.loads(manifest.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FileExistsError(f"{manifest} is not valid JSON ({err}); move it away or choose another "
+                              "folder") from err
+    if not isinstance(record, dict) or record.get("format") != _MANIFEST_FORMAT \
+            or not isinstance(record.get("files"), list):
+        raise FileExistsError(f"{manifest} is not a {_MANIFEST_FORMAT}; move it away or choose another folder")
+    root = out_dir.resolve()
+    inside = []
+    for name in record["files"]:
+        path = out_dir / str(name)
+        if path.resolve().parent.is_relative_to(root) and not path.is_symlink():
+            inside.append(path)
+        else:
+            logger.warning("%s lists %r, which is not a file inside %s; leaving it alone", manifest, name, out_dir)
+    return [manifest, *inside]
+
+
 def _clear_previous_report(out_dir: Path) -> None:
-    """Remove what an earlier report wrote (and only that), so no stale figure survives."""
-    for name in _OUTPUTS:
-        target = out_dir / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+    """Remove the files an earlier report listed in its manifest (and only those), so no stale figure
+    survives; folders are removed only when that leaves them empty. A file of a fixed output name that
+    the manifest does not list raises ``FileExistsError`` before anything is removed."""
+    previous = _previous_outputs(out_dir)
+    _refuse_foreign([out_dir / name for name in _FIXED_OUTPUTS if out_dir / name not in previous])
+    for path in previous:
+        if path.is_file():
+            path.unlink()
+    for folder in (out_dir / "figures", out_dir / "tables"):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _refuse_foreign(paths: Sequence[Path]) -> None:
+    """Refuse to write over files this report did not write (a user's own file of the same name)."""
+    existing = [str(p) for p in paths if p.exists() or p.is_symlink()]
+    if existing:
+        raise FileExistsError(f"{', '.join(existing)} already exist(s) and no earlier report's {MANIFEST} "
+                              "lists them; move them away or choose another folder")
 
 
 class _Writer:
-    """Collects the Markdown of the report while writing its figures and tables."""
+    """Collects the Markdown of the report while writing its figures and tables, and every file written."""
 
     def __init__(self, out_dir: Path):
         self.out_dir = out_dir
         self.lines: list[str] = []
+        self.written: list[Path] = []
 
     def add(self, *lines: str) -> None:
         self.lines.extend(lines)
 
+    def write_text(self, name: str, text: str) -> Path:
+        path = self.out_dir / name
+        _refuse_foreign([path])
+        self.written.append(path)
+        path.write_text(text)
+        return path
+
+    def table_files(self, frame: pd.DataFrame, stem: str, caption: str) -> list[Path]:
+        folder = self.out_dir / "tables"
+        _refuse_foreign([folder / f"{stem}.{ext}" for ext in ("csv", "tex", "md")])
+        paths = tables.write_table(frame, folder, stem, caption=caption)
+        self.written += paths
+        return paths
+
     def figure(self, fig: Figure | None, stem: str, caption: str) -> None:
         if fig is None:
             return
-        png, pdf = save_figure(fig, self.out_dir / "figures", stem)
+        folder = self.out_dir / "figures"
+        _refuse_foreign([folder / f"{stem}.{ext}" for ext in ("png", "pdf")])
+        png, pdf = save_figure(fig, folder, stem)
+        self.written += [png, pdf]
         rel = [p.relative_to(self.out_dir).as_posix() for p in (png, pdf)]
         self.add(f"![{caption}]({rel[0]})", "", f"*{caption}* ([PDF]({rel[1]}))", "")
 
     def table(self, frame: pd.DataFrame, stem: str, caption: str) -> None:
         if frame.empty:
             return
-        csv, tex, md = tables.write_table(frame, self.out_dir / "tables", stem, caption=caption)
+        csv, tex, md = self.table_files(frame, stem, caption)
         rel = [p.relative_to(self.out_dir).as_posix() for p in (csv, tex, md)]
         self.add(f"**{caption}** ([CSV]({rel[0]}), [LaTeX]({rel[1]}), [Markdown]({rel[2]}))", "",
                  md.read_text(), "")
@@ -153,8 +210,7 @@ def _false_negatives(w: _Writer, metrics: dict, overlays: Mapping[str, str | Pat
     if missed.empty:
         w.add("No tumour was missed.", "")
         return
-    csv, tex, md = tables.write_table(missed, w.out_dir / "tables", "missed_tumours",
-                                      caption="Every missed tumour")
+    csv, tex, md = w.table_files(missed, "missed_tumours", "Every missed tumour")
     w.add(f"{len(missed)} missed tumours across routes are listed in "
           f"[missed_tumours.csv]({csv.relative_to(w.out_dir).as_posix()}) "
           f"([LaTeX]({tex.relative_to(w.out_dir).as_posix()}), "
@@ -209,7 +265,9 @@ def build_report(pred: pd.DataFrame, out_dir: str | Path, *, run_record: dict | 
     ``training_logs`` maps a model name to its ``log.csv``; ``overlays`` maps an image id to an
     explanation image shown beside missed tumours; ``extra_sections`` are (title, Markdown) pairs
     appended at the end. Only ``comparisons`` whose two routes are present are run. A non-empty
-    ``out_dir`` raises ``FileExistsError`` unless ``overwrite``. ``metrics`` and ``compared`` take
+    ``out_dir`` raises ``FileExistsError`` unless ``overwrite``; with ``overwrite`` the files listed in
+    an earlier report's ``manifest.json`` are replaced, and any other file of the same name as an output
+    raises ``FileExistsError`` instead of being written over. ``metrics`` and ``compared`` take
     results already computed by ``evaluate_predictions`` / ``compare_routes`` on ``pred``, so a caller
     that needs them too does not bootstrap twice.
     """
@@ -224,10 +282,22 @@ def build_report(pred: pd.DataFrame, out_dir: str | Path, *, run_record: dict | 
                     for a, b in comparisons if a in metrics["routes"] and b in metrics["routes"]]
     _clear_previous_report(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=False))
-    (out_dir / "comparisons.json").write_text(json.dumps(compared, indent=1, allow_nan=False))
-
     w = _Writer(out_dir)
+    try:
+        _write_report(w, pred, metrics, compared, run_record, training_logs, extra_sections, overlays)
+    finally:  # also after a failure, so that a later overwrite removes what was written
+        (out_dir / MANIFEST).write_text(json.dumps({
+            "format": _MANIFEST_FORMAT,
+            "files": [p.relative_to(out_dir).as_posix() for p in w.written]}, indent=1))
+    return out_dir / "report.md"
+
+
+def _write_report(w: _Writer, pred: pd.DataFrame, metrics: dict, compared: list[dict],
+                  run_record: Mapping | None, training_logs: Mapping[str, str | Path] | None,
+                  extra_sections: Sequence[tuple[str, str]] | None,
+                  overlays: Mapping[str, str | Path] | None) -> None:
+    w.write_text("metrics.json", json.dumps(metrics, indent=1, allow_nan=False))
+    w.write_text("comparisons.json", json.dumps(compared, indent=1, allow_nan=False))
     w.add("# Evaluation report", "",
           "Machine-readable numbers: [metrics.json](metrics.json), "
           "[comparisons.json](comparisons.json).", "")
@@ -246,6 +316,4 @@ def build_report(pred: pd.DataFrame, out_dir: str | Path, *, run_record: dict | 
         section()
     for title, body in extra_sections or ():
         w.add(f"## {title}", "", body, "")
-    report = out_dir / "report.md"
-    report.write_text("\n".join(w.lines))
-    return report
+    w.write_text("report.md", "\n".join(w.lines))

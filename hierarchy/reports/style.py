@@ -26,6 +26,9 @@ RC_PARAMS = {
 CLASS_COLORS = dict(zip(TUMOR_CLASSES, ("#0072B2", "#E69F00", "#009E73", "#CC79A7"), strict=True))
 ROUTE_COLORS = dict(zip(ROUTES, ("#000000", "#D55E00", "#56B4E9", "#009E73", "#999999"),
                         strict=True))
+# the rest of the palette for the experiment's seed-ensemble routes ``<route>_seeds``
+ROUTE_COLORS.update({"flat_seeds": "#0072B2", "hierarchical_seeds": "#CC79A7", "soft_seeds": "#E69F00",
+                     "ensemble_seeds": "#F0E442"})
 PLANE_COLORS = dict(zip(PLANES, ("#0072B2", "#E69F00", "#009E73"), strict=True))
 PANEL_SIZE = (3.2, 3.0)
 PNG_DPI = 300

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hierarchy.settings import Settings
+from hierarchy.training.runtime import AMP_MODES, CHANNELS_LAST_MODES
 
-AMP_MODES = ("auto", "bf16", "fp16", "off")
-CHANNELS_LAST_MODES = ("auto", "on", "off")
 MONITORS = {"val_balanced_accuracy": "max", "val_accuracy": "max", "val_loss": "min"}
 
 
@@ -15,10 +14,23 @@ MONITORS = {"val_balanced_accuracy": "max", "val_accuracy": "max", "val_loss": "
 class TrainConfig(Settings):
     """Hyper-parameters of :func:`hierarchy.training.train`.
 
-    ``amp``: ``auto`` (bf16, or fp16 with loss scaling, on CUDA only; off on CPU), ``bf16``, ``fp16``
-    (CUDA only) or ``off``. ``channels_last``: ``auto`` (on CUDA only), ``on`` or ``off``.
+    ``amp``: ``auto`` (CUDA: bf16, or fp16 with loss scaling; CPU: bf16 where the CPU runs it natively,
+    else fp32), ``bf16``, ``fp16`` (CUDA only) or ``off`` (fp32). ``channels_last``: ``auto`` (on CUDA and
+    oneDNN CPUs), ``on`` or ``off``; see :func:`hierarchy.training.runtime.resolve_runtime`.
     ``early_stopping_patience``: epochs without improvement of ``monitor`` before stopping (None: never).
     ``max_steps_per_epoch``: cap on optimiser steps per epoch (None: the whole training set).
+
+    Recipe switches (all off by default): ``aux_weight`` weighs the auxiliary loss of joint training
+    (:func:`hierarchy.training.train_joint`). ``ema_decay``: keep an exponential moving average of the
+    weights (timm ``ModelEmaV3`` with warm-up); validation, checkpoints and the returned model use it.
+    ``mixup_alpha`` / ``cutmix_alpha``: timm ``Mixup`` (per batch, either one when both are set) with
+    ``label_smoothing``; needs an even per-process batch and excludes ``class_balanced``.
+    ``progressive_sizes``: image size of epochs 1, 2, ... (batches are resized on the fly); later epochs
+    and validation use the data's own size. ``compile``: ``torch.compile`` the training forward.
+    ``persistent_workers`` / ``prefetch_factor``: DataLoader settings (with ``num_workers`` > 0); persistent
+    workers keep their random state across epochs, so a resumed run repeats worker-side augmentation only
+    with ``persistent_workers=False``. ``sync_batchnorm``: under ``torchrun`` with several processes,
+    BatchNorm layers become ``SyncBatchNorm``, so the result does not depend on the number of processes.
     """
 
     epochs: int = 10
@@ -36,8 +48,18 @@ class TrainConfig(Settings):
     seed: int = 0
     num_workers: int = 0
     max_steps_per_epoch: int | None = None
+    aux_weight: float = 1.0
+    ema_decay: float | None = None
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    progressive_sizes: tuple[int, ...] = ()
+    compile: bool = False
+    persistent_workers: bool = False
+    prefetch_factor: int | None = None
+    sync_batchnorm: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "progressive_sizes", tuple(self.progressive_sizes))  # a JSON list round-trips
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if self.lr <= 0 or self.weight_decay < 0:
@@ -60,5 +82,27 @@ class TrainConfig(Settings):
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ValueError(f"max_steps_per_epoch must be >= 1 or None, got {self.max_steps_per_epoch}")
+        if self.aux_weight < 0:
+            raise ValueError(f"aux_weight must be >= 0, got {self.aux_weight}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
+        if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
+            raise ValueError(f"mixup_alpha and cutmix_alpha must be >= 0, got {self.mixup_alpha} and {self.cutmix_alpha}")
+        if self.mixing and self.class_balanced:
+            raise ValueError("mixup/cutmix and class_balanced cannot be combined (soft targets have no class weights)")
+        if self.mixing and self.batch_size % 2:
+            raise ValueError(f"mixup/cutmix pair each image with another: batch_size must be even, got {self.batch_size}")
+        if len(self.progressive_sizes) > self.epochs or any(int(s) < 8 for s in self.progressive_sizes):
+            raise ValueError(f"progressive_sizes must give at most epochs={self.epochs} sizes of >= 8 pixels, "
+                             f"got {list(self.progressive_sizes)}")
+        if self.prefetch_factor is not None and self.prefetch_factor < 1:
+            raise ValueError(f"prefetch_factor must be >= 1 or None, got {self.prefetch_factor}")
 
+    @property
+    def mixing(self) -> bool:
+        """Whether mixup or cutmix is on."""
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
+    def image_size(self, epoch: int) -> int | None:
+        """The training image size of epoch ``epoch`` (1-based) under ``progressive_sizes`` (None: the data's)."""
+        return int(self.progressive_sizes[epoch - 1]) if epoch <= len(self.progressive_sizes) else None

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from hierarchy.fileio import atomic_write, write_json
 from hierarchy.progress import progress_bar
 from hierarchy.provenance import ordered_data_fingerprint
+from hierarchy.training.runtime import model_device, pre_logit_features, resolve_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +51,15 @@ def backbone_fingerprint(model: nn.Module) -> str:
 @torch.inference_mode()
 def _compute(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: int,
              progress: bool | None) -> np.ndarray:
-    device = next(model.parameters()).device
+    runtime = resolve_runtime(device=model_device(model))
+    runtime.prepare(model)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=runtime.device.type == "cuda")
     was_training = model.training
     model.eval()
     try:
-        chunks = [model.forward_head(model.forward_features(x.to(device)), pre_logits=True).float().cpu()
-                  for x, _ in progress_bar(loader, enabled=progress, desc="features", leave=False)]
+        chunks = [pre_logit_features(model, x, runtime).cpu()
+                  for x, *_ in progress_bar(loader, enabled=progress, desc="features", leave=False)]
     finally:
         model.train(was_training)
     return torch.cat(chunks).numpy()
@@ -79,8 +81,9 @@ def extract_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Pat
     cache_dir = Path(cache_dir)
     frame = getattr(dataset, "frame", None)
     rows = ordered_data_fingerprint(frame) if isinstance(frame, pd.DataFrame) else None
+    runtime = resolve_runtime(device=model_device(model)).describe()  # bf16 features are not fp32 features
     digest = feature_cache_key(extractor=_EXTRACTOR, backbone_sha256=backbone_fingerprint(model), key=key,
-                               rows_sha256=rows)
+                               rows_sha256=rows, runtime=runtime)
     array_path = cache_dir / f"features-{digest}.npy"
     sidecar_path = cache_dir / f"features-{digest}.json"
     if sidecar_path.is_file():  # written last, so its presence means the array is complete
@@ -93,7 +96,7 @@ def extract_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Pat
     logger.info("feature cache miss: computing %d feature vectors into %s", len(dataset), array_path)
     features = _compute(model, dataset, batch_size, num_workers, progress)
     atomic_write(array_path, lambda handle: np.save(handle, features, allow_pickle=False))
-    sidecar = {"key": key, "rows_sha256": rows, "extractor": _EXTRACTOR, "shape": list(features.shape), "dtype": str(features.dtype),
+    sidecar = {"key": key, "rows_sha256": rows, "runtime": runtime, "extractor": _EXTRACTOR, "shape": list(features.shape), "dtype": str(features.dtype),
                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_json(sidecar_path, sidecar)
     return features

@@ -23,10 +23,14 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """A generator for epoch ``epoch``'s shuffling that depends only on (seed, epoch), so resume repeats it."""
+def epoch_generator(seed: int, epoch: int, *, stream: int = 0) -> torch.Generator:
+    """A generator for epoch ``epoch`` that depends only on (seed, epoch, stream), so resume repeats it.
+
+    Stream 0 shuffles the data (and seeds rank 0's DataLoader workers); stream r > 0 seeds rank r's workers.
+    """
+    entropy = [seed, epoch] if stream == 0 else [seed, epoch, stream]
     generator = torch.Generator()
-    generator.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1))
+    generator.manual_seed(int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1))
     return generator
 
 

@@ -1,4 +1,7 @@
-"""End-to-end supervised training with early stopping, per-epoch logs and exactly reproducible resume."""
+"""End-to-end supervised training with early stopping, per-epoch logs and exactly reproducible resume.
+
+Runs in one process, or data-parallel under ``torchrun`` (see :mod:`hierarchy.training.distributed`).
+"""
 
 from __future__ import annotations
 
@@ -16,15 +19,27 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.metrics import balanced_accuracy_score
+from timm.data import Mixup
 from timm.optim import create_optimizer_v2
+from timm.utils import ModelEmaV3
 from torch import nn
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from hierarchy.training.checkpoint import load_checkpoint, save_checkpoint
 from hierarchy.training.config import MONITORS, TrainConfig
+from hierarchy.training.distributed import (
+    DistContext,
+    EpochBatchShardSampler,
+    ShardSampler,
+    init_distributed,
+)
 from hierarchy.training.features import feature_cache_key
+from hierarchy.training.joint import JointModel
 from hierarchy.training.losses import class_balanced_weights, dataset_targets
+from hierarchy.training.runtime import Runtime, resolve_runtime
 from hierarchy.training.schedule import warmup_cosine_scheduler
 from hierarchy.training.seeding import epoch_generator, rng_state, seed_everything, set_rng_state
 
@@ -36,6 +51,8 @@ LOG_CSV = "log.csv"
 LOG_JSONL = "log.jsonl"
 LOG_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                "val_balanced_accuracy", "lr", "seconds")
+# Added to the log of joint training: the auxiliary target's held-out loss and accuracy (known rows only).
+AUX_LOG_COLUMNS = ("val_aux_loss", "val_aux_accuracy")
 
 
 @dataclass
@@ -50,24 +67,10 @@ class TrainResult:
 
 
 @dataclass
-class _Runtime:
-    device: torch.device
-    amp_dtype: torch.dtype | None
-    memory_format: torch.memory_format
+class JointTrainResult(TrainResult):
+    """What :func:`train_joint` leaves behind: :class:`TrainResult` plus the trained auxiliary head."""
 
-
-def _runtime(config: TrainConfig, device: str | torch.device | None) -> _Runtime:
-    device = torch.device(device) if device is not None else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
-    cuda = device.type == "cuda"
-    if config.amp == "fp16" and not cuda:
-        raise ValueError(f"amp='fp16' needs a CUDA device, got {device}; use 'bf16' or 'off'")
-    if config.amp == "auto":
-        amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else None
-    else:
-        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[config.amp]
-    channels_last = config.channels_last == "on" or (config.channels_last == "auto" and cuda)
-    return _Runtime(device, amp_dtype, torch.channels_last if channels_last else torch.contiguous_format)
+    aux_head: nn.Linear
 
 
 def _num_classes(model: nn.Module) -> int:
@@ -79,55 +82,133 @@ def _num_classes(model: nn.Module) -> int:
     return int(num_classes)
 
 
-def _batches(loader: DataLoader, steps: int, runtime: _Runtime, desc: str,
-             progress: bool) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    for x, y in tqdm(islice(loader, steps), total=steps, desc=desc, disable=not progress, leave=False):
-        yield (x.to(runtime.device, non_blocking=True, memory_format=runtime.memory_format),
-               y.to(runtime.device, non_blocking=True))
+def _batches(loader: DataLoader, steps: int, runtime: Runtime, desc: str, progress: bool,
+             size: int | None = None) -> Iterable[list[torch.Tensor]]:
+    """Batches as ``[x, y]`` or ``[x, y, aux]`` on the runtime's device, ``x`` resized to ``size`` if given."""
+    for x, *targets in tqdm(islice(loader, steps), total=steps, desc=desc, disable=not progress, leave=False):
+        if size is not None and x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        yield [runtime.batch(x), *(t.to(runtime.device, non_blocking=True) for t in targets)]
 
 
-def _train_one_epoch(model: nn.Module, loader: DataLoader, steps: int, criterion: nn.Module,
+def _outputs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    out = model(x)
+    return (out[0].float(), out[1].float()) if isinstance(out, tuple) else (out.float(), None)
+
+
+class _Objective:
+    """The training loss: main cross-entropy (weighted, smoothed, or on mixup's soft targets) plus
+    ``aux_weight`` times the auxiliary cross-entropy over items with a known auxiliary target.
+
+    With mixup/cutmix both targets are mixed: the image pair's label and auxiliary target, each with the same
+    ``lam``; pairs where either auxiliary target is unknown are left out of the auxiliary loss.
+    """
+
+    def __init__(self, config: TrainConfig, num_classes: int, aux_classes: int | None,
+                 weights: torch.Tensor | None) -> None:
+        self.config, self.num_classes, self.aux_classes = config, num_classes, aux_classes
+        self.criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
+        self.mixup = None
+        if config.mixing:
+            # Mixing the joint index label * aux_classes + aux gives both targets' soft labels at once:
+            # its smoothed one-hot summed over one target is that of the other (same lam, same pair).
+            joint_classes = num_classes * (aux_classes or 1)
+            self.mixup = Mixup(mixup_alpha=config.mixup_alpha, cutmix_alpha=config.cutmix_alpha,
+                               label_smoothing=config.label_smoothing, num_classes=joint_classes)
+
+    def __call__(self, model: nn.Module, batch: list[torch.Tensor], runtime: Runtime
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, main logits) of one training batch (``batch[0]`` may be mixed in place)."""
+        x, y, *aux = batch
+        aux_target = aux[0] if aux and self.aux_classes else None
+        if self.mixup is None:
+            with runtime.autocast():
+                logits, aux_logits = _outputs(model, x)
+            loss = self.criterion(logits, y)
+            if aux_target is not None:
+                known = (aux_target >= 0).sum().clamp_min(1)
+                aux_loss = F.cross_entropy(aux_logits, aux_target, ignore_index=-1, reduction="sum",
+                                           label_smoothing=self.config.label_smoothing) / known
+                loss = loss + self.config.aux_weight * aux_loss
+            return loss, logits
+        joint = y * (self.aux_classes or 1) + (aux_target.clamp_min(0) if aux_target is not None else 0)
+        x, soft = self.mixup(x, joint)
+        soft = soft.view(len(y), self.num_classes, self.aux_classes or 1)
+        with runtime.autocast():
+            logits, aux_logits = _outputs(model, x)
+        loss = -(soft.sum(2) * F.log_softmax(logits, 1)).sum(1).mean()
+        if aux_target is not None:
+            pair_known = (aux_target >= 0) & (aux_target.flip(0) >= 0)
+            aux_soft = soft.sum(1)[pair_known]
+            aux_loss = -(aux_soft * F.log_softmax(aux_logits[pair_known], 1)).sum() / pair_known.sum().clamp_min(1)
+            loss = loss + self.config.aux_weight * aux_loss
+        return loss, logits
+
+
+def _train_one_epoch(model: nn.Module, loader: DataLoader, steps: int, objective: _Objective,
                      optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                     scaler: torch.amp.GradScaler, config: TrainConfig, runtime: _Runtime,
+                     scaler: torch.amp.GradScaler, ema: ModelEmaV3 | None, params: list[nn.Parameter],
+                     config: TrainConfig, runtime: Runtime, dist_ctx: DistContext, size: int | None,
                      desc: str, progress: bool) -> dict[str, float]:
     model.train()
     loss_sum, correct, seen, lr = 0.0, 0, 0, float("nan")
-    for x, y in _batches(loader, steps, runtime, desc, progress):
-        with torch.autocast(runtime.device.type, dtype=runtime.amp_dtype, enabled=runtime.amp_dtype is not None):
-            logits = model(x)
-        loss = criterion(logits.float(), y)
+    for batch in _batches(loader, steps, runtime, desc, progress, size):
+        y = batch[1]
+        loss, logits = objective(model, batch, runtime)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} ({desc}); lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if config.grad_clip is not None:
             scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            nn.utils.clip_grad_norm_(params, config.grad_clip)
         lr = optimizer.param_groups[0]["lr"]
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if ema is not None:
+            ema.update(_unwrap(model), step=scheduler.last_epoch)
         loss_sum += loss.item() * len(y)
         correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
+    loss_sum, correct, seen = dist_ctx.sum([loss_sum, correct, seen], runtime.device)
     return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen, "lr": lr}
 
 
+def _unwrap(model: nn.Module) -> nn.Module:
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 @torch.inference_mode()
-def _validate(model: nn.Module, loader: DataLoader, runtime: _Runtime, desc: str,
+def _validate(model: nn.Module, loader: DataLoader, runtime: Runtime, dist_ctx: DistContext, desc: str,
               progress: bool) -> dict[str, float]:
-    """Validation loss is the plain (unweighted, unsmoothed) cross-entropy: the held-out NLL."""
+    """Validation loss is the plain (unweighted, unsmoothed) cross-entropy: the held-out NLL.
+
+    Each rank evaluates its shard; the shards are gathered, so every rank computes the same metrics.
+    """
     model.eval()
-    loss_sum, preds, targets = 0.0, [], []
-    for x, y in _batches(loader, len(loader), runtime, desc, progress):
-        with torch.autocast(runtime.device.type, dtype=runtime.amp_dtype, enabled=runtime.amp_dtype is not None):
-            logits = model(x)
-        loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
-        preds.append(logits.argmax(1).cpu())
-        targets.append(y.cpu())
-    pred, true = torch.cat(preds).numpy(), torch.cat(targets).numpy()
-    return {"val_loss": loss_sum / len(true), "val_accuracy": float(np.mean(pred == true)),
-            "val_balanced_accuracy": float(balanced_accuracy_score(true, pred))}
+    parts: list[tuple[np.ndarray, ...]] = []
+    for x, y, *aux in _batches(loader, len(loader), runtime, desc, progress):
+        with runtime.autocast():
+            logits, aux_logits = _outputs(model, x)
+        part = (F.cross_entropy(logits, y, reduction="none").cpu().numpy(), logits.argmax(1).cpu().numpy(),
+                y.cpu().numpy())
+        if aux_logits is not None:
+            part += (F.cross_entropy(aux_logits, aux[0], ignore_index=-1, reduction="none").cpu().numpy(),
+                     aux_logits.argmax(1).cpu().numpy(), aux[0].cpu().numpy())
+        parts.append(part)
+    gathered = [p for rank_parts in dist_ctx.gather(parts) for p in rank_parts]
+    columns = [np.concatenate(column) for column in zip(*gathered, strict=True)]
+    losses, pred, true = columns[:3]
+    metrics = {"val_loss": float(losses.mean()), "val_accuracy": float(np.mean(pred == true)),
+               "val_balanced_accuracy": float(balanced_accuracy_score(true, pred))}
+    if len(columns) > 3:
+        aux_losses, aux_pred, aux_true = columns[3:]
+        known = aux_true >= 0
+        metrics["val_aux_loss"] = float(aux_losses[known].mean()) if known.any() else float("nan")
+        metrics["val_aux_accuracy"] = float(np.mean(aux_pred[known] == aux_true[known])) if known.any() else float("nan")
+    return metrics
 
 
 def _improved(metric: float, best: float | None, mode: str) -> bool:
@@ -136,12 +217,13 @@ def _improved(metric: float, best: float | None, mode: str) -> bool:
     return metric > best if mode == "max" else metric < best
 
 
-def _append_logs(out_dir: Path, rows: list[dict[str, Any]], *, rewrite: bool = False) -> None:
+def _append_logs(out_dir: Path, rows: list[dict[str, Any]], columns: tuple[str, ...], *,
+                 rewrite: bool = False) -> None:
     csv_path, jsonl_path = out_dir / LOG_CSV, out_dir / LOG_JSONL
     write_header = rewrite or not csv_path.exists()
     mode = "w" if rewrite else "a"
     with open(csv_path, mode, newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=columns)
         if write_header:
             writer.writeheader()
         writer.writerows(rows)
@@ -149,9 +231,10 @@ def _append_logs(out_dir: Path, rows: list[dict[str, Any]], *, rewrite: bool = F
         handle.writelines(json.dumps(row) + "\n" for row in rows)
 
 
-def _check_resumable(checkpoint: dict[str, Any], config: TrainConfig, data: dict[str, Any],
+def _check_resumable(checkpoint: dict[str, Any], config: TrainConfig, data: dict[str, Any], world_size: int,
                      path: Path) -> None:
-    saved, current = checkpoint.get("config") or {}, config.to_dict()
+    # Settings added after the checkpoint was written take their defaults.
+    saved, current = {**TrainConfig().to_dict(), **(checkpoint.get("config") or {})}, config.to_dict()
     diff = {k: (saved.get(k), current.get(k)) for k in sorted(saved.keys() | current.keys())
             if saved.get(k) != current.get(k)}
     if diff:
@@ -160,6 +243,18 @@ def _check_resumable(checkpoint: dict[str, Any], config: TrainConfig, data: dict
     if checkpoint.get("data") != data:
         raise ValueError(f"{path} was trained on other data ({checkpoint.get('data')}) than this run "
                          f"({data}); use a new out_dir")
+    if checkpoint.get("world_size", 1) != world_size:
+        raise ValueError(f"{path} was written by {checkpoint.get('world_size', 1)} processes, this run has "
+                         f"{world_size}; resume with the same number of processes")
+
+
+def _loader(dataset: Dataset, sampler: torch.utils.data.Sampler, batch_size: int, drop_last: bool,
+            config: TrainConfig, runtime: Runtime, generator: torch.Generator | None = None) -> DataLoader:
+    workers = config.num_workers
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
+                      pin_memory=runtime.device.type == "cuda", generator=generator,
+                      persistent_workers=config.persistent_workers and workers > 0,
+                      prefetch_factor=config.prefetch_factor if workers > 0 else None)
 
 
 def train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config: TrainConfig,
@@ -168,15 +263,34 @@ def train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config
     """Train ``model`` (any timm-API classifier) on ``(x, y)`` items; the model ends with its best weights.
 
     AdamW (no decay on norms and biases), linear warm-up then per-step cosine decay, gradient clipping,
-    optional label smoothing and inverse-frequency class weights, early stopping on ``config.monitor``.
+    optional label smoothing and inverse-frequency class weights, early stopping on ``config.monitor``, and
+    the recipe switches of :class:`TrainConfig` (EMA, mixup/cutmix, progressive resizing, compile).
+    A :class:`~hierarchy.training.JointModel` trains on ``(x, y, aux)`` items instead (see :func:`train_joint`).
     Each epoch appends a row to ``out_dir/log.csv`` and ``log.jsonl`` and rewrites ``checkpoint_last.pt``
-    (and ``checkpoint_best.pt`` when the monitored metric improved). ``resume=True`` continues from the last
+    (and ``checkpoint_best.pt`` when the monitored metric improved); a checkpoint's ``model`` holds the
+    evaluated weights (the EMA's when ``ema_decay`` is set). ``resume=True`` continues from the last
     completed epoch and reproduces the uninterrupted run; without it an ``out_dir`` holding a run is refused.
-    ``device`` defaults to CUDA when available. ``data_key`` (JSON values, e.g. the data fingerprints of the
-    train and validation frames) is hashed into the checkpoint, and resuming with another one is refused;
-    without it only the dataset sizes are checked.
+    ``device`` defaults to CUDA when available (under ``torchrun``: this rank's ``LOCAL_RANK`` GPU).
+    ``data_key`` (JSON values, e.g. the data fingerprints of the train and validation frames) is hashed into
+    the checkpoint, and resuming with another one is refused; without it only the dataset sizes are checked.
+
+    Under ``torchrun --nproc_per_node N`` the same call trains data-parallel (see
+    :mod:`hierarchy.training.distributed`); rank 0 alone writes files.
     """
-    out_dir = Path(out_dir)
+    runtime = resolve_runtime(config.amp, config.channels_last, device)
+    dist_ctx = init_distributed(runtime.device)
+    try:
+        if dist_ctx.distributed and runtime.device.type == "cuda":
+            runtime = Runtime(torch.device("cuda", dist_ctx.local_rank), runtime.amp_dtype, runtime.memory_format)
+        return _train(model, train_dataset, val_dataset, config, Path(out_dir), resume=resume,
+                      progress=progress and dist_ctx.is_main, runtime=runtime, dist_ctx=dist_ctx, data_key=data_key)
+    finally:
+        dist_ctx.close()
+
+
+def _train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config: TrainConfig, out_dir: Path, *,
+           resume: bool, progress: bool, runtime: Runtime, dist_ctx: DistContext,
+           data_key: dict[str, Any] | None) -> TrainResult:
     last_path, best_path = out_dir / LAST_CHECKPOINT, out_dir / BEST_CHECKPOINT
     existing = [p.name for p in (last_path, best_path, out_dir / LOG_CSV, out_dir / LOG_JSONL) if p.exists()]
     if existing and not resume:
@@ -185,13 +299,25 @@ def train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config
     if len(train_dataset) == 0 or len(val_dataset) == 0:
         raise ValueError(f"train and validation datasets must be non-empty, got {len(train_dataset)} "
                          f"and {len(val_dataset)} items")
-    runtime = _runtime(config, device)
-    seed_everything(config.seed)
-    model.to(runtime.device, memory_format=runtime.memory_format)
+    world = dist_ctx.world_size
+    if config.batch_size % world or (world > 1 and len(train_dataset) < config.batch_size):
+        raise ValueError(f"with {world} processes batch_size ({config.batch_size}) must be a multiple of {world} "
+                         f"and at most the training set size ({len(train_dataset)})")
+    if config.mixing and (config.batch_size // world) % 2:
+        raise ValueError(f"mixup/cutmix needs an even batch per process, got {config.batch_size // world}")
+    seed_everything(config.seed + dist_ctx.rank)
+    aux_classes = model.aux_classes if isinstance(model, JointModel) else None
+    if aux_classes and len(train_dataset[0]) < 3:
+        raise ValueError("joint training needs (x, label_index, aux_index) items; wrap the dataset in "
+                         "AuxTargetDataset")
+    if world > 1 and config.sync_batchnorm:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    runtime.prepare(model)
+    columns = LOG_COLUMNS + (AUX_LOG_COLUMNS if aux_classes else ())
 
     weights = (class_balanced_weights(dataset_targets(train_dataset), _num_classes(model)).to(runtime.device)
                if config.class_balanced else None)
-    criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
+    objective = _Objective(config, _num_classes(model), aux_classes, weights)
     drop_last = len(train_dataset) > config.batch_size  # a lone last item would break BatchNorm
     batches = len(train_dataset) // config.batch_size if drop_last else 1
     steps = min(batches, config.max_steps_per_epoch or batches)
@@ -199,8 +325,22 @@ def train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config
     scheduler = warmup_cosine_scheduler(optimizer, warmup_steps=config.warmup_epochs * steps,
                                         total_steps=config.epochs * steps)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
-    val_loader = DataLoader(val_dataset, batch_size=config.batch_size, shuffle=False,
-                            num_workers=config.num_workers, pin_memory=runtime.device.type == "cuda")
+    ema = ModelEmaV3(model, decay=config.ema_decay, use_warmup=True) if config.ema_decay is not None else None
+    eval_model = ema.module if ema is not None else model
+    step_model: nn.Module = model
+    if world > 1:
+        step_model = DistributedDataParallel(
+            model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+    if config.compile:
+        step_model = torch.compile(step_model)
+    params = list(model.parameters())
+    val_loader = _loader(val_dataset, ShardSampler(len(val_dataset), rank=dist_ctx.rank, world_size=world),
+                         config.batch_size, False, config, runtime)
+    sampler = EpochBatchShardSampler(len(train_dataset), config.batch_size, seed=config.seed, rank=dist_ctx.rank,
+                                     world_size=world, drop_last=drop_last)
+    persistent_loader = (_loader(train_dataset, sampler, config.batch_size // world, drop_last, config, runtime,
+                                 epoch_generator(config.seed, 0, stream=dist_ctx.rank))
+                         if config.persistent_workers and config.num_workers > 0 else None)
     data: dict[str, Any] = {"n_train": len(train_dataset), "n_val": len(val_dataset),
                             "key_sha256": feature_cache_key(**data_key) if data_key is not None else None}
     mode = MONITORS[config.monitor]
@@ -209,18 +349,23 @@ def train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config
     best_epoch, best_metric = 0, None
     if resume and last_path.exists():
         checkpoint = load_checkpoint(last_path)
-        _check_resumable(checkpoint, config, data, last_path)
-        model.load_state_dict(checkpoint["model"])
+        _check_resumable(checkpoint, config, data, world, last_path)
+        model.load_state_dict(checkpoint.get("train_model", checkpoint["model"]))
+        if ema is not None:
+            ema.module.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         scaler.load_state_dict(checkpoint["scaler"])
-        set_rng_state(checkpoint["rng"])
+        states = checkpoint["rng"] if isinstance(checkpoint["rng"], list) else [checkpoint["rng"]]
+        set_rng_state(states[dist_ctx.rank])
         history, best_epoch, best_metric = checkpoint["history"], checkpoint["best_epoch"], checkpoint["best_metric"]
         logger.info("resuming %s after epoch %d", out_dir, len(history))
     elif resume:
         logger.info("no %s in %s; starting a fresh run", LAST_CHECKPOINT, out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _append_logs(out_dir, history, rewrite=True)  # drops rows of an epoch whose checkpoint was never written
+    dist_ctx.barrier()  # every rank has checked out_dir before rank 0 writes to it
+    if dist_ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _append_logs(out_dir, history, columns, rewrite=True)  # drops rows of an epoch whose checkpoint was never written
 
     patience = config.early_stopping_patience
     for epoch in range(len(history) + 1, config.epochs + 1):
@@ -228,28 +373,52 @@ def train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config
             logger.info("early stopping: no %s improvement for %d epochs", config.monitor, patience)
             break
         started = time.perf_counter()
-        loader = DataLoader(train_dataset, batch_size=config.batch_size, shuffle=True, drop_last=drop_last,
-                            generator=epoch_generator(config.seed, epoch), num_workers=config.num_workers,
-                            pin_memory=runtime.device.type == "cuda")
+        sampler.set_epoch(epoch)
+        loader = persistent_loader or _loader(train_dataset, sampler, config.batch_size // world, drop_last, config,
+                                              runtime, epoch_generator(config.seed, epoch, stream=dist_ctx.rank))
         row: dict[str, Any] = {"epoch": epoch}
-        row |= _train_one_epoch(model, loader, steps, criterion, optimizer, scheduler, scaler, config,
-                                runtime, f"epoch {epoch}/{config.epochs} train", progress)
-        row |= _validate(model, val_loader, runtime, f"epoch {epoch}/{config.epochs} val", progress)
+        row |= _train_one_epoch(step_model, loader, steps, objective, optimizer, scheduler, scaler, ema, params,
+                                config, runtime, dist_ctx, config.image_size(epoch),
+                                f"epoch {epoch}/{config.epochs} train", progress)
+        row |= _validate(eval_model, val_loader, runtime, dist_ctx, f"epoch {epoch}/{config.epochs} val", progress)
         row["seconds"] = time.perf_counter() - started
-        history.append({k: row[k] for k in LOG_COLUMNS})
+        history.append({k: row[k] for k in columns})
         improved = _improved(row[config.monitor], best_metric, mode)
         if improved:
             best_epoch, best_metric = epoch, row[config.monitor]
-        payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                   "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                   "step": epoch * steps, "rng": rng_state(), "history": history, "best_epoch": best_epoch,
-                   "best_metric": best_metric, "config": config.to_dict(), "data": data}
-        if improved:  # best before last: a crash in between leaves a last checkpoint that agrees with it
-            save_checkpoint(best_path, payload)
-        save_checkpoint(last_path, payload)
-        _append_logs(out_dir, history[-1:])
+        states = dist_ctx.gather(rng_state())
+        if dist_ctx.is_main:
+            payload = {"model": eval_model.state_dict(), "optimizer": optimizer.state_dict(),
+                       "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+                       "step": epoch * steps, "rng": states if world > 1 else states[0], "history": history,
+                       "best_epoch": best_epoch, "best_metric": best_metric, "config": config.to_dict(),
+                       "data": data, "world_size": world}
+            if ema is not None:
+                payload["train_model"] = model.state_dict()
+            if improved:  # best before last: a crash in between leaves a last checkpoint that agrees with it
+                save_checkpoint(best_path, payload)
+            save_checkpoint(last_path, payload)
+            _append_logs(out_dir, history[-1:], columns)
+        dist_ctx.barrier()
         logger.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
 
     model.load_state_dict(load_checkpoint(best_path)["model"])
-    return TrainResult(pd.DataFrame(history, columns=list(LOG_COLUMNS)), best_epoch, float(best_metric),
+    return TrainResult(pd.DataFrame(history, columns=list(columns)), best_epoch, float(best_metric),
                        best_path, last_path)
+
+
+def train_joint(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config: TrainConfig,
+                out_dir: str | Path, *, aux_classes: int, **kwargs: Any) -> JointTrainResult:
+    """Train ``model`` on its label and an auxiliary target at once; ``model`` ends with its best weights.
+
+    Items are ``(x, label_index, aux_index)`` (see :class:`~hierarchy.training.AuxTargetDataset`; -1: no
+    auxiliary target, such items contribute the label loss only). The loss is ``label_loss +
+    config.aux_weight * aux_loss``; ``config.monitor`` watches the label; the log adds ``val_aux_loss`` and
+    ``val_aux_accuracy``. The auxiliary head, an ``nn.Linear`` on ``model``'s pre-logit features, is
+    returned in the result (use it with :func:`~hierarchy.training.attach_head` on a copy of ``model``).
+    Checkpoints hold the :class:`~hierarchy.training.JointModel` (keys ``backbone.*`` and ``aux_head.*``).
+    ``kwargs`` go to :func:`train`.
+    """
+    joint = JointModel(model, aux_classes, seed=config.seed)
+    result = train(joint, train_dataset, val_dataset, config, out_dir, **kwargs)
+    return JointTrainResult(**vars(result), aux_head=joint.aux_head)

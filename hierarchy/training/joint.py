@@ -1,0 +1,77 @@
+"""Joint (multi-task) training: one backbone learns the main label and an auxiliary target at once.
+
+The auxiliary head is a second ``nn.Linear`` on the backbone's pre-logit features (what its own classifier
+sees), so after training both heads run on one trunk pass: e.g. the tumour classifier and a scan-plane head
+(attach the latter to a copy of the backbone with :func:`hierarchy.training.attach_head`; both copies then
+share a ``backbone_fingerprint``). Items without an auxiliary target (index -1) contribute the main loss only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from hierarchy.training.losses import dataset_targets
+
+
+class JointModel(nn.Module):
+    """A timm-API ``backbone`` plus ``aux_head``; ``forward`` returns ``(logits, aux_logits)``.
+
+    ``logits`` are the backbone's own (its ``forward_head``, dropout included); ``aux_logits`` come from
+    ``aux_head`` on the pre-logit features. ``seed`` makes the head's initialisation reproducible.
+    """
+
+    def __init__(self, backbone: nn.Module, aux_classes: int, *, seed: int = 0) -> None:
+        super().__init__()
+        if aux_classes < 2:
+            raise ValueError(f"aux_classes must be >= 2, got {aux_classes}")
+        classifier = backbone.get_classifier()
+        if not isinstance(classifier, nn.Linear):
+            raise ValueError(f"{type(backbone).__name__}'s classifier {classifier!r} is not an nn.Linear, so the "
+                             "width of its pre-logit features is unknown")
+        self.backbone = backbone
+        self.num_classes = classifier.out_features
+        self.aux_classes = aux_classes
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.aux_head = nn.Linear(classifier.in_features, aux_classes)
+
+    def no_weight_decay(self) -> set[str]:
+        """The backbone's parameters exempt from weight decay (timm's optimiser factory reads this)."""
+        exempt = getattr(self.backbone, "no_weight_decay", lambda: set())()
+        return {f"backbone.{name}" for name in exempt}
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.backbone.forward_features(x)
+        return (self.backbone.forward_head(features),
+                self.aux_head(self.backbone.forward_head(features, pre_logits=True)))
+
+
+class AuxTargetDataset(Dataset):
+    """``(x, label_index, aux_index)`` items: ``base``'s ``(x, label_index)`` plus ``aux_targets[i]`` (-1: unknown).
+
+    E.g. ``AuxTargetDataset(ImageDataset(frame, pp, target="label"),
+    ImageDataset(frame, pp, target="plane").targets)``.
+    """
+
+    def __init__(self, base: Dataset, aux_targets: Sequence[int] | np.ndarray) -> None:
+        aux = np.asarray(aux_targets, dtype=np.int64)
+        if aux.ndim != 1 or len(aux) != len(base):
+            raise ValueError(f"need one auxiliary target per item: {len(base)} items, aux_targets of shape "
+                             f"{aux.shape}")
+        if (aux < -1).any():
+            raise ValueError(f"auxiliary targets must be class indices or -1 (unknown), got min {aux.min()}")
+        self.base, self.aux_targets = base, aux
+        self.targets = dataset_targets(base)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        x, y = self.base[index][:2]
+        return x, int(y), int(self.aux_targets[index])
+
