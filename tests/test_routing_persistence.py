@@ -129,16 +129,16 @@ class Interrupted(Exception):
 _WRITES = [(os, "replace"), (os, "rename"), (os, "mkdir"), (os, "fsync"), (hierarchy.models.bundle, "save_file")]
 
 
-def _interrupt_at(monkeypatch, step: int | None) -> list[str]:
-    """Patch every write to count its calls and raise ``Interrupted`` at call ``step`` (None: never)."""
+def _interrupt_at(monkeypatch, *steps: int) -> list[str]:
+    """Patch every write to count its calls and raise ``Interrupted`` at the calls numbered ``steps``."""
     calls: list[str] = []
     for module, name in _WRITES:
         original = getattr(module, name)
 
         def patched(*args, _original=original, _name=name, **kwargs):
             calls.append(_name)
-            if len(calls) == step:
-                raise Interrupted(f"{_name} (step {step})")
+            if len(calls) in steps:
+                raise Interrupted(f"{_name} (step {len(calls)})")
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(module, name, patched)
@@ -157,7 +157,7 @@ def test_an_interrupted_save_leaves_the_old_router_or_the_new_one(saved, new_rou
 
     counted = old_folder("count")
     with monkeypatch.context() as patch:
-        calls = _interrupt_at(patch, None)
+        calls = _interrupt_at(patch)
         new_router.save(counted, overwrite=True)
     steps = len(calls)
     assert steps > 20 and calls[-3:] == ["replace"] * 3  # components, router.json, then the swap's renames
@@ -176,6 +176,25 @@ def test_an_interrupted_save_leaves_the_old_router_or_the_new_one(saved, new_rou
         assert interrupted == (step <= steps), f"step {step}"
         assert (folder / "training" / "log.csv").read_text() == "kept", f"step {step}"
         assert sorted(p.name for p in folder.parent.iterdir()) == ["router"], f"step {step}: leftovers"
+
+
+def test_when_the_rollback_fails_too_nothing_of_the_users_is_deleted(saved, new_router, tmp_path, monkeypatch,
+                                                                      caplog):
+    folder = Path(shutil.copytree(saved, tmp_path / "router"))
+    (folder / "training").mkdir()
+    (folder / "training" / "log.csv").write_text("kept")
+    counted = Path(shutil.copytree(folder, tmp_path / "count" / "router"))
+    with monkeypatch.context() as patch:
+        calls = _interrupt_at(patch)
+        new_router.save(counted, overwrite=True)
+    with monkeypatch.context() as patch, caplog.at_level(logging.ERROR):
+        _interrupt_at(patch, len(calls), len(calls) + 1)  # the swap's last rename, then putting the old one back
+        with pytest.raises(Interrupted):
+            new_router.save(folder, overwrite=True)
+    assert [p.read_text() for p in tmp_path.glob(".router.saving-*/training/log.csv")] == ["kept"]
+    assert "could not be moved back" in caplog.text
+    with pytest.raises(FileNotFoundError, match="interrupted save left the previous Router in"):
+        Router.load(folder)
 
 
 # -- loading: every refusal names the file ------------------------------------------------------------------

@@ -107,6 +107,7 @@ def save_folder(directory: str | Path, write: Callable[[Path], dict[str, Any]], 
     if (directory / ROUTER_FILE).exists() and not overwrite:
         raise FileExistsError(f"{directory / ROUTER_FILE} exists; pass overwrite=True to replace it")
     generation = uuid.uuid4().hex
+    moved: list[str] = []  # entries of directory that are in staging while the swap runs
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = directory.parent / f".{directory.name}.saving-{generation}"
     try:
@@ -125,19 +126,23 @@ def save_folder(directory: str | Path, write: Callable[[Path], dict[str, Any]], 
                 raise FileExistsError(f"{directory} already holds {clash}, which the Router would replace; "
                                       "pass overwrite=True or choose another folder")
         write_json(staging / ROUTER_FILE, manifest)
-        _swap_in(staging, directory, parts | _recorded_parts(directory / ROUTER_FILE), generation)
+        _swap_in(staging, directory, parts | _recorded_parts(directory / ROUTER_FILE), generation, moved)
     finally:
         if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+            if moved:  # moving a user's entries back failed as well: keep them, say where
+                logger.error("the save to %s failed and %s could not be moved back; they are in %s",
+                             directory, moved, staging)
+            else:
+                shutil.rmtree(staging, ignore_errors=True)
     return given
 
 
-def _swap_in(staging: Path, directory: Path, parts: set[str], generation: str) -> None:
-    """Move the staged Router to ``directory``, carrying over the entries there that are not in ``parts``."""
+def _swap_in(staging: Path, directory: Path, parts: set[str], generation: str, moved: list[str]) -> None:
+    """Move the staged Router to ``directory``, carrying over the entries there that are not in ``parts``
+    (listed in ``moved`` while they are in ``staging``)."""
     if not directory.exists():
         os.replace(staging, directory)
         return
-    moved: list[str] = []
     try:
         for entry in sorted(directory.iterdir()):
             if entry.name not in parts:
@@ -151,9 +156,14 @@ def _swap_in(staging: Path, directory: Path, parts: set[str], generation: str) -
             os.replace(aside, directory)
             raise
     except BaseException:
-        for name in reversed(moved):
-            os.replace(staging / name, directory / name)
+        for name in reversed(list(moved)):
+            try:
+                os.replace(staging / name, directory / name)
+            except OSError:
+                break  # left in staging, which save_folder then keeps and names
+            moved.remove(name)
         raise
+    moved.clear()
     if aside.is_symlink():  # directory was a link to a folder elsewhere: drop the link, keep that folder
         aside.unlink()
     shutil.rmtree(aside, ignore_errors=True)
