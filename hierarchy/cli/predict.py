@@ -23,6 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="test-time augmentation: 'default', 'none' or comma-separated views of "
                              "hierarchy.data.tta.TTA_VIEWS (default: the Router's own setting)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip images that cannot be decoded and list them on standard error "
+                             "(default: stop at the first one)")
     parser.set_defaults(func=run)
 
 
@@ -31,7 +34,15 @@ def run(args: argparse.Namespace) -> int:
 
     router = Router.load(args.model)
     table = router.predict(args.inputs, args.route, reject_below=args.reject_below,
-                           refer_atypical=args.refer_atypical, tta=args.tta, progress=sys.stderr.isatty())
+                           refer_atypical=args.refer_atypical, tta=args.tta, progress=sys.stderr.isatty(),
+                           skip_bad=args.skip_bad)
+    skipped = table.attrs.get("skipped", [])
+    if skipped:
+        print(f"skipped {len(skipped)} image(s) that cannot be decoded:", file=sys.stderr)
+        for item in skipped:
+            print(f"  {item['error']}", file=sys.stderr)
+    if table.empty:
+        raise ValueError(f"none of the {len(skipped)} images could be decoded")
     if args.json:
         print(table.to_json(orient="records", lines=True), end="")
         return 0

@@ -17,7 +17,6 @@ Adapters for a user's ``nn.Module`` and a scikit-learn classifier on frozen feat
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -35,6 +34,8 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from hierarchy.data import ImageDataset, PreprocessConfig
+from hierarchy.fileio import read_json
+from hierarchy.labels import to_indices
 from hierarchy.models import build_architecture, create, load_bundle, save_bundle
 from hierarchy.models.bundle import CONFIG_FILE
 from hierarchy.provenance import data_fingerprint, data_hashes
@@ -166,8 +167,8 @@ class Component(BaseEstimator):
 
     def targets(self, rows: pd.DataFrame) -> np.ndarray:
         """Class indices of the rows' target column."""
-        lookup = {c: i for i, c in enumerate(self.classes)}
-        return np.array([lookup[v] for v in rows[self.task_.target]], dtype=int)
+        return to_indices(rows[self.task_.target], self.classes, what=self.task_.target,
+                          sources=rows["path"].tolist() if "path" in rows.columns else None)
 
     def dataset(self, frame: pd.DataFrame, *, train: bool = False, labelled: bool = True) -> ImageDataset:
         """The frame's images as this component's dataset (augmented when ``train``)."""
@@ -428,12 +429,9 @@ register_component(ImageClassifier)
 def load_component(directory: str | Path) -> Component:
     """Read a component written by its ``save``; the folder's ``config.json`` names its kind."""
     directory = Path(directory)
-    if not (directory / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{directory / CONFIG_FILE}: not found; {directory} holds no saved component")
-    try:
-        config = json.loads((directory / CONFIG_FILE).read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{directory / CONFIG_FILE}: not valid JSON ({err})") from err
+    config = read_json(directory / CONFIG_FILE, what="component config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{directory / CONFIG_FILE}: expected a JSON object, found a JSON {type(config).__name__}")
     kind = config.get("component")
     if kind not in COMPONENT_KINDS:
         raise ValueError(f"{directory / CONFIG_FILE}: unknown component kind {kind!r}; "

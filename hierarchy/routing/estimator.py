@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
@@ -14,13 +13,13 @@ import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
 
 from hierarchy.data import PreprocessConfig
 from hierarchy.data.tta import tta_views
 from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics.calibration import apply_temperature, fit_temperature
 from hierarchy.predictions import ROUTES, label_indices, prediction_table, probabilities
+from hierarchy.progress import progress_bar
 from hierarchy.provenance import run_record
 from hierarchy.routing.components import (
     Component,
@@ -39,8 +38,16 @@ from hierarchy.routing.fitting import (
     split_validation,
     training_frame,
 )
-from hierarchy.routing.inputs import Inputs, batches, resolve_inputs
+from hierarchy.routing.inputs import Inputs, Skipped, batches, resolve_inputs
 from hierarchy.routing.ood import FeatureOODScorer
+from hierarchy.routing.persistence import (
+    FORMAT_VERSION,
+    ROUTER_FILE,
+    RouterError,
+    load_part,
+    read_manifest,
+    save_folder,
+)
 from hierarchy.routing.routes import (
     RouteProbabilities,
     apply_rejection,
@@ -51,8 +58,6 @@ from hierarchy.training import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
-ROUTER_FILE = "router.json"
 OOD_DIR = "ood"
 _OOD = ".ood"  # key of the OOD scores among the per-component outputs (no parent group starts with '.')
 CALIBRATED_ROUTES = ("flat", "hierarchical", "soft", "ensemble")  # oracle borrows the hierarchical temperature
@@ -394,15 +399,18 @@ feature_views, seed, ood
             found["flat"] = proba("flat")
         return found
 
-    def _route_probabilities(self, inputs: Inputs, routes: Sequence[str], *, batch_size: int, progress: bool,
-                             perturbation: str | None = None, tta: Sequence[str] = ()) -> RouteProbabilities:
+    def _route_probabilities(self, inputs: Inputs, routes: Sequence[str], *, batch_size: int, progress: bool | None,
+                             perturbation: str | None = None, tta: Sequence[str] = (),
+                             skipped: list[Skipped] | None = None) -> RouteProbabilities:
         """Decode once, run each needed component once per batch (and TTA view), combine into the routes.
 
         With several ``tta`` views each component's probabilities and the OOD score are averaged over the
-        views before the routes combine them (so every expert sees every image)."""
+        views before the routes combine them (so every expert sees every image). Undecodable images are
+        appended to ``skipped`` when it is given (see ``batches``)."""
         parts: dict[str, list[np.ndarray]] = {}
-        with tqdm(total=len(inputs), desc="predicting", unit="img", disable=not progress) as bar:
-            for _, x in batches(inputs, self.plane_model_.preprocess_, batch_size, perturbation=perturbation):
+        with progress_bar(total=len(inputs), desc="predicting", unit="img", enabled=progress) as bar:
+            for _, x in batches(inputs, self.plane_model_.preprocess_, batch_size, perturbation=perturbation,
+                                skipped=skipped):
                 views = tta_views(x, tta) if tta else [x]
                 per_view = [self._batch_proba(view, routes, every_expert=len(views) > 1) for view in views]
                 for key in per_view[0]:
@@ -418,8 +426,9 @@ feature_views, seed, ood
 
     def predict_routes(self, inputs: Any, routes: Sequence[str] | None = None, *,
                        reject_below: float | None = None, refer_atypical: float | None = None,
-                       tta: bool | str | Sequence[str] | None = None, batch_size: int = 32, progress: bool = False,
-                       perturbation: str | None = None, calibrated: bool = False) -> pd.DataFrame:
+                       tta: bool | str | Sequence[str] | None = None, batch_size: int = 32,
+                       progress: bool | None = False, perturbation: str | None = None, calibrated: bool = False,
+                       skip_bad: bool = False) -> pd.DataFrame:
         """Prediction table (``hierarchy.predictions`` schema), one row per (image, route), every route from
         one decode and one pass per component (and TTA view).
 
@@ -445,6 +454,12 @@ feature_views, seed, ood
         calibrated : bool
             Temperature-scale each route's probabilities (the oracle with the hierarchical temperature)
             before rejection; ``pred_label`` is unchanged.
+        skip_bad : bool
+            Leave out images that cannot be decoded, log a warning and list them in the table's
+            ``attrs["skipped"]`` (dicts with ``id`` and ``error``); by default the first one raises
+            ``hierarchy.data.ImageReadError`` naming the file.
+        progress : bool or None
+            Show a progress bar; None: only when standard error is a terminal.
         """
         check_is_fitted(self)
         resolved = resolve_inputs(inputs)
@@ -459,10 +474,12 @@ feature_views, seed, ood
                                  "refit it with ood=True")
             threshold = self.ood_scorer_.threshold(refer_atypical)
         temperatures = {route: self.temperature(route) for route in routes} if calibrated else {}
+        skipped: list[Skipped] | None = [] if skip_bad else None
         found = self._route_probabilities(resolved, routes, batch_size=batch_size, progress=progress,
                                           perturbation=perturbation,
-                                          tta=tta_names(self.tta if tta is None else tta))
+                                          tta=tta_names(self.tta if tta is None else tta), skipped=skipped)
         atypical = found.ood_score > threshold if refer_atypical is not None else None
+        keep = np.setdiff1d(np.arange(len(resolved)), [s.row for s in skipped or []])
         tables = []
         for route in routes:
             proba = found.routes[route]
@@ -478,8 +495,13 @@ feature_views, seed, ood
                 table["ood_score"] = found.ood_score
             if atypical is not None:
                 table["atypical"] = atypical
-            tables.append(table)
-        return pd.concat(tables, ignore_index=True)
+            tables.append(table.iloc[keep])
+        table = pd.concat(tables, ignore_index=True)
+        if skipped is not None:
+            table.attrs["skipped"] = [{"id": s.id, "error": s.error} for s in skipped]
+            for s in skipped:
+                logger.warning("skipped an image that cannot be decoded: %s", s.error)
+        return table
 
     def predict(self, inputs: Any, route: str = "hierarchical", **kwargs: Any) -> pd.DataFrame:
         """Prediction table of one route (keyword arguments as in ``predict_routes``)."""
@@ -495,69 +517,69 @@ feature_views, seed, ood
                 **({"flat": "flat"} if self.flat_model_ is not None else {})}
 
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
-        """Write every component under ``directory``, then ``router.json`` (settings, label sets, ensemble
-        weight, temperatures, layout, record, OOD scorer folder). An existing router there is refused unless
-        ``overwrite``."""
+        """Write every component, the OOD scorer and ``router.json`` (settings, label sets, ensemble weight,
+        temperatures, layout, record, OOD scorer folder, and the sha256 of every file written) to ``directory``,
+        all at once: the Router is staged in a sibling folder and swapped in with one rename
+        (``hierarchy.routing.persistence``), so an interrupted save leaves the previous Router intact. Other
+        entries of ``directory`` are kept; an existing Router there is refused unless ``overwrite``."""
         check_is_fitted(self)
-        directory = Path(directory)
-        if (directory / ROUTER_FILE).exists() and not overwrite:
-            raise FileExistsError(f"{directory / ROUTER_FILE} exists; pass overwrite=True to replace it")
-        directory.mkdir(parents=True, exist_ok=True)
-        layout = self._layout()
-        for name, sub in layout.items():
-            self.components_[name].save(directory / sub, overwrite=overwrite)
-        if self.ood_scorer_ is not None:
-            self.ood_scorer_.save(directory / OOD_DIR, overwrite=overwrite)
-        manifest = {"format_version": FORMAT_VERSION, "config": self.settings(), "classes": list(self.classes_),
+
+        def write(staging: Path) -> dict[str, Any]:
+            layout = self._layout()
+            for name, sub in layout.items():
+                self.components_[name].save(staging / sub)
+            if self.ood_scorer_ is not None:
+                self.ood_scorer_.save(staging / OOD_DIR)
+            return {"format_version": FORMAT_VERSION, "config": self.settings(), "classes": list(self.classes_),
                     "planes": list(self.planes_), "ensemble_weight": self.ensemble_weight_,
                     "temperatures": self.temperatures_, "components": layout, "record": self.record_,
                     "ood": None if self.ood_scorer_ is None else {"directory": OOD_DIR, "trunk": self.ood_trunk_}}
-        tmp = directory / f".{ROUTER_FILE}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2, default=str))
-        tmp.replace(directory / ROUTER_FILE)  # written last, so a half-saved router never loads
-        return directory
+
+        return save_folder(directory, write, overwrite=overwrite)
 
     @classmethod
     def load(cls, directory: str | Path) -> Router:
-        """Load a Router written by ``save``. A missing component, a component whose classes differ from the
-        manifest's, or another format version is refused with an error naming the path."""
+        """Load a Router written by ``save``.
+
+        Raises
+        ------
+        FileNotFoundError
+            ``directory`` holds no ``router.json``.
+        RouterError
+            A file ``router.json`` records is missing, changed or from another save; a path leads out of the
+            folder; ``router.json`` is malformed, edited or of another format version; a component does not
+            load or predicts other classes than ``router.json`` lists. The message names the file.
+        """
         directory = Path(directory)
-        path = directory / ROUTER_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found; is {directory} a saved Router (hierarchy train --out)?")
-        try:
-            manifest = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from err
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: router format version {manifest.get('format_version')!r}, "
-                             f"this version of hierarchy reads version {FORMAT_VERSION}")
+        manifest = read_manifest(directory)
+        source = directory / ROUTER_FILE
         classes, planes = tuple(manifest["classes"]), tuple(manifest["planes"])
-        layout = manifest.get("components", {})
-        missing = [n for n in ("plane", *planes) if n not in layout]
-        if missing:
-            raise ValueError(f"{path}: no component entry for {missing}")
         loaded: dict[str, Component] = {}
-        for name, sub in layout.items():
-            if not (directory / sub).is_dir():
-                raise FileNotFoundError(f"{directory / sub}: the {name} component of the router in {directory} "
-                                        "is missing")
-            loaded[name] = load_component(directory / sub)
+        for name, sub in manifest["components"].items():
+            loaded[name] = load_part(directory / sub, load_component, f"{name} component of the Router in {directory}")
             expected = planes if name == "plane" else classes
             if loaded[name].classes != expected:
-                raise ValueError(f"{directory / sub}: the {name} component predicts {list(loaded[name].classes)}, "
-                                 f"but {path} lists {list(expected)}")
+                raise RouterError(f"{directory / sub}: the {name} component predicts {list(loaded[name].classes)}, "
+                                  f"but {source} lists {list(expected)}")
         settings = dict(manifest["config"])
         for name, key in (("plane", "plane"), ("experts", planes[0]), ("flat", "flat")):
-            if isinstance(settings[name], dict):  # a component object: the loaded one stands for it
+            if isinstance(settings.get(name), dict):  # a component object: the loaded one stands for it
                 settings[name] = loaded.get(key)
-        router = cls(**{**settings, "preprocess": PreprocessConfig.from_dict(settings["preprocess"]),
-                        "train": TrainConfig.from_dict(settings["train"])})
+
+        def build(_: Path) -> Router:
+            router = cls(**{**settings, "preprocess": PreprocessConfig.from_dict(settings["preprocess"]),
+                            "train": TrainConfig.from_dict(settings["train"])})
+            check_settings(router.mode, router.expert_init, router.flat, router.plane, router.experts,
+                           router.feature_views, router.val_fraction)
+            return router
+
+        router = load_part(source, build, "Router settings in 'config'")
         router._set_fitted(classes, planes, loaded["plane"], {p: loaded[p] for p in planes}, loaded.get("flat"))
         router.ensemble_weight_ = manifest.get("ensemble_weight")
-        router.temperatures_ = {r: float(t) for r, t in (manifest.get("temperatures") or {}).items()}
-        router.record_ = manifest.get("record", {})
+        router.temperatures_ = {r: float(t) for r, t in manifest["temperatures"].items()}
+        router.record_ = manifest["record"]
         if manifest.get("ood"):
-            router.ood_scorer_ = FeatureOODScorer.load(directory / manifest["ood"]["directory"])
+            router.ood_scorer_ = load_part(directory / manifest["ood"]["directory"], FeatureOODScorer.load,
+                                           f"OOD scorer of the Router in {directory}")
             router.ood_trunk_ = manifest["ood"]["trunk"]
         return router

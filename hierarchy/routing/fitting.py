@@ -8,7 +8,6 @@ last, on one trunk's features of the training rows (reusing the frozen-feature e
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ import pandas as pd
 import torch
 
 from hierarchy.data import index_dataset, train_val_split
+from hierarchy.fileio import sha256_file
 from hierarchy.routing.components import Component, refuse_test_rows
 from hierarchy.routing.inputs import batches, resolve_inputs
 from hierarchy.routing.ood import FeatureOODScorer
@@ -46,10 +46,6 @@ def training_frame(data: pd.DataFrame | str | Path, what: str) -> pd.DataFrame:
     return data.reset_index(drop=True)
 
 
-def _file_sha256(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def split_validation(frame: pd.DataFrame, *, parent: str, val_fraction: float,
                      seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``hierarchy.data.train_val_split`` (stratified by label x parent group, duplicates kept together) for
@@ -58,7 +54,7 @@ def split_validation(frame: pd.DataFrame, *, parent: str, val_fraction: float,
     if parent != "plane":
         stand_in = stand_in.assign(plane=stand_in[parent])
     if "sha256" not in stand_in.columns:
-        stand_in = stand_in.assign(sha256=[_file_sha256(p) for p in stand_in["path"]])
+        stand_in = stand_in.assign(sha256=[sha256_file(p) for p in stand_in["path"]])
     if "split" not in stand_in.columns:
         stand_in = stand_in.assign(split="train")
     train, val = train_val_split(stand_in, val_fraction=val_fraction, seed=seed)
