@@ -7,6 +7,7 @@ removed and the target keeps its previous content.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -110,3 +111,12 @@ def read_json(path: str | os.PathLike, *, what: str = "JSON file") -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{what} {path} is not valid JSON: {err}") from err
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of the file ``path``'s bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

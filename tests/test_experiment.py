@@ -192,7 +192,9 @@ def test_summary_has_generalisation_conformal_and_seed_keys(finished):
     out, _, _ = finished
     stored = json.loads((out / "summary.json").read_text())
     external = stored["external"]["kaggle"]
-    assert external["ood_auroc"] is None  # these routers carry no OOD scorer
+    # every Router carries an OOD scorer fitted on its training rows
+    assert 0.0 <= external["ood_auroc"]["value"] <= 1.0
+    assert external["ood_auroc"]["n_out"] == external["n_evaluated"]
     assert 0.0 <= external["mcnemar_p"] <= 1.0
     assert external["n_evaluated"] == external["n_indexed"] - external["n_removed_as_training_duplicates"]
     generalisation = stored["generalisation"]
@@ -222,11 +224,12 @@ def test_report_has_generalisation_sections_and_files(finished):
     report = (out / "report.md").read_text()
     for section in ("## Generalisation at a glance", "## External validation", "## Out-of-distribution referral",
                     "## Conformal prediction sets", "Nothing was trained, selected or tuned on external data",
-                    "No OOD score", "flat_seeds", "accuracy mean ± sd"):
+                    "flat_seeds", "accuracy mean ± sd"):
         assert section in report
     for name in ("figures/generalisation.png", "figures/roc_external_kaggle.pdf", "figures/confusion_external.png",
                  "tables/generalisation.csv", "tables/conformal.csv", "tables/external_kaggle_headline.csv",
-                 "tables/external_per_class_recall.csv", "tables/external_comparisons.csv"):
+                 "tables/external_per_class_recall.csv", "tables/external_comparisons.csv",
+                 "tables/ood_auroc.csv", "figures/ood_coverage.png"):
         assert (out / name).stat().st_size > 0, name
         assert name in report
     errors = out / "tables" / "external_kaggle_errors.csv"

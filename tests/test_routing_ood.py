@@ -48,6 +48,21 @@ def test_threshold_refers_about_one_minus_q_of_training_like_points():
         scorer.threshold(1.5)
 
 
+def test_out_of_fold_reference_scores_hold_with_more_dimensions_than_rows():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["a", "b", "c"], 20)
+    centres = 5.0 + 4.0 * np.eye(3, 64)
+    train = centres[np.repeat(np.arange(3), 20)] + rng.normal(size=(60, 64))
+    fresh = centres[np.repeat(np.arange(3), 100)] + rng.normal(size=(300, 64))
+    in_sample = FeatureOODScorer().fit(train, labels)
+    out_of_fold = FeatureOODScorer(cv=5).fit(train, labels)
+    np.testing.assert_array_equal(in_sample.means_, out_of_fold.means_)
+    assert in_sample.is_atypical(fresh, 0.5).mean() > 0.75  # in-sample scores are too small
+    assert out_of_fold.is_atypical(fresh, 0.5).mean() == pytest.approx(0.5, abs=0.2)
+    with pytest.raises(ValueError, match="cv must be"):
+        FeatureOODScorer(cv=1).fit(train, labels)
+
+
 def test_mahalanobis_without_labels_uses_one_gaussian():
     train, _ = gaussian_classes(100)
     scorer = FeatureOODScorer(normalize=None).fit(train)

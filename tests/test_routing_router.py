@@ -16,7 +16,15 @@ from hierarchy.data import ImageReadError, PreprocessConfig, index_dataset, trai
 from hierarchy.labels import PLANES
 from hierarchy.metrics import apply_temperature
 from hierarchy.predictions import ROUTES, label_indices, plane_probabilities, probabilities
-from hierarchy.routing import ImageClassifier, Router, Task, route_throughput, soft_route
+from hierarchy.routing import (
+    ImageClassifier,
+    Router,
+    RouterError,
+    Task,
+    route_throughput,
+    soft_route,
+)
+from hierarchy.routing.persistence import content_checksum
 from hierarchy.training import TrainConfig
 
 PREPROCESS = PreprocessConfig(image_size=48)
@@ -119,7 +127,7 @@ def test_save_load_round_trip_gives_identical_predictions(router, saved, frames)
 def test_load_refuses_a_missing_expert(saved, tmp_path):
     broken = shutil.copytree(saved, tmp_path / "router")
     shutil.rmtree(broken / "experts" / "coronal")
-    with pytest.raises(FileNotFoundError, match="coronal"):
+    with pytest.raises(RouterError, match="coronal"):
         Router.load(broken)
 
 
@@ -127,6 +135,7 @@ def test_load_refuses_a_wrong_class_list(saved, tmp_path):
     broken = shutil.copytree(saved, tmp_path / "router")
     manifest = json.loads((broken / "router.json").read_text())
     manifest["classes"] = list(reversed(manifest["classes"]))
+    manifest["checksum"] = content_checksum(manifest)  # as if saved so: the class check must still catch it
     (broken / "router.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="axial"):
         Router.load(broken)
@@ -278,9 +287,10 @@ def test_calibrate_refuses_test_rows(router, frames):
 
 
 def test_calibrated_output_needs_temperatures(saved, frames, tmp_path):
-    older = shutil.copytree(saved, tmp_path / "router")  # a router saved before temperatures existed
+    older = shutil.copytree(saved, tmp_path / "router")  # a router saved without temperatures
     manifest = json.loads((older / "router.json").read_text())
-    del manifest["temperatures"]
+    manifest["temperatures"] = {}
+    manifest["checksum"] = content_checksum(manifest)
     (older / "router.json").write_text(json.dumps(manifest))
     router = Router.load(older)
     assert router.temperatures_ == {}

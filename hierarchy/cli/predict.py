@@ -17,7 +17,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--route", choices=[r for r in ROUTES if r != "oracle"], default="hierarchical")
     parser.add_argument("--reject-below", type=float, metavar="P",
                         help="refer images whose top probability is below P to a human")
+    parser.add_argument("--refer-atypical", type=float, metavar="Q",
+                        help="refer images whose OOD score exceeds the training images' Q-quantile")
+    parser.add_argument("--tta", metavar="VIEWS",
+                        help="test-time augmentation: 'default', 'none' or comma-separated views of "
+                             "hierarchy.data.tta.TTA_VIEWS (default: the Router's own setting)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip images that cannot be decoded and list them on standard error "
+                             "(default: stop at the first one)")
     parser.set_defaults(func=run)
 
 
@@ -25,10 +33,20 @@ def run(args: argparse.Namespace) -> int:
     from hierarchy.routing import Router
 
     router = Router.load(args.model)
-    table = router.predict(args.inputs, args.route, reject_below=args.reject_below, progress=sys.stderr.isatty())
+    table = router.predict(args.inputs, args.route, reject_below=args.reject_below,
+                           refer_atypical=args.refer_atypical, tta=args.tta, progress=sys.stderr.isatty(),
+                           skip_bad=args.skip_bad)
+    skipped = table.attrs.get("skipped", [])
+    if skipped:
+        print(f"skipped {len(skipped)} image(s) that cannot be decoded:", file=sys.stderr)
+        for item in skipped:
+            print(f"  {item['error']}", file=sys.stderr)
+    if table.empty:
+        raise ValueError(f"none of the {len(skipped)} images could be decoded")
     if args.json:
         print(table.to_json(orient="records", lines=True), end="")
         return 0
     table["confidence"] = table[[prob_column(c) for c in router.classes_]].max(axis=1).round(3)
-    print(table[list(_TABLE_COLUMNS)].to_string(index=False))
+    extra = [c for c in ("ood_score", "atypical") if c in table.columns]
+    print(table[[*_TABLE_COLUMNS, *extra]].to_string(index=False))
     return 0

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hierarchy.fileio import read_json
-from hierarchy.routing.config import RouterConfig
+from hierarchy.routing.config import EXPERT_INITS, MODES, RouterConfig
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default = defaults
         for key in path:
             default = default[key]
-        choices = {"mode": ("finetune", "frozen", "shared"), "expert_init": ("imagenet", "flat", "scratch")}
+        choices = {"mode": MODES, "expert_init": EXPERT_INITS}
         group.add_argument(flag, dest="router__" + "__".join(path), type=_parser_for(base, optional),
                            choices=choices.get(path[-1]) if len(path) == 1 else None, metavar=None
                            if len(path) == 1 and path[-1] in choices else base.__name__.upper(),

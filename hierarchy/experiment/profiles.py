@@ -100,13 +100,13 @@ PROFILES: dict[str, ExperimentConfig] = {
                             train=TrainConfig(epochs=5, label_smoothing=0.1, num_workers=2), feature_views=2),
         flat_fallback_backbone="tf_efficientnet_lite0",
     ),
-    # EfficientNet-Lite0 fine-tuned end to end at 224 px (domain-robust augmentation) as the flat model; the
-    # plane and expert heads are then fitted on its trunk (mode "shared", which needs one backbone name for all
-    # three), so every route costs one trunk pass. ~1 h on 2 CPU cores.
+    # EfficientNet-Lite0 fine-tuned end to end at 224 px (domain-robust augmentation) on the tumour label and
+    # the plane at once (mode "joint", one backbone name for all three): its plane head is the plane classifier
+    # and the expert heads are fitted on its frozen trunk, so every route costs one trunk pass. ~1 h on 2 CPU cores.
     "cpu": ExperimentConfig(
         profile="cpu",
         router=RouterConfig(plane="tf_efficientnet_lite0", experts="tf_efficientnet_lite0",
-                            flat="tf_efficientnet_lite0", mode="shared",
+                            flat="tf_efficientnet_lite0", mode="joint",
                             preprocess=PreprocessConfig(image_size=224, augment="robust"),
                             train=TrainConfig(epochs=4, lr=1e-3, batch_size=32, label_smoothing=0.1, num_workers=2),
                             feature_views=2),

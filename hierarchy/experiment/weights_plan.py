@@ -37,10 +37,13 @@ def plan_weights(config: ExperimentConfig) -> dict[str, Any]:
                          f"instead" + (f"; {flat} is also trained from random initialisation and reported "
                                        f"as such" if config.flat_random_init_too else "") + ".")
             flat = config.flat_fallback_backbone
-    if router.mode == "shared":
+    if router.mode in ("shared", "joint"):
         trunk = f"the trunk of the fine-tuned flat model ({flat}); linear heads fitted on its frozen features"
-        sources = {"flat": describe_weights(flat, router.weights) + ", fine-tuned end to end",
-                   "plane": trunk, "experts": trunk}
+        joint = router.mode == "joint"
+        sources = {"flat": describe_weights(flat, router.weights) + ", fine-tuned end to end"
+                   + (" on the tumour label and the plane at once" if joint else ""),
+                   "plane": f"the plane head trained jointly with the flat model ({flat})" if joint else trunk,
+                   "experts": trunk}
     else:
         sources = {
             "flat": describe_weights(flat, router.weights),

@@ -4,6 +4,7 @@ from hierarchy.routing.adapters import ModuleClassifier, SklearnClassifier
 from hierarchy.routing.components import Component, ImageClassifier, Task, load_component
 from hierarchy.routing.config import RouterConfig
 from hierarchy.routing.estimator import Router
+from hierarchy.routing.persistence import RouterError
 from hierarchy.routing.routes import (
     RouteProbabilities,
     apply_rejection,
@@ -23,6 +24,7 @@ __all__ = [
     "RouteProbabilities",
     "Router",
     "RouterConfig",
+    "RouterError",
     "SklearnClassifier",
     "Task",
     "apply_rejection",

@@ -19,12 +19,14 @@ import numpy as np
 import pandas as pd
 import skops.io as sio
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from hierarchy.data import PreprocessConfig
+from hierarchy.fileio import atomic_write_bytes, write_json
 from hierarchy.models import load_bundle, save_bundle
 from hierarchy.models.bundle import CONFIG_FILE
 from hierarchy.routing.components import (
@@ -141,13 +143,12 @@ class ModuleClassifier(Component):
         directory = Path(directory)
         config = {**self._saved_settings(), "factory": _factory_path(self.factory),
                   "factory_kwargs": self.factory_kwargs or {}}
-        text = json.dumps(config, indent=2)
+        json.dumps(config)  # fails here, before anything is written, if not JSON-ready
         if directory.exists() and any(directory.iterdir()) and not overwrite:
             raise FileExistsError(f"{directory} already exists; pass overwrite=True to replace it")
-        directory.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()},
-                  directory / WEIGHTS_FILE)
-        (directory / CONFIG_FILE).write_text(text)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
+        atomic_write_bytes(directory / WEIGHTS_FILE, save(tensors))
+        write_json(directory / CONFIG_FILE, config)
         return directory
 
     @classmethod
@@ -157,7 +158,7 @@ class ModuleClassifier(Component):
         model = component.build_model()
         try:
             model.load_state_dict(load_file(directory / WEIGHTS_FILE))
-        except (OSError, RuntimeError) as err:
+        except (OSError, RuntimeError, SafetensorError) as err:
             raise ValueError(f"{directory / WEIGHTS_FILE}: does not fit {config['factory']}: {err}") from err
         component.model_ = model.eval()
         component.trained_on_ = config.get("data_hashes", {})
@@ -224,7 +225,7 @@ class SklearnClassifier(ImageClassifier):
         config = {**self._saved_settings(), "classes": list(self.classes), "backbone": self.backbone,
                   "weights": None if self.weights is None else str(self.weights), **self.describe()}
         save_bundle(self.model_, directory, config, overwrite=overwrite)
-        (Path(directory) / HEAD_FILE).write_bytes(head)
+        atomic_write_bytes(Path(directory) / HEAD_FILE, head)
         return Path(directory)
 
     @classmethod

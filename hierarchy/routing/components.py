@@ -17,7 +17,6 @@ Adapters for a user's ``nn.Module`` and a scikit-learn classifier on frozen feat
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -35,6 +34,8 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from hierarchy.data import ImageDataset, PreprocessConfig
+from hierarchy.fileio import read_json
+from hierarchy.labels import to_indices
 from hierarchy.models import build_architecture, create, load_bundle, save_bundle
 from hierarchy.models.bundle import CONFIG_FILE
 from hierarchy.provenance import data_fingerprint, data_hashes
@@ -42,17 +43,20 @@ from hierarchy.routing.inputs import batches, resolve_inputs
 from hierarchy.routing.trunk import head_proba, trunk_features
 from hierarchy.settings import Settings
 from hierarchy.training import (
+    AuxTargetDataset,
     TrainConfig,
     attach_head,
     backbone_fingerprint,
     extract_features,
     fit_linear_head,
     train,
+    train_joint,
 )
 
 logger = logging.getLogger(__name__)
 
 PREDICT_BATCH = 32
+IMAGE_MODES = ("finetune", "frozen", "joint", "aux")
 
 
 @dataclass(frozen=True)
@@ -163,8 +167,8 @@ class Component(BaseEstimator):
 
     def targets(self, rows: pd.DataFrame) -> np.ndarray:
         """Class indices of the rows' target column."""
-        lookup = {c: i for i, c in enumerate(self.classes)}
-        return np.array([lookup[v] for v in rows[self.task_.target]], dtype=int)
+        return to_indices(rows[self.task_.target], self.classes, what=self.task_.target,
+                          sources=rows["path"].tolist() if "path" in rows.columns else None)
 
     def dataset(self, frame: pd.DataFrame, *, train: bool = False, labelled: bool = True) -> ImageDataset:
         """The frame's images as this component's dataset (augmented when ``train``)."""
@@ -231,9 +235,13 @@ class ImageClassifier(Component):
 
     ``weights``: ``"imagenet"`` (offline), ``None`` (random initialisation, logged) or a weights path.
     ``mode``: ``"finetune"`` trains the whole network with ``hierarchy.training.train``; ``"frozen"`` keeps
-    the backbone fixed and fits a linear head on its cached features. ``init_from``: a fitted
-    ``ImageClassifier`` with the same backbone whose trunk (everything but the classifier) this one starts
-    from instead of ``weights``.
+    the backbone fixed and fits a linear head on its cached features; ``"joint"`` trains the whole network
+    on its task and on ``aux_task`` at once (``hierarchy.training.train_joint``, the auxiliary loss weighted
+    by ``TrainConfig.aux_weight``; rows outside ``aux_task``'s classes give the main loss only) and keeps the
+    auxiliary head as ``aux_head_``; ``"aux"`` trains nothing: it is ``init_from``'s network with
+    ``init_from.aux_head_`` as classifier (its task must be ``init_from``'s ``aux_task``). ``init_from``: a
+    fitted ``ImageClassifier`` with the same backbone whose trunk (everything but the classifier) this one
+    starts from instead of ``weights``.
     """
 
     kind = "timm"
@@ -241,12 +249,13 @@ class ImageClassifier(Component):
     def __init__(self, backbone: str = "simple_cnn", task: Task | None = None, *,
                  preprocess: PreprocessConfig | None = None, weights: str | Path | None = "imagenet",
                  train_config: TrainConfig | None = None, mode: str = "finetune",
-                 init_from: ImageClassifier | None = None) -> None:
+                 init_from: ImageClassifier | None = None, aux_task: Task | None = None) -> None:
         super().__init__(task, preprocess=preprocess, train_config=train_config)
         self.backbone = backbone
         self.weights = weights
         self.mode = mode
         self.init_from = init_from
+        self.aux_task = aux_task
 
     @property
     def frozen(self) -> bool:  # type: ignore[override]
@@ -265,8 +274,12 @@ class ImageClassifier(Component):
     def build_model(self) -> nn.Module:
         """A fresh network with this component's starting weights (random ones drawn from the training seed,
         so components with the same backbone and seed start from the same trunk), or ``init_from``'s trunk."""
-        if self.mode not in ("finetune", "frozen"):
-            raise ValueError(f"mode must be 'finetune' or 'frozen', got {self.mode!r}")
+        if self.mode not in IMAGE_MODES:
+            raise ValueError(f"mode must be one of {IMAGE_MODES}, got {self.mode!r}")
+        if self.mode == "joint" and self.aux_task is None:
+            raise ValueError(f"{self!r}: mode='joint' needs an aux_task")
+        if self.mode == "aux" and self.init_from is None:
+            raise ValueError(f"{self!r}: mode='aux' takes its network from init_from; give one")
         if self.init_from is not None:
             return self._copy_trunk(self.init_from)
         with torch.random.fork_rng(devices=[]):
@@ -295,17 +308,39 @@ class ImageClassifier(Component):
         train_rows = self.training_rows(train_frame, "train_frame")
         val_rows = self.training_rows(val_frame, "val_frame")
         model = self.build_model()
+        if self.mode == "aux":
+            return self._fit_aux(model, train_rows, val_rows)
         with work_dir(out_dir) as work:
-            if self.mode == "finetune":
+            if self.mode in ("finetune", "joint"):
                 key = {"component": self.task_.to_dict(), "backbone": self.backbone,
                        "preprocess": self.preprocess_.fingerprint(),
                        "data": data_hashes({"train": train_rows, "val": val_rows})}
-                train(model, self.dataset(train_rows, train=True), self.dataset(val_rows), self.train_config_,
-                      work, resume=resume, data_key=key)
+                train_data, val_data = self.dataset(train_rows, train=True), self.dataset(val_rows)
+                if self.mode == "finetune":
+                    train(model, train_data, val_data, self.train_config_, work, resume=resume, data_key=key)
+                else:
+                    result = train_joint(model, AuxTargetDataset(train_data, self._aux_targets(train_rows)),
+                                         AuxTargetDataset(val_data, self._aux_targets(val_rows)),
+                                         self.train_config_, work, aux_classes=len(self.aux_task.classes),
+                                         resume=resume, data_key={**key, "aux": self.aux_task.to_dict()})
+                    self.aux_head_ = result.aux_head.cpu().eval()
                 self._set_fitted(model, train_rows, val_rows)
                 return self
             features = [self.extract(model, rows, work / "features") for rows in (train_rows, val_rows)]
         return self.fit_features(model, train_rows, val_rows, *features)
+
+    def _aux_targets(self, rows: pd.DataFrame) -> np.ndarray:
+        """Index of each row's ``aux_task`` target among its classes; -1 where unknown (main loss only)."""
+        lookup = {c: i for i, c in enumerate(self.aux_task.classes)}
+        column = rows[self.aux_task.target] if self.aux_task.target in rows.columns else pd.Series(index=rows.index)
+        return np.array([lookup.get(str(v), -1) if pd.notna(v) else -1 for v in column], dtype=np.int64)
+
+    def _fit_aux(self, model: nn.Module, train_rows: pd.DataFrame, val_rows: pd.DataFrame) -> ImageClassifier:
+        source = self.init_from
+        if getattr(source, "aux_head_", None) is None or source.aux_task.classes != self.classes:
+            raise ValueError(f"{self!r}: {source!r} has no jointly trained head for {list(self.classes)}")
+        self._set_fitted(attach_head(model, source.aux_head_), train_rows, val_rows)
+        return self
 
     def extract(self, model: nn.Module, frame: pd.DataFrame, cache_dir: Path, *, view: int = 0) -> np.ndarray:
         """The backbone's pre-logit features of every row of ``frame`` (cached on disk).
@@ -394,12 +429,9 @@ register_component(ImageClassifier)
 def load_component(directory: str | Path) -> Component:
     """Read a component written by its ``save``; the folder's ``config.json`` names its kind."""
     directory = Path(directory)
-    if not (directory / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{directory / CONFIG_FILE}: not found; {directory} holds no saved component")
-    try:
-        config = json.loads((directory / CONFIG_FILE).read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{directory / CONFIG_FILE}: not valid JSON ({err})") from err
+    config = read_json(directory / CONFIG_FILE, what="component config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{directory / CONFIG_FILE}: expected a JSON object, found a JSON {type(config).__name__}")
     kind = config.get("component")
     if kind not in COMPONENT_KINDS:
         raise ValueError(f"{directory / CONFIG_FILE}: unknown component kind {kind!r}; "

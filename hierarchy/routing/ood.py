@@ -11,6 +11,11 @@ it invertible with more feature dimensions than images). It sees every feature d
 contrast shift the classifier head ignores still raises it. :func:`energy_score` (Liu et al., 2020)
 scores a head's logits instead, and sees only the directions the head uses.
 
+Scored on the rows it was fitted on, a Mahalanobis distance is smaller than on fresh rows drawn the
+same way (badly so with fewer rows than feature dimensions), so ``cv=k`` takes the training rows'
+reference scores out of fold: each fold scored by a scorer fitted on the other folds. The thresholds
+then refer about ``1 - q`` of fresh training-like images, not almost all of them.
+
 Features are first L2-normalised (``normalize="l2"``), standardised with the training mean and
 standard deviation (``"standard"``) or used as they are (``None``). The fitted state is plain arrays:
 ``save(dir)`` writes ``ood.json`` (settings, classes) and ``ood.safetensors`` (arrays), no pickle.
@@ -27,6 +32,7 @@ from safetensors.numpy import load_file, save_file
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator
 from sklearn.covariance import LedoitWolf
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils.validation import check_array, check_is_fitted
 
 NORMALIZATIONS: tuple[str | None, ...] = ("l2", "standard", None)
@@ -63,6 +69,14 @@ def _squared_mahalanobis(x: np.ndarray, means: np.ndarray, precision: np.ndarray
     return np.maximum(own - 2 * xp @ means.T + centre, 0.0)
 
 
+def _gaussians(x: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Class means of ``x`` and the precision of their shared, Ledoit-Wolf-shrunk within-class covariance."""
+    member = labels[:, None] == np.array(classes)[None, :]
+    means = (member.T @ x) / member.sum(axis=0)[:, None]
+    residuals = x - means[member.argmax(axis=1)]
+    return means, LedoitWolf(assume_centered=True).fit(residuals).precision_
+
+
 class FeatureOODScorer(BaseEstimator):
     """Class-conditional Mahalanobis out-of-distribution score, fitted on training features only.
 
@@ -70,6 +84,9 @@ class FeatureOODScorer(BaseEstimator):
     ----------
     normalize : {"l2", "standard", None}, default "l2"
         Feature normalisation applied before fitting and scoring.
+    cv : int or None, default None
+        Number of folds (stratified by label) for out-of-fold ``train_scores_``; None scores the training
+        rows with the scorer fitted on all of them.
 
     Attributes
     ----------
@@ -84,7 +101,7 @@ class FeatureOODScorer(BaseEstimator):
     precision_ : ndarray of shape (n_features_in_, n_features_in_)
         Inverse of the shared, shrunk within-class covariance.
     train_scores_ : ndarray of shape (n_train_,)
-        Scores of the training rows, whose quantiles are the referral thresholds.
+        Scores of the training rows (out of fold with ``cv``), whose quantiles are the referral thresholds.
 
     Examples
     --------
@@ -94,12 +111,15 @@ class FeatureOODScorer(BaseEstimator):
     True
     """
 
-    def __init__(self, normalize: str | None = "l2"):
+    def __init__(self, normalize: str | None = "l2", cv: int | None = None):
         self.normalize = normalize
+        self.cv = cv
 
     def _check_params(self) -> None:
         if self.normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {list(NORMALIZATIONS)}, got {self.normalize!r}")
+        if self.cv is not None and (not isinstance(self.cv, int) or self.cv < 2):
+            raise ValueError(f"cv must be None or an integer >= 2, got {self.cv!r}")
 
     def _features(self, features: np.ndarray, *, fitting: bool = False) -> np.ndarray:
         x = check_array(features, dtype=float, input_name="features")
@@ -140,12 +160,22 @@ class FeatureOODScorer(BaseEstimator):
         self.classes_ = sorted(set(labels))
         self.n_features_in_ = x.shape[1]
         self.n_train_ = len(x)
-        member = labels[:, None] == np.array(self.classes_)[None, :]
-        self.means_ = (member.T @ x) / member.sum(axis=0)[:, None]
-        residuals = x - self.means_[member.argmax(axis=1)]
-        self.precision_ = LedoitWolf(assume_centered=True).fit(residuals).precision_
-        self.train_scores_ = self._score(x)
+        self.means_, self.precision_ = _gaussians(x, labels, self.classes_)
+        self.train_scores_ = self._score(x) if self.cv is None else self._out_of_fold_scores(x, labels)
         return self
+
+    def _out_of_fold_scores(self, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        if len(x) < self.cv:
+            raise ValueError(f"cv={self.cv} folds need at least {self.cv} training rows, got {len(x)}")
+        counts = np.unique(labels, return_counts=True)[1]
+        folds = (StratifiedKFold(self.cv, shuffle=True, random_state=0) if counts.min() >= self.cv
+                 else KFold(self.cv, shuffle=True, random_state=0))
+        scores = np.empty(len(x))
+        for fit_rows, held_out in folds.split(x, labels):
+            classes = sorted(set(labels[fit_rows]))
+            means, precision = _gaussians(x[fit_rows], labels[fit_rows], classes)
+            scores[held_out] = _squared_mahalanobis(x[held_out], means, precision).min(axis=1)
+        return scores
 
     def _score(self, x: np.ndarray) -> np.ndarray:
         return _squared_mahalanobis(x, self.means_, self.precision_).min(axis=1)
@@ -178,7 +208,7 @@ class FeatureOODScorer(BaseEstimator):
     def config(self) -> dict:
         """Settings and fitted non-array state, JSON-ready."""
         check_is_fitted(self, "train_scores_")
-        return {"format_version": _FORMAT_VERSION, "method": _METHOD, "normalize": self.normalize,
+        return {"format_version": _FORMAT_VERSION, "method": _METHOD, "normalize": self.normalize, "cv": self.cv,
                 "classes": list(self.classes_), "n_features_in": int(self.n_features_in_),
                 "n_train": int(self.n_train_)}
 
@@ -195,7 +225,7 @@ class FeatureOODScorer(BaseEstimator):
             raise ValueError(f"{source} holds a {config.get('method')!r} OOD scorer of format version "
                              f"{config.get('format_version')!r}; this library reads {_METHOD!r} "
                              f"version {_FORMAT_VERSION}")
-        scorer = cls(normalize=config["normalize"])
+        scorer = cls(normalize=config["normalize"], cv=config.get("cv"))
         scorer._check_params()
         missing = [n.rstrip("_") for n in scorer._array_names() if n.rstrip("_") not in arrays]
         if missing:

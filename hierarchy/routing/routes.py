@@ -124,12 +124,13 @@ def apply_rejection(proba: np.ndarray, reject_below: float | None) -> np.ndarray
 @dataclass(frozen=True)
 class RouteProbabilities:
     """What one pass over the images gives: each requested route's (n, k) probabilities, the parent-group
-    probabilities (None when only the flat route was asked for) and, for the hard route, the group whose
-    expert decided each image."""
+    probabilities (None when only the flat route was asked for), for the hard route the group whose
+    expert decided each image, and each image's out-of-distribution score (None without a scorer)."""
 
     routes: dict[str, np.ndarray]
     plane: np.ndarray | None = None
     expert_used: np.ndarray | None = None
+    ood_score: np.ndarray | None = None
 
 
 def combine_routes(routes: Sequence[str], *, planes: Sequence[str], plane_proba: np.ndarray | None = None,
