@@ -20,6 +20,7 @@ from hierarchy.experiment import (
 )
 from hierarchy.experiment.external import load_external
 from hierarchy.experiment.stages import StageLog
+from hierarchy.experiment.weights_plan import plan_weights
 
 TINY = {"router": {"mode": "frozen", "plane": "simple_cnn", "experts": "simple_cnn", "flat": "simple_cnn",
                    "weights": None, "expert_init": "scratch", "feature_views": 1, "val_fraction": 0.25,
@@ -160,6 +161,12 @@ def test_profiles():
         assert PROFILES[name].router.preprocess.augment == augment_preset("robust")
     for name in ("demo", "full"):
         assert PROFILES[name].router.preprocess.augment == augment_preset("light")
+    assert PROFILES["cpu"].router.mode == "joint"
+    joint = resolve_config("cpu", overrides={"router": {"plane": "simple_cnn", "experts": "simple_cnn",
+                                                        "flat": "simple_cnn", "weights": None}})
+    sources = plan_weights(joint)["sources"]
+    assert sources["flat"] == "random initialisation, fine-tuned end to end on the tumour label and the plane at once"
+    assert sources["plane"].startswith("the plane head trained jointly") and "frozen" in sources["experts"]
     full = PROFILES["full"]
     assert (full.router.train.epochs, full.router.plane_epochs, full.router.preprocess.image_size) == (30, 10, 299)
     routed = full.router_config(2, "tf_efficientnet_lite2")
