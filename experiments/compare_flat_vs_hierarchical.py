@@ -5,10 +5,16 @@
         [--external ROOT ...] [--holdout-source NAME]
 
 Without --data the demo profile generates synthetic phantoms. Re-running with the same --out
-skips finished stages and continues interrupted ones. With several seeds the report adds the
-seed-ensemble routes ``<route>_seeds`` (``--set 'seed_ensemble_routes=["hierarchical"]'`` chooses them);
-external sets are only predicted, never trained or tuned on (``--set conformal_alpha=0.05`` sets the
-conformal sets' target miscoverage).
+skips finished stages and continues interrupted ones; a changed setting is refused there.
+
+Settings: the profile, then --config (a JSON object, ExperimentConfig.to_dict() layout), then each
+--set KEY=VALUE (value read as JSON when it parses). The Router's settings live under ``router``
+(a RouterConfig, with nested ``train`` and ``preprocess``) and take dotted keys:
+``--set router.train.epochs=3``, ``--set router.preprocess.augment=robust``, ``--set router.mode=frozen``;
+a --config file gives them as nested objects ({"router": {"train": {"epochs": 3}}}) or dotted keys.
+With several seeds the report adds the seed-ensemble routes ``<route>_seeds``
+(``--set 'seed_ensemble_routes=["hierarchical"]'`` chooses them); external sets are only predicted,
+never trained or tuned on (``--set conformal_alpha=0.05`` sets the conformal sets' target miscoverage).
 """
 
 from __future__ import annotations
@@ -31,20 +37,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="report folder (also holds the resumable work)")
     parser.add_argument("--profile", default="demo", help="demo, quick, cpu or full")
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the profile's)")
-    parser.add_argument("--config", help="JSON file of settings overriding the profile")
+    parser.add_argument("--config", help="JSON file of settings overriding the profile (nested objects or "
+                                             "dotted keys for router settings)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one setting (value read as JSON when it parses), repeatable")
+                        help="override one setting, dotted for nested ones (router.train.epochs=3); the value "
+                             "is read as JSON when it parses; repeatable")
     parser.add_argument("--external", action="append", default=[], metavar="ROOT",
                         help="external test dataset (any readable layout), repeatable")
     args = parser.parse_args(argv)
     configure_logging()
 
-    overrides = dict(parse_override(text) for text in args.overrides)
-    if args.seeds:
-        overrides["seeds"] = args.seeds
-    if args.holdout_source:
-        overrides["holdout_source"] = args.holdout_source
-    config = resolve_config(args.profile, config_file=args.config, overrides=overrides)
+    try:
+        overrides = dict(parse_override(text) for text in args.overrides)
+        if args.seeds:
+            overrides["seeds"] = args.seeds
+        if args.holdout_source:
+            overrides["holdout_source"] = args.holdout_source
+        config = resolve_config(args.profile, config_file=args.config, overrides=overrides)
+    except ValueError as err:
+        parser.error(str(err))
     if args.data is None and config.profile != "demo":
         parser.error(f"--data is required for the {config.profile} profile")
     if config.holdout_source and len(args.data or ()) < 2:

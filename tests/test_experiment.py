@@ -10,16 +10,23 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hierarchy.data import index_dataset, make_synthetic_dataset
-from hierarchy.experiment import PROFILES, parse_override, resolve_config, run_experiment
+from hierarchy.data import augment_preset, index_dataset, make_synthetic_dataset
+from hierarchy.experiment import (
+    PROFILES,
+    ExperimentConfig,
+    parse_override,
+    resolve_config,
+    run_experiment,
+)
 from hierarchy.experiment.external import load_external
 from hierarchy.experiment.stages import StageLog
+from hierarchy.experiment.weights_plan import plan_weights
 
-TINY = {"mode": "frozen", "image_size": 48, "plane_backbone": "simple_cnn", "expert_backbone": "simple_cnn",
-        "flat_backbone": "simple_cnn", "flat_fallback_backbone": "simple_cnn", "weights": None,
-        "expert_init": "scratch", "feature_views": 1, "val_fraction": 0.25, "n_bootstrap": 50,
-        "perturbations": ["jpeg_q75", "downscale_224"], "throughput_images": 8, "num_workers": 0,
-        "synthetic": {"n_per_cell_train": 8, "n_per_cell_test": 4, "image_size": 64}}
+TINY = {"router": {"mode": "frozen", "plane": "simple_cnn", "experts": "simple_cnn", "flat": "simple_cnn",
+                   "weights": None, "expert_init": "scratch", "feature_views": 1, "val_fraction": 0.25,
+                   "preprocess": {"image_size": 48}, "train": {"num_workers": 0}},
+        "flat_fallback_backbone": "simple_cnn", "n_bootstrap": 50, "perturbations": ["jpeg_q75", "downscale_224"],
+        "throughput_images": 8, "synthetic": {"n_per_cell_train": 8, "n_per_cell_test": 4, "image_size": 64}}
 
 
 KAGGLE_NAMES = {"glioma": "glioma", "meningioma": "meningioma", "pituitary": "pituitary", "no_tumor": "notumor"}
@@ -93,22 +100,78 @@ def test_rerun_resumes_without_retraining(finished):
     assert again["routes"]["hierarchical"]["accuracy"] == summary["routes"]["hierarchical"]["accuracy"]
 
 
-def test_rerun_with_other_settings_is_refused(finished):
+def test_config_json_holds_the_nested_router_settings(finished):
     out, config, _ = finished
-    other = resolve_config("demo", overrides={**TINY, "seeds": [0, 1], "n_bootstrap": 60})
+    stored = json.loads((out / "config.json").read_text())["experiment"]
+    assert stored["router"]["plane"] == "simple_cnn" and stored["router"]["preprocess"]["image_size"] == 48
+    assert stored["router"]["train"]["num_workers"] == 0 and "epochs" not in stored
+    assert ExperimentConfig.from_dict(stored) == config
+
+
+@pytest.mark.parametrize("change", [{"n_bootstrap": 60}, {"router.train.epochs": 2},
+                                    {"router.preprocess.augment": "robust"}])
+def test_rerun_with_other_settings_is_refused(finished, change):
+    out, config, _ = finished
+    other = resolve_config("demo", overrides={**TINY, "seeds": [0, 1], **change})
+    assert other != config
     with pytest.raises(ValueError, match="another configuration"):
         run_experiment(other, data_root=out.parent / "synthetic", out_dir=out)
 
 
-def test_profiles_and_overrides(tmp_path):
-    assert set(PROFILES) == {"demo", "quick", "cpu", "full"}
-    assert parse_override("epochs=3") == ("epochs", 3) and parse_override("mode=frozen") == ("mode", "frozen")
+def test_dotted_overrides_reach_nested_router_settings(tmp_path):
+    assert parse_override("router.train.epochs=7") == ("router.train.epochs", 7)
+    assert parse_override("router.mode=frozen") == ("router.mode", "frozen")
+    overrides = dict(parse_override(text) for text in ("router.train.epochs=7", "router.preprocess.augment=none",
+                                                       "router.mode=frozen", "router.train.lr=0.01"))
+    config = resolve_config("cpu", overrides=overrides)
+    assert (config.router.train.epochs, config.router.train.lr, config.router.mode) == (7, 0.01, "frozen")
+    assert config.router.preprocess.augment == augment_preset("none")
+    # the rest of the profile's router settings stay
+    assert config.router.train.batch_size == 32 and config.router.preprocess.image_size == 224
+    assert config.router.feature_views == 2
     config_file = tmp_path / "c.json"
-    config_file.write_text(json.dumps({"epochs": 7, "seeds": [1, 2]}))
-    config = resolve_config("cpu", config_file=config_file, overrides={"lr": 0.01})
-    assert (config.epochs, config.seeds, config.lr) == (7, (1, 2), 0.01)
-    with pytest.raises(ValueError, match="unknown ExperimentConfig keys"):
-        resolve_config("quick", overrides={"epoch": 3})
+    config_file.write_text(json.dumps({"router": {"train": {"epochs": 5}, "plane_epochs": 2}, "seeds": [1, 2],
+                                       "router.preprocess.image_size": 128}))
+    config = resolve_config("cpu", config_file=config_file, overrides={"router.train.epochs": 6})
+    assert (config.router.train.epochs, config.router.plane_epochs, config.seeds) == (6, 2, (1, 2))
+    assert config.router.preprocess.image_size == 128 and config.router.train.label_smoothing == 0.1
+    assert ExperimentConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_unknown_or_misplaced_keys_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"unknown TrainConfig keys \['epoch'\]; known keys are .*'epochs'"):
+        resolve_config("quick", overrides={"router.train.epoch": 3})
+    with pytest.raises(ValueError, match=r"unknown RouterConfig keys \['backbone'\]; known keys are .*'plane'"):
+        resolve_config("quick", overrides={"router": {"backbone": "resnet18"}})
+    with pytest.raises(ValueError, match=r"'epochs' is now 'router.train.epochs'"):
+        resolve_config("quick", overrides={"epochs": 3})
+    with pytest.raises(ValueError, match=r"'plane_backbone' is now 'router.plane'"):
+        resolve_config("quick", overrides={"plane_backbone": "resnet18"})
+    with pytest.raises(ValueError, match=r"unknown ExperimentConfig keys \['routr'\]"):
+        resolve_config("quick", overrides={"routr.mode": "frozen"})
+    with pytest.raises(ValueError, match="'router.mode' is a single setting"):
+        resolve_config("quick", overrides={"router.mode.kind": "frozen"})
+    with pytest.raises(ValueError, match="mode must be one of"):
+        resolve_config("quick", overrides={"router.mode": "fast"})
+
+
+def test_profiles():
+    assert set(PROFILES) == {"demo", "quick", "cpu", "full"}
+    for name in ("quick", "cpu"):
+        assert PROFILES[name].router.preprocess.augment == augment_preset("robust")
+    for name in ("demo", "full"):
+        assert PROFILES[name].router.preprocess.augment == augment_preset("light")
+    assert PROFILES["cpu"].router.mode == "joint"
+    joint = resolve_config("cpu", overrides={"router": {"plane": "simple_cnn", "experts": "simple_cnn",
+                                                        "flat": "simple_cnn", "weights": None}})
+    sources = plan_weights(joint)["sources"]
+    assert sources["flat"] == "random initialisation, fine-tuned end to end on the tumour label and the plane at once"
+    assert sources["plane"].startswith("the plane head trained jointly") and "frozen" in sources["experts"]
+    full = PROFILES["full"]
+    assert (full.router.train.epochs, full.router.plane_epochs, full.router.preprocess.image_size) == (30, 10, 299)
+    routed = full.router_config(2, "tf_efficientnet_lite2")
+    assert (routed.seed, routed.train.seed, routed.flat) == (2, 2, "tf_efficientnet_lite2")
+    assert routed.train.lr == full.router.train.lr and full.router.seed == 0
     with pytest.raises(ValueError, match="unknown profile"):
         resolve_config("huge")
     with pytest.raises(ValueError, match="unknown perturbations"):
@@ -202,7 +265,16 @@ def cli_args(*data: Path, out: Path, **settings) -> list[str]:
     """Command-line arguments of the comparison script with the tiny settings."""
     tiny = {**TINY, "perturbations": [], "n_bootstrap": 20, "explain_images": 2, **settings}
     args = [arg for root in data for arg in ("--data", str(root))] + ["--out", str(out)]
-    return args + [arg for k, v in tiny.items() if k != "synthetic" for arg in ("--set", f"{k}={json.dumps(v)}")]
+    return args + [arg for k, v in dotted(tiny) if k != "synthetic" for arg in ("--set", f"{k}={json.dumps(v)}")]
+
+
+def dotted(settings: dict, prefix: str = ""):
+    """``(dotted key, value)`` of every leaf of nested settings (the ``synthetic`` dict stays whole)."""
+    for key, value in settings.items():
+        if isinstance(value, dict) and key != "synthetic":
+            yield from dotted(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +307,11 @@ def test_holdout_source_trains_on_the_others_and_tests_on_it(two_sources):
     assert trained.str.startswith("alpha/").all()
     with pytest.raises(SystemExit):
         compare_main([*cli_args(alpha, out=base / "refused"), "--holdout-source", "beta"])
+
+
+def test_script_refuses_an_unknown_setting_with_the_known_ones(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        compare_main(["--out", str(tmp_path / "out"), "--set", "router.train.epoch=3"])
+    error = capsys.readouterr().err
+    assert "unknown TrainConfig keys ['epoch']" in error and "'epochs'" in error and "Traceback" not in error
+    assert not (tmp_path / "out").exists()

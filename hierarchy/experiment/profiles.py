@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,34 +18,18 @@ from hierarchy.training import TrainConfig
 class ExperimentConfig(Settings):
     """Everything that decides what the comparison trains and measures.
 
-    ``flat_backbone`` is the intended flat baseline; when its ImageNet weights cannot be found the
-    run says so and trains ``flat_fallback_backbone`` (offline-pretrained) instead, plus the
-    intended backbone from random initialisation when ``flat_random_init_too`` is set. The Router's
-    settings are built from these in one place, ``router_config``.
+    ``router`` holds every setting of the Routers trained (one per seed): ``router_config`` gives the
+    ``RouterConfig`` of one seed. ``router.flat`` is the intended flat baseline; when its ImageNet
+    weights cannot be found the run says so and trains ``flat_fallback_backbone`` (offline-pretrained)
+    instead, plus the intended backbone from random initialisation when ``flat_random_init_too`` is set.
+    The other fields are the experiment's own: seeds, bootstrap size, perturbations, side evaluations.
     """
 
     profile: str
-    mode: str  # RouterConfig.mode: "frozen" (cached features, linear heads), "finetune", "shared"
-    image_size: int
-    plane_backbone: str
-    expert_backbone: str
-    flat_backbone: str
+    router: RouterConfig
     flat_fallback_backbone: str
-    weights: str | None = "imagenet"
-    expert_init: str = "imagenet"
     flat_random_init_too: bool = False
     seeds: tuple[int, ...] = (0,)
-    val_fraction: float = 0.15
-    epochs: int = 5
-    plane_epochs: int | None = None
-    expert_epochs: int | None = None
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    label_smoothing: float = 0.1
-    class_balanced: bool = False
-    num_workers: int = 2
-    feature_views: int = 1
     n_bootstrap: int = 1000
     perturbations: tuple[str, ...] = tuple(PERTURBATIONS)
     throughput_images: int = 200
@@ -55,62 +39,98 @@ class ExperimentConfig(Settings):
     seed_ensemble_routes: tuple[str, ...] = ("flat", "hierarchical")
     conformal_alpha: float = 0.1  # conformal sets aim at coverage 1 - alpha, calibrated on validation rows
     holdout_source: str | None = None  # with several dataset roots: train on the others, test on this one
-    tta: str | None = None  # RouterConfig.tta: test-time augmentation views of every prediction
 
     def router_config(self, seed: int, flat_backbone: str | None) -> RouterConfig:
-        """The ``RouterConfig`` of seed ``seed``, with the flat backbone the weights plan chose."""
-        train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                            weight_decay=self.weight_decay, label_smoothing=self.label_smoothing,
-                            class_balanced=self.class_balanced, num_workers=self.num_workers, seed=seed)
-        return RouterConfig(plane=self.plane_backbone, experts=self.expert_backbone, flat=flat_backbone,
-                            mode=self.mode, weights=self.weights, expert_init=self.expert_init,
-                            preprocess=PreprocessConfig(image_size=self.image_size), train=train,
-                            plane_epochs=self.plane_epochs, expert_epochs=self.expert_epochs,
-                            val_fraction=self.val_fraction, feature_views=self.feature_views, seed=seed,
-                            tta=self.tta)
+        """``router`` for seed ``seed`` (``seed`` and ``train.seed``), with the flat backbone the weights plan chose."""
+        return replace(self.router, flat=flat_backbone, seed=seed, train=replace(self.router.train, seed=seed))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
-        """Build from plain values (JSON lists become tuples); unknown keys raise ``ValueError``."""
-        return super().from_dict({k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        """Build from ``to_dict()`` output (``router`` a nested dict; JSON lists become tuples).
+
+        Unknown keys raise ``ValueError`` listing the known ones; a key that names a Router setting
+        without its ``router.`` prefix says where that setting lives now.
+        """
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        if isinstance(values.get("router"), dict):
+            try:
+                values["router"] = RouterConfig.from_dict(values["router"])
+            except ValueError as err:
+                raise ValueError(f"router settings: {err}") from err
+        try:
+            return super().from_dict(values)
+        except ValueError as err:
+            known = {f.name for f in fields(cls)}
+            hints = [f"{key!r} is now {_router_key(key)!r}" for key in sorted(set(values) - known)
+                     if _router_key(key)]
+            raise ValueError(f"{err}" + (f" ({'; '.join(hints)})" if hints else "")) from err
+
+
+_RENAMED = {"plane_backbone": "router.plane", "expert_backbone": "router.experts", "flat_backbone": "router.flat"}
+
+
+def _router_key(key: str) -> str | None:
+    """The dotted key of a Router setting given without its prefix (``epochs``: ``router.train.epochs``)."""
+    if key in _RENAMED:
+        return _RENAMED[key]
+    for prefix, kind in (("router", RouterConfig), ("router.train", TrainConfig),
+                         ("router.preprocess", PreprocessConfig)):
+        if key != "router" and key in {f.name for f in fields(kind)}:
+            return f"{prefix}.{key}"
+    return None
 
 
 PROFILES: dict[str, ExperimentConfig] = {
     # Synthetic phantoms, frozen offline-pretrained EfficientNet-Lite0 at 96 px: a few minutes on a laptop CPU.
     "demo": ExperimentConfig(
-        profile="demo", mode="frozen", image_size=96, plane_backbone="tf_efficientnet_lite0",
-        expert_backbone="tf_efficientnet_lite0", flat_backbone="inception_resnet_v2",
-        flat_fallback_backbone="tf_efficientnet_lite0", feature_views=2, num_workers=0, n_bootstrap=500,
-        throughput_images=32, explain_images=8,
+        profile="demo",
+        router=RouterConfig(plane="tf_efficientnet_lite0", experts="tf_efficientnet_lite0",
+                            flat="inception_resnet_v2", mode="frozen", preprocess=PreprocessConfig(image_size=96),
+                            train=TrainConfig(epochs=5, label_smoothing=0.1, num_workers=0), feature_views=2),
+        flat_fallback_backbone="tf_efficientnet_lite0", n_bootstrap=500, throughput_images=32, explain_images=8,
         synthetic={"n_per_cell_train": 24, "n_per_cell_test": 10, "image_size": 128},
     ),
-    # Frozen offline-pretrained EfficientNet-Lite0, features cached once, linear heads only.
+    # Frozen offline-pretrained EfficientNet-Lite0, features cached once, linear heads only; the augmented
+    # feature views use the domain-robust augmentation preset.
     "quick": ExperimentConfig(
-        profile="quick", mode="frozen", image_size=224, plane_backbone="tf_efficientnet_lite0",
-        expert_backbone="tf_efficientnet_lite0", flat_backbone="inception_resnet_v2",
-        flat_fallback_backbone="tf_efficientnet_lite0", feature_views=2, num_workers=2,
+        profile="quick",
+        router=RouterConfig(plane="tf_efficientnet_lite0", experts="tf_efficientnet_lite0",
+                            flat="inception_resnet_v2", mode="frozen",
+                            preprocess=PreprocessConfig(image_size=224, augment="robust"),
+                            train=TrainConfig(epochs=5, label_smoothing=0.1, num_workers=2), feature_views=2),
+        flat_fallback_backbone="tf_efficientnet_lite0",
     ),
-    # EfficientNet-Lite0 fine-tuned end to end at 224 px as the flat model; the plane and expert heads are
-    # then fitted on its trunk (mode "shared"), so every route costs one trunk pass. ~1 h on 2 CPU cores.
+    # EfficientNet-Lite0 fine-tuned end to end at 224 px (domain-robust augmentation) on the tumour label and
+    # the plane at once (mode "joint", one backbone name for all three): its plane head is the plane classifier
+    # and the expert heads are fitted on its frozen trunk, so every route costs one trunk pass. ~1 h on 2 CPU cores.
     "cpu": ExperimentConfig(
-        profile="cpu", mode="shared", image_size=224, plane_backbone="tf_efficientnet_lite0",
-        expert_backbone="tf_efficientnet_lite0", flat_backbone="inception_resnet_v2",
-        flat_fallback_backbone="tf_efficientnet_lite0", epochs=4, lr=1e-3, batch_size=32,
-        feature_views=2, num_workers=2,
+        profile="cpu",
+        router=RouterConfig(plane="tf_efficientnet_lite0", experts="tf_efficientnet_lite0",
+                            flat="tf_efficientnet_lite0", mode="joint",
+                            preprocess=PreprocessConfig(image_size=224, augment="robust"),
+                            train=TrainConfig(epochs=4, lr=1e-3, batch_size=32, label_smoothing=0.1, num_workers=2),
+                            feature_views=2),
+        flat_fallback_backbone="tf_efficientnet_lite0",
     ),
     # The published recipe: InceptionResNetV2 flat baseline at 299 px; meant for a GPU.
     "full": ExperimentConfig(
-        profile="full", mode="finetune", image_size=299, plane_backbone="tf_efficientnet_lite0",
-        expert_backbone="tf_efficientnet_lite2", flat_backbone="inception_resnet_v2",
-        flat_fallback_backbone="tf_efficientnet_lite2", expert_init="flat", epochs=30,
-        plane_epochs=10, expert_epochs=15, lr=3e-4, batch_size=32, num_workers=8,
-        flat_random_init_too=True, seeds=(0, 1, 2),
+        profile="full",
+        router=RouterConfig(plane="tf_efficientnet_lite0", experts="tf_efficientnet_lite2",
+                            flat="inception_resnet_v2", mode="finetune", expert_init="flat",
+                            preprocess=PreprocessConfig(image_size=299),
+                            train=TrainConfig(epochs=30, lr=3e-4, batch_size=32, label_smoothing=0.1, num_workers=8),
+                            plane_epochs=10, expert_epochs=15),
+        flat_fallback_backbone="tf_efficientnet_lite2", flat_random_init_too=True, seeds=(0, 1, 2),
     ),
 }
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``key=value`` from the command line; the value is read as JSON when it parses as JSON."""
+    """``key=value`` from the command line; the value is read as JSON when it parses as JSON.
+
+    Nested settings take dotted keys: ``router.train.epochs=3``, ``router.preprocess.augment=robust``,
+    ``router.mode=frozen``.
+    """
     if "=" not in text:
         raise ValueError(f"override {text!r} is not of the form key=value")
     key, raw = text.split("=", 1)
@@ -121,15 +141,45 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def _merge_settings(values: dict[str, Any], updates: dict[str, Any], path: str = "") -> dict[str, Any]:
+    """``values`` updated by ``updates``, whose keys may be dotted paths (``router.train.epochs``).
+
+    A dict given for a group of settings updates that group key by key; any other value replaces.
+    Keys that are not settings are kept, so ``ExperimentConfig.from_dict`` refuses them by name.
+    ``path`` is the dotted prefix of ``values`` in the whole configuration (for messages).
+    """
+    merged = dict(values)
+    for key, value in updates.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            value = {rest: value}
+        current = merged.get(head)
+        if isinstance(value, dict) and isinstance(current, dict):
+            value = _merge_settings(current, value, f"{path}{head}.")
+        elif rest and head in merged:
+            raise ValueError(f"{path + key!r}: {path + head!r} is a single setting, not a group of settings")
+        merged[head] = value
+    return merged
+
+
 def resolve_config(profile: str, *, config_file: str | Path | None = None,
                    overrides: dict[str, Any] | None = None) -> ExperimentConfig:
-    """A profile, then the settings of ``config_file`` (JSON), then command-line overrides."""
+    """A profile, then the settings of ``config_file`` (JSON), then command-line overrides.
+
+    ``config_file`` and ``overrides`` give Router settings under ``router``, as nested dicts
+    (``{"router": {"train": {"epochs": 3}}}``) or dotted keys (``{"router.train.epochs": 3}``);
+    unknown keys raise ``ValueError`` listing the known ones.
+    """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
     values = PROFILES[profile].to_dict()
     if config_file is not None:
-        values.update(read_json(config_file, what="experiment config"))
-    values.update(overrides or {})
+        settings = read_json(config_file, what="experiment config")
+        if not isinstance(settings, dict):
+            raise ValueError(f"{config_file}: an experiment config is a JSON object of settings, "
+                             f"got {type(settings).__name__}")
+        values = _merge_settings(values, settings)
+    values = _merge_settings(values, overrides or {})
     config = ExperimentConfig.from_dict(values)
     unknown = sorted(set(config.perturbations) - set(PERTURBATIONS))
     if unknown:

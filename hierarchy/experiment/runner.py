@@ -148,7 +148,7 @@ class Experiment:
         return report.to_dict()
 
     def _split(self) -> None:
-        train, val = train_val_split(self.train_all, val_fraction=self.config.val_fraction, seed=0)
+        train, val = train_val_split(self.train_all, val_fraction=self.config.router.val_fraction, seed=0)
         pd.DataFrame({"id": [*train["id"], *val["id"]],
                       "subset": ["train"] * len(train) + ["val"] * len(val)}).to_csv(self.work / "split.csv", index=False)
 
@@ -180,7 +180,7 @@ class Experiment:
     def random_init_flat(self, seed: int, router: Router) -> pd.DataFrame:
         """The intended flat backbone trained from random initialisation, as an extra, clearly named route."""
         backbone = self.weights["random_init_flat_backbone"]
-        settings = self.config.router_config(seed, backbone)
+        settings = self.config.router_config(seed, self.weights["flat_backbone"])
         model = ImageClassifier(backbone, Task("label", router.classes_), weights=None, mode="finetune",
                                 preprocess=settings.preprocess, train_config=settings.train_config("flat"))
         model.fit(self.train, self.val, out_dir=self.work / f"seed_{seed}" / "training" / "flat_random_init",

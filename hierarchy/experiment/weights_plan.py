@@ -19,15 +19,16 @@ def describe_weights(backbone: str, weights: str | None) -> str:
 def plan_weights(config: ExperimentConfig) -> dict[str, Any]:
     """The flat backbone actually trained, and the starting weights of every model.
 
-    When ImageNet weights of ``config.flat_backbone`` cannot be found offline the plan says so, and
+    When ImageNet weights of ``config.router.flat`` cannot be found offline the plan says so, and
     the flat baseline becomes ``config.flat_fallback_backbone`` (offline-pretrained). Nothing falls
     back silently: the notes end up in the log, ``report.md`` and ``summary.json``.
     """
     notes: list[str] = []
-    flat = config.flat_backbone
-    if config.weights is not None and flat != config.flat_fallback_backbone:
+    router = config.router
+    flat = router.flat
+    if router.weights is not None and flat != config.flat_fallback_backbone:
         try:
-            resolve_weights(flat, config.weights)
+            resolve_weights(flat, router.weights)
         except WeightsNotFoundError as err:
             logger.warning("%s", err)
             notes.append(f"ImageNet weights for the intended flat baseline {flat} were not found offline "
@@ -36,23 +37,25 @@ def plan_weights(config: ExperimentConfig) -> dict[str, Any]:
                          f"instead" + (f"; {flat} is also trained from random initialisation and reported "
                                        f"as such" if config.flat_random_init_too else "") + ".")
             flat = config.flat_fallback_backbone
-    if config.mode == "shared":
+    if router.mode in ("shared", "joint"):
         trunk = f"the trunk of the fine-tuned flat model ({flat}); linear heads fitted on its frozen features"
-        sources = {"flat": describe_weights(flat, config.weights) + ", fine-tuned end to end",
-                   "plane": trunk, "experts": trunk}
+        joint = router.mode == "joint"
+        sources = {"flat": describe_weights(flat, router.weights) + ", fine-tuned end to end"
+                   + (" on the tumour label and the plane at once" if joint else ""),
+                   "plane": f"the plane head trained jointly with the flat model ({flat})" if joint else trunk,
+                   "experts": trunk}
     else:
         sources = {
-            "flat": describe_weights(flat, config.weights),
-            "plane": describe_weights(config.plane_backbone, config.weights),
+            "flat": describe_weights(flat, router.weights),
+            "plane": describe_weights(router.plane, router.weights),
             "experts": (f"the trained flat model ({flat}), then fine-tuned per plane"
-                        if config.expert_init == "flat" else
-                        describe_weights(config.expert_backbone,
-                                         None if config.expert_init == "scratch" else config.weights)),
+                        if router.expert_init == "flat" else
+                        describe_weights(router.experts, None if router.expert_init == "scratch" else router.weights)),
         }
     plan = {
         "flat_backbone": flat,
-        "intended_flat_backbone": config.flat_backbone,
-        "random_init_flat_backbone": (config.flat_backbone if flat != config.flat_backbone
+        "intended_flat_backbone": router.flat,
+        "random_init_flat_backbone": (router.flat if flat != router.flat
                                       and config.flat_random_init_too else None),
         "sources": sources,
         "notes": notes,
