@@ -32,3 +32,13 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from hierarchy.data.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "brisc_synthetic")
+
+
+@pytest.fixture(scope="session")
+def frames(synthetic_root: Path):
+    """The synthetic dataset's index as (train rows, test rows)."""
+    from hierarchy.data import index_dataset
+
+    frame = index_dataset(synthetic_root)
+    return (frame[frame["split"] == "train"].reset_index(drop=True),
+            frame[frame["split"] == "test"].reset_index(drop=True))

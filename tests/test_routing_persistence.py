@@ -16,7 +16,7 @@ import pytest
 
 import hierarchy.models.bundle
 from hierarchy.cli import main
-from hierarchy.data import ImageReadError, PreprocessConfig, index_dataset
+from hierarchy.data import ImageReadError, PreprocessConfig
 from hierarchy.routing import Router, RouterError
 from hierarchy.routing.persistence import ROUTER_FILE, content_checksum
 from hierarchy.training import TrainConfig
@@ -24,13 +24,6 @@ from hierarchy.training import TrainConfig
 TINY = {"plane": "simple_cnn", "experts": "simple_cnn", "flat": "simple_cnn", "mode": "frozen", "weights": None,
         "expert_init": "scratch", "preprocess": PreprocessConfig(image_size=32), "val_fraction": 0.25,
         "train": TrainConfig(epochs=1, batch_size=16, warmup_epochs=0)}
-
-
-@pytest.fixture(scope="module")
-def frames(synthetic_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    frame = index_dataset(synthetic_root)
-    return (frame[frame["split"] == "train"].reset_index(drop=True),
-            frame[frame["split"] == "test"].reset_index(drop=True))
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from hierarchy.data import ImageReadError, PreprocessConfig, index_dataset, train_val_split
+from hierarchy.data import ImageReadError, PreprocessConfig, train_val_split
 from hierarchy.labels import PLANES
 from hierarchy.metrics import apply_temperature
 from hierarchy.predictions import ROUTES, label_indices, plane_probabilities, probabilities
@@ -30,13 +30,6 @@ from hierarchy.training import TrainConfig
 PREPROCESS = PreprocessConfig(image_size=48)
 TINY = {"plane": "simple_cnn", "experts": "simple_cnn", "flat": "simple_cnn",
         "weights": None, "expert_init": "scratch", "preprocess": PREPROCESS, "val_fraction": 0.25}
-
-
-@pytest.fixture(scope="module")
-def frames(synthetic_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    frame = index_dataset(synthetic_root)
-    return (frame[frame["split"] == "train"].reset_index(drop=True),
-            frame[frame["split"] == "test"].reset_index(drop=True))
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from hierarchy.data import PreprocessConfig, index_dataset
+from hierarchy.data import PreprocessConfig
 from hierarchy.predictions import probabilities
 from hierarchy.routing import Router
 
@@ -19,13 +18,6 @@ TINY = {"plane": "simple_cnn", "experts": "simple_cnn", "flat": "simple_cnn", "w
         # no foreground crop: padding an odd-width crop to a square shifts it, so mirror symmetry would not
         # survive decoding
         "preprocess": PreprocessConfig(image_size=48, crop_foreground=False)}
-
-
-@pytest.fixture(scope="module")
-def frames(synthetic_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    frame = index_dataset(synthetic_root)
-    return (frame[frame["split"] == "train"].reset_index(drop=True),
-            frame[frame["split"] == "test"].reset_index(drop=True))
 
 
 @pytest.fixture(scope="module")
