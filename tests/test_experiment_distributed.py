@@ -18,7 +18,7 @@ from hierarchy.experiment import resolve_config, run_experiment
 from hierarchy.experiment import runner as runner_module
 from hierarchy.routing import ImageClassifier, Task
 from hierarchy.routing.fitting import fit_components
-from hierarchy.training import TrainConfig
+from hierarchy.training import TrainConfig, load_checkpoint
 from hierarchy.training.distributed import DistContext, is_main_process
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,5 +100,6 @@ def test_two_processes_run_the_experiment_and_rank_zero_reports(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert "hierarchical" in summary["routes"] and "flat" in summary["routes"]
     assert "torchrun --standalone --nproc_per_node 2" in (out / "report.md").read_text()
-    log = (out / "work" / "seed_0" / "training" / "flat" / "log.csv").read_text().splitlines()
-    assert len(log) == 2  # one epoch, written once (by rank 0)
+    flat = out / "work" / "seed_0" / "training" / "flat"
+    assert load_checkpoint(flat / "checkpoint_last.pt")["world_size"] == 2  # trained data-parallel
+    assert len((flat / "log.csv").read_text().splitlines()) == 2  # one epoch, logged once (by rank 0)
