@@ -4,7 +4,9 @@
         [--profile demo|quick|cpu|full] [--seeds 0 1 2] [--config FILE.json] [--set key=value ...] \
         [--external ROOT ...] [--holdout-source NAME]
 
-Without --data the demo profile generates synthetic phantoms. Re-running with the same --out
+Without --data the demo profile generates synthetic phantoms. Under
+``torchrun --standalone --nproc_per_node N`` the models train data-parallel on N processes (GPUs) and
+rank 0 alone writes the report; the other ranks exit once training is done. Re-running with the same --out
 skips finished stages and continues interrupted ones; a changed setting is refused there.
 
 Settings: the profile, then --config (a JSON object, ExperimentConfig.to_dict() layout), then each
@@ -20,6 +22,7 @@ never trained or tuned on (``--set conformal_alpha=0.05`` sets the conformal set
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from hierarchy.experiment import parse_override, resolve_config, run_experiment
@@ -60,10 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--data is required for the {config.profile} profile")
     if config.holdout_source and len(args.data or ()) < 2:
         parser.error("--holdout-source needs at least two --data roots")
-    command = " ".join(["python", "experiments/compare_flat_vs_hierarchical.py",
+    processes = os.environ.get("WORLD_SIZE", "1")
+    launcher = ["torchrun", "--standalone", "--nproc_per_node", processes] if processes != "1" else ["python"]
+    command = " ".join([*launcher, "experiments/compare_flat_vs_hierarchical.py",
                         *(sys.argv[1:] if argv is None else argv)])
     summary = run_experiment(config, data_root=args.data, out_dir=args.out, external=args.external,
                              command=command)
+    if summary is None:  # a torchrun rank other than 0: it trained, rank 0 reports
+        return 0
     for route, values in summary["routes"].items():
         print(f"{route:>18}: accuracy {values['accuracy']:.4f} "
               f"[{values['accuracy_ci'][0]:.4f}, {values['accuracy_ci'][1]:.4f}]  "

@@ -1,10 +1,17 @@
-"""The flat-vs-hierarchical comparison as resumable stages, from a dataset root to a full report."""
+"""The flat-vs-hierarchical comparison as resumable stages, from a dataset root to a full report.
+
+Under ``torchrun --nproc_per_node N`` rank 0 runs the experiment and alone writes into ``out_dir``; each
+training call (every seed's Router, the random-initialisation flat model) is shared with the other ranks as a
+job (:meth:`~hierarchy.training.distributed.DistContext.share_job`), which they run data-parallel with it and
+then wait for the next; they exit once every model is trained.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +57,9 @@ from hierarchy.metrics import (
 from hierarchy.predictions import ROUTES, prob_column
 from hierarchy.provenance import run_record
 from hierarchy.reports import COMPARISONS, build_report
-from hierarchy.routing import ImageClassifier, Router, Task, route_throughput
+from hierarchy.routing import ImageClassifier, Router, RouterConfig, Task, route_throughput
+from hierarchy.training import resolve_runtime
+from hierarchy.training.distributed import DistContext, init_distributed
 
 logger = logging.getLogger(__name__)
 
@@ -75,17 +84,34 @@ def _load_predictions(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _fit_router(settings: RouterConfig, train: pd.DataFrame, val: pd.DataFrame, out_dir: Path) -> Router:
+    """One seed's Router trained (resuming in ``out_dir``): a job every rank runs."""
+    return Router.from_config(settings).fit(train, val, out_dir=out_dir, resume=True)
+
+
+def _fit_classifier(model: ImageClassifier, train: pd.DataFrame, val: pd.DataFrame, out_dir: Path) -> ImageClassifier:
+    """``model`` trained (resuming in ``out_dir``): a job every rank runs."""
+    return model.fit(train, val, out_dir=out_dir, resume=True)
+
+
 def _routes_for(frame: pd.DataFrame) -> tuple[str, ...]:
     """Every route, less the oracle when some image has no true plane (it routes by the true plane)."""
     return tuple(r for r in ROUTES if r != "oracle" or frame["plane"].notna().all())
 
 
 class Experiment:
-    """One run of the comparison in ``out_dir``; every step is a stage that a re-run skips when done."""
+    """One run of the comparison in ``out_dir``; every step is a stage that a re-run skips when done.
+
+    ``dist_ctx``: under ``torchrun``, rank 0's context; the training calls are shared with the other ranks
+    (see :func:`run_experiment`). A single process by default.
+    """
 
     def __init__(self, config: ExperimentConfig, data_root: DataRoots, out_dir: str | Path,
-                 command: str | None = None) -> None:
+                 command: str | None = None, dist_ctx: DistContext | None = None) -> None:
         self.config, self.command = config, command
+        self.dist = dist_ctx or DistContext()
+        if not self.dist.is_main:
+            raise ValueError(f"rank {self.dist.rank} does not run the experiment; it follows rank 0's jobs")
         self.out = Path(out_dir)
         self.work = self.out / "work"
         self.predictions_dir = self.out / "predictions"
@@ -170,8 +196,8 @@ class Experiment:
         seed_dir = self.work / f"seed_{seed}"
 
         def fit() -> Router:
-            router = Router.from_config(self.config.router_config(seed, self.weights["flat_backbone"]))
-            router.fit(self.train, self.val, out_dir=seed_dir, resume=True)
+            settings = self.config.router_config(seed, self.weights["flat_backbone"])
+            router = self.dist.share_job(partial(_fit_router, settings, self.train, self.val, seed_dir))
             router.save(seed_dir / "router", overwrite=True)
             return router
         router = self.stages.run(f"train_seed{seed}", fit, lambda: Router.load(seed_dir / "router"))
@@ -183,8 +209,8 @@ class Experiment:
         settings = self.config.router_config(seed, self.weights["flat_backbone"])
         model = ImageClassifier(backbone, Task("label", router.classes_), weights=None, mode="finetune",
                                 preprocess=settings.preprocess, train_config=settings.train_config("flat"))
-        model.fit(self.train, self.val, out_dir=self.work / f"seed_{seed}" / "training" / "flat_random_init",
-                  resume=True)
+        model = self.dist.share_job(partial(_fit_classifier, model, self.train, self.val,
+                                            self.work / f"seed_{seed}" / "training" / "flat_random_init"))
         rows = router.predict(self.test, "flat", progress=False)
         proba = model.predict_proba(self.test)
         for i, label in enumerate(router.classes_):
@@ -301,6 +327,7 @@ class Experiment:
             predictions[seed] = self.predict_test(seed, router)
             if seed == config.seeds[0]:
                 first_router = router
+        self.dist.end_jobs()  # every model is trained: the other ranks may exit
         first = config.seeds[0]
         validation = self.predict_validation(first, first_router)
         perturbed = self.robustness(first_router)
@@ -346,12 +373,23 @@ class Experiment:
 
 
 def run_experiment(config: ExperimentConfig, *, data_root: DataRoots, out_dir: str | Path,
-                   external: list[str] | tuple[str, ...] = (), command: str | None = None) -> dict[str, Any]:
+                   external: list[str] | tuple[str, ...] = (), command: str | None = None) -> dict[str, Any] | None:
     """Train flat, plane and expert models per seed, evaluate every route on the test split, write the report.
 
     ``data_root``: one dataset root, several (indexed together; metrics are also given per ``source``;
     ``config.holdout_source`` trains on the other sources and tests on that one), or None for synthetic
     data. Stages already finished in ``out_dir`` (see ``work/stages.json``) are reused. Returns
     ``summary.json``'s dict.
+
+    Under ``torchrun --nproc_per_node N`` every rank calls this: rank 0 runs the experiment and writes every
+    file, the other ranks join each training call (data-parallel, ``batch_size`` being the global batch) and
+    return None once the models are trained. A single process creates no process group.
     """
-    return Experiment(config, data_root, out_dir, command).run(external)
+    dist_ctx = init_distributed(resolve_runtime().device)
+    try:
+        if not dist_ctx.is_main:
+            dist_ctx.follow_jobs()
+            return None
+        return Experiment(config, data_root, out_dir, command, dist_ctx).run(external)
+    finally:
+        dist_ctx.close()

@@ -4,6 +4,10 @@ Components are fitted in order (flat first, so experts and shared heads can star
 that trains on frozen features (``component.frozen``) is fitted on features extracted once per distinct
 trunk; every other component trains itself (``component.fit``). The out-of-distribution scorer is fitted
 last, on one trunk's features of the training rows (reusing the frozen-feature extraction when it has one).
+
+Under ``torchrun`` every rank fits (the training calls need all ranks), but feature extraction is not
+distributed: rank 0 extracts into the cache under ``work``, every other rank extracts the same features into
+a temporary cache of its own, so only rank 0 writes files and no rank waits for another.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from hierarchy.routing.components import Component, refuse_test_rows
 from hierarchy.routing.inputs import batches, resolve_inputs
 from hierarchy.routing.ood import FeatureOODScorer
 from hierarchy.training import backbone_fingerprint
+from hierarchy.training.distributed import is_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +73,8 @@ def fit_components(components: Mapping[str, Component], train: pd.DataFrame, val
     """Fit every component in order; frozen ones share one feature extraction per trunk.
 
     Frozen components see the training rows' features clean and in ``feature_views - 1`` augmented views.
-    ``work`` keeps per-component training logs (``work/<name>``) and the feature cache (``work/features``).
+    ``work`` keeps per-component training logs (``work/<name>``) and the feature cache (``work/features``,
+    rank 0's only: other ``torchrun`` ranks cache in a temporary folder).
     Returns the clean training-row features of every trunk extracted, by ``backbone_fingerprint``, so
     later steps (the OOD scorer) need no second pass.
     """
@@ -77,7 +83,7 @@ def fit_components(components: Mapping[str, Component], train: pd.DataFrame, val
     train_views = pd.concat([train] * feature_views, ignore_index=True)
     extracted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     with tempfile.TemporaryDirectory(prefix="hierarchy-features-") as tmp:
-        cache_dir = (work or Path(tmp)) / "features"
+        cache_dir = (work if work is not None and is_main_process() else Path(tmp)) / "features"
         for name, component in components.items():
             if not component.frozen:
                 logger.info("training the %s model (%r)", name, component)

@@ -10,14 +10,18 @@ share of every global batch: ``TrainConfig.batch_size`` stays the global batch s
 ``batch_size / world_size`` images of it, so the batches, and hence the run, match a one-process run.
 Rank 0 alone writes checkpoints and logs. Without ``torchrun`` (``WORLD_SIZE`` unset or 1) no process
 group is created and nothing here costs anything.
+
+A longer program (the experiment) holds one process group for its whole run: rank 0 does the work and hands
+every step that needs all ranks (a training call) to the others as a job (:meth:`DistContext.share_job`),
+which run it in :meth:`DistContext.follow_jobs` until rank 0 calls :meth:`DistContext.end_jobs`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -25,6 +29,8 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 from hierarchy.training.seeding import epoch_generator
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -67,10 +73,41 @@ class DistContext:
         dist.all_reduce(tensor)
         return tensor.tolist()
 
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` (picklable), on every rank (``obj`` itself in a single process)."""
+        if not self.distributed:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def share_job(self, job: Callable[[], T]) -> T:
+        """On rank 0: send ``job`` (a picklable callable, e.g. a ``functools.partial`` of a module-level
+        function) to the ranks waiting in :meth:`follow_jobs`, run it here too and return its result."""
+        self.broadcast(job)
+        return job()
+
+    def follow_jobs(self) -> None:
+        """On ranks other than 0: run every job rank 0 shares, in order, until it calls :meth:`end_jobs`."""
+        while (job := self.broadcast(None)) is not None:
+            job()
+
+    def end_jobs(self) -> None:
+        """On rank 0: tell the ranks in :meth:`follow_jobs` that no job follows (no-op in a single process)."""
+        self.broadcast(None)
+
     def close(self) -> None:
         """Destroy the process group if :func:`init_distributed` created it."""
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def is_main_process() -> bool:
+    """Whether this process may write files: rank 0 of the process group, or of the ``torchrun`` job
+    (``RANK``) before a group exists; True in a single process."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def init_distributed(device: torch.device) -> DistContext:
