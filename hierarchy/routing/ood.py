@@ -23,7 +23,6 @@ standard deviation (``"standard"``) or used as they are (``None``). The fitted s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -34,6 +33,8 @@ from sklearn.base import BaseEstimator
 from sklearn.covariance import LedoitWolf
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils.validation import check_array, check_is_fitted
+
+from hierarchy.fileio import read_json, write_json
 
 NORMALIZATIONS: tuple[str | None, ...] = ("l2", "standard", None)
 CONFIG_FILE = "ood.json"
@@ -254,7 +255,7 @@ class FeatureOODScorer(BaseEstimator):
             raise FileExistsError(f"{existing} already exist; pass overwrite=True to replace them")
         config, arrays = self.config(), self.state_arrays()
         directory.mkdir(parents=True, exist_ok=True)
-        paths[0].write_text(json.dumps(config, indent=2) + "\n")
+        write_json(paths[0], config)
         save_file(arrays, str(paths[1]))
         return paths
 
@@ -263,11 +264,7 @@ class FeatureOODScorer(BaseEstimator):
         """Read a scorer written by :meth:`save`."""
         directory = Path(directory)
         config_path, arrays_path = directory / CONFIG_FILE, directory / ARRAYS_FILE
-        for path in (config_path, arrays_path):
-            if not path.is_file():
-                raise FileNotFoundError(f"no OOD scorer file {path}")
-        try:
-            config = json.loads(config_path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{config_path} is not valid JSON: {error}") from error
+        config = read_json(config_path, what="OOD scorer settings")
+        if not arrays_path.is_file():
+            raise FileNotFoundError(f"no OOD scorer file {arrays_path}")
         return cls.from_state(config, load_file(str(arrays_path)), source=str(config_path))
