@@ -38,7 +38,7 @@ ROUTES = ("flat", "hierarchical", "soft", "ensemble")
 
 def untrained_router(plane: str, expert: str, flat: str, shared: bool) -> Router:
     """A Router whose components hold freshly built networks; with ``shared`` the plane model and the
-    experts take the flat model's trunk (as ``Router.fit(mode="shared")`` does)."""
+    experts take the flat model's trunk (as ``Router(mode="shared").fit`` does)."""
     preprocess = PreprocessConfig(image_size=224)
     flat_model = ImageClassifier(flat, Task("label", TUMOR_CLASSES), weights=None, preprocess=preprocess,
                                  train_config=TrainConfig(seed=5))
