@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# example -> (lines its output must hold, files it must write under its output folder)
 EXAMPLES = {
-    "custom_csv_dataset.py": ["classes: ('cyst', 'edema', 'normal')", "reloaded:"],
-    "mixed_components.py": ["SklearnClassifier", "same predictions: True"],
+    "custom_csv_dataset.py": (["classes: ('cyst', 'edema', 'normal')", "reloaded:"], ["router/router.json"]),
+    "mixed_components.py": (["SklearnClassifier", "same predictions: True"], ["router/router.json"]),
+    "report_from_predictions.py": (["roc.png", "headline.csv"],
+                                   ["report/report.md", "report/manifest.json", "report/figures/roc.pdf"]),
 }
 
 
@@ -22,6 +25,8 @@ def test_example_runs(name, tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "examples" / name), str(tmp_path / "out")],
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    for expected in EXAMPLES[name]:
+    lines, files = EXAMPLES[name]
+    for expected in lines:
         assert expected in result.stdout
-    assert (tmp_path / "out" / "router" / "router.json").is_file()
+    for path in files:
+        assert (tmp_path / "out" / path).is_file(), path
