@@ -20,7 +20,8 @@ FLOOR_PACKAGES ?= numpy pandas scikit-learn scipy pillow matplotlib jinja2 image
 # to import torch fails there instead of being skipped.
 LIGHT_TESTS ?= tests/test_labels.py tests/test_metrics_*.py tests/test_reports_*.py tests/test_data_index.py \
 	tests/test_data_audit.py tests/test_data_splits.py tests/test_data_synthetic.py tests/test_data_image_io.py \
-	tests/test_data_bad_files.py tests/test_cli_errors.py tests/test_packaging.py tests/test_properties_*.py
+	tests/test_data_bad_files.py tests/test_cli_errors.py tests/test_packaging.py tests/test_properties_csv.py \
+	tests/test_properties_images.py tests/test_properties_metrics.py
 
 .PHONY: venv demo test test-floors lint clean
 
