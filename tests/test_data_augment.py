@@ -212,3 +212,9 @@ def test_seeded_dataset_items_do_not_depend_on_order_or_workers(frame):
     other_seed = ImageDataset(rows, _cfg("robust"), train=True, seed=6)
     assert not torch.equal(other_seed[0][0], forwards[0])
 
+
+
+def test_eval_fingerprint_ignores_only_the_augmentation():
+    assert _cfg("robust").eval_fingerprint() == _cfg("light").eval_fingerprint()
+    assert _cfg("robust").fingerprint() != _cfg("light").fingerprint()
+    assert _cfg(clahe=True).eval_fingerprint() != _cfg().eval_fingerprint()

@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -92,6 +92,11 @@ class PreprocessConfig(Settings):
         """Stable 16-hex-digit hash of the settings (augmentation included) and the pipeline version."""
         payload = json.dumps({"pipeline_version": PIPELINE_VERSION, **self.to_dict()}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def eval_fingerprint(self) -> str:
+        """Like :meth:`fingerprint`, without the train-time augmentation, which evaluation images never see:
+        caches of evaluation-pipeline features stay valid when only the augmentation changes."""
+        return replace(self, augment=augment_preset("none")).fingerprint()
 
 
 def _robust_range(array: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:

@@ -349,7 +349,8 @@ class ImageClassifier(Component):
         augmentation, its randomness fixed by the training seed and k.
         """
         key = {"backbone": self.backbone, "weights": str(getattr(model, "weights_origin", self.weights)),
-               "preprocess": self.preprocess_.fingerprint(), "data": data_fingerprint(frame),
+               "preprocess": self.preprocess_.fingerprint() if view else self.preprocess_.eval_fingerprint(),
+               "data": data_fingerprint(frame),
                "view": view, "seed": self.train_config_.seed if view else None}
         dataset = ImageDataset(frame, self.preprocess_, target=None, train=view > 0)
         with torch.random.fork_rng(devices=[]):
