@@ -169,3 +169,29 @@ def test_sections_without_ood_scores_or_external_sets():
     assert sections["External validation"].startswith("No external dataset")
     assert sections["Conformal prediction sets"].startswith("No validation predictions")
     assert conformal_summary(plain) is None and external_summary(plain) == {}
+
+
+def test_ood_auroc_within_classes_and_against_perturbed_copies():
+    test = with_ood(simulate_predictions(80, seed=0), 0.0, 0)
+    external = with_ood(simulate_predictions(80, seed=1), 0.0, 1)
+    external["ood_score"] += np.where(external["true_label"] == "no_tumor", 4.0, 0.0)  # only normals shifted
+    perturbed = {"gamma_0.8": with_ood(simulate_predictions(80, seed=3), 5.0, 3)}
+    record = {"n_indexed": 80, "n_removed_as_training_duplicates": 0, "n_evaluated": 80}
+    result = assess_generalisation(test, evaluate_predictions(test, n_bootstrap=20), test_label="brisc test",
+                                   validation=None, external={"ext": (record, external)}, perturbed=perturbed,
+                                   n_bootstrap=20, seed=0)
+    ext = result.external["ext"]
+    assert set(ext.ood_auroc_by_class) == set(TUMOR_CLASSES)
+    assert ext.ood_auroc_by_class["no_tumor"]["value"] > 0.95 and ext.ood_auroc_by_class["no_tumor"]["n_out"] == 20
+    assert all(abs(ext.ood_auroc_by_class[c]["value"] - 0.5) < 0.3 for c in TUMOR_CLASSES if c != "no_tumor")
+    assert ext.ood_auroc["value"] < ext.ood_auroc_by_class["no_tumor"]["value"] - 0.2  # diluted by the other classes
+    assert result.perturbation_ood[perturbation_label("gamma_0.8")]["value"] > 0.95
+    assert set(external_summary(result)["ext"]["ood_auroc_by_class"]["no_tumor"]) == {"value", "ci", "n_in", "n_out"}
+    files = ReportFiles()
+    section = dict(generalisation_sections(result, files))["Out-of-distribution referral"]
+    assert "tables/ood_auroc_detail.csv" in section and "ext, no_tumor only" in section
+    few = with_ood(simulate_predictions(30, seed=4), 0.0, 4)  # 7-8 images a class: too few for a per-class AUROC
+    small = assess_generalisation(test, evaluate_predictions(test, n_bootstrap=20), test_label="brisc test",
+                                  validation=None, external={"ext": (record, few)}, perturbed={},
+                                  n_bootstrap=20, seed=0)
+    assert small.external["ext"].ood_auroc_by_class == {} and small.perturbation_ood == {}

@@ -26,6 +26,8 @@ OOD_COLUMN = "ood_score"
 # The routes compared on every external set, and the route whose OOD scores tell the datasets apart.
 COMPARED = ("flat", "hierarchical")
 OOD_ROUTE = "hierarchical"
+# Per-class OOD AUROCs are given for classes with at least this many images in both sets.
+MIN_CLASS_IMAGES = 10
 
 
 @dataclass
@@ -37,6 +39,7 @@ class ExternalResult:
     metrics: dict
     comparison: dict | None = None  # compare_routes flat vs hierarchical
     ood_auroc: dict | None = None  # BRISC test vs this set, by OOD score
+    ood_auroc_by_class: dict[str, dict] = field(default_factory=dict)  # the same within each true class
     ood_coverage: dict[str, dict] = field(default_factory=dict)  # route -> accuracy_coverage_curve
     errors: pd.DataFrame = field(default_factory=pd.DataFrame)
 
@@ -51,6 +54,7 @@ class Generalisation:
     conformal: dict[str, dict]  # label -> conformal_evaluation result (test and external sets)
     alpha: float
     sources: dict[str, str] = field(default_factory=dict)  # source -> label, when the test set has several
+    perturbation_ood: dict[str, dict] = field(default_factory=dict)  # label -> OOD AUROC, test vs perturbed test
 
     def of_kind(self, kind: str) -> dict[str, dict]:
         """The evaluations of the datasets of one kind."""
@@ -103,6 +107,32 @@ def coverage_curves(table: pd.DataFrame) -> dict[str, dict]:
     return curves
 
 
+def ood_auroc_between(inside: pd.DataFrame, outside: pd.DataFrame, *, n_bootstrap: int, seed: int) -> dict | None:
+    """AUROC (with CI) of telling the images of the prediction table ``outside`` from those of ``inside`` by
+    the OOD scores of their ``OOD_ROUTE`` rows; None when either table lacks scores."""
+    scores_in, scores_out = ood_scores(inside, OOD_ROUTE), ood_scores(outside, OOD_ROUTE)
+    if scores_in is None or scores_out is None:
+        return None
+    return ood_auroc(scores_in.to_numpy(), scores_out.to_numpy(), n_bootstrap=n_bootstrap, seed=seed)
+
+
+def ood_auroc_by_class(inside: pd.DataFrame, outside: pd.DataFrame, *, n_bootstrap: int,
+                       seed: int) -> dict[str, dict]:
+    """:func:`ood_auroc_between` within each true class with ``MIN_CLASS_IMAGES`` images in both tables.
+
+    The overall AUROC also reflects how the two sets mix classes (the score is a distance to the nearest
+    class); within one class only the images' own atypicality counts.
+    """
+    result = {}
+    for label in sorted(set(inside["true_label"]) & set(outside["true_label"])):
+        rows_in, rows_out = inside[inside["true_label"] == label], outside[outside["true_label"] == label]
+        if min(rows_in["id"].nunique(), rows_out["id"].nunique()) >= MIN_CLASS_IMAGES:
+            auroc = ood_auroc_between(rows_in, rows_out, n_bootstrap=n_bootstrap, seed=seed)
+            if auroc is not None:
+                result[str(label)] = auroc
+    return result
+
+
 def assess_external(record: dict, predictions: pd.DataFrame, test: pd.DataFrame, *, n_bootstrap: int,
                     seed: int) -> ExternalResult:
     """Metrics with CIs, McNemar flat vs hierarchical, OOD AUROC against ``test``, accuracy against
@@ -110,12 +140,12 @@ def assess_external(record: dict, predictions: pd.DataFrame, test: pd.DataFrame,
     metrics = evaluate_predictions(predictions, n_bootstrap=n_bootstrap, seed=seed)
     comparison = (compare_routes(predictions, *COMPARED, n_bootstrap=n_bootstrap, seed=seed)
                   if all(r in metrics["routes"] for r in COMPARED) else None)
-    scores_out, scores_in = ood_scores(predictions, OOD_ROUTE), ood_scores(test, OOD_ROUTE)
-    auroc = (ood_auroc(scores_in.to_numpy(), scores_out.to_numpy(), n_bootstrap=n_bootstrap, seed=seed)
-             if scores_in is not None and scores_out is not None else None)
     return ExternalResult(record=record, predictions=predictions, metrics=metrics, comparison=comparison,
-                          ood_auroc=auroc, ood_coverage=coverage_curves(predictions),
-                          errors=error_table(predictions, ood_scores=scores_out))
+                          ood_auroc=ood_auroc_between(test, predictions, n_bootstrap=n_bootstrap, seed=seed),
+                          ood_auroc_by_class=ood_auroc_by_class(test, predictions, n_bootstrap=n_bootstrap,
+                                                                seed=seed),
+                          ood_coverage=coverage_curves(predictions),
+                          errors=error_table(predictions, ood_scores=ood_scores(predictions, OOD_ROUTE)))
 
 
 def assess_generalisation(test: pd.DataFrame, test_metrics: dict, *, test_label: str,
@@ -154,14 +184,18 @@ def assess_generalisation(test: pd.DataFrame, test_metrics: dict, *, test_label:
         kinds[labels[source]] = "source"
     datasets.update({name: r.metrics for name, r in externals.items()})
     kinds.update(dict.fromkeys(externals, "external"))
+    perturbation_ood = {}
     for perturbation, table in perturbed.items():
         label = perturbation_label(perturbation)
         datasets[label] = evaluate_predictions(table, n_bootstrap=n_bootstrap, seed=seed)
         kinds[label] = "perturbation"
+        auroc = ood_auroc_between(test, table, n_bootstrap=n_bootstrap, seed=seed)
+        if auroc is not None:
+            perturbation_ood[label] = auroc
     conformal = {}
     if validation is not None:
         evaluated = {test_label: test, **{name: r.predictions for name, r in externals.items()}}
         conformal = {label: conformal_evaluation(validation, table, alpha=alpha)
                      for label, table in evaluated.items()}
     return Generalisation(datasets=datasets, kinds=kinds, external=externals, conformal=conformal,
-                          alpha=alpha, sources=labels)
+                          alpha=alpha, sources=labels, perturbation_ood=perturbation_ood)

@@ -114,6 +114,8 @@ def ood_referral(result: Generalisation, files: ReportFiles) -> str:
     if not result.external:
         return "No external dataset was given, so there is nothing to tell apart."
     aurocs = {name: e.ood_auroc for name, e in result.external.items() if e.ood_auroc}
+    by_class = {f"{name}, {label} only": auroc for name, e in result.external.items()
+                for label, auroc in e.ood_auroc_by_class.items()}
     curves = {name: e.ood_coverage for name, e in result.external.items() if e.ood_coverage}
     if not aurocs and not curves:
         return ("No OOD score: the prediction tables carry no `ood_score` column (the routers were "
@@ -124,6 +126,12 @@ def ood_referral(result: Generalisation, files: ReportFiles) -> str:
         f"training rows only. AUROC of telling each external set from the test split by the {OOD_ROUTE} "
         "route's scores (0.5 = chance):",
         files.table(ood_table(aurocs), "ood_auroc", "OOD AUROC, test split vs external set [95% CI]"),
+        ("Within each class (test images of a class against external images of the same class), so that "
+         "the two sets' class mixes do not sway the AUROC; and, as a check that the score sees a shift "
+         "where one is known to exist, the test split against its own perturbed copies:\n\n"
+         + files.table(ood_table({**by_class, **result.perturbation_ood}), "ood_auroc_detail",
+                       "OOD AUROC within each class and against perturbed copies of the test split [95% CI]"))
+        if by_class or result.perturbation_ood else "",
         files.figure(ood_coverage_figure(curves), "ood_coverage",
                      "Accuracy on the images kept when the most atypical are referred [95% Wilson band]")
         if curves else "",

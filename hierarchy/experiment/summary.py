@@ -66,15 +66,21 @@ def source_summary(result: Generalisation) -> dict[str, Any]:
             for source, label in result.sources.items()}
 
 
+def _auroc_summary(auroc: dict) -> dict[str, Any]:
+    return {k: auroc[k] for k in ("value", "ci", "n_in", "n_out")}
+
+
 def external_summary(result: Generalisation) -> dict[str, Any]:
-    """``external.<name>``: cleaning counts, per route the headline keys, ``ood_auroc`` and ``mcnemar_p``."""
+    """``external.<name>``: cleaning counts, per route the headline keys, ``ood_auroc`` (also
+    ``ood_auroc_by_class``) and ``mcnemar_p``."""
     summary = {}
     for name, external in result.external.items():
         auroc = external.ood_auroc
         summary[name] = {
             **{k: external.record[k] for k in ("n_indexed", "n_removed_as_training_duplicates", "n_evaluated")},
             **{route: route_summary(m) for route, m in external.metrics["routes"].items()},
-            "ood_auroc": None if auroc is None else {k: auroc[k] for k in ("value", "ci", "n_in", "n_out")},
+            "ood_auroc": None if auroc is None else _auroc_summary(auroc),
+            "ood_auroc_by_class": {label: _auroc_summary(a) for label, a in external.ood_auroc_by_class.items()},
             "mcnemar_p": None if external.comparison is None else external.comparison["mcnemar"]["p_value"],
         }
     return summary
@@ -142,6 +148,7 @@ def summarise(*, config: ExperimentConfig, dataset: str, metrics: dict[str, Any]
         "train_seconds": train_seconds(stage_seconds, config.seeds),
         "robustness": robustness_summary(generalisation, config.perturbations, clean),
         "external": external_summary(generalisation),
+        "ood_auroc_perturbed": {label: _auroc_summary(a) for label, a in generalisation.perturbation_ood.items()},
         "generalisation": generalisation_summary(generalisation),
         "per_source": source_summary(generalisation),
         "holdout_source": config.holdout_source,
