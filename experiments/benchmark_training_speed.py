@@ -10,6 +10,9 @@ training images/s through the augmenting ``ImageDataset`` pipeline, with and wit
 when ``hierarchy.data`` offers one. ``--agreement-images`` fits a linear head on fp32 features of BRISC
 training images and compares fp32 with bf16 + channels-last predictions on that many test images
 (argmax agreement, largest probability difference, accuracy of each; no choice is tuned on them).
+``--router DIR`` compares the two on a trained Router instead, every route, on the first
+``--agreement-images`` test images: agreement, accuracy and ECE under each (the bar for making bf16 the CPU
+default is 99.5% agreement with accuracy and calibration unchanged).
 
     python experiments/benchmark_training_speed.py --data ../shared/data/brisc2025 --steps 6
 """
@@ -36,11 +39,14 @@ from torch.utils.data import DataLoader
 
 from hierarchy.data import ImageDataset, index_dataset
 from hierarchy.data.preprocess import PreprocessConfig
+from hierarchy.metrics import expected_calibration_error
+from hierarchy.metrics.evaluate import labels_and_probabilities
 from hierarchy.models import create
 from hierarchy.provenance import software_versions
+from hierarchy.routing import Router
 from hierarchy.routing.trunk import head_proba, trunk_features
 from hierarchy.training import fit_linear_head
-from hierarchy.training.runtime import Runtime, cpu_has_fast_bf16, resolve_runtime
+from hierarchy.training.runtime import AMP_ENV, Runtime, cpu_has_fast_bf16, resolve_runtime
 
 NUM_CLASSES = 4
 # name -> (amp, channels_last, compile, image size or None for --image-size)
@@ -174,6 +180,47 @@ def agreement(args: argparse.Namespace, frame) -> dict:
             "accuracy_bf16": float(np.mean(p16.argmax(1) == y)), "head_images": len(train_y)}
 
 
+def router_agreement(args: argparse.Namespace, frame) -> dict:
+    """fp32 vs bf16 autocast (channels-last both) predictions of a trained Router, per route, on test images."""
+    router = Router.load(args.router)
+    rows = frame[frame["split"] == "test"].iloc[:args.agreement_images].reset_index(drop=True)
+    tables, seconds = {}, {}
+    saved = os.environ.get(AMP_ENV)
+    try:
+        for amp in ("off", "bf16"):
+            os.environ[AMP_ENV] = amp
+            start = time.perf_counter()
+            tables[amp] = router.predict_routes(rows)
+            seconds[amp] = time.perf_counter() - start
+    finally:
+        if saved is None:
+            del os.environ[AMP_ENV]
+        else:
+            os.environ[AMP_ENV] = saved
+    result = {"n": len(rows), "seconds": seconds, "routes": {}}
+    for route in dict.fromkeys(tables["off"]["route"]):
+        (y, p32), (_, p16) = (labels_and_probabilities(t[t["route"] == route], router.classes_)
+                              for t in (tables["off"], tables["bf16"]))
+        result["routes"][route] = {
+            "agreement": float(np.mean(p32.argmax(1) == p16.argmax(1))), "max_prob_diff": float(np.abs(p32 - p16).max()),
+            "accuracy_fp32": float(np.mean(p32.argmax(1) == y)), "accuracy_bf16": float(np.mean(p16.argmax(1) == y)),
+            "ece_fp32": expected_calibration_error(y, p32), "ece_bf16": expected_calibration_error(y, p16)}
+    return result
+
+
+def _router_markdown(args: argparse.Namespace, agree: dict) -> list[str]:
+    lines = ["", "## bf16 + channels-last against fp32 on a trained Router", "",
+             f"Router `{args.router.name}` (its `router.json` records the training run), first {agree['n']} BRISC "
+             f"test images, every route; prediction time {agree['seconds']['off']:.0f} s in fp32 and "
+             f"{agree['seconds']['bf16']:.0f} s in bf16 (decoding included). Both run channels-last.", "",
+             "| route | predictions agreeing | largest probability difference | accuracy fp32 | accuracy bf16 "
+             "| ECE fp32 | ECE bf16 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {route} | {r['agreement']:.2%} | {r['max_prob_diff']:.4f} | {r['accuracy_fp32']:.2%} | "
+              f"{r['accuracy_bf16']:.2%} | {r['ece_fp32']:.4f} | {r['ece_bf16']:.4f} |"
+              for route, r in agree["routes"].items()]
+    return lines
+
+
 def _machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -205,7 +252,9 @@ def markdown(args: argparse.Namespace, speed: list[dict], loading: list[dict], a
         lines += [f"| {r['option']} | {r['training']:.1f} |" for r in loading]
         if not _has_image_cache():
             lines += ["", "`hierarchy.data.ImageDataset` has no in-memory cache in this checkout; not measured."]
-    if agree is not None:
+    if agree is not None and "routes" in agree:
+        lines += _router_markdown(args, agree)
+    elif agree is not None:
         lines += ["", "## bf16 + channels-last against fp32", "",
                   f"Pretrained `{args.model}` trunk, linear head fitted on fp32 features of {agree['head_images']} "
                   f"BRISC training images, first {agree['n']} BRISC test images:", "",
@@ -231,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--agreement-images", type=int, default=200)
     parser.add_argument("--head-images", type=int, default=400)
+    parser.add_argument("--router", type=Path, help="a saved Router: check bf16 agreement on it (needs --data)")
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks/training_speed.md"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -240,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         frame = index_dataset(args.data)
         loading = loading_rows(args, frame)
         if args.agreement_images:
-            agree = agreement(args, frame)
+            agree = router_agreement(args, frame) if args.router else agreement(args, frame)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(markdown(args, speed, loading, agree))
     logging.info("wrote %s", args.out)
