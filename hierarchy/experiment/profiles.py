@@ -142,7 +142,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def _merge_settings(values: dict[str, Any], updates: dict[str, Any], path: str = "") -> dict[str, Any]:
+def merge_settings(values: dict[str, Any], updates: dict[str, Any], path: str = "") -> dict[str, Any]:
     """``values`` updated by ``updates``, whose keys may be dotted paths (``router.train.epochs``).
 
     A dict given for a group of settings updates that group key by key; any other value replaces.
@@ -156,7 +156,7 @@ def _merge_settings(values: dict[str, Any], updates: dict[str, Any], path: str =
             value = {rest: value}
         current = merged.get(head)
         if isinstance(value, dict) and isinstance(current, dict):
-            value = _merge_settings(current, value, f"{path}{head}.")
+            value = merge_settings(current, value, f"{path}{head}.")
         elif rest and head in merged:
             raise ValueError(f"{path + key!r}: {path + head!r} is a single setting, not a group of settings")
         merged[head] = value
@@ -179,8 +179,8 @@ def resolve_config(profile: str, *, config_file: str | Path | None = None,
         if not isinstance(settings, dict):
             raise ValueError(f"{config_file}: an experiment config is a JSON object of settings, "
                              f"got {type(settings).__name__}")
-        values = _merge_settings(values, settings)
-    values = _merge_settings(values, overrides or {})
+        values = merge_settings(values, settings)
+    values = merge_settings(values, overrides or {})
     config = ExperimentConfig.from_dict(values)
     unknown = sorted(set(config.perturbations) - set(PERTURBATIONS))
     if unknown:

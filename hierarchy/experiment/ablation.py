@@ -1,0 +1,159 @@
+"""Ablations: Routers that differ in one group of settings, evaluated alike, one arm chosen on validation rows.
+
+Every arm is a ``RouterConfig`` fitted on the same training rows and evaluated on validation rows (clean and
+under each re-encoding perturbation), the test split (clean and perturbed) and any external sets. The arm
+is *chosen* by :func:`selection_score` on validation rows alone; test, perturbed and external columns are
+shown for every arm and never used to choose. Each arm's result is cached as ``<work>/<name>.json`` with
+the configuration it was fitted with, so a re-run skips finished arms and refuses an arm whose settings
+changed (its results and checkpoints are never overwritten unasked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hierarchy.data import PERTURBATIONS
+from hierarchy.experiment.profiles import merge_settings
+from hierarchy.fileio import read_json, write_json
+from hierarchy.reports.tables import markdown_table
+from hierarchy.routing import Router, RouterConfig
+
+ROUTES = ("flat", "hierarchical", "ensemble")
+SELECTION_ROUTE = "ensemble"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: settings applied on top of the study's base (dotted experiment keys such as
+    ``router.train.epochs``) and what they change, in words."""
+
+    name: str
+    description: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+
+def arm_config(base: RouterConfig, arm: Arm) -> RouterConfig:
+    """``base`` with ``arm``'s overrides, dotted keys relative to the Router (``train.epochs``); unknown keys
+    raise ``ValueError``."""
+    return RouterConfig.from_dict(merge_settings(base.to_dict(), dict(arm.overrides)))
+
+
+def accuracy_by_route(table: pd.DataFrame) -> dict[str, float]:
+    """Accuracy of each route of a prediction table."""
+    correct = table["pred_label"] == table["true_label"]
+    return {route: float(v) for route, v in correct.groupby(table["route"]).mean().items()}
+
+
+def detection_by_route(table: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+    """Per route: no-tumour recall and tumour false-negative rate (a tumour called no_tumor)."""
+    out = {}
+    for route, rows in table.groupby("route"):
+        normal = rows["true_label"] == "no_tumor"
+        tumour = ~normal
+        out[route] = {
+            "no_tumor_recall": float((rows.loc[normal, "pred_label"] == "no_tumor").mean()) if normal.any() else None,
+            "tumor_fnr": float((rows.loc[tumour, "pred_label"] == "no_tumor").mean()) if tumour.any() else None,
+        }
+    return out
+
+
+def selection_score(result: Mapping[str, Any]) -> float:
+    """Mean of clean validation accuracy and the worst validation accuracy under a perturbation
+    (``SELECTION_ROUTE``): what an arm is chosen by."""
+    route = SELECTION_ROUTE
+    return (result["val"][route] + min(v[route] for v in result["val_perturbed"].values())) / 2
+
+
+def evaluate_arm(router: Router, val: pd.DataFrame, test: pd.DataFrame,
+                 externals: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+    """Accuracies of a fitted Router on validation and test rows, clean and perturbed, and on each external
+    set (with no-tumour recall and tumour FNR), plus the selection score."""
+    result: dict[str, Any] = {
+        "val": accuracy_by_route(router.predict_routes(val, ROUTES)),
+        "val_perturbed": {p: accuracy_by_route(router.predict_routes(val, ROUTES, perturbation=p))
+                          for p in PERTURBATIONS},
+        "test": accuracy_by_route(router.predict_routes(test, ROUTES)),
+        "test_perturbed": {p: accuracy_by_route(router.predict_routes(test, ROUTES, perturbation=p))
+                           for p in PERTURBATIONS},
+        "external": {},
+    }
+    for source, frame in externals.items():
+        table = router.predict_routes(frame, ROUTES)
+        result["external"][source] = {"accuracy": accuracy_by_route(table), "detection": detection_by_route(table)}
+    result["selection_score"] = selection_score(result)
+    return result
+
+
+def run_arm(arm: Arm, config: RouterConfig, train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame,
+            externals: Mapping[str, pd.DataFrame], work: Path) -> dict[str, Any]:
+    """Fit ``config`` (resuming in ``work/<name>``), evaluate it, cache the result in ``work/<name>.json``.
+
+    A cached result is reused when it was fitted with the same configuration; one fitted with another raises
+    ``ValueError`` naming the files to remove.
+    """
+    path = work / f"{arm.name}.json"
+    if path.exists():
+        cached = read_json(path)
+        if isinstance(cached.get("router"), dict) and RouterConfig.from_dict(cached["router"]) == config:
+            return cached
+        raise ValueError(f"arm {arm.name!r}: {path} was fitted with other settings; use a new --out, or remove "
+                         f"{path} and {work / arm.name} to fit this arm again")
+    router = Router.from_config(config).fit(train, val, out_dir=work / arm.name, resume=True)
+    result = {"arm": arm.name, "router": config.to_dict(), **evaluate_arm(router, val, test, externals)}
+    write_json(path, result)
+    return result
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def ablation_markdown(results: Sequence[Mapping[str, Any]], arms: Mapping[str, Arm], *, title: str, setup: str,
+                      dataset: str, command: str) -> str:
+    """One table per route: selection score, validation, test, worst perturbed test and external columns."""
+    chosen = max(results, key=lambda r: r["selection_score"])["arm"]
+    externals = sorted({s for r in results for s in r["external"]})
+    lines = [f"# {title}", "", setup, "",
+             f"**Chosen on {dataset} validation rows only**: the score is the mean of clean validation accuracy "
+             f"and the worst validation accuracy under the re-encoding perturbations ({', '.join(PERTURBATIONS)}), "
+             f"{SELECTION_ROUTE} route. Test, external and perturbation columns are shown for every arm and were "
+             "never used to choose; nothing was trained or tuned on the external sets.", "",
+             f"Chosen arm: **{chosen}**.", "",
+             "Arms: " + "; ".join(f"`{r['arm']}`: {arms[r['arm']].description}" for r in results) + ".", ""]
+    for route in ROUTES:
+        headers = ["arm", f"selection score ({SELECTION_ROUTE})", "val", f"{dataset} test",
+                   "worst perturbed test (drop)"]
+        for source in externals:
+            headers += [f"{source} acc", f"{source} no-tumour recall", f"{source} tumour FNR"]
+        rows = []
+        for r in results:
+            worst = min(v[route] for v in r["test_perturbed"].values())
+            row = [r["arm"] + (" (chosen)" if r["arm"] == chosen else ""), _pct(r["selection_score"]),
+                   _pct(r["val"][route]), _pct(r["test"][route]),
+                   f"{_pct(worst)} ({100 * (r['test'][route] - worst):+.1f})"]
+            for source in externals:
+                ext = r["external"].get(source)
+                det = ext["detection"][route] if ext else {}
+                row += [_pct(ext["accuracy"][route]) if ext else "n/a", _pct(det.get("no_tumor_recall")),
+                        _pct(det.get("tumor_fnr"))]
+            rows.append(row)
+        lines += [f"## Route: {route}", "", markdown_table(headers, rows), ""]
+    lines += ["Accuracies in percent. Reproduce: `" + command + "`.", ""]
+    return "\n".join(lines)
+
+
+def write_ablation(out: Path, results: Sequence[Mapping[str, Any]], arms: Mapping[str, Arm],
+                   record: Mapping[str, Any], *, title: str, setup: str, dataset: str) -> Path:
+    """``ablation.md`` and ``ablation.json`` (chosen arm, every arm's result, the run record) in ``out``."""
+    chosen = max(results, key=lambda r: r["selection_score"])["arm"]
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "ablation.json", {"chosen": chosen, "arms": list(results), "record": dict(record)})
+    path = out / "ablation.md"
+    path.write_text(ablation_markdown(results, arms, title=title, setup=setup, dataset=dataset,
+                                      command=record["command"]))
+    return path

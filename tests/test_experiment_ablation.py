@@ -1,0 +1,67 @@
+"""Ablation arms: overrides applied to a base config, cached results reused for the same settings only,
+and the recipe ablation script end to end on tiny synthetic data."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from hierarchy.data import make_synthetic_dataset
+from hierarchy.experiment.ablation import Arm, arm_config, selection_score
+from hierarchy.routing import RouterConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_arm_config_applies_dotted_overrides_and_refuses_unknown_keys():
+    base = RouterConfig(mode="frozen", feature_views=2)
+    changed = arm_config(base, Arm("x", "", {"train.epochs": 7, "preprocess.image_size": 96, "feature_views": 4}))
+    assert (changed.train.epochs, changed.preprocess.image_size, changed.feature_views) == (7, 96, 4)
+    assert changed.mode == "frozen" and arm_config(base, Arm("base", "")) == base
+    with pytest.raises(ValueError, match="epoch"):
+        arm_config(base, Arm("typo", "", {"train.epoch": 3}))
+
+
+def test_selection_score_uses_validation_only():
+    result = {"val": {"ensemble": 0.9}, "val_perturbed": {"a": {"ensemble": 0.8}, "b": {"ensemble": 0.7}},
+              "test": {"ensemble": 0.1}}
+    assert selection_score(result) == pytest.approx(0.8)
+
+
+def test_recipe_ablation_end_to_end(tmp_path):
+    data = make_synthetic_dataset(tmp_path / "data", n_per_cell_train=10, n_per_cell_test=2, image_size=48, seed=0)
+    script = load_script("ablation_recipe")
+    out = tmp_path / "ablation"
+    tiny = [f"router.{key}={value}" for key, value in (
+        ("plane", "simple_cnn"), ("experts", "simple_cnn"), ("flat", "simple_cnn"), ("weights", "null"),
+        ("preprocess.image_size", 32), ("train.epochs", 1), ("train.num_workers", 0), ("train.batch_size", 16))]
+    argv = ["--data", str(data), "--out", str(out), "--arms", "base", "no_label_smoothing",
+            *(arg for text in tiny for arg in ("--set", text))]
+    assert script.main(argv) == 0
+    report = json.loads((out / "ablation.json").read_text())
+    assert [arm["arm"] for arm in report["arms"]] == ["base", "no_label_smoothing"]
+    assert report["chosen"] in {"base", "no_label_smoothing"}
+    smoothing = [arm["router"]["train"]["label_smoothing"] for arm in report["arms"]]
+    assert smoothing == [0.1, 0.0]  # the cpu profile's value, then the arm's
+    for arm in report["arms"]:
+        assert set(arm["val_perturbed"]) == set(arm["test_perturbed"]) and 0 <= arm["test"]["ensemble"] <= 1
+    text = (out / "ablation.md").read_text()
+    assert "Chosen on data validation rows only" in text and "experiments/ablation_recipe.py" in text
+    cached = (out / "work" / "base.json").stat().st_mtime_ns
+    assert script.main(argv) == 0  # finished arms are reused, not refitted
+    assert (out / "work" / "base.json").stat().st_mtime_ns == cached
+    changed = [*argv[:argv.index("--arms")], "--arms", "base", *argv[argv.index("--set"):], "--set",
+               "router.train.label_smoothing=0.2"]
+    with pytest.raises(ValueError, match=r"arm 'base': .*base.json was fitted with other settings"):
+        script.main(changed)  # nothing of the finished arm is overwritten unasked
+    assert (out / "work" / "base.json").stat().st_mtime_ns == cached
