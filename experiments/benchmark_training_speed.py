@@ -242,8 +242,9 @@ def markdown(args: argparse.Namespace, speed: list[dict], loading: list[dict], a
         "    PYTHONPATH=. python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "",
         f"- machine: {_machine()}",
         f"- software: torch {versions.get('torch')}, timm {versions.get('timm')}, Python {platform.python_version()}",
-        f"- measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; **machine shared with other jobs**: "
-        "absolute numbers are noisy, compare rows of one run only", "",
+        f"- measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; load average when it started "
+        f"{args.load_before:.2f} (1 minute; above about 0.5 on these cores means other jobs were running and "
+        "absolute numbers are noisy: compare rows of one run only)", "",
         "| option | image size | inference images/s | training images/s |", "|---|---:|---:|---:|",
     ]
     lines += [f"| {r['option']} | {r['image_size']} | {r['inference']:.1f} | {r['training']:.1f} |" for r in speed]
@@ -283,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--router", type=Path, help="a saved Router: check bf16 agreement on it (needs --data)")
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks/training_speed.md"))
     args = parser.parse_args(argv)
+    args.load_before = os.getloadavg()[0]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     speed = speed_rows(args)
     loading, agree = [], None
