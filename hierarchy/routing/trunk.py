@@ -3,7 +3,7 @@ whose trunks are identical (equal ``hierarchy.training.features.backbone_fingerp
 pass per image.
 
 The trunk runs under :func:`hierarchy.training.runtime.resolve_runtime`'s defaults for the model's device
-(bf16 autocast and channels-last on a CPU with native bf16); ``amp="off"`` gives fp32 throughout.
+(channels-last fp32 on a CPU, bf16 autocast when asked for); ``amp="off"`` gives fp32 throughout.
 """
 
 from __future__ import annotations
