@@ -16,19 +16,14 @@ resumes an interrupted one. Each arm fine-tunes a network: about 25 minutes on 2
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hierarchy.data import index_dataset, train_val_split
-from hierarchy.experiment.ablation import Arm, arm_config, run_arm, write_ablation
+from hierarchy.experiment.ablation import Arm, run_study
 from hierarchy.experiment.profiles import PROFILES, parse_override, resolve_config
 from hierarchy.experiment.weights_plan import plan_weights
 from hierarchy.logs import configure_logging
-from hierarchy.provenance import run_record
-
-logger = logging.getLogger("ablation")
 
 ARMS = {arm.name: arm for arm in (
     Arm("base", "the profile as it is"),
@@ -60,28 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     config = resolve_config(args.profile, overrides=dict(parse_override(text) for text in args.overrides))
     base = config.router_config(0, plan_weights(config)["flat_backbone"])
-    out = Path(args.out)
-    work = out / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    frame = index_dataset(args.data)
-    train_all = frame[frame["split"] == "train"].reset_index(drop=True)
-    test = frame[frame["split"] == "test"].reset_index(drop=True)
-    train, val = train_val_split(train_all, val_fraction=base.val_fraction, seed=0)  # the experiment's split
-    externals = {Path(root).name: index_dataset(root) for root in args.external}
-    results = []
-    for name in args.arms:
-        logger.info("arm %s: %s", name, ARMS[name].description)
-        results.append(run_arm(ARMS[name], arm_config(base, ARMS[name]), train, val, test, externals, work))
-    record = run_record({"profile": args.profile, "base": base.to_dict(), "arms": args.arms}, seed=0,
-                        frames={"train": train, "val": val, "test": test, **externals})
-    record["command"] = " ".join(["python", "experiments/ablation_recipe.py",
-                                  *(sys.argv[1:] if argv is None else argv)])
-    dataset = Path(args.data).name
     setup = (f"The `{args.profile}` profile's Router ({base.mode} mode, flat `{base.flat}`, "
              f"{base.preprocess.image_size} px, {base.train.epochs} epochs), one seed, each arm changing one group "
-             f"of settings; every arm trained on the same {dataset} training rows.")
-    print(write_ablation(out, results, ARMS, record, title=f"Training recipe of the {args.profile} profile: ablation",
-                         setup=setup, dataset=dataset))
+             f"of settings; every arm trained on the same {Path(args.data).name} training rows.")
+    print(run_study(base, ARMS, args.arms, data=args.data, externals=args.external, out=Path(args.out),
+                    settings={"profile": args.profile, "base": base.to_dict(), "arms": args.arms},
+                    command=" ".join(["python", "experiments/ablation_recipe.py", *(sys.argv[1:] if argv is None else argv)]),
+                    title=f"Training recipe of the {args.profile} profile: ablation", setup=setup))
     return 0
 
 

@@ -13,19 +13,15 @@ for every arm but never used to choose. Re-running with the same ``--out`` skips
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hierarchy.data import PreprocessConfig, index_dataset, train_val_split
-from hierarchy.experiment.ablation import Arm, arm_config, run_arm, write_ablation
+from hierarchy.data import PreprocessConfig
+from hierarchy.experiment.ablation import Arm, run_study
 from hierarchy.logs import configure_logging
-from hierarchy.provenance import run_record
 from hierarchy.routing import RouterConfig
 from hierarchy.training import TrainConfig
-
-logger = logging.getLogger("ablation")
 
 ARMS = {arm.name: arm for arm in (
     Arm("light", "previous recipe: light augmentation, per-image intensity scaling", {"preprocess.augment": "light"}),
@@ -48,29 +44,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=224)
     args = parser.parse_args(argv)
     configure_logging()
-    out = Path(args.out)
-    work = out / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    frame = index_dataset(args.data)
-    train_all = frame[frame["split"] == "train"].reset_index(drop=True)
-    test = frame[frame["split"] == "test"].reset_index(drop=True)
-    train, val = train_val_split(train_all, val_fraction=0.15, seed=0)  # the experiment's split
-    externals = {Path(root).name: index_dataset(root) for root in args.external}
     base = RouterConfig(mode="frozen", feature_views=2, preprocess=PreprocessConfig(image_size=args.image_size),
                         train=TrainConfig(seed=0))
-    results = []
-    for name in args.arms:
-        logger.info("arm %s: %s", name, ARMS[name].description)
-        results.append(run_arm(ARMS[name], arm_config(base, ARMS[name]), train, val, test, externals, work))
-    record = run_record({"arms": args.arms, "image_size": args.image_size}, seed=0,
-                        frames={"train": train, "val": val, "test": test, **externals})
-    record["command"] = " ".join(["python", "experiments/ablation_robustness.py",
-                                  *(sys.argv[1:] if argv is None else argv)])
-    dataset = Path(args.data).name
     setup = (f"Frozen EfficientNet-Lite0 (offline ImageNet weights), linear heads, {args.image_size} px, one seed; "
-             f"every arm trained on the same {dataset} training rows.")
-    print(write_ablation(out, results, ARMS, record, title="Domain-robust recipe: ablation", setup=setup,
-                         dataset=dataset))
+             f"every arm trained on the same {Path(args.data).name} training rows.")
+    print(run_study(base, ARMS, args.arms, data=args.data, externals=args.external, out=Path(args.out),
+                    settings={"arms": args.arms, "image_size": args.image_size},
+                    command=" ".join(["python", "experiments/ablation_robustness.py",
+                                      *(sys.argv[1:] if argv is None else argv)]),
+                    title="Domain-robust recipe: ablation", setup=setup))
     return 0
 
 

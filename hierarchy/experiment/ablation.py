@@ -10,6 +10,7 @@ changed (its results and checkpoints are never overwritten unasked).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,14 @@ from typing import Any
 
 import pandas as pd
 
-from hierarchy.data import PERTURBATIONS
+from hierarchy.data import PERTURBATIONS, index_dataset, train_val_split
 from hierarchy.experiment.profiles import merge_settings
 from hierarchy.fileio import read_json, write_json
+from hierarchy.provenance import run_record
 from hierarchy.reports.tables import markdown_table
 from hierarchy.routing import Router, RouterConfig
+
+logger = logging.getLogger(__name__)
 
 ROUTES = ("flat", "hierarchical", "ensemble")
 SELECTION_ROUTE = "ensemble"
@@ -97,6 +101,7 @@ def run_arm(arm: Arm, config: RouterConfig, train: pd.DataFrame, val: pd.DataFra
     ``ValueError`` naming the files to remove.
     """
     path = work / f"{arm.name}.json"
+    logger.info("arm %s: %s", arm.name, arm.description)
     if path.exists():
         cached = read_json(path)
         if isinstance(cached.get("router"), dict) and RouterConfig.from_dict(cached["router"]) == config:
@@ -157,3 +162,25 @@ def write_ablation(out: Path, results: Sequence[Mapping[str, Any]], arms: Mappin
     path.write_text(ablation_markdown(results, arms, title=title, setup=setup, dataset=dataset,
                                       command=record["command"]))
     return path
+
+
+def run_study(base: RouterConfig, arms: Mapping[str, Arm], names: Sequence[str], *, data: str | Path,
+              externals: Sequence[str | Path], out: Path, settings: Mapping[str, Any], command: str, title: str,
+              setup: str) -> Path:
+    """Fit and evaluate the arms ``names`` of ``arms`` on top of ``base`` and write the ablation report.
+
+    ``data`` is a BRISC-layout root: its train split is divided like the experiment's (grouped,
+    ``base.val_fraction``, seed 0) and its test split only evaluated; ``externals`` are only evaluated.
+    ``settings`` and ``command`` go into the run record; ``setup`` describes the arms' common settings.
+    """
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    frame = index_dataset(data)
+    train_all = frame[frame["split"] == "train"].reset_index(drop=True)
+    test = frame[frame["split"] == "test"].reset_index(drop=True)
+    train, val = train_val_split(train_all, val_fraction=base.val_fraction, seed=0)
+    external = {Path(root).name: index_dataset(root) for root in externals}
+    results = [run_arm(arms[name], arm_config(base, arms[name]), train, val, test, external, work) for name in names]
+    record = run_record(dict(settings), seed=0, frames={"train": train, "val": val, "test": test, **external})
+    record["command"] = command
+    return write_ablation(out, results, arms, record, title=title, setup=setup, dataset=Path(data).name)
