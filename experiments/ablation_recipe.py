@@ -5,7 +5,8 @@
 
 Every arm is the profile's Router (by default ``cpu``: EfficientNet-Lite0 trained jointly on the tumour label
 and the plane) with one group of settings changed: resolution, epochs, learning rate, EMA of weights, label
-smoothing, mixup/cutmix, progressive resizing, augmentation preset or test-time augmentation. All arms train
+smoothing, mixup/cutmix, progressive resizing, augmentation preset, test-time augmentation or bf16 autocast; one arm,
+``plain``, changes several at once (light augmentation, 192 px, 3 epochs). All arms train
 on the same BRISC training rows with seed 0; one is *chosen* on BRISC validation rows alone
 (``hierarchy.experiment.ablation.selection_score``), and test, perturbed and external columns are reported
 for every arm but never used to choose. ``--set`` changes the base of every arm (``--set
@@ -39,6 +40,9 @@ ARMS = {arm.name: arm for arm in (
         {"train.mixup_alpha": 0.2, "train.cutmix_alpha": 1.0}),
     Arm("progressive", "progressive resizing: 160, 192 px, then full size", {"train.progressive_sizes": [160, 192]}),
     Arm("tta", "test-time augmentation (identity + horizontal flip)", {"tta": "identity,hflip"}),
+    Arm("bf16_training", "bf16 autocast in training (evaluated in fp32)", {"train.amp": "bf16"}),
+    Arm("plain", "a plainer recipe: light augmentation, 192 px, 3 epochs",
+        {"preprocess.augment": "light", "preprocess.image_size": 192, "train.epochs": 3}),
 )}
 
 
