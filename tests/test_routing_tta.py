@@ -12,6 +12,7 @@ from PIL import Image
 from hierarchy.data import PreprocessConfig
 from hierarchy.predictions import probabilities
 from hierarchy.routing import Router
+from hierarchy.training.runtime import AMP_ENV
 
 TINY = {"plane": "simple_cnn", "experts": "simple_cnn", "flat": "simple_cnn", "weights": None,
         "expert_init": "scratch", "val_fraction": 0.25,
@@ -20,8 +21,17 @@ TINY = {"plane": "simple_cnn", "experts": "simple_cnn", "flat": "simple_cnn", "w
         "preprocess": PreprocessConfig(image_size=48, crop_foreground=False)}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fp32():
+    """These tests compare views that agree up to float rounding; bf16 rounding, amplified by a random tiny
+    trunk, would blur that, so the module runs in fp32."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(AMP_ENV, "off")
+        yield
+
+
 @pytest.fixture(scope="module")
-def router(frames) -> Router:
+def router(frames, fp32) -> Router:
     return Router(mode="frozen", **TINY).fit(frames[0])
 
 

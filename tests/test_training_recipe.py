@@ -69,8 +69,11 @@ def test_runtime_defaults_follow_the_cpu_and_the_fp32_switches(monkeypatch):
     fp32 = resolve_runtime("off", "off", "cpu")
     assert (fp32.amp_dtype, fp32.memory_format) == (None, torch.contiguous_format)
     assert fp32.describe() == "cpu/float32/contiguous"
-    auto = resolve_runtime(device="cpu")  # fp32 on a CPU unless bf16 is asked for (opt-in)
-    assert auto.amp_dtype is None and auto.describe() == "cpu/float32/channels_last"
+    monkeypatch.setattr(runtime_module, "cpu_has_fast_bf16", lambda: True)
+    auto = resolve_runtime(device="cpu")  # bf16 on a CPU that runs it natively
+    assert auto.describe() == "cpu/bfloat16/channels_last"
+    monkeypatch.setattr(runtime_module, "cpu_has_fast_bf16", lambda: False)
+    assert resolve_runtime(device="cpu").describe() == "cpu/float32/channels_last"
     monkeypatch.setenv(runtime_module.AMP_ENV, "bf16")
     assert resolve_runtime(device="cpu").amp_dtype == torch.bfloat16
     assert resolve_runtime("off", device="cpu").amp_dtype is None  # explicit beats the variable

@@ -245,6 +245,15 @@ def test_amp_fp16_without_cuda_is_refused_and_bf16_autocast_runs(tmp_path):
     assert result.history[["train_loss", "val_loss"]].notna().all().all()
 
 
+def test_non_finite_gradients_stop_training_and_name_the_fp32_switch(tmp_path):
+    model = make_model()
+    model.get_classifier().weight.register_hook(lambda grad: grad * float("nan"))
+    with pytest.raises(FloatingPointError, match="non-finite gradients.*amp='off'"):
+        train(model, make_data(16), make_data(8), TrainConfig(epochs=1, batch_size=8, amp="bf16"), tmp_path,
+              progress=False, device="cpu")
+    assert not (tmp_path / "checkpoint_last.pt").exists()  # nothing half-trained is kept as a checkpoint
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_autocast_and_channels_last(tmp_path):
     model = make_model()

@@ -3,7 +3,7 @@ whose trunks are identical (equal ``hierarchy.training.features.backbone_fingerp
 pass per image.
 
 The trunk runs under :func:`hierarchy.training.runtime.resolve_runtime`'s defaults for the model's device
-(channels-last fp32 on a CPU, bf16 autocast when asked for); ``amp="off"`` gives fp32 throughout.
+(channels-last, with bf16 autocast on a CPU that runs bf16 natively); ``amp="off"`` gives fp32 throughout.
 """
 
 from __future__ import annotations

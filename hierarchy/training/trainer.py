@@ -161,7 +161,11 @@ def _train_one_epoch(model: nn.Module, loader: DataLoader, steps: int, objective
         scaler.scale(loss).backward()
         if config.grad_clip is not None:
             scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(params, config.grad_clip)
+            norm = nn.utils.clip_grad_norm_(params, config.grad_clip)
+            if not scaler.is_enabled() and not torch.isfinite(norm):  # fp16's scaler skips such steps itself
+                raise FloatingPointError(
+                    f"non-finite gradients ({desc}) under {runtime.describe()}; with bf16 on a CPU, tiny feature "
+                    "maps can cause this (see hierarchy.training.runtime): train in fp32 with amp='off'")
         lr = optimizer.param_groups[0]["lr"]
         scaler.step(optimizer)
         scaler.update()
