@@ -6,9 +6,9 @@ a smaller image size (what progressive resizing's early epochs cost). Each numbe
 median of ``--steps`` timed steps after ``--warmup`` untimed ones, on a fixed random batch (model alone):
 training = autocast forward + cross-entropy + backward + gradient clipping + AdamW step (the trainer's
 step); inference = ``trunk_features`` + ``head_proba`` (the routing path). ``--data`` adds the decode cost:
-training images/s through the augmenting ``ImageDataset`` pipeline, with and without its in-memory cache
-when ``hierarchy.data`` offers one. ``--agreement-images`` fits a linear head on fp32 features of BRISC
-training images and compares fp32 with bf16 + channels-last predictions on that many test images
+training images/s through the augmenting ``ImageDataset`` pipeline per number of DataLoader workers
+(``--workers``), and with its in-memory cache when ``hierarchy.data`` offers one. ``--agreement-images``
+fits a linear head on fp32 features of BRISC training images and compares fp32 with bf16 + channels-last predictions on that many test images
 (argmax agreement, largest probability difference, accuracy of each; no choice is tuned on them).
 ``--router DIR`` compares the two on a trained Router instead, every route, on the first
 ``--agreement-images`` test images: agreement, accuracy and ECE under each (the bar for making bf16 the CPU
@@ -125,21 +125,22 @@ def _has_image_cache() -> bool:
 
 
 def loading_rows(args: argparse.Namespace, frame) -> list[dict]:
-    """Training images/s (bf16 + channels-last) with decoding and augmentation in the loop, per cache setting."""
+    """Training images/s (bf16 + channels-last) with decoding and augmentation in the loop: per number of
+    DataLoader workers, and with the in-memory cache (in-process; a worker's cache would die with it)."""
     runtime = resolve_runtime("bf16", "on", "cpu")
     rows_frame = frame[frame["split"] == "train"].head(args.batch_size * (args.steps + args.warmup)).reset_index(drop=True)
     preprocess = PreprocessConfig(image_size=args.image_size)
-    settings = {"decode every epoch": {}}
+    settings = {f"decode every epoch, {w} DataLoader worker(s)": ({}, w) for w in args.workers}
     if _has_image_cache():
-        settings["in-memory cache (second epoch)"] = {"cache": True}
+        settings["in-memory cache (second epoch), 0 DataLoader workers"] = ({"cache": True}, 0)
     rows = []
-    for name, kwargs in settings.items():
+    for name, (kwargs, workers) in settings.items():
         dataset = ImageDataset(rows_frame, preprocess, train=True, **kwargs)
         if kwargs:  # fill the cache with one pass, as the first epoch would
             for i in range(len(dataset)):
                 dataset[i]
         model = runtime.prepare(create(args.model, NUM_CLASSES))
-        loader = iter(DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers))
+        loader = iter(DataLoader(dataset, batch_size=args.batch_size, num_workers=workers))
         train_step = _train_step(model, runtime, False)
 
         def step() -> None:
@@ -278,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--options", nargs="+", default=list(OPTIONS), choices=list(OPTIONS))
     parser.add_argument("--data", type=Path, help="BRISC 2025 root: adds data-loading rows and the agreement check")
-    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers to compare")
     parser.add_argument("--agreement-images", type=int, default=200)
     parser.add_argument("--head-images", type=int, default=400)
     parser.add_argument("--router", type=Path, help="a saved Router: check bf16 agreement on it (needs --data)")
