@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import platform
+import sys
 from pathlib import Path
 
 import torch
@@ -26,7 +28,7 @@ import torch
 from hierarchy.data import PreprocessConfig, index_dataset
 from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.routing import ImageClassifier, Router, Task, route_throughput
-from hierarchy.training import TrainConfig
+from hierarchy.training import TrainConfig, resolve_runtime
 
 SETUPS = {  # name: (plane backbone, expert backbone, flat backbone, one shared trunk?)
     "separate": ("tf_efficientnet_lite0", "tf_efficientnet_lite0", "tf_efficientnet_lite0", False),
@@ -68,6 +70,7 @@ def main() -> None:
                         help="routes to time (flat and hierarchical are always timed)")
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks/routing_speed.md"))
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     routes = [r for r in ROUTES if r in {"flat", "hierarchical", *args.routes}]
     logging.basicConfig(level=logging.ERROR)
     torch.set_num_threads(args.threads)
@@ -76,8 +79,10 @@ def main() -> None:
     lines = ["# Routing speed", "",
              f"{args.images} BRISC 2025 test images, decoded and preprocessed to 224 px inside the timing, "
              f"batch 32, median of {args.runs} runs after a warm-up; {platform.machine()} CPU, "
-             f"{args.threads} torch threads, machine shared with other work. Random weights (speed does not "
-             "depend on them).", "",
+             f"{args.threads} torch threads, runtime {resolve_runtime(device='cpu').describe()} (the library "
+             f"default here), load average {load_before:.2f} when it started (above about 0.5 on 2 cores: other "
+             "jobs were running). Random weights (speed does not depend on them).", "",
+             "    PYTHONPATH=. python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "",
              "| setup | plane / expert / flat | shared trunk | " + " | ".join(routes) + " | hard / flat time |",
              "|---|---|---|" + "---|" * len(routes) + "---|"]
     for name in args.setups:
