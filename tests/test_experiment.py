@@ -68,6 +68,7 @@ def test_summary_has_every_headline_key_as_fractions(finished):
         low, high = values["accuracy_ci"]
         assert low <= values["accuracy"] <= high
     assert 0.0 <= stored["plane_accuracy"] <= 1.0 and 0.0 <= stored["mcnemar_p"] <= 1.0
+    assert stored["plane_by_route"]["hierarchical"]["accuracy"] == stored["plane_accuracy"]
     assert set(stored["robustness"]) == {"jpeg_q75", "downscale_224"}
     assert set(stored["robustness"]["jpeg_q75"]) == set(stored["routes"]) - {"flat_seeds", "hierarchical_seeds"}
     assert stored["routes"]["flat"]["images_per_second"] > 0

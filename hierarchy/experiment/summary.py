@@ -98,6 +98,30 @@ def robustness_summary(result: Generalisation, perturbations: Sequence[str],
     return summary
 
 
+def plane_summary(metrics: dict[str, Any], predictions: pd.DataFrame, audit: dict[str, Any]) -> dict[str, Any]:
+    """Plane accuracy of every route that predicts a plane, on all test images and on those whose plane label
+    is unambiguous: the audit's exact duplicates labelled with two planes cannot all be right, so their
+    errors are counted apart (``errors_on_conflicts``)."""
+    conflicting = {i for group in audit.get("exact_duplicates", []) if group.get("plane_conflict")
+                   for i in group["ids"]}
+    out = {}
+    for route, route_metrics in metrics["routes"].items():
+        plane = route_metrics.get("plane")
+        if not plane:
+            continue
+        rows = predictions[(predictions["route"] == route) & predictions["pred_plane"].notna()
+                           & predictions["true_plane"].notna()]
+        wrong = rows["pred_plane"] != rows["true_plane"]
+        on_conflict = rows["id"].isin(conflicting)
+        clear = rows[~on_conflict]
+        out[route] = {"n": plane["n"], "accuracy": plane["accuracy"]["value"], "accuracy_ci": plane["accuracy"]["ci"],
+                      "errors": int(wrong.sum()), "n_conflicting_labels": int(on_conflict.sum()),
+                      "errors_on_conflicts": int((wrong & on_conflict).sum()),
+                      "accuracy_unambiguous": float((clear["pred_plane"] == clear["true_plane"]).mean())
+                      if len(clear) else None}
+    return out
+
+
 def with_seed_spread(routes: dict[str, dict[str, Any]], spread: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     """Each route's summary with ``accuracy_mean`` and ``accuracy_sd`` over seeds (the one seed's accuracy
     and None with a single seed; None for routes not trained per seed, such as seed ensembles)."""
@@ -134,6 +158,7 @@ def summarise(*, config: ExperimentConfig, dataset: str, metrics: dict[str, Any]
         "n_test": int(predictions["id"].nunique()),
         "plane_accuracy": None if plane is None else plane["accuracy"]["value"],
         "plane_accuracy_ci": None if plane is None else plane["accuracy"]["ci"],
+        "plane_by_route": plane_summary(metrics, predictions, audit),
         "routes": routes,
         "test_without_training_duplicates": {
             "n_removed": len(set(leaked_test_ids)),
