@@ -25,6 +25,7 @@ from hierarchy.experiment.ablation import Arm, run_study
 from hierarchy.experiment.profiles import PROFILES, parse_override, resolve_config
 from hierarchy.experiment.weights_plan import plan_weights
 from hierarchy.logs import configure_logging
+from hierarchy.provenance import command_line
 
 ARMS = {arm.name: arm for arm in (
     Arm("base", "the profile as it is"),
@@ -64,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"of settings; every arm trained on the same {Path(args.data).name} training rows.")
     print(run_study(base, ARMS, args.arms, data=args.data, externals=args.external, out=Path(args.out),
                     settings={"profile": args.profile, "base": base.to_dict(), "arms": args.arms},
-                    command=" ".join(["python", "experiments/ablation_recipe.py", *(sys.argv[1:] if argv is None else argv)]),
+                    command=command_line(["python", "experiments/ablation_recipe.py", *(sys.argv[1:] if argv is None else argv)]),
                     title=f"Training recipe of the {args.profile} profile: ablation", setup=setup))
     return 0
 

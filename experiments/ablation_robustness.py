@@ -20,6 +20,7 @@ from pathlib import Path
 from hierarchy.data import PreprocessConfig
 from hierarchy.experiment.ablation import Arm, run_study
 from hierarchy.logs import configure_logging
+from hierarchy.provenance import command_line
 from hierarchy.routing import RouterConfig
 from hierarchy.training import TrainConfig
 
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"every arm trained on the same {Path(args.data).name} training rows.")
     print(run_study(base, ARMS, args.arms, data=args.data, externals=args.external, out=Path(args.out),
                     settings={"arms": args.arms, "image_size": args.image_size},
-                    command=" ".join(["python", "experiments/ablation_robustness.py",
+                    command=command_line(["python", "experiments/ablation_robustness.py",
                                       *(sys.argv[1:] if argv is None else argv)]),
                     title="Domain-robust recipe: ablation", setup=setup))
     return 0

@@ -27,6 +27,7 @@ import torch
 
 from hierarchy.data import PreprocessConfig, index_dataset
 from hierarchy.labels import PLANES, TUMOR_CLASSES
+from hierarchy.provenance import command_line
 from hierarchy.routing import ImageClassifier, Router, Task, route_throughput
 from hierarchy.training import TrainConfig, resolve_runtime
 
@@ -82,7 +83,7 @@ def main() -> None:
              f"{args.threads} torch threads, runtime {resolve_runtime(device='cpu').describe()} (the library "
              f"default here), load average {load_before:.2f} when it started (above about 0.5 on 2 cores: other "
              "jobs were running). Random weights (speed does not depend on them).", "",
-             "    PYTHONPATH=. python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "",
+             "    " + command_line(["PYTHONPATH=.", "python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "",
              "| setup | plane / expert / flat | shared trunk | " + " | ".join(routes) + " | hard / flat time |",
              "|---|---|---|" + "---|" * len(routes) + "---|"]
     for name in args.setups:

@@ -42,7 +42,7 @@ from hierarchy.data.preprocess import PreprocessConfig
 from hierarchy.metrics import expected_calibration_error
 from hierarchy.metrics.evaluate import labels_and_probabilities
 from hierarchy.models import create
-from hierarchy.provenance import software_versions
+from hierarchy.provenance import command_line, software_versions
 from hierarchy.routing import Router
 from hierarchy.routing.trunk import head_proba, trunk_features
 from hierarchy.training import fit_linear_head
@@ -240,7 +240,7 @@ def markdown(args: argparse.Namespace, speed: list[dict], loading: list[dict], a
         f"`{args.model}`, {args.image_size} px, batch {args.batch_size}, 1 channel; images/s from the median of "
         f"{args.steps} timed steps after {args.warmup} warm-up step(s) on a fixed random batch (model alone, "
         "no data loading) unless the row says otherwise.", "",
-        "    PYTHONPATH=. python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "",
+        "    " + command_line(["PYTHONPATH=.", "python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "",
         f"- machine: {_machine()}",
         f"- software: torch {versions.get('torch')}, timm {versions.get('timm')}, Python {platform.python_version()}",
         f"- measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; load average when it started "

@@ -27,6 +27,7 @@ import sys
 
 from hierarchy.experiment import parse_override, resolve_config, run_experiment
 from hierarchy.logs import configure_logging
+from hierarchy.provenance import command_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--holdout-source needs at least two --data roots")
     processes = os.environ.get("WORLD_SIZE", "1")
     launcher = ["torchrun", "--standalone", "--nproc_per_node", processes] if processes != "1" else ["python"]
-    command = " ".join([*launcher, "experiments/compare_flat_vs_hierarchical.py",
+    command = command_line([*launcher, "experiments/compare_flat_vs_hierarchical.py",
                         *(sys.argv[1:] if argv is None else argv)])
     summary = run_experiment(config, data_root=args.data, out_dir=args.out, external=args.external,
                              command=command)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import shlex
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -68,13 +71,30 @@ def data_hashes(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
     return {name: {"n_images": int(len(f)), "sha256": data_fingerprint(f)} for name, f in frames.items()}
 
 
+# Environment variables that change results; a recorded command line starts with those that are set.
+RESULT_ENV = ("HIERARCHY_AMP",)
+
+
+def command_line(parts: Sequence[str]) -> str:
+    """``parts`` as one shell command, preceded by the set variables of ``RESULT_ENV`` (``HIERARCHY_AMP=off
+    python ...``), so that the recorded command reproduces the run."""
+    env = [f"{name}={shlex.quote(os.environ[name])}" for name in RESULT_ENV if os.environ.get(name)]
+    return " ".join([*env, *parts])
+
+
 def run_record(config: dict[str, Any], *, seed: int | None = None,
                frames: dict[str, pd.DataFrame] | None = None) -> dict[str, Any]:
-    """A JSON-ready record of a run: when, what code, which software, which data, which settings."""
+    """A JSON-ready record of a run: when, what code, which software, which data, which settings, and the
+    runtime that models run under by default here (``cpu/bfloat16/channels_last``...)."""
+    from hierarchy.training.runtime import (
+        resolve_runtime,  # here: hierarchy.training imports this module
+    )
+
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(Path(__file__).resolve().parent),
         "versions": software_versions(),
+        "runtime": resolve_runtime().describe(),
         "seed": seed,
         "config": config,
         "data": data_hashes(frames or {}),

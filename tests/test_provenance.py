@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from hierarchy.provenance import data_fingerprint, data_hashes, ordered_data_fingerprint
+from hierarchy.provenance import (
+    command_line,
+    data_fingerprint,
+    data_hashes,
+    ordered_data_fingerprint,
+    run_record,
+)
 
 FRAME = pd.DataFrame({"id": ["a", "b", "c"], "sha256": ["1", "2", "3"], "label": ["glioma", "glioma", "no_tumor"],
                       "path": ["/x/a.png", "/x/b.png", "/x/c.png"]})
@@ -24,3 +30,15 @@ def test_fingerprints_change_with_the_content_not_the_machine():
     # without ids or hashes the paths are all that tells the images apart
     paths_only = FRAME[["path", "label"]]
     assert ordered_data_fingerprint(paths_only.iloc[::-1]) != ordered_data_fingerprint(paths_only)
+
+
+def test_command_line_starts_with_the_environment_that_changes_results(monkeypatch):
+    monkeypatch.delenv("HIERARCHY_AMP", raising=False)
+    assert command_line(["python", "x.py", "--out", "a"]) == "python x.py --out a"
+    monkeypatch.setenv("HIERARCHY_AMP", "off")
+    assert command_line(["python", "x.py"]) == "HIERARCHY_AMP=off python x.py"
+
+
+def test_run_record_names_the_default_runtime(monkeypatch):
+    monkeypatch.setenv("HIERARCHY_AMP", "off")
+    assert run_record({})["runtime"].startswith(("cpu/float32/", "cuda/float32/"))
