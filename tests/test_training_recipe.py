@@ -72,6 +72,8 @@ def test_runtime_defaults_follow_the_cpu_and_the_fp32_switches(monkeypatch):
     monkeypatch.setattr(runtime_module, "cpu_has_fast_bf16", lambda: True)
     auto = resolve_runtime(device="cpu")  # bf16 on a CPU that runs it natively
     assert auto.describe() == "cpu/bfloat16/channels_last"
+    assert resolve_runtime(device="cpu", training=True).describe() == "cpu/float32/channels_last"
+    assert resolve_runtime("bf16", device="cpu", training=True).amp_dtype == torch.bfloat16
     monkeypatch.setattr(runtime_module, "cpu_has_fast_bf16", lambda: False)
     assert resolve_runtime(device="cpu").describe() == "cpu/float32/channels_last"
     monkeypatch.setenv(runtime_module.AMP_ENV, "bf16")

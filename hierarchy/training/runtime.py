@@ -1,11 +1,12 @@
 """Where and how tensors are computed: device, autocast dtype and memory format, decided in one place.
 
 Used by the trainer, the feature extractor and inference (``hierarchy.routing.trunk``). On the defaults
-(``amp="auto"``, ``channels_last="auto"``) a CPU with native bf16 (AVX512-BF16 or AMX) runs bf16 autocast in
-channels-last layout, any other CPU fp32 in channels-last layout, and CUDA bf16 or fp16 autocast. On 2
-cores, for tf_efficientnet_lite0 at 224 px, channels-last is 3.4x faster than plain fp32 for inference and
-1.7x for training; bf16 adds another 1.8x and 1.4x (``reports/benchmarks/training_speed.md``). ``amp="off"``
-(or ``HIERARCHY_AMP=off`` for every caller that passes no ``amp``) is the fp32 switch.
+(``amp="auto"``, ``channels_last="auto"``) a CPU with native bf16 (AVX512-BF16 or AMX) runs inference in
+bf16 autocast and training in fp32, any other CPU fp32, both in channels-last layout, and CUDA bf16 or fp16
+autocast. On 2 cores, for tf_efficientnet_lite0 at 224 px, channels-last is 2-4x faster than plain fp32 for
+inference and 1.7-2.2x for training; bf16 adds 1.5-3x and 1.2-1.4x (``reports/benchmarks/training_speed.md``).
+``amp="off"`` (or ``HIERARCHY_AMP=off`` for every caller that passes no ``amp``) is the fp32 switch;
+``amp="bf16"`` (or ``HIERARCHY_AMP=bf16``) trains in bf16 too.
 
 Known limit (torch 2.14 CPU): under bf16 autocast in channels-last layout, a stride-2 depthwise convolution
 on a 1x1 feature map returns NaN weight gradients, so train EfficientNet-style models on images of at least
@@ -67,21 +68,25 @@ class Runtime:
 
 
 def resolve_runtime(amp: str = "auto", channels_last: str = "auto",
-                    device: str | torch.device | None = None) -> Runtime:
+                    device: str | torch.device | None = None, *, training: bool = False) -> Runtime:
     """The runtime for these settings.
 
     Parameters
     ----------
     amp : {"auto", "bf16", "fp16", "off"}
-        ``auto``: bf16 on CUDA when supported (else fp16 with loss scaling); on a CPU, bf16 where
-        :func:`cpu_has_fast_bf16`, else fp32. The environment variable ``HIERARCHY_AMP`` (one of the other
-        modes), when set, replaces ``auto``. ``fp16`` needs CUDA. ``off``: fp32. On the trained cpu-profile
-        Router, bf16 inference agrees with fp32 on 99.5-100% of BRISC test predictions per route with
-        accuracy and ECE unchanged (``reports/benchmarks/training_speed.md``).
+        ``auto``: bf16 on CUDA when supported (else fp16 with loss scaling); on a CPU, bf16 for inference
+        where :func:`cpu_has_fast_bf16`, else fp32, and fp32 for ``training`` (bf16 training on a CPU is
+        1.2-1.4x faster but its effect on accuracy is not yet measured: opt in with ``amp="bf16"``). The
+        environment variable ``HIERARCHY_AMP`` (one of the other modes), when set, replaces ``auto``.
+        ``fp16`` needs CUDA. ``off``: fp32. On the trained cpu-profile Router, bf16 inference agrees with
+        fp32 on 99.5-100% of BRISC test predictions per route with accuracy and ECE unchanged
+        (``reports/benchmarks/training_speed.md``).
     channels_last : {"auto", "on", "off"}
         ``auto``: channels-last on CUDA, and on a CPU with oneDNN (it pays there too).
     device : str or torch.device, optional
         Defaults to CUDA when available, else the CPU.
+    training : bool
+        The runtime of a training loop (see ``amp``).
     """
     if amp == "auto":
         amp = os.environ.get(AMP_ENV, "auto")
@@ -98,7 +103,7 @@ def resolve_runtime(amp: str = "auto", channels_last: str = "auto",
         if cuda:
             amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         else:
-            amp_dtype = torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
+            amp_dtype = torch.bfloat16 if device.type == "cpu" and not training and cpu_has_fast_bf16() else None
     else:
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
     if channels_last == "auto":

@@ -281,7 +281,7 @@ def train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config
     Under ``torchrun --nproc_per_node N`` the same call trains data-parallel (see
     :mod:`hierarchy.training.distributed`); rank 0 alone writes files.
     """
-    runtime = resolve_runtime(config.amp, config.channels_last, device)
+    runtime = resolve_runtime(config.amp, config.channels_last, device, training=True)
     dist_ctx = init_distributed(runtime.device)
     try:
         if dist_ctx.distributed and runtime.device.type == "cuda":
