@@ -31,6 +31,8 @@ ARMS = {arm.name: arm for arm in (
     Arm("base", "the profile as it is"),
     Arm("light_augment", "light augmentation preset instead of the profile's",
         {"preprocess.augment": "light"}),
+    Arm("robust_augment", "domain-robust augmentation preset instead of the profile's",
+        {"preprocess.augment": "robust"}),
     Arm("size_256", "256 px", {"preprocess.image_size": 256}),
     Arm("size_288", "288 px", {"preprocess.image_size": 288}),
     Arm("epochs_x2", "twice the epochs", {"train.epochs": 8}),
@@ -61,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = resolve_config(args.profile, overrides=dict(parse_override(text) for text in args.overrides))
     base = config.router_config(0, plan_weights(config)["flat_backbone"])
     setup = (f"The `{args.profile}` profile's Router ({base.mode} mode, flat `{base.flat}`, "
-             f"{base.preprocess.image_size} px, {base.train.epochs} epochs), one seed, each arm changing one group "
+             f"{base.preprocess.image_size} px, {base.train.epochs} epochs"
+             f"{'; ' + ', '.join(args.overrides) if args.overrides else ''}), one seed, each arm changing one group "
              f"of settings; every arm trained on the same {Path(args.data).name} training rows.")
     print(run_study(base, ARMS, args.arms, data=args.data, externals=args.external, out=Path(args.out),
                     settings={"profile": args.profile, "base": base.to_dict(), "arms": args.arms},
