@@ -8,8 +8,8 @@ training = autocast forward + cross-entropy + backward + gradient clipping + Ada
 step); inference = ``trunk_features`` + ``head_proba`` (the routing path). ``--data`` adds the decode cost:
 training images/s through the augmenting ``ImageDataset`` pipeline per number of DataLoader workers
 (``--workers``), and with its in-memory cache when ``hierarchy.data`` offers one. ``--agreement-images``
-fits a linear head on fp32 features of BRISC training images and compares fp32 with bf16 + channels-last predictions on that many test images
-(argmax agreement, largest probability difference, accuracy of each; no choice is tuned on them).
+fits a linear head on fp32 features of BRISC training images and compares fp32 with bf16 + channels-last
+predictions on that many test images (argmax agreement, largest probability difference, accuracy of each; no choice is tuned on them).
 ``--router DIR`` compares the two on a trained Router instead, every route, on the first
 ``--agreement-images`` test images: agreement, accuracy and ECE under each (the bar for making bf16 the CPU
 default is 99.5% agreement with accuracy and calibration unchanged).

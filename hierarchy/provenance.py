@@ -86,9 +86,8 @@ def run_record(config: dict[str, Any], *, seed: int | None = None,
                frames: dict[str, pd.DataFrame] | None = None) -> dict[str, Any]:
     """A JSON-ready record of a run: when, what code, which software, which data, which settings, and the
     runtime that models run under by default here (``cpu/bfloat16/channels_last``...)."""
-    from hierarchy.training.runtime import (
-        resolve_runtime,  # here: hierarchy.training imports this module
-    )
+    # imported here, not at the top: hierarchy.training imports this module
+    from hierarchy.training.runtime import resolve_runtime
 
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

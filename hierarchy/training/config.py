@@ -15,8 +15,8 @@ class TrainConfig(Settings):
     """Hyper-parameters of :func:`hierarchy.training.train`.
 
     ``amp``: ``auto`` (CUDA: bf16, or fp16 with loss scaling; CPU: fp32 in training, bf16 inference where
-    the CPU runs it natively), ``bf16``, ``fp16`` (CUDA only) or ``off`` (fp32). ``channels_last``: ``auto`` (on CUDA and
-    oneDNN CPUs), ``on`` or ``off``; see :func:`hierarchy.training.runtime.resolve_runtime`.
+    the CPU runs it natively), ``bf16``, ``fp16`` (CUDA only) or ``off`` (fp32). ``channels_last``:
+    ``auto`` (on CUDA and oneDNN CPUs), ``on`` or ``off``; see :func:`hierarchy.training.runtime.resolve_runtime`.
     ``early_stopping_patience``: epochs without improvement of ``monitor`` before stopping (None: never).
     ``max_steps_per_epoch``: cap on optimiser steps per epoch (None: the whole training set).
 

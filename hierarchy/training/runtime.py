@@ -77,11 +77,10 @@ def resolve_runtime(amp: str = "auto", channels_last: str = "auto",
         ``auto``: bf16 on CUDA when supported (else fp16 with loss scaling); on a CPU, bf16 for inference
         where :func:`cpu_has_fast_bf16`, else fp32, and fp32 for ``training`` (bf16 training does not pay on
         these CPUs: the recipe ablation's epochs took as long as fp32 ones and scored lower; opt in with
-        ``amp="bf16"``). The
-        environment variable ``HIERARCHY_AMP`` (one of the other modes), when set, replaces ``auto``.
-        ``fp16`` needs CUDA. ``off``: fp32. On the trained cpu-profile Router, bf16 inference agrees with
-        fp32 on 99.5-100% of BRISC test predictions per route with accuracy and ECE unchanged
-        (``reports/benchmarks/training_speed.md``).
+        ``amp="bf16"``). The environment variable ``HIERARCHY_AMP`` (one of the other modes), when set,
+        replaces ``auto``. ``fp16`` needs CUDA. ``off``: fp32. On a trained cpu-profile Router, bf16
+        inference agrees with fp32 on 99.5-100% of BRISC test predictions per route with accuracy and ECE
+        unchanged (``reports/benchmarks/training_speed.md``).
     channels_last : {"auto", "on", "off"}
         ``auto``: channels-last on CUDA, and on a CPU with oneDNN (it pays there too).
     device : str or torch.device, optional
