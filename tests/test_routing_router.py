@@ -232,6 +232,34 @@ def test_predict_under_a_perturbation(frozen_router, frames):
         frozen_router.predict(frames[1], "flat", progress=False, perturbation="blur")
 
 
+def test_decoding_in_worker_processes_changes_nothing(frozen_router, frames, tmp_path):
+    rows = frames[1].head(40)
+    serial = frozen_router.predict_routes(rows, progress=False, perturbation="gamma_0.8", num_workers=0)
+    parallel = frozen_router.predict_routes(rows, progress=False, perturbation="gamma_0.8", num_workers=2,
+                                            batch_size=8)
+    pd.testing.assert_frame_equal(serial, parallel)
+    bad = tmp_path / "broken_scan.jpg"
+    bad.write_bytes(b"not a jpeg")
+    paths = [*rows["path"].head(9), bad, *rows["path"].tail(9)]
+    with pytest.raises(ImageReadError, match="broken_scan.jpg"):
+        frozen_router.predict(paths, progress=False, num_workers=2, batch_size=4)
+    table = frozen_router.predict(paths, progress=False, num_workers=2, batch_size=4, skip_bad=True)
+    assert len(table) == 18 and not table["id"].str.contains("broken_scan").any()
+    assert table.attrs["skipped"] == frozen_router.predict(paths, progress=False, skip_bad=True).attrs["skipped"]
+    assert [s["id"] for s in table.attrs["skipped"]] == ["broken_scan.jpg"]
+
+
+def test_decoding_workers_only_beside_an_accelerator(monkeypatch):
+    import torch
+
+    from hierarchy.routing.inputs import decode_workers
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert decode_workers(8) == 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert decode_workers(8) == 8
+
+
 CALIBRATED = ("flat", "hierarchical", "soft", "ensemble")
 
 

@@ -39,7 +39,7 @@ from hierarchy.labels import to_indices
 from hierarchy.models import build_architecture, create, load_bundle, save_bundle
 from hierarchy.models.bundle import CONFIG_FILE
 from hierarchy.provenance import data_fingerprint, data_hashes
-from hierarchy.routing.inputs import batches, resolve_inputs
+from hierarchy.routing.inputs import batches, decode_workers, resolve_inputs
 from hierarchy.routing.trunk import head_proba, trunk_features
 from hierarchy.settings import Settings
 from hierarchy.training import (
@@ -198,7 +198,9 @@ class Component(BaseEstimator):
         """(n, len(classes)) probabilities for paths, a folder, images, arrays, tensors or an index frame."""
         check_is_fitted(self)
         resolved = resolve_inputs(inputs)
-        return np.concatenate([self.proba_from_batch(x) for _, x in batches(resolved, self.preprocess_, batch_size)])
+        return np.concatenate([self.proba_from_batch(x) for _, x in
+                               batches(resolved, self.preprocess_, batch_size,
+                                       num_workers=decode_workers(self.train_config_.num_workers))])
 
     def predict(self, inputs: Any, *, batch_size: int = PREDICT_BATCH) -> np.ndarray:
         """The most probable class name per image."""

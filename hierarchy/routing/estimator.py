@@ -38,7 +38,7 @@ from hierarchy.routing.fitting import (
     split_validation,
     training_frame,
 )
-from hierarchy.routing.inputs import Inputs, Skipped, batches, resolve_inputs
+from hierarchy.routing.inputs import Inputs, Skipped, batches, decode_workers, resolve_inputs
 from hierarchy.routing.ood import FeatureOODScorer
 from hierarchy.routing.persistence import (
     FORMAT_VERSION,
@@ -401,7 +401,7 @@ feature_views, seed, ood
 
     def _route_probabilities(self, inputs: Inputs, routes: Sequence[str], *, batch_size: int, progress: bool | None,
                              perturbation: str | None = None, tta: Sequence[str] = (),
-                             skipped: list[Skipped] | None = None) -> RouteProbabilities:
+                             skipped: list[Skipped] | None = None, num_workers: int = 0) -> RouteProbabilities:
         """Decode once, run each needed component once per batch (and TTA view), combine into the routes.
 
         With several ``tta`` views each component's probabilities and the OOD score are averaged over the
@@ -410,7 +410,7 @@ feature_views, seed, ood
         parts: dict[str, list[np.ndarray]] = {}
         with progress_bar(total=len(inputs), desc="predicting", unit="img", enabled=progress) as bar:
             for _, x in batches(inputs, self.plane_model_.preprocess_, batch_size, perturbation=perturbation,
-                                skipped=skipped):
+                                skipped=skipped, num_workers=num_workers):
                 views = tta_views(x, tta) if tta else [x]
                 per_view = [self._batch_proba(view, routes, every_expert=len(views) > 1) for view in views]
                 for key in per_view[0]:
@@ -428,7 +428,7 @@ feature_views, seed, ood
                        reject_below: float | None = None, refer_atypical: float | None = None,
                        tta: bool | str | Sequence[str] | None = None, batch_size: int = 32,
                        progress: bool | None = False, perturbation: str | None = None, calibrated: bool = False,
-                       skip_bad: bool = False) -> pd.DataFrame:
+                       skip_bad: bool = False, num_workers: int | None = None) -> pd.DataFrame:
         """Prediction table (``hierarchy.predictions`` schema), one row per (image, route), every route from
         one decode and one pass per component (and TTA view).
 
@@ -460,8 +460,13 @@ feature_views, seed, ood
             ``hierarchy.data.ImageReadError`` naming the file.
         progress : bool or None
             Show a progress bar; None: only when standard error is a terminal.
+        num_workers : int or None
+            Processes that decode images ahead of the models (0: decode in this process); None: the Router's
+            ``train.num_workers`` when the models run on a GPU, 0 on a CPU (``decode_workers``).
         """
         check_is_fitted(self)
+        if num_workers is None:
+            num_workers = decode_workers(self._resolved()["train"].num_workers)
         resolved = resolve_inputs(inputs)
         routes = self.available_routes(resolved) if routes is None else tuple(routes)
         self._check_routes(routes, resolved)
@@ -477,7 +482,8 @@ feature_views, seed, ood
         skipped: list[Skipped] | None = [] if skip_bad else None
         found = self._route_probabilities(resolved, routes, batch_size=batch_size, progress=progress,
                                           perturbation=perturbation,
-                                          tta=tta_names(self.tta if tta is None else tta), skipped=skipped)
+                                          tta=tta_names(self.tta if tta is None else tta), skipped=skipped,
+                                          num_workers=num_workers)
         atypical = found.ood_score > threshold if refer_atypical is not None else None
         keep = np.setdiff1d(np.arange(len(resolved)), [s.row for s in skipped or []])
         tables = []

@@ -24,7 +24,7 @@ import torch
 from hierarchy.data import index_dataset, train_val_split
 from hierarchy.fileio import sha256_file
 from hierarchy.routing.components import Component, refuse_test_rows
-from hierarchy.routing.inputs import batches, resolve_inputs
+from hierarchy.routing.inputs import batches, decode_workers, resolve_inputs
 from hierarchy.routing.ood import FeatureOODScorer
 from hierarchy.training import backbone_fingerprint
 from hierarchy.training.distributed import is_main_process
@@ -132,5 +132,6 @@ def fit_ood_scorer(component: Component, train: pd.DataFrame, extracted: Mapping
     if features is None:
         logger.info("extracting trunk features of %d training images for the OOD scorer", len(train))
         features = np.concatenate([feature_array(component.features_from_batch(x)) for _, x in
-                                   batches(resolve_inputs(train), component.preprocess_, batch_size)])
+                                   batches(resolve_inputs(train), component.preprocess_, batch_size,
+                                           num_workers=decode_workers(component.train_config_.num_workers))])
     return FeatureOODScorer(cv=OOD_FOLDS).fit(features, train["label"].astype(str).to_numpy())

@@ -12,10 +12,12 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 
 from hierarchy.data import ImageReadError, PreprocessConfig, eval_transform
 from hierarchy.data.index import IMAGE_SUFFIXES
 from hierarchy.data.perturb import get_perturbation
+from hierarchy.training.runtime import resolve_runtime
 
 
 @dataclass
@@ -85,6 +87,17 @@ class Skipped:
     error: str
 
 
+def _decode_one(transform: Callable, perturb: Callable | None, source: Any, size: int,
+                on_error: Callable[[ImageReadError], None] | None) -> torch.Tensor:
+    try:
+        return transform(source, perturb)
+    except ImageReadError as err:
+        if on_error is None:
+            raise
+        on_error(err)
+        return torch.zeros(1, size, size)
+
+
 def decode(sources: Sequence[Any], preprocess: PreprocessConfig, perturbation: str | None = None, *,
            on_error: Callable[[int, ImageReadError], None] | None = None) -> torch.Tensor:
     """Decode and preprocess images into one (n, 1, S, S) evaluation batch; bad files raise ``ImageReadError``
@@ -96,31 +109,67 @@ def decode(sources: Sequence[Any], preprocess: PreprocessConfig, perturbation: s
     """
     transform = eval_transform(preprocess)
     perturb = None if perturbation is None else get_perturbation(perturbation)
-    images = []
-    for position, source in enumerate(sources):
-        try:
-            images.append(transform(source, perturb))
-        except ImageReadError as err:
-            if on_error is None:
-                raise
-            on_error(position, err)
-            images.append(torch.zeros(1, preprocess.image_size, preprocess.image_size))
-    return torch.stack(images)
+    return torch.stack([_decode_one(transform, perturb, source, preprocess.image_size,
+                                    None if on_error is None else partial(on_error, position))
+                        for position, source in enumerate(sources)])
+
+
+class _DecodedSources(Dataset):
+    """``sources`` as (evaluation tensor, error message) pairs for DataLoader workers; the message is empty
+    for a decodable image, and an undecodable one stands as a blank image (the main process decides)."""
+
+    def __init__(self, sources: Sequence[Any], preprocess: PreprocessConfig, perturbation: str | None) -> None:
+        self.sources = sources
+        self.size = preprocess.image_size
+        self.transform = eval_transform(preprocess)
+        self.perturb = None if perturbation is None else get_perturbation(perturbation)
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
+        errors: list[str] = []
+        tensor = _decode_one(self.transform, self.perturb, self.sources[index], self.size,
+                             lambda err: errors.append(str(err)))
+        return tensor, errors[0] if errors else ""
+
+
+def decode_workers(configured: int) -> int:
+    """Decoding processes for a prediction: ``configured`` (the ``train.num_workers`` setting) where the models
+    run on an accelerator, 0 on a CPU, where workers take the cores the model needs (measured on 2 cores:
+    2 workers cut EfficientNet-Lite0 prediction from 198 to 111 images/s at 224 px)."""
+    return configured if resolve_runtime().device.type != "cpu" else 0
 
 
 def batches(inputs: Inputs, preprocess: PreprocessConfig, batch_size: int, *, perturbation: str | None = None,
-            skipped: list[Skipped] | None = None) -> Iterator[tuple[slice, torch.Tensor]]:
+            skipped: list[Skipped] | None = None, num_workers: int = 0) -> Iterator[tuple[slice, torch.Tensor]]:
     """Decoded batches of ``inputs`` with the slice of rows each covers.
 
     With a ``skipped`` list, undecodable images are appended to it (and stand in their batch as blank
-    images) instead of raising ``ImageReadError``.
+    images) instead of raising ``ImageReadError``. ``num_workers`` > 0 decodes in that many DataLoader worker
+    processes, ahead of the model (worth it where decoding, not the model, bounds the speed: a GPU);
+    the batches and errors are the same as with 0.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    for start in range(0, len(inputs), batch_size):
-        rows = slice(start, min(start + batch_size, len(inputs)))
-        on_error = None if skipped is None else partial(_record_skipped, skipped, inputs, start)
-        yield rows, decode(inputs.sources[rows], preprocess, perturbation, on_error=on_error)
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    if num_workers == 0 or len(inputs) <= batch_size:
+        for start in range(0, len(inputs), batch_size):
+            rows = slice(start, min(start + batch_size, len(inputs)))
+            on_error = None if skipped is None else partial(_record_skipped, skipped, inputs, start)
+            yield rows, decode(inputs.sources[rows], preprocess, perturbation, on_error=on_error)
+        return
+    loader = DataLoader(_DecodedSources(inputs.sources, preprocess, perturbation), batch_size=batch_size,
+                        num_workers=min(num_workers, -(-len(inputs) // batch_size)))
+    for start, (x, errors) in zip(range(0, len(inputs), batch_size), loader, strict=True):
+        for position, message in enumerate(errors):
+            if not message:
+                continue
+            if skipped is None:
+                raise ImageReadError(message)
+            _record_skipped(skipped, inputs, start, position, ImageReadError(message))
+        yield slice(start, start + len(x)), x
 
 
 def _record_skipped(skipped: list[Skipped], inputs: Inputs, start: int, position: int,

@@ -2,8 +2,9 @@
 whose trunks are identical (equal ``hierarchy.training.features.backbone_fingerprint``) share one forward
 pass per image.
 
-The trunk runs under :func:`hierarchy.training.runtime.resolve_runtime`'s defaults for the model's device
-(channels-last, with bf16 autocast on a CPU that runs bf16 natively); ``amp="off"`` gives fp32 throughout.
+The trunk runs under :func:`hierarchy.training.runtime.resolve_runtime`'s defaults: on the GPU when there is one
+(the model moves there, as in training), with channels-last and bf16 autocast (on a CPU, where it runs bf16
+natively); ``amp="off"`` gives fp32 throughout.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hierarchy.training.runtime import Runtime, model_device, pre_logit_features, resolve_runtime
+from hierarchy.training.runtime import Runtime, pre_logit_features, resolve_runtime
 
 
 @torch.no_grad()
@@ -20,11 +21,11 @@ def trunk_features(model: nn.Module, x: torch.Tensor, *, amp: str = "auto",
                    runtime: Runtime | None = None) -> torch.Tensor:
     """Pre-logit features (what the classifier sees) of a preprocessed batch, as float32.
 
-    ``runtime`` (default: ``resolve_runtime(amp, device=<the model's device>)``) sets the autocast dtype
-    and memory format; the model's parameters are converted to that memory format (values unchanged), which
-    is what makes channels-last pay on the CPU.
+    ``runtime`` (default: ``resolve_runtime(amp)``: CUDA when available) sets the device, autocast dtype and
+    memory format; the model is moved to that device and memory format (values unchanged), which is what makes
+    channels-last pay on the CPU.
     """
-    runtime = runtime or resolve_runtime(amp, device=model_device(model))
+    runtime = runtime or resolve_runtime(amp)
     runtime.prepare(model)
     return pre_logit_features(model, x, runtime)
 

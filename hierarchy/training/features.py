@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from hierarchy.fileio import atomic_write, write_json
 from hierarchy.progress import progress_bar
 from hierarchy.provenance import ordered_data_fingerprint
-from hierarchy.training.runtime import model_device, pre_logit_features, resolve_runtime
+from hierarchy.training.runtime import pre_logit_features, resolve_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def backbone_fingerprint(model: nn.Module) -> str:
 @torch.inference_mode()
 def _compute(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: int,
              progress: bool | None) -> np.ndarray:
-    runtime = resolve_runtime(device=model_device(model))
+    runtime = resolve_runtime()  # CUDA when available: the model moves there, as in training
     runtime.prepare(model)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=runtime.device.type == "cuda")
@@ -81,7 +81,7 @@ def extract_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Pat
     cache_dir = Path(cache_dir)
     frame = getattr(dataset, "frame", None)
     rows = ordered_data_fingerprint(frame) if isinstance(frame, pd.DataFrame) else None
-    runtime = resolve_runtime(device=model_device(model)).describe()  # bf16 features are not fp32 features
+    runtime = resolve_runtime().describe()  # bf16 features are not fp32 features
     digest = feature_cache_key(extractor=_EXTRACTOR, backbone_sha256=backbone_fingerprint(model), key=key,
                                rows_sha256=rows, runtime=runtime)
     array_path = cache_dir / f"features-{digest}.npy"
