@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hierarchy.data import make_synthetic_dataset
-from hierarchy.experiment.ablation import Arm, arm_config, selection_score
+from hierarchy.experiment.ablation import Arm, arm_config, choose_arm, selection_score
 from hierarchy.routing import RouterConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +36,16 @@ def test_selection_score_uses_validation_only():
     result = {"val": {"ensemble": 0.9}, "val_perturbed": {"a": {"ensemble": 0.8}, "b": {"ensemble": 0.7}},
               "test": {"ensemble": 0.1}}
     assert selection_score(result) == pytest.approx(0.8)
+
+
+def test_an_arm_replaces_the_base_only_by_a_clear_margin():
+    def scored(*pairs):
+        return [{"arm": arm, "selection_score": score} for arm, score in pairs]
+    assert choose_arm(scored(("base", 0.989), ("ema", 0.990)))[0] == "base"
+    chosen, why = choose_arm(scored(("base", 0.973), ("light", 0.989), ("tta", 0.980)))
+    assert chosen == "light" and "1.6 points above" in why
+    assert choose_arm(scored(("a", 0.90), ("b", 0.91)))[0] == "b"  # no base arm: the best
+    assert "within the noise" in choose_arm(scored(("base", 0.95), ("x", 0.951)))[1]
 
 
 def test_recipe_ablation_end_to_end(tmp_path):
