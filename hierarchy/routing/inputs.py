@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -87,36 +86,10 @@ class Skipped:
     error: str
 
 
-def _decode_one(transform: Callable, perturb: Callable | None, source: Any, size: int,
-                on_error: Callable[[ImageReadError], None] | None) -> torch.Tensor:
-    try:
-        return transform(source, perturb)
-    except ImageReadError as err:
-        if on_error is None:
-            raise
-        on_error(err)
-        return torch.zeros(1, size, size)
-
-
-def decode(sources: Sequence[Any], preprocess: PreprocessConfig, perturbation: str | None = None, *,
-           on_error: Callable[[int, ImageReadError], None] | None = None) -> torch.Tensor:
-    """Decode and preprocess images into one (n, 1, S, S) evaluation batch; bad files raise ``ImageReadError``
-    naming the file.
-
-    ``perturbation`` (a name in ``hierarchy.data.PERTURBATIONS``) re-encodes each decoded image first. With
-    ``on_error``, an undecodable image is instead reported as ``on_error(position, error)`` and stands in the
-    batch as a blank image, so the batch keeps its rows (the caller drops the reported ones).
-    """
-    transform = eval_transform(preprocess)
-    perturb = None if perturbation is None else get_perturbation(perturbation)
-    return torch.stack([_decode_one(transform, perturb, source, preprocess.image_size,
-                                    None if on_error is None else partial(on_error, position))
-                        for position, source in enumerate(sources)])
-
-
 class _DecodedSources(Dataset):
-    """``sources`` as (evaluation tensor, error message) pairs for DataLoader workers; the message is empty
-    for a decodable image, and an undecodable one stands as a blank image (the main process decides)."""
+    """``sources`` as (evaluation tensor, error message) pairs, decoded in this process or in DataLoader
+    workers; the message is empty for a decodable image, and an undecodable one stands as a blank image
+    (the caller decides whether it raises or is skipped)."""
 
     def __init__(self, sources: Sequence[Any], preprocess: PreprocessConfig, perturbation: str | None) -> None:
         self.sources = sources
@@ -128,10 +101,10 @@ class _DecodedSources(Dataset):
         return len(self.sources)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
-        errors: list[str] = []
-        tensor = _decode_one(self.transform, self.perturb, self.sources[index], self.size,
-                             lambda err: errors.append(str(err)))
-        return tensor, errors[0] if errors else ""
+        try:
+            return self.transform(self.sources[index], self.perturb), ""
+        except ImageReadError as err:
+            return torch.zeros(1, self.size, self.size), str(err)
 
 
 def decode_workers(configured: int) -> int:
@@ -154,24 +127,14 @@ def batches(inputs: Inputs, preprocess: PreprocessConfig, batch_size: int, *, pe
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-    if num_workers == 0 or len(inputs) <= batch_size:
-        for start in range(0, len(inputs), batch_size):
-            rows = slice(start, min(start + batch_size, len(inputs)))
-            on_error = None if skipped is None else partial(_record_skipped, skipped, inputs, start)
-            yield rows, decode(inputs.sources[rows], preprocess, perturbation, on_error=on_error)
-        return
+    n_batches = -(-len(inputs) // batch_size)
     loader = DataLoader(_DecodedSources(inputs.sources, preprocess, perturbation), batch_size=batch_size,
-                        num_workers=min(num_workers, -(-len(inputs) // batch_size)))
+                        num_workers=min(num_workers, n_batches) if n_batches > 1 else 0)
     for start, (x, errors) in zip(range(0, len(inputs), batch_size), loader, strict=True):
         for position, message in enumerate(errors):
             if not message:
                 continue
             if skipped is None:
                 raise ImageReadError(message)
-            _record_skipped(skipped, inputs, start, position, ImageReadError(message))
+            skipped.append(Skipped(start + position, inputs.ids[start + position], message))
         yield slice(start, start + len(x)), x
-
-
-def _record_skipped(skipped: list[Skipped], inputs: Inputs, start: int, position: int,
-                    error: ImageReadError) -> None:
-    skipped.append(Skipped(start + position, inputs.ids[start + position], str(error)))
