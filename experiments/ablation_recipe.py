@@ -21,32 +21,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hierarchy.experiment.ablation import Arm, run_study
-from hierarchy.experiment.profiles import PROFILES, parse_override, resolve_config
-from hierarchy.experiment.weights_plan import plan_weights
+from hierarchy.experiment.ablation import run_study
+from hierarchy.experiment.profiles import PROFILES
+from hierarchy.experiment.recipe_arms import ARMS, profile_router
 from hierarchy.logs import configure_logging
 from hierarchy.provenance import command_line
-
-ARMS = {arm.name: arm for arm in (
-    Arm("base", "the profile as it is"),
-    Arm("light_augment", "light augmentation preset instead of the profile's",
-        {"preprocess.augment": "light"}),
-    Arm("robust_augment", "domain-robust augmentation preset instead of the profile's",
-        {"preprocess.augment": "robust"}),
-    Arm("size_256", "256 px", {"preprocess.image_size": 256}),
-    Arm("size_288", "288 px", {"preprocess.image_size": 288}),
-    Arm("epochs_x2", "twice the epochs", {"train.epochs": 8}),
-    Arm("lr_3e-4", "learning rate 3e-4", {"train.lr": 3e-4}),
-    Arm("ema", "EMA of weights (decay 0.999) evaluated", {"train.ema_decay": 0.999}),
-    Arm("no_label_smoothing", "label smoothing 0", {"train.label_smoothing": 0.0}),
-    Arm("mixup_cutmix", "mixup (alpha 0.2) and cutmix (alpha 1.0)",
-        {"train.mixup_alpha": 0.2, "train.cutmix_alpha": 1.0}),
-    Arm("progressive", "progressive resizing: 160, 192 px, then full size", {"train.progressive_sizes": [160, 192]}),
-    Arm("tta", "test-time augmentation (identity + horizontal flip)", {"tta": "identity,hflip"}),
-    Arm("bf16_training", "bf16 autocast in training (evaluated in fp32)", {"train.amp": "bf16"}),
-    Arm("plain", "a plainer recipe: light augmentation, 192 px, 3 epochs",
-        {"preprocess.augment": "light", "preprocess.image_size": 192, "train.epochs": 3}),
-)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,8 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     args = parser.parse_args(argv)
     configure_logging()
-    config = resolve_config(args.profile, overrides=dict(parse_override(text) for text in args.overrides))
-    base = config.router_config(0, plan_weights(config)["flat_backbone"])
+    base = profile_router(args.profile, args.overrides)
     setup = (f"The `{args.profile}` profile's Router ({base.mode} mode, flat `{base.flat}`, "
              f"{base.preprocess.image_size} px, {base.train.epochs} epochs"
              f"{'; ' + ', '.join(args.overrides) if args.overrides else ''}), one seed, each arm changing one group "

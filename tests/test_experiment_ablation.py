@@ -48,7 +48,7 @@ def test_an_arm_replaces_the_base_only_by_a_clear_margin():
     assert "within the noise" in choose_arm(scored(("base", 0.95), ("x", 0.951)))[1]
 
 
-def test_recipe_ablation_end_to_end(tmp_path):
+def test_recipe_ablation_and_its_refit_control_end_to_end(tmp_path):
     data = make_synthetic_dataset(tmp_path / "data", n_per_cell_train=10, n_per_cell_test=2, image_size=48, seed=0)
     script = load_script("ablation_recipe")
     out = tmp_path / "ablation"
@@ -75,3 +75,16 @@ def test_recipe_ablation_end_to_end(tmp_path):
     with pytest.raises(ValueError, match=r"arm 'base': .*base.json was fitted with other settings"):
         script.main(changed)  # nothing of the finished arm is overwritten unasked
     assert (out / "work" / "base.json").stat().st_mtime_ns == cached
+    # the refit control resumes the arm the ablation fitted: no second training run
+    log = out / "work" / "base" / "training" / "flat" / "log.csv"
+    trained = log.read_text()
+    control_out = tmp_path / "control"
+    assert load_script("control_flat_refit").main(
+        ["--data", str(data), "--study", str(out), "--out", str(control_out), "--arms", "base",
+         *(arg for text in tiny for arg in ("--set", text))]) == 0
+    assert log.read_text() == trained
+    control = json.loads((control_out / "refit_control.json").read_text())
+    routes = control["results"]["base"]["data test"]["routes"]
+    assert set(routes) == {"flat", "flat_refit", "hierarchical"}
+    assert routes["hierarchical"]["accuracy"]["value"] == pytest.approx(report["arms"][0]["test"]["hierarchical"])
+    assert "| base |" in (control_out / "refit_control.md").read_text()

@@ -182,6 +182,15 @@ def write_ablation(out: Path, results: Sequence[Mapping[str, Any]], arms: Mappin
     return path
 
 
+def study_frames(data: str | Path, val_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Training, validation and test rows of a BRISC-layout root: its train split divided like the
+    experiment's (grouped, ``val_fraction``, seed 0), its test split as it is."""
+    frame = index_dataset(data)
+    train_all = frame[frame["split"] == "train"].reset_index(drop=True)
+    train, val = train_val_split(train_all, val_fraction=val_fraction, seed=0)
+    return train, val, frame[frame["split"] == "test"].reset_index(drop=True)
+
+
 def run_study(base: RouterConfig, arms: Mapping[str, Arm], names: Sequence[str], *, data: str | Path,
               externals: Sequence[str | Path], out: Path, settings: Mapping[str, Any], command: str, title: str,
               setup: str) -> Path:
@@ -193,10 +202,7 @@ def run_study(base: RouterConfig, arms: Mapping[str, Arm], names: Sequence[str],
     """
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
-    frame = index_dataset(data)
-    train_all = frame[frame["split"] == "train"].reset_index(drop=True)
-    test = frame[frame["split"] == "test"].reset_index(drop=True)
-    train, val = train_val_split(train_all, val_fraction=base.val_fraction, seed=0)
+    train, val, test = study_frames(data, base.val_fraction)
     external = {Path(root).name: index_dataset(root) for root in externals}
     results = [run_arm(arms[name], arm_config(base, arms[name]), train, val, test, external, work) for name in names]
     record = run_record(dict(settings), seed=0, frames={"train": train, "val": val, "test": test, **external})
