@@ -105,3 +105,13 @@ def test_probabilities_a_few_ulps_off_one_are_accepted():
     pred.loc[top, column] += 1e-7  # as after a float32 softmax
     result = evaluate_predictions(pred, n_bootstrap=20)
     assert 0.0 <= result["routes"]["flat"]["calibration"]["brier"] <= 2.0
+
+
+def test_plane_confusion_lists_each_plane_once(pred):
+    hier = pred[pred["route"] == "hierarchical"].copy()
+    plane = evaluate_predictions(hier, n_bootstrap=5)["routes"]["hierarchical"]["plane"]["confusion"]
+    assert plane["labels"] == ["axial", "coronal", "sagittal"]
+    hier.loc[hier.index[0], "pred_plane"] = "oblique"  # a predicted plane outside PLANES is added once
+    plane = evaluate_predictions(hier, n_bootstrap=5)["routes"]["hierarchical"]["plane"]["confusion"]
+    assert plane["labels"] == ["axial", "coronal", "sagittal", "oblique"]
+    assert np.array(plane["counts"]).sum() == len(hier) and np.array(plane["counts"])[:, 3].sum() == 1

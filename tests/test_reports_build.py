@@ -129,3 +129,39 @@ def test_a_manifest_cannot_delete_outside_the_report_folder(tmp_path):
     (out / "manifest.json").write_text(json.dumps(manifest))
     build_report(simulate_predictions(40, routes=("flat",), seed=4), out, n_bootstrap=5, overwrite=True)
     assert victim.read_text() == "keep"
+
+
+def _confusions(node, where="metrics.json"):
+    """Every ``{"labels", "counts"}`` matrix in a JSON tree, with where it sits."""
+    if isinstance(node, dict):
+        if "labels" in node and "counts" in node:
+            yield where, node
+        for key, value in node.items():
+            yield from _confusions(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _confusions(value, f"{where}/{i}")
+
+
+def test_every_confusion_matrix_has_each_label_once(report):
+    out, _, _ = report
+    metrics = json.loads((out / "metrics.json").read_text())
+    found = list(_confusions(metrics))
+    assert any(w.endswith("plane/confusion") for w, _ in found)
+    for where, matrix in found:
+        expected = metrics["planes"] if where.endswith("plane/confusion") else metrics["classes"]
+        assert matrix["labels"] == expected, where
+        assert np.array(matrix["counts"]).shape == (len(expected), len(expected)), where
+
+
+def test_confusion_figures_label_each_class_and_plane_once(report):
+    from hierarchy.reports import figures
+
+    out, _, _ = report
+    metrics = json.loads((out / "metrics.json").read_text())
+    for draw, expected in ((figures.confusion_figure, metrics["classes"]),
+                           (figures.plane_confusion_figure, metrics["planes"])):
+        fig = draw(metrics)
+        for ax in fig.axes:
+            assert [t.get_text() for t in ax.get_xticklabels()] == expected
+            assert [t.get_text() for t in ax.get_yticklabels()] == expected

@@ -139,7 +139,7 @@ def _plane_classifier(frame: pd.DataFrame, confidence: float) -> dict | None:
     known = rows_with_planes(frame)
     if known is None:
         return None
-    labels = list(PLANES) + sorted(set(known["true_plane"]) | set(known["pred_plane"]) - set(PLANES))
+    labels = list(PLANES) + sorted((set(known["true_plane"]) | set(known["pred_plane"])) - set(PLANES))
     true_idx = to_indices(known["true_plane"], labels, what="true_plane")
     pred_idx = to_indices(known["pred_plane"], labels, what="pred_plane")
     correct = int(np.sum(true_idx == pred_idx))
