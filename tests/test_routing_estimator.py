@@ -16,7 +16,13 @@ from torch import nn
 
 from hierarchy.data import PreprocessConfig
 from hierarchy.predictions import probabilities
-from hierarchy.routing import ModuleClassifier, Router, RouterConfig, SklearnClassifier
+from hierarchy.routing import (
+    ModuleClassifier,
+    Router,
+    RouterConfig,
+    SklearnClassifier,
+    UntrustedCodeError,
+)
 from hierarchy.training import TrainConfig
 
 CLASSES = ("bright", "dark", "striped")
@@ -129,7 +135,10 @@ def test_mixed_router_saves_and_loads(fitted, custom, tmp_path):
     assert manifest["classes"] == list(CLASSES) and manifest["config"]["parent"] == "sequence"
     assert manifest["config"]["plane"]["component"] == "sklearn"
     assert (saved / "plane" / "head.skops").is_file()
-    loaded = Router.load(saved)
+    factory = f"{tiny_net.__module__}:{tiny_net.__qualname__}"
+    with pytest.raises(UntrustedCodeError, match=factory):
+        Router.load(saved)  # the folder names code to import: only a caller who trusts it may load
+    loaded = Router.load(saved, trusted=[factory])
     assert loaded.classes_ == CLASSES and loaded.planes_ == SEQUENCES and loaded.parent == "sequence"
     pd.testing.assert_frame_equal(fitted.predict_routes(custom[1]), loaded.predict_routes(custom[1]))
 

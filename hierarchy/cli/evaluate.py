@@ -16,6 +16,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="write all routes' predictions for a dataset split",
                                    description=__doc__)
     parser.add_argument("--model", required=True, help="run folder written by 'hierarchy train'")
+    parser.add_argument("--trust", action="append", default=[], metavar="NAME",
+                        help="allow loading to import and call NAME (a module factory 'package.module:qualname' "
+                             "or a scikit-learn type) that the model folder names; repeatable. Without it such "
+                             "a folder is refused, naming what would have run")
     parser.add_argument("--data", required=True, help="dataset root")
     parser.add_argument("--out", required=True, help="prediction table to write (CSV)")
     parser.add_argument("--split", default="test", help="which split to predict (default: test)")
@@ -29,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     check_output_file(out, "--out", overwrite=args.overwrite)
-    router = Router.load(args.model)
+    router = Router.load(args.model, trusted=args.trust)
     frame = index_dataset(args.data)
     frame = frame[frame["split"] == args.split].reset_index(drop=True)
     if frame.empty:

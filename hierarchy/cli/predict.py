@@ -13,6 +13,10 @@ _TABLE_COLUMNS = ("id", "pred_label", "confidence", "pred_plane", "expert", "ref
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("predict", help="classify images with a saved Router", description=__doc__)
     parser.add_argument("--model", required=True, help="run folder written by 'hierarchy train'")
+    parser.add_argument("--trust", action="append", default=[], metavar="NAME",
+                        help="allow loading to import and call NAME (a module factory 'package.module:qualname' "
+                             "or a scikit-learn type) that the model folder names; repeatable. Without it such "
+                             "a folder is refused, naming what would have run")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     parser.add_argument("--route", choices=[r for r in ROUTES if r != "oracle"], default="hierarchical")
     parser.add_argument("--reject-below", type=float, metavar="P",
@@ -32,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from hierarchy.routing import Router
 
-    router = Router.load(args.model)
+    router = Router.load(args.model, trusted=args.trust)
     table = router.predict(args.inputs, args.route, reject_below=args.reject_below,
                            refer_atypical=args.refer_atypical, tta=args.tta, progress=sys.stderr.isatty(),
                            skip_bad=args.skip_bad)

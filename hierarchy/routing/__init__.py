@@ -1,7 +1,13 @@
 """``Router`` (parent-group classifier, per-group experts, flat baseline), its configuration, components and routes."""
 
 from hierarchy.routing.adapters import ModuleClassifier, SklearnClassifier
-from hierarchy.routing.components import Component, ImageClassifier, Task, load_component
+from hierarchy.routing.components import (
+    Component,
+    ImageClassifier,
+    Task,
+    UntrustedCodeError,
+    load_component,
+)
 from hierarchy.routing.config import RouterConfig
 from hierarchy.routing.estimator import Router
 from hierarchy.routing.persistence import RouterError
@@ -27,6 +33,7 @@ __all__ = [
     "RouterError",
     "SklearnClassifier",
     "Task",
+    "UntrustedCodeError",
     "apply_rejection",
     "choose_ensemble_weight",
     "combine_routes",

@@ -2,8 +2,9 @@
 a backbone's frozen features (``SklearnClassifier``).
 
 Saving stays safe to load: a module is stored as tensors (safetensors) plus the importable
-``"package.module:qualname"`` factory that rebuilds it; a scikit-learn head is stored with ``skops.io``
-and loaded only if every type in it is trusted by skops or listed in ``TRUSTED_TYPES``.
+``"package.module:qualname"`` factory that rebuilds it, which loading imports and calls only when the caller
+lists it in ``trusted``; a scikit-learn head is stored with ``skops.io`` and loaded only if every type in it
+is trusted by skops, listed in ``TRUSTED_TYPES`` or in the caller's ``trusted``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,15 @@ class ModuleClassifier(Component):
         return directory
 
     @classmethod
-    def _from_saved(cls, directory: Path, config: dict[str, Any]) -> ModuleClassifier:
+    def code_named(cls, directory: Path, config: dict[str, Any]) -> list[str]:
+        """The factory that loading imports and calls."""
+        if not isinstance(config.get("factory"), str):
+            raise ValueError(f"{directory / CONFIG_FILE}: 'factory' must be a 'package.module:qualname' string, "
+                             f"got {config.get('factory')!r}")
+        return [config["factory"]]
+
+    @classmethod
+    def _from_saved(cls, directory: Path, config: dict[str, Any], trusted: Sequence[str] = ()) -> ModuleClassifier:
         component = cls(config["factory"], factory_kwargs=config["factory_kwargs"] or None,
                         **settings_from_saved(config))
         model = component.build_model()
@@ -229,12 +238,21 @@ class SklearnClassifier(ImageClassifier):
         return Path(directory)
 
     @classmethod
-    def _from_saved(cls, directory: Path, config: dict[str, Any]) -> SklearnClassifier:
-        model, _ = load_bundle(directory)
+    def code_named(cls, directory: Path, config: dict[str, Any]) -> list[str]:
+        """The head's types that neither skops nor ``TRUSTED_TYPES`` trusts (read from the file's schema)."""
+        path = directory / HEAD_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: the scikit-learn head is missing")
         try:
-            head = sio.load(directory / HEAD_FILE, trusted=list(TRUSTED_TYPES))
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"{directory / HEAD_FILE}: the scikit-learn head is missing") from err
+            found = sio.get_untrusted_types(file=path)
+        except Exception as err:  # a damaged zip or schema: skops raises many kinds
+            raise ValueError(f"{path}: not a readable skops file: {err}") from err
+        return sorted(set(found) - set(TRUSTED_TYPES))
+
+    @classmethod
+    def _from_saved(cls, directory: Path, config: dict[str, Any], trusted: Sequence[str] = ()) -> SklearnClassifier:
+        model, _ = load_bundle(directory)
+        head = sio.load(directory / HEAD_FILE, trusted=[*TRUSTED_TYPES, *trusted])
         component = cls(head, config["backbone"], weights=config["weights"], **settings_from_saved(config))
         component.head_, component.model_ = head, model.eval()
         component.trained_on_ = config.get("data_hashes", {})

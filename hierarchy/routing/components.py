@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,8 +219,14 @@ class Component(BaseEstimator):
         raise NotImplementedError
 
     @classmethod
-    def _from_saved(cls, directory: Path, config: dict[str, Any]) -> Component:
+    def _from_saved(cls, directory: Path, config: dict[str, Any], trusted: Sequence[str] = ()) -> Component:
         raise NotImplementedError
+
+    @classmethod
+    def code_named(cls, directory: Path, config: dict[str, Any]) -> list[str]:
+        """What loading the component saved in ``directory`` would import or run beyond the library's own
+        trusted code (e.g. a module factory's ``"package.module:qualname"``), found without running any of it."""
+        return []
 
     def _set_trained_on(self, train_rows: pd.DataFrame, val_rows: pd.DataFrame) -> None:
         self.trained_on_ = data_hashes({"train": train_rows, "val": val_rows})
@@ -408,7 +414,7 @@ class ImageClassifier(Component):
         return Path(directory)
 
     @classmethod
-    def _from_saved(cls, directory: Path, config: dict[str, Any]) -> ImageClassifier:
+    def _from_saved(cls, directory: Path, config: dict[str, Any], trusted: Sequence[str] = ()) -> ImageClassifier:
         model, _ = load_bundle(directory)
         component = cls(config["backbone"], weights=config["weights"], mode=config["mode"],
                         **settings_from_saved(config))
@@ -429,9 +435,11 @@ def register_component(cls: type[Component]) -> type[Component]:
 register_component(ImageClassifier)
 
 
-def load_component(directory: str | Path) -> Component:
-    """Read a component written by its ``save``; the folder's ``config.json`` names its kind."""
-    directory = Path(directory)
+class UntrustedCodeError(ValueError):
+    """Loading would import or call code that the saved files name and the caller did not trust."""
+
+
+def _saved_kind(directory: Path) -> tuple[type[Component], dict[str, Any]]:
     config = read_json(directory / CONFIG_FILE, what="component config")
     if not isinstance(config, dict):
         raise ValueError(f"{directory / CONFIG_FILE}: expected a JSON object, found a JSON {type(config).__name__}")
@@ -439,4 +447,33 @@ def load_component(directory: str | Path) -> Component:
     if kind not in COMPONENT_KINDS:
         raise ValueError(f"{directory / CONFIG_FILE}: unknown component kind {kind!r}; "
                          f"known: {sorted(COMPONENT_KINDS)}")
-    return COMPONENT_KINDS[kind]._from_saved(directory, config)
+    return COMPONENT_KINDS[kind], config
+
+
+def untrusted_code(directory: str | Path, trusted: Sequence[str] = ()) -> list[str]:
+    """The names of code that loading the component in ``directory`` would import or call and that neither
+    the library nor ``trusted`` vouches for; nothing is imported or run to find them."""
+    kind, config = _saved_kind(Path(directory))
+    return sorted(set(kind.code_named(Path(directory), config)) - set(trusted))
+
+
+def untrusted_message(where: str | Path, names: Sequence[str]) -> str:
+    """The refusal for ``names``: what would have run and how to allow it."""
+    return (f"{where}: loading would import and run code named in the saved files: {sorted(names)}; "
+            "nothing was loaded. If you trust the folder's author, pass trusted=[...] with these names "
+            "(command line: --trust NAME)")
+
+
+def load_component(directory: str | Path, *, trusted: Sequence[str] = ()) -> Component:
+    """Read a component written by its ``save``; the folder's ``config.json`` names its kind.
+
+    Code the files name beyond the library's own (a module factory, a scikit-learn head's non-standard types)
+    is imported only when listed in ``trusted``, mirroring ``skops.io.load(trusted=...)``; otherwise
+    ``UntrustedCodeError`` names it, before anything is imported.
+    """
+    directory = Path(directory)
+    kind, config = _saved_kind(directory)
+    untrusted = sorted(set(kind.code_named(directory, config)) - set(trusted))
+    if untrusted:
+        raise UntrustedCodeError(untrusted_message(directory, untrusted))
+    return kind._from_saved(directory, config, tuple(trusted))

@@ -25,8 +25,11 @@ from hierarchy.routing.components import (
     Component,
     ImageClassifier,
     Task,
+    UntrustedCodeError,
     load_component,
     refuse_test_rows,
+    untrusted_code,
+    untrusted_message,
 )
 from hierarchy.routing.config import FIELDS, RouterConfig, check_settings, tta_names
 from hierarchy.routing.fitting import (
@@ -544,13 +547,20 @@ feature_views, seed, ood
         return save_folder(directory, write, overwrite=overwrite)
 
     @classmethod
-    def load(cls, directory: str | Path) -> Router:
+    def load(cls, directory: str | Path, *, trusted: Sequence[str] = ()) -> Router:
         """Load a Router written by ``save``.
+
+        Nothing the folder names is imported or called unless the library vouches for it (timm and
+        ``simple_cnn`` architectures, tensors in safetensors, scikit-learn heads skops trusts) or ``trusted``
+        lists it, as ``skops.io.load(trusted=...)`` does: a ``ModuleClassifier``'s factory by its
+        ``"package.module:qualname"``, a scikit-learn head's other types by their skops names.
 
         Raises
         ------
         FileNotFoundError
             ``directory`` holds no ``router.json``.
+        UntrustedCodeError
+            Loading would import or call code that ``trusted`` does not list; the message names all of it.
         RouterError
             A file ``router.json`` records is missing, changed or from another save; a path leads out of the
             folder; ``router.json`` is malformed, edited or of another format version; a component does not
@@ -560,9 +570,15 @@ feature_views, seed, ood
         manifest = read_manifest(directory)
         source = directory / ROUTER_FILE
         classes, planes = tuple(manifest["classes"]), tuple(manifest["planes"])
+        untrusted = sorted({code for name, sub in manifest["components"].items() for code in
+                            load_part(directory / sub, lambda d: untrusted_code(d, trusted),
+                                      f"{name} component of the Router in {directory}")})
+        if untrusted:
+            raise UntrustedCodeError(untrusted_message(directory, untrusted))
         loaded: dict[str, Component] = {}
         for name, sub in manifest["components"].items():
-            loaded[name] = load_part(directory / sub, load_component, f"{name} component of the Router in {directory}")
+            loaded[name] = load_part(directory / sub, lambda d: load_component(d, trusted=trusted),
+                                     f"{name} component of the Router in {directory}")
             expected = planes if name == "plane" else classes
             if loaded[name].classes != expected:
                 raise RouterError(f"{directory / sub}: the {name} component predicts {list(loaded[name].classes)}, "
