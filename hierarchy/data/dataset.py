@@ -11,9 +11,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from hierarchy.data.counterfactual_augment import CounterfactualAugment
+from hierarchy.data.masks import mask_on_decoded
 from hierarchy.data.perturb import get_perturbation
 from hierarchy.data.preprocess import Preprocess, PreprocessConfig, eval_transform, train_transform
-from hierarchy.labels import PLANES, TUMOR_CLASSES, is_missing, to_indices
+from hierarchy.labels import NO_TUMOR, PLANES, TUMOR_CLASSES, is_missing, to_indices
 from hierarchy.progress import progress_bar
 
 _DEFAULT_CLASSES = {"label": TUMOR_CLASSES, "plane": PLANES}
@@ -36,11 +38,19 @@ class ImageDataset(Dataset):
     ``seed``: when given, row ``i``'s augmentation in epoch ``e`` (see :meth:`set_epoch`) is drawn
     from a generator seeded by ``(seed, e, i)``, so it does not depend on workers or order; without
     it, augmentation draws from torch's global RNG (seeded per worker by the DataLoader).
+
+    ``counterfactual`` (training only, ``target="label"``): a
+    :class:`~hierarchy.data.counterfactual_augment.CounterfactualAugment` applied to the decoded image
+    first (pasted-in and removed tumours, style swaps). ``return_masks``: items are ``(x, target, mask)``,
+    ``mask`` the (S, S) tumour mask moved through the same augmentation (float in [0, 1]; all zero for a
+    no-tumour row, all -1 where unknown: a tumour row without ``mask_path``).
     """
 
     def __init__(self, frame: pd.DataFrame, preprocess: PreprocessConfig, *, target: str | None = "label",
                  classes: Sequence[str] | None = None, train: bool = False,
-                 perturbation: str | None = None, cache: bool = False, seed: int | None = None) -> None:
+                 perturbation: str | None = None, cache: bool = False, seed: int | None = None,
+                 counterfactual: CounterfactualAugment | None = None, return_masks: bool = False,
+                 normal: str = NO_TUMOR) -> None:
         if "path" not in frame.columns:
             raise KeyError("dataset frame has no 'path' column; build it with index_dataset()")
         if target is not None and target not in frame.columns:
@@ -65,6 +75,12 @@ class ImageDataset(Dataset):
         self._eval = eval_transform(preprocess)
         self._train = {plane: train_transform(preprocess, plane) for plane in (*PLANES, None)} if train else {}
         self._decoded: dict[int, np.ndarray] = {}
+        if counterfactual is not None and (not train or target != "label"):
+            raise ValueError("counterfactual augmentation is for training datasets whose target is 'label'")
+        if return_masks and target != "label":
+            raise ValueError("return_masks needs target='label' (masks follow the tumour label)")
+        self.counterfactual, self.return_masks, self.normal = counterfactual, return_masks, normal
+        self._masks: dict[int, np.ndarray | None] = {}
 
     def _transform(self, row: int) -> Preprocess:
         if not self.train:
@@ -100,9 +116,39 @@ class ImageDataset(Dataset):
             self.decoded(row)
         return self
 
-    def __getitem__(self, row: int) -> tuple[torch.Tensor, int]:
-        tensor = self._transform(row).finish(self.decoded(row), seed=self._item_seed(row))
-        return tensor, int(self.targets[row])
+    def mask(self, row: int) -> np.ndarray | None:
+        """Row ``row``'s tumour mask on the grid of :meth:`decoded` (all False for a ``normal`` row; None when
+        unknown), cached."""
+        if row not in self._masks:
+            label = self.frame["label"].iat[row] if "label" in self.frame.columns else None
+            mask_path = self.frame["mask_path"].iat[row] if "mask_path" in self.frame.columns else None
+            decoded = self.decoded(row)
+            if label == self.normal:
+                self._masks[row] = np.zeros(decoded.size[::-1], dtype=bool)
+            elif is_missing(mask_path):
+                self._masks[row] = None
+            else:
+                self._masks[row] = mask_on_decoded(mask_path, self.frame["path"].iat[row], decoded,
+                                                   crop_foreground=self.preprocess.crop_foreground,
+                                                   target_size=self.preprocess.image_size)
+        return self._masks[row]
+
+    def __getitem__(self, row: int) -> tuple[torch.Tensor, ...]:
+        seed = self._item_seed(row)
+        image, target = self.decoded(row), int(self.targets[row])
+        wants_mask = self.return_masks or self.counterfactual is not None
+        mask = self.mask(row) if wants_mask else None
+        if self.counterfactual is not None:
+            rng = np.random.default_rng(seed if seed is not None else int(torch.randint(2**31, ())))
+            image, label, mask = self.counterfactual(self, row, image, str(self.frame["label"].iat[row]), mask, rng)
+            target = self.classes.index(label)
+        if not self.return_masks:
+            return self._transform(row).finish(image, seed=seed), target
+        if mask is None:
+            x = self._transform(row).finish(image, seed=seed)
+            return x, target, torch.full(x.shape[-2:], -1.0)
+        x, moved = self._transform(row).finish_with_mask(image, mask, seed=seed)
+        return x, target, moved
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, num_workers: int = 0,

@@ -16,6 +16,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -224,22 +225,37 @@ class Preprocess:
     def finish(self, image: Image.Image, *, seed: int | None = None) -> torch.Tensor:
         """The rest of the pipeline on a :meth:`decode` output; ``seed`` fixes the augmentation
         (without it, torch's global RNG is used)."""
+        return self._seeded(image, None, seed)
+
+    def finish_with_mask(self, image: Image.Image, mask: np.ndarray, *,
+                         seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`finish` plus ``mask`` (bool, on ``image``'s grid) moved through the same resizing, padding
+        and geometric augmentation: ``(x, mask)``, the mask a (S, S) float tensor in [0, 1]. ``x`` is what
+        :meth:`finish` gives with the same ``seed``."""
+        return self._seeded(image, mask, seed)
+
+    def _seeded(self, image: Image.Image, mask: np.ndarray | None, seed: int | None) -> Any:
         if seed is None or not self.random:
-            return self._finish(image)
+            return self._finish(image, mask)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return self._finish(image)
+            return self._finish(image, mask)
 
-    def _finish(self, image: Image.Image) -> torch.Tensor:
+    def _finish(self, image: Image.Image, mask: np.ndarray | None) -> Any:
         if self.acquisition is not None:
             image = self.acquisition(image)
         tensor = resize_keep_aspect(standardise_intensity(image, self.cfg), self.cfg.image_size)
+        if mask is not None:  # a second channel, so that geometric augmentation moves it with the image
+            plane = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None]
+            tensor = torch.cat([tensor, v2.functional.resize(plane, list(tensor.shape[-2:]), antialias=True)])
         tensor = pad_to_square(tensor, self.cfg.image_size)
         if self.geometric is not None:
             tensor = self.geometric(tensor)
+        tensor, moved = tensor[:1], tensor[1:]
         if self.intensity is not None:
             tensor = self.intensity(tensor).clamp(0.0, 1.0)
-        return ((tensor - self.cfg.mean) / self.cfg.std).float()
+        x = ((tensor - self.cfg.mean) / self.cfg.std).float()
+        return x if mask is None else (x, moved[0].clamp(0.0, 1.0))
 
     def __call__(self, source: ImageSource, perturb: Callable[[Image.Image], Image.Image] | None = None,
                  *, seed: int | None = None) -> torch.Tensor:

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hierarchy.data.image_io import ImageSource, load_image
-from hierarchy.data.preprocess import PreprocessConfig, foreground_box
-from hierarchy.explain.mask_scores import binarise_mask
+from hierarchy.data.image_io import ImageSource
+from hierarchy.data.masks import binarise_mask, mask_in_head_crop
+from hierarchy.data.preprocess import PreprocessConfig
 
 Box = tuple[int, int, int, int]
 
@@ -35,23 +35,6 @@ def letterbox_mask(mask: np.ndarray | Image.Image, crop_box: Box | None, size: i
     return np.asarray(canvas) > 0
 
 
-def _decode_as_preprocessing(image: ImageSource, size: int) -> tuple[Image.Image, tuple[int, int]]:
-    """``image`` decoded as preprocessing decodes it (JPEG files at a reduced DCT scale), and the
-    (width, height) of its full-resolution pixel grid."""
-    decoded = load_image(image, target_size=size)
-    if isinstance(image, (str, Path)):
-        with Image.open(image) as im:
-            return decoded, im.size
-    return decoded, decoded.size
-
-
-def _scale_box(box: Box, source: tuple[int, int], target: tuple[int, int]) -> Box:
-    """``box`` on a ``source``-sized grid as a box on the ``target``-sized grid covering the same area."""
-    sx, sy = target[0] / source[0], target[1] / source[1]
-    left, upper, right, lower = box
-    return round(left * sx), round(upper * sy), round(right * sx), round(lower * sy)
-
-
 def align_mask_to_input(
     mask: np.ndarray | Image.Image | str | Path, image: ImageSource, preprocess: PreprocessConfig
 ) -> np.ndarray:
@@ -63,16 +46,6 @@ def align_mask_to_input(
     must be the full-resolution grid of ``image`` (a mask path is read as it is). Raises
     ``ValueError`` when their sizes differ.
     """
-    if isinstance(mask, (str, Path)):
-        with Image.open(mask) as opened:
-            mask = np.asarray(opened)
-    binary = binarise_mask(mask)
-    size = preprocess.image_size
-    decoded, full_size = _decode_as_preprocessing(image, size)
-    if binary.shape[::-1] != full_size:
-        raise ValueError(f"mask size {binary.shape[::-1]} differs from image size {full_size}; "
-                         "they must share a pixel grid")
-    box = foreground_box(decoded) if preprocess.crop_foreground else None
-    if box is not None:
-        box = _scale_box(box, decoded.size, full_size)
-    return letterbox_mask(binary, box, size)
+    cropped = mask_in_head_crop(mask, image, crop_foreground=preprocess.crop_foreground,
+                                target_size=preprocess.image_size)
+    return letterbox_mask(cropped, None, preprocess.image_size)

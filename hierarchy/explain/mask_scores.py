@@ -8,26 +8,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from hierarchy.data.masks import binarise_mask
+
 # Pointing-game tolerance: 15 px at 224 px, scaled with the map's size.
 POINTING_TOLERANCE_AT_224 = 15.0
 # Masks whose aspect ratio differs more than this from the map's were not aligned to the input.
 _ASPECT_TOLERANCE = 0.02
-
-
-def binarise_mask(mask: np.ndarray | Image.Image) -> np.ndarray:
-    """A 2-D tumour mask as bool: 8-bit masks are tumour from 128 up (BRISC masks carry faint
-    non-zero edge values), 0/1 and float masks from above half their range, RGB(A) by channel 0.
-    """
-    mask = np.asarray(mask)
-    if mask.ndim == 3:
-        mask = mask[..., 0]
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be a 2-D array, got shape {mask.shape}")
-    if mask.dtype == bool:
-        return mask
-    if np.issubdtype(mask.dtype, np.integer) and mask.max(initial=0) > 1:
-        return mask >= 128
-    return mask > 0.5
 
 
 def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

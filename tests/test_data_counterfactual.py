@@ -1,0 +1,203 @@
+"""Counterfactual images (paste-in, removal, background swap, style swap) on phantoms with known masks,
+and the counterfactual training dataset built from them."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from hierarchy.data import ImageDataset, PreprocessConfig
+from hierarchy.data.counterfactual import (
+    REMOVAL_METHODS,
+    FileStyle,
+    match_intensity,
+    paste_tumour,
+    remove_tumour,
+    restyle_like,
+    swap_background,
+)
+from hierarchy.data.counterfactual_augment import CounterfactualAugment
+
+SIZE = 96
+
+
+def _brain(level: float = 100.0, size: int = SIZE, seed: int = 0) -> np.ndarray:
+    """A head phantom: a bright skull ring around a textured brain, on a black background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    r = np.hypot(xx - size / 2, yy - size / 2)
+    image = np.zeros((size, size))
+    image[r < 0.45 * size] = 190.0
+    image[r < 0.40 * size] = level
+    image += rng.normal(0, 3, image.shape) * (r < 0.45 * size)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _disc(cx: float, cy: float, radius: float, size: int = SIZE) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size]
+    return np.hypot(xx - cx, yy - cy) < radius
+
+
+def _tumour_image(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    mask = _disc(0.35 * SIZE, 0.40 * SIZE, 0.08 * SIZE)
+    image = _brain(seed=seed)
+    image[mask] = 240
+    return image, mask
+
+
+def test_paste_tumour_puts_the_tumour_at_the_matching_position_in_the_recipients_intensities() -> None:
+    donor, mask = _tumour_image()
+    recipient = (_brain(level=60.0, seed=2) * 0.5).astype(np.uint8)  # a darker source
+    composite, pasted = paste_tumour(recipient, donor, mask)
+    assert composite.shape == recipient.shape and composite.dtype == np.uint8
+    np.testing.assert_array_equal(pasted, mask)  # same shape: same place
+    assert composite[mask].mean() > composite[~mask & _disc(SIZE / 2, SIZE / 2, 0.38 * SIZE)].mean() + 20
+    assert composite[mask].max() <= recipient.max() + 1  # mapped onto the recipient's range, not the donor's 240
+    far = ~_disc(0.35 * SIZE, 0.40 * SIZE, 0.2 * SIZE)
+    np.testing.assert_array_equal(composite[far], recipient[far])
+
+
+def test_paste_tumour_rescales_the_donor_to_the_recipients_shape() -> None:
+    donor, mask = _tumour_image()
+    recipient = np.asarray(Image.fromarray(_brain(seed=3)).resize((144, 120)))
+    composite, pasted = paste_tumour(recipient, donor, mask)
+    assert composite.shape == (120, 144) and pasted.shape == (120, 144)
+    ys, xs = np.nonzero(pasted)
+    assert abs(xs.mean() / 144 - 0.35) < 0.02 and abs(ys.mean() / 120 - 0.40) < 0.02
+
+
+@pytest.mark.parametrize("method", REMOVAL_METHODS)
+def test_remove_tumour_fills_the_region_with_brain(method: str) -> None:
+    image, mask = _tumour_image()
+    removed = remove_tumour(image, mask, method=method)
+    brain_level = np.median(image[_disc(SIZE / 2, SIZE / 2, 0.38 * SIZE) & ~mask])
+    assert abs(float(np.median(removed[mask])) - brain_level) < 15
+    assert removed[mask].max() < 200
+    far = ~_disc(0.35 * SIZE, 0.40 * SIZE, 0.2 * SIZE)
+    np.testing.assert_array_equal(removed[far], image[far])
+
+
+def test_remove_tumour_refuses_an_unknown_method_and_keeps_an_empty_mask() -> None:
+    image, mask = _tumour_image()
+    with pytest.raises(ValueError, match="unknown removal method"):
+        remove_tumour(image, mask, method="magic")
+    np.testing.assert_array_equal(remove_tumour(image, np.zeros_like(mask)), image)
+
+
+def test_swap_background_keeps_the_tumour_and_takes_the_rest_from_the_normal() -> None:
+    image, mask = _tumour_image()
+    normal = _brain(level=150.0, seed=4)
+    swapped = swap_background(image, mask, normal, margin=0.05)
+    np.testing.assert_array_equal(swapped[mask], image[mask])
+    far = ~_disc(0.35 * SIZE, 0.40 * SIZE, 0.25 * SIZE)
+    np.testing.assert_array_equal(swapped[far], normal[far])
+
+
+def test_match_intensity_maps_quantiles_onto_the_reference() -> None:
+    rng = np.random.default_rng(0)
+    source = rng.integers(0, 100, size=(50, 50)).astype(np.uint8)
+    reference = (rng.integers(0, 100, size=(40, 40)) + 120).astype(np.uint8)
+    matched = match_intensity(source, reference)
+    assert abs(np.median(matched) - np.median(reference)) < 3
+    assert np.all(np.diff(matched.ravel()[np.argsort(source.ravel(), kind="stable")]) >= -1e-9)  # order kept
+
+
+def _jpeg(image: np.ndarray, *, mode: str, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    Image.fromarray(image).convert(mode).save(buffer, "JPEG", quality=quality)
+    buffer.seek(0)
+    return Image.open(buffer)
+
+
+def test_restyle_like_takes_the_reference_files_size_histogram_and_quantisation() -> None:
+    image, _ = _tumour_image()
+    reference_file = _jpeg(np.asarray(Image.fromarray(_brain(level=160.0, seed=5)).resize((130, 110))),
+                           mode="RGB", quality=30)
+    reference = np.asarray(reference_file.convert("L"))
+    style = FileStyle.of(reference_file)
+    assert style.mode == "RGB" and style.size == (130, 110) and len(style.qtables) == 2
+    restyled = restyle_like(image, reference, style)
+    assert restyled.size == (130, 110) and restyled.mode == "L"
+    assert abs(np.median(np.asarray(restyled)) - np.median(reference)) < 12
+    png_style = FileStyle((10, 10), "L", None)
+    assert png_style.reencode(Image.fromarray(image)).tobytes() == Image.fromarray(image).tobytes()
+
+
+@pytest.fixture()
+def cf_frame(tmp_path) -> pd.DataFrame:
+    """Two tumour images with masks and two normals, all axial, as files."""
+    rows = []
+    for i in range(2):
+        image, mask = _tumour_image(seed=10 + i)
+        path, mask_path = tmp_path / f"t{i}.jpg", tmp_path / f"t{i}.png"
+        Image.fromarray(image).save(path, quality=95)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(mask_path)
+        rows.append({"path": str(path), "label": "glioma", "plane": "axial", "mask_path": str(mask_path)})
+    for i in range(2):
+        path = tmp_path / f"n{i}.jpg"
+        _jpeg(_brain(level=90.0, seed=20 + i), mode="RGB", quality=80).save(path)
+        rows.append({"path": str(path), "label": "no_tumor", "plane": "axial", "mask_path": None})
+    return pd.DataFrame(rows)
+
+
+CLASSES = ("glioma", "meningioma", "no_tumor", "pituitary")
+
+
+def _dataset(frame: pd.DataFrame, **augment: float) -> ImageDataset:
+    pp = PreprocessConfig(image_size=64, augment="none")
+    counterfactual = CounterfactualAugment(frame, CLASSES, **augment) if augment else None
+    return ImageDataset(frame, pp, classes=CLASSES, train=True, seed=0, counterfactual=counterfactual,
+                        return_masks=True)
+
+
+def test_dataset_returns_masks_moved_with_the_image(cf_frame: pd.DataFrame) -> None:
+    data = _dataset(cf_frame)
+    x, target, mask = data[0]
+    assert x.shape == (1, 64, 64) and mask.shape == (64, 64) and target == CLASSES.index("glioma")
+    assert 0.01 < float(mask.mean()) < 0.2
+    assert float(x[0][mask > 0.5].mean()) > float(x[0][mask < 0.5].mean())  # the mask lies on the bright tumour
+    _, normal_target, normal_mask = data[2]
+    assert normal_target == CLASSES.index("no_tumor") and float(normal_mask.abs().sum()) == 0.0
+    unknown = cf_frame.assign(mask_path=None)
+    assert float(_dataset(unknown)[0][2].min()) == -1.0  # a tumour without a mask: unknown
+
+
+def test_dataset_pastes_in_and_removes_tumours_with_their_labels(cf_frame: pd.DataFrame) -> None:
+    data = _dataset(cf_frame, paste_p=1.0, removal_p=1.0)
+    _, pasted_target, pasted_mask = data[2]  # a normal row gets a glioma
+    assert pasted_target == CLASSES.index("glioma") and float(pasted_mask.sum()) > 10
+    x, removed_target, removed_mask = data[0]  # a tumour row loses it
+    assert removed_target == CLASSES.index("no_tumor") and float(removed_mask.sum()) == 0.0
+    original = _dataset(cf_frame)[0][0]
+    assert float(x.max()) < float(original.max())
+
+
+def test_dataset_counterfactuals_are_reproducible_per_seed_and_epoch(cf_frame: pd.DataFrame) -> None:
+    first, second = (_dataset(cf_frame, paste_p=0.5, removal_p=0.5, style_swap_p=0.5) for _ in range(2))
+    for row in range(len(cf_frame)):
+        a, b = first[row], second[row]
+        assert torch.equal(a[0], b[0]) and a[1] == b[1] and torch.equal(a[2], b[2])
+
+
+def test_style_swap_does_not_change_labels(cf_frame: pd.DataFrame) -> None:
+    data = _dataset(cf_frame, style_swap_p=1.0)
+    plain = _dataset(cf_frame)
+    assert [data[i][1] for i in range(4)] == [plain[i][1] for i in range(4)]
+    assert any(not torch.equal(data[i][0], plain[i][0]) for i in range(4))
+
+
+def test_counterfactual_settings_are_checked(cf_frame: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="paste_p"):
+        CounterfactualAugment(cf_frame, CLASSES, paste_p=1.5)
+    with pytest.raises(ValueError, match="no_tumor"):
+        CounterfactualAugment(cf_frame, ("glioma", "meningioma"), removal_p=0.5)
+    with pytest.raises(ValueError, match="mask"):
+        CounterfactualAugment(cf_frame.assign(mask_path=None), CLASSES, paste_p=0.5)
+    with pytest.raises(ValueError, match="training datasets"):
+        ImageDataset(cf_frame, PreprocessConfig(image_size=64), classes=CLASSES,
+                     counterfactual=CounterfactualAugment(cf_frame, CLASSES, paste_p=0.5))
