@@ -34,6 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from hierarchy.data import ImageDataset, PreprocessConfig
+from hierarchy.data.counterfactual_augment import CounterfactualAugment
 from hierarchy.fileio import read_json
 from hierarchy.labels import to_indices
 from hierarchy.models import build_architecture, create, load_bundle, save_bundle
@@ -171,9 +172,24 @@ class Component(BaseEstimator):
                           sources=rows["path"].tolist() if "path" in rows.columns else None)
 
     def dataset(self, frame: pd.DataFrame, *, train: bool = False, labelled: bool = True) -> ImageDataset:
-        """The frame's images as this component's dataset (augmented when ``train``)."""
+        """The frame's images as this component's dataset (augmented when ``train``). A training dataset of the
+        tumour label gets the counterfactual augmentation and the tumour masks that ``train_config`` asks for."""
+        config, on_label = self.train_config_, labelled and self.task_.target == "label"
+        counterfactual = (CounterfactualAugment(frame, self.classes, paste_p=config.paste_p,
+                                                removal_p=config.removal_p, style_swap_p=config.style_swap_p)
+                          if train and on_label and config.counterfactual else None)
+        masks = train and on_label and config.mask_weight > 0
+        if masks and not ("mask_path" in frame.columns and frame["mask_path"].notna().any()):
+            raise ValueError(f"{self!r}: mask_weight > 0 needs tumour masks (a mask_path column, as "
+                             "index_dataset gives for BRISC 2025), and no training row has one")
         return ImageDataset(frame, self.preprocess_, target=self.task_.target if labelled else None,
-                            classes=self.classes if labelled else None, train=train)
+                            classes=self.classes if labelled else None, train=train,
+                            counterfactual=counterfactual, return_masks=masks)
+
+    def _refuse_mask_weight(self, why: str) -> None:
+        """Raise when ``train_config.mask_weight`` is set for a component that cannot use it."""
+        if self.train_config_.mask_weight > 0 and self.task_.target == "label":
+            raise ValueError(f"{self!r}: mask_weight needs a jointly trained timm model (mode='joint'); {why}")
 
     # -- protocol ------------------------------------------------------------------------------
     def fit(self, train_frame: pd.DataFrame, val_frame: pd.DataFrame, *, out_dir: str | Path | None = None,
@@ -318,6 +334,8 @@ class ImageClassifier(Component):
         model = self.build_model()
         if self.mode == "aux":
             return self._fit_aux(model, train_rows, val_rows)
+        if self.mode == "finetune":
+            self._refuse_mask_weight("this component fine-tunes without a segmentation head")
         with work_dir(out_dir) as work:
             if self.mode in ("finetune", "joint"):
                 key = {"component": self.task_.to_dict(), "backbone": self.backbone,

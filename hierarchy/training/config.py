@@ -31,6 +31,14 @@ class TrainConfig(Settings):
     workers keep their random state across epochs, so a resumed run repeats worker-side augmentation only
     with ``persistent_workers=False``. ``sync_batchnorm``: under ``torchrun`` with several processes,
     BatchNorm layers become ``SyncBatchNorm``, so the result does not depend on the number of processes.
+
+    Switches that make a model look at the tumour (all off by default; they need tumour masks, a
+    ``mask_path`` column, for the tumour rows): ``mask_weight`` weighs a segmentation loss (joint mode): a
+    1x1-convolution decoder on the trunk's last feature map is trained to predict the tumour mask (empty
+    for no-tumour images), so the features the classifier pools must localise the tumour. ``paste_p``,
+    ``removal_p``, ``style_swap_p``: the probabilities of the counterfactual augmentations of
+    :mod:`hierarchy.data.counterfactual_augment` (tumours pasted into normal brains, tumours removed, and
+    class-independent style swaps).
     """
 
     epochs: int = 10
@@ -57,6 +65,10 @@ class TrainConfig(Settings):
     persistent_workers: bool = False
     prefetch_factor: int | None = None
     sync_batchnorm: bool = True
+    mask_weight: float = 0.0
+    paste_p: float = 0.0
+    removal_p: float = 0.0
+    style_swap_p: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "progressive_sizes", tuple(self.progressive_sizes))  # a JSON list round-trips
@@ -95,8 +107,20 @@ class TrainConfig(Settings):
         if len(self.progressive_sizes) > self.epochs or any(int(s) < 8 for s in self.progressive_sizes):
             raise ValueError(f"progressive_sizes must give at most epochs={self.epochs} sizes of >= 8 pixels, "
                              f"got {list(self.progressive_sizes)}")
+        if self.mask_weight < 0:
+            raise ValueError(f"mask_weight must be >= 0, got {self.mask_weight}")
+        if self.mask_weight > 0 and self.mixing:
+            raise ValueError("mask_weight cannot be combined with mixup/cutmix (a mixed image has no one mask)")
+        for name in ("paste_p", "removal_p", "style_swap_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
         if self.prefetch_factor is not None and self.prefetch_factor < 1:
             raise ValueError(f"prefetch_factor must be >= 1 or None, got {self.prefetch_factor}")
+
+    @property
+    def counterfactual(self) -> bool:
+        """Whether any counterfactual or style-swap augmentation is on."""
+        return self.paste_p > 0 or self.removal_p > 0 or self.style_swap_p > 0
 
     @property
     def mixing(self) -> bool:

@@ -22,10 +22,13 @@ class JointModel(nn.Module):
     """A timm-API ``backbone`` plus ``aux_head``; ``forward`` returns ``(logits, aux_logits)``.
 
     ``logits`` are the backbone's own (its ``forward_head``, dropout included); ``aux_logits`` come from
-    ``aux_head`` on the pre-logit features. ``seed`` makes the head's initialisation reproducible.
+    ``aux_head`` on the pre-logit features. ``seed`` makes the heads' initialisation reproducible.
+    ``segmentation=True`` adds ``seg_head``, a 1x1 convolution from the last feature map to one tumour
+    logit per position, and ``forward`` returns ``(logits, aux_logits, seg_logits)`` with ``seg_logits``
+    of shape (n, 1, h, w): a training signal only (it is not part of a fitted Router).
     """
 
-    def __init__(self, backbone: nn.Module, aux_classes: int, *, seed: int = 0) -> None:
+    def __init__(self, backbone: nn.Module, aux_classes: int, *, seed: int = 0, segmentation: bool = False) -> None:
         super().__init__()
         if aux_classes < 2:
             raise ValueError(f"aux_classes must be >= 2, got {aux_classes}")
@@ -39,20 +42,23 @@ class JointModel(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.aux_head = nn.Linear(classifier.in_features, aux_classes)
+            self.seg_head = nn.Conv2d(classifier.in_features, 1, kernel_size=1) if segmentation else None
 
     def no_weight_decay(self) -> set[str]:
         """The backbone's parameters exempt from weight decay (timm's optimiser factory reads this)."""
         exempt = getattr(self.backbone, "no_weight_decay", lambda: set())()
         return {f"backbone.{name}" for name in exempt}
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         features = self.backbone.forward_features(x)
-        return (self.backbone.forward_head(features),
-                self.aux_head(self.backbone.forward_head(features, pre_logits=True)))
+        outputs = (self.backbone.forward_head(features),
+                   self.aux_head(self.backbone.forward_head(features, pre_logits=True)))
+        return outputs if self.seg_head is None else (*outputs, self.seg_head(features))
 
 
 class AuxTargetDataset(Dataset):
-    """``(x, label_index, aux_index)`` items: ``base``'s ``(x, label_index)`` plus ``aux_targets[i]`` (-1: unknown).
+    """``(x, label_index, aux_index, ...)`` items: ``base``'s ``(x, label_index)`` plus ``aux_targets[i]`` (-1:
+    unknown), then whatever else ``base`` gives (a tumour mask).
 
     E.g. ``AuxTargetDataset(ImageDataset(frame, pp, target="label"),
     ImageDataset(frame, pp, target="plane").targets)``.
@@ -71,7 +77,7 @@ class AuxTargetDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        x, y = self.base[index][:2]
-        return x, int(y), int(self.aux_targets[index])
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        x, y, *rest = self.base[index]
+        return (x, int(y), int(self.aux_targets[index]), *rest)
 

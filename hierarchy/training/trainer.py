@@ -91,14 +91,27 @@ def _batches(loader: DataLoader, steps: int, runtime: Runtime, desc: str, progre
         yield [runtime.batch(x), *(t.to(runtime.device, non_blocking=True) for t in targets)]
 
 
-def _outputs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _outputs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    """(logits, aux_logits or None, seg_logits or None) in fp32."""
     out = model(x)
-    return (out[0].float(), out[1].float()) if isinstance(out, tuple) else (out.float(), None)
+    out = out if isinstance(out, tuple) else (out,)
+    return tuple(o.float() for o in out) + (None,) * (3 - len(out))
+
+
+def mask_loss(seg_logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of (n, 1, h, w) tumour logits against (n, S, S) masks (values in [0, 1]; a mask
+    of -1 is unknown and left out), each mask area-averaged down to the logits' grid (soft targets)."""
+    known = masks.flatten(1).amin(1) >= 0
+    if not known.any():
+        return seg_logits.sum() * 0.0
+    target = F.adaptive_avg_pool2d(masks[known, None].float(), seg_logits.shape[-2:])
+    return F.binary_cross_entropy_with_logits(seg_logits[known], target)
 
 
 class _Objective:
     """The training loss: main cross-entropy (weighted, smoothed, or on mixup's soft targets) plus
-    ``aux_weight`` times the auxiliary cross-entropy over items with a known auxiliary target.
+    ``aux_weight`` times the auxiliary cross-entropy over items with a known auxiliary target, plus
+    ``mask_weight`` times :func:`mask_loss` when the model has a segmentation head (items carry masks).
 
     With mixup/cutmix both targets are mixed: the image pair's label and auxiliary target, each with the same
     ``lam``; pairs where either auxiliary target is unknown are left out of the auxiliary loss.
@@ -119,12 +132,14 @@ class _Objective:
     def __call__(self, model: nn.Module, batch: list[torch.Tensor], runtime: Runtime
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, main logits) of one training batch (``batch[0]`` may be mixed in place)."""
-        x, y, *aux = batch
-        aux_target = aux[0] if aux and self.aux_classes else None
+        x, y, *extra = batch
+        aux_target = extra[0] if extra and self.aux_classes else None
         if self.mixup is None:
             with runtime.autocast():
-                logits, aux_logits = _outputs(model, x)
+                logits, aux_logits, seg_logits = _outputs(model, x)
             loss = self.criterion(logits, y)
+            if seg_logits is not None:
+                loss = loss + self.config.mask_weight * mask_loss(seg_logits, extra[1])
             if aux_target is not None:
                 known = (aux_target >= 0).sum().clamp_min(1)
                 aux_loss = F.cross_entropy(aux_logits, aux_target, ignore_index=-1, reduction="sum",
@@ -135,7 +150,7 @@ class _Objective:
         x, soft = self.mixup(x, joint)
         soft = soft.view(len(y), self.num_classes, self.aux_classes or 1)
         with runtime.autocast():
-            logits, aux_logits = _outputs(model, x)
+            logits, aux_logits, _ = _outputs(model, x)
         loss = -(soft.sum(2) * F.log_softmax(logits, 1)).sum(1).mean()
         if aux_target is not None:
             pair_known = (aux_target >= 0) & (aux_target.flip(0) >= 0)
@@ -195,7 +210,7 @@ def _validate(model: nn.Module, loader: DataLoader, runtime: Runtime, dist_ctx: 
     parts: list[tuple[np.ndarray, ...]] = []
     for x, y, *aux in _batches(loader, len(loader), runtime, desc, progress):
         with runtime.autocast():
-            logits, aux_logits = _outputs(model, x)
+            logits, aux_logits, _ = _outputs(model, x)
         part = (F.cross_entropy(logits, y, reduction="none").cpu().numpy(), logits.argmax(1).cpu().numpy(),
                 y.cpu().numpy())
         if aux_logits is not None:
@@ -416,13 +431,14 @@ def train_joint(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, 
     """Train ``model`` on its label and an auxiliary target at once; ``model`` ends with its best weights.
 
     Items are ``(x, label_index, aux_index)`` (see :class:`~hierarchy.training.AuxTargetDataset`; -1: no
-    auxiliary target, such items contribute the label loss only). The loss is ``label_loss +
-    config.aux_weight * aux_loss``; ``config.monitor`` watches the label; the log adds ``val_aux_loss`` and
+    auxiliary target, such items contribute the label loss only), with a fourth element, the tumour mask,
+    when ``config.mask_weight > 0``. The loss is ``label_loss + config.aux_weight * aux_loss`` (``+
+    config.mask_weight * mask_loss``); ``config.monitor`` watches the label; the log adds ``val_aux_loss`` and
     ``val_aux_accuracy``. The auxiliary head, an ``nn.Linear`` on ``model``'s pre-logit features, is
     returned in the result (use it with :func:`~hierarchy.training.attach_head` on a copy of ``model``).
     Checkpoints hold the :class:`~hierarchy.training.JointModel` (keys ``backbone.*`` and ``aux_head.*``).
     ``kwargs`` go to :func:`train`.
     """
-    joint = JointModel(model, aux_classes, seed=config.seed)
+    joint = JointModel(model, aux_classes, seed=config.seed, segmentation=config.mask_weight > 0)
     result = train(joint, train_dataset, val_dataset, config, out_dir, **kwargs)
     return JointTrainResult(**vars(result), aux_head=joint.aux_head)

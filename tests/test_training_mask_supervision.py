@@ -1,0 +1,87 @@
+"""Mask supervision (a segmentation loss on the shared trunk) and counterfactual training in joint mode."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from hierarchy.data import PreprocessConfig, index_dataset, train_val_split
+from hierarchy.models import create
+from hierarchy.routing import Router
+from hierarchy.training import JointModel, TrainConfig
+from hierarchy.training.trainer import mask_loss
+
+
+def test_mask_loss_is_the_bce_against_area_averaged_masks_and_skips_unknown_masks() -> None:
+    logits = torch.zeros(3, 1, 2, 2)
+    masks = torch.zeros(3, 8, 8)
+    masks[0] = 1.0
+    masks[1, :4, :4] = 1.0  # one quarter: the top-left cell is all tumour
+    masks[2] = -1.0  # unknown
+    # zero logits: BCE is log 2 whatever the target
+    assert mask_loss(logits, masks).item() == pytest.approx(math.log(2))
+    confident = torch.full((3, 1, 2, 2), -20.0)
+    confident[0] = 20.0
+    confident[1, 0, 0, 0] = 20.0
+    confident[2] = 123.0  # an unknown mask's logits do not count
+    assert mask_loss(confident, masks).item() == pytest.approx(0.0, abs=1e-6)
+    only_unknown = mask_loss(logits[2:], masks[2:])
+    assert only_unknown.item() == 0.0 and only_unknown.requires_grad is False
+
+
+def test_joint_model_with_segmentation_returns_a_mask_logit_map() -> None:
+    backbone = create("simple_cnn", 4, weights=None)
+    model = JointModel(backbone, 3, segmentation=True)
+    logits, aux, seg = model(torch.zeros(2, 1, 32, 32))
+    assert logits.shape == (2, 4) and aux.shape == (2, 3)
+    assert seg.shape[:2] == (2, 1) and seg.shape[-1] >= 1
+    assert len(JointModel(backbone, 3)(torch.zeros(2, 1, 32, 32))) == 2
+
+
+def test_train_config_checks_the_new_switches() -> None:
+    with pytest.raises(ValueError, match="mask_weight"):
+        TrainConfig(mask_weight=-1.0)
+    with pytest.raises(ValueError, match="mixup"):
+        TrainConfig(mask_weight=1.0, mixup_alpha=0.2)
+    with pytest.raises(ValueError, match="paste_p"):
+        TrainConfig(paste_p=2.0)
+    assert TrainConfig(style_swap_p=0.5).counterfactual and not TrainConfig().counterfactual
+
+
+@pytest.fixture(scope="module")
+def split(synthetic_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    frame = index_dataset(synthetic_root)
+    train, val = train_val_split(frame[frame["split"] != "test"], val_fraction=0.25, seed=0)
+    return train, val
+
+
+def _router(**train: float) -> Router:
+    return Router(plane="simple_cnn", experts="simple_cnn", flat="simple_cnn", weights=None, mode="joint",
+                  preprocess=PreprocessConfig(image_size=32),
+                  train=TrainConfig(epochs=1, batch_size=16, warmup_epochs=0, **train))
+
+
+def test_joint_router_trains_with_mask_supervision_and_counterfactuals(split, tmp_path: Path) -> None:
+    train, val = split
+    assert train["mask_path"].notna().any()
+    router = _router(mask_weight=1.0, paste_p=0.5, removal_p=0.5, style_swap_p=0.5)
+    router.fit(train, val, out_dir=tmp_path / "run")
+    checkpoint = torch.load(next((tmp_path / "run").rglob("checkpoint_last.pt")), weights_only=True)
+    assert any(key.startswith("seg_head.") for key in checkpoint["model"])
+    table = router.predict_routes(val.head(4), ("flat", "hierarchical"))
+    assert len(table) == 8
+
+
+def test_mask_weight_is_refused_without_masks_or_outside_joint_mode(split) -> None:
+    train, val = split
+    with pytest.raises(ValueError, match="mask_path"):
+        _router(mask_weight=1.0).fit(train.assign(mask_path=None), val)
+    finetune = Router(plane="simple_cnn", experts="simple_cnn", flat="simple_cnn", weights=None, mode="finetune",
+                      preprocess=PreprocessConfig(image_size=32),
+                      train=TrainConfig(epochs=1, batch_size=16, warmup_epochs=0, mask_weight=1.0))
+    with pytest.raises(ValueError, match="mode='joint'"):
+        finetune.fit(train, val)
