@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 from PIL import Image
+from scipy import ndimage
 
 from hierarchy.data.masks import binarise_mask
 
@@ -35,6 +36,16 @@ def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(resized) > 0
 
 
+def pointing_tolerance(shape: tuple[int, int]) -> float:
+    """The pointing game's tolerance in pixels for a map of ``shape``: 15 px at 224 px, scaled."""
+    return POINTING_TOLERANCE_AT_224 * max(shape) / 224.0
+
+
+def near_mask(mask: np.ndarray) -> np.ndarray:
+    """Pixels within the pointing tolerance of ``mask`` (a pointing-game hit wherever the peak lies in it)."""
+    return ndimage.distance_transform_edt(~mask) <= pointing_tolerance(mask.shape)
+
+
 def score_against_mask(attribution: np.ndarray, mask: np.ndarray) -> dict[str, float | bool | None]:
     """Score an (H, W) attribution map against a tumour mask (resized to (H, W), nearest).
 
@@ -52,12 +63,33 @@ def score_against_mask(attribution: np.ndarray, mask: np.ndarray) -> dict[str, f
     total = positive.sum()
     if not mask.any() or total <= 0:
         return {"inside_fraction": math.nan, "pointing_hit": None}
-    peak = np.array(np.unravel_index(np.argmax(positive), positive.shape))
-    tolerance = POINTING_TOLERANCE_AT_224 * max(attribution.shape) / 224.0
-    distance = np.sqrt(((np.argwhere(mask) - peak) ** 2).sum(axis=1).min())
+    peak = np.unravel_index(np.argmax(positive), positive.shape)
     return {
         "inside_fraction": float(positive[mask].sum() / total),
-        "pointing_hit": bool(distance <= tolerance),
+        "pointing_hit": bool(near_mask(mask)[peak]),
+    }
+
+
+def mask_score_baselines(mask: np.ndarray, head: np.ndarray) -> dict[str, float | bool | None]:
+    """What :func:`score_against_mask` gives by chance for one image, as the yardstick of its scores.
+
+    - ``uniform_inside_fraction``: the inside fraction of an attribution spread evenly over the head
+      (the mask's share of the head);
+    - ``random_point_hit``: the pointing-game hit probability of a peak drawn uniformly in the head;
+    - ``centre_point_hit``: whether a peak at the head's centre of mass would be a hit.
+
+    ``head`` is the (H, W) head mask of the model input; an empty mask or head gives ``nan``/None.
+    """
+    mask = resize_mask(mask, head.shape)
+    head = np.asarray(head, dtype=bool)
+    if not mask.any() or not head.any():
+        return {"uniform_inside_fraction": math.nan, "random_point_hit": math.nan, "centre_point_hit": None}
+    near = near_mask(mask)
+    centre = tuple(int(round(c)) for c in ndimage.center_of_mass(head))
+    return {
+        "uniform_inside_fraction": float((mask & head).sum() / head.sum()),
+        "random_point_hit": float((near & head).sum() / head.sum()),
+        "centre_point_hit": bool(near[centre]),
     }
 
 
