@@ -75,6 +75,15 @@ def duplicate_groups(frame: pd.DataFrame, *, near: bool = True, max_hamming: int
     return pd.Series(pd.factorize(components)[0], index=frame.index, name="group")
 
 
+def duplicating_ids(frame: pd.DataFrame, reference_ids: set[str], candidate_ids: set[str]) -> list[str]:
+    """Ids among ``candidate_ids`` (e.g. test images) whose duplicate group, exact or near (see
+    :func:`duplicate_groups`), holds an image of ``reference_ids`` (e.g. the training pool): the images a
+    model may have seen a copy of."""
+    groups = duplicate_groups(frame, near=True)
+    reference_groups = set(groups[frame["id"].isin(reference_ids)])
+    return frame.loc[frame["id"].isin(candidate_ids) & groups.isin(reference_groups), "id"].tolist()
+
+
 def _development_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows that may be used for training or validation: everything not in the test split."""
     rows = frame[frame["split"] != "test"]

@@ -1,17 +1,20 @@
 """Ablations: Routers that differ in one group of settings, evaluated alike, one arm chosen on validation rows.
 
 Every arm is a ``RouterConfig`` fitted on the same training rows and evaluated on validation rows (clean and
-under each re-encoding perturbation), the test split (clean and perturbed) and any external sets. The arm
-is *chosen* by :func:`selection_score` on validation rows alone; test, perturbed and external columns are
-shown for every arm and never used to choose. Each arm's result is cached as ``<work>/<name>.json`` with
-the configuration it was fitted with, so a re-run skips finished arms and refuses an arm whose settings
-changed (its results and checkpoints are never overwritten unasked).
+under each re-encoding perturbation), the test split (clean and perturbed), any external sets, and any
+further evaluations a study adds (``extras``). The arm is *chosen* by a :class:`Selection` rule declared
+before the run, on validation rows alone (by default :func:`selection_score`); test, perturbed and external
+columns are shown for every arm and never used to choose. Each arm's result is cached as ``<work>/<name>.json``
+with the configuration it was fitted with, so a re-run skips finished arms (computing only evaluations the
+cache lacks, from the arm's trained checkpoints) and refuses an arm whose settings changed (its results and
+checkpoints are never overwritten unasked).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +80,23 @@ def selection_score(result: Mapping[str, Any]) -> float:
     return (result["val"][route] + min(v[route] for v in result["val_perturbed"].values())) / 2
 
 
+@dataclass(frozen=True)
+class Selection:
+    """How an arm is chosen: a score computed from its result's validation entries, and the words that say so."""
+
+    score: Callable[[Mapping[str, Any]], float]
+    text: str
+
+
+RECIPE_SELECTION = Selection(
+    selection_score,
+    "the mean of clean validation accuracy and the worst validation accuracy under the re-encoding perturbations "
+    f"({', '.join(PERTURBATIONS)}), {SELECTION_ROUTE} route")
+
+# A further evaluation of a fitted arm: (router, frames by name: train, val, test and the external sets) -> JSON.
+Extra = Callable[[Router, Mapping[str, pd.DataFrame]], Any]
+
+
 def choose_arm(results: Sequence[Mapping[str, Any]], *, min_gain: float = MIN_GAIN) -> tuple[str, str]:
     """The chosen arm's name and why, in words: the best ``selection_score``, but the ``BASE_ARM`` (when
     present) stays unless the best beats it by at least ``min_gain``."""
@@ -94,7 +114,7 @@ def choose_arm(results: Sequence[Mapping[str, Any]], *, min_gain: float = MIN_GA
 def evaluate_arm(router: Router, val: pd.DataFrame, test: pd.DataFrame,
                  externals: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     """Accuracies of a fitted Router on validation and test rows, clean and perturbed, and on each external
-    set (with no-tumour recall and tumour FNR), plus the selection score."""
+    set (with no-tumour recall and tumour FNR)."""
     result: dict[str, Any] = {
         "val": accuracy_by_route(router.predict_routes(val, ROUTES)),
         "val_perturbed": {p: accuracy_by_route(router.predict_routes(val, ROUTES, perturbation=p))
@@ -107,28 +127,44 @@ def evaluate_arm(router: Router, val: pd.DataFrame, test: pd.DataFrame,
     for source, frame in externals.items():
         table = router.predict_routes(frame, ROUTES)
         result["external"][source] = {"accuracy": accuracy_by_route(table), "detection": detection_by_route(table)}
-    result["selection_score"] = selection_score(result)
     return result
 
 
 def run_arm(arm: Arm, config: RouterConfig, train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame,
-            externals: Mapping[str, pd.DataFrame], work: Path) -> dict[str, Any]:
+            externals: Mapping[str, pd.DataFrame], work: Path, *, extras: Mapping[str, Extra] | None = None,
+            selection: Selection = RECIPE_SELECTION) -> dict[str, Any]:
     """Fit ``config`` (resuming in ``work/<name>``), evaluate it, cache the result in ``work/<name>.json``.
 
-    A cached result is reused when it was fitted with the same configuration; one fitted with another raises
-    ``ValueError`` naming the files to remove.
+    A cached result is reused when it was fitted with the same configuration; evaluations it lacks (an extra
+    added since, an external set not evaluated) are computed from the arm's checkpoints and added. One fitted
+    with another configuration raises ``ValueError`` naming the files to remove. ``selection_score`` is
+    recomputed by ``selection`` every time.
     """
     path = work / f"{arm.name}.json"
     logger.info("arm %s: %s", arm.name, arm.description)
+    extras = dict(extras or {})
+    result: dict[str, Any] = {}
+    cached: dict[str, Any] | None = None
     if path.exists():
-        cached = read_json(path)
-        if isinstance(cached.get("router"), dict) and RouterConfig.from_dict(cached["router"]) == config:
-            return cached
-        raise ValueError(f"arm {arm.name!r}: {path} was fitted with other settings; use a new --out, or remove "
-                         f"{path} and {work / arm.name} to fit this arm again")
-    router = Router.from_config(config).fit(train, val, out_dir=work / arm.name, resume=True)
-    result = {"arm": arm.name, "router": config.to_dict(), **evaluate_arm(router, val, test, externals)}
-    write_json(path, result)
+        result = cached = read_json(path)
+        if not (isinstance(result.get("router"), dict) and RouterConfig.from_dict(result["router"]) == config):
+            raise ValueError(f"arm {arm.name!r}: {path} was fitted with other settings; use a new --out, or remove "
+                             f"{path} and {work / arm.name} to fit this arm again")
+    missing_core = "val" not in result or not set(externals) <= set(result.get("external", {}))
+    missing = [name for name in extras if name not in result]
+    if missing_core or missing:
+        router = Router.from_config(config).fit(train, val, out_dir=work / arm.name, resume=True)
+        if missing_core:
+            result.update(evaluate_arm(router, val, test, externals))
+        frames = {"train": train, "val": val, "test": test, **externals}
+        for name in missing:
+            logger.info("arm %s: evaluating %s", arm.name, name)
+            result[name] = extras[name](router, frames)
+            write_json(path, {"arm": arm.name, "router": config.to_dict(), **result})
+    result = {**result, "arm": arm.name, "router": config.to_dict()}
+    result["selection_score"] = selection.score(result)
+    if json.loads(json.dumps(result)) != cached:  # a finished arm's file is left untouched
+        write_json(path, result)
     return result
 
 
@@ -137,19 +173,21 @@ def _pct(value: float | None) -> str:
 
 
 def ablation_markdown(results: Sequence[Mapping[str, Any]], arms: Mapping[str, Arm], *, title: str, setup: str,
-                      dataset: str, command: str) -> str:
-    """One table per route: selection score, validation, test, worst perturbed test and external columns."""
+                      dataset: str, command: str, selection: Selection = RECIPE_SELECTION,
+                      extra_markdown: Callable[[Sequence[Mapping[str, Any]]], str] | None = None) -> str:
+    """One table per route: selection score, validation, test, worst perturbed test and external columns, then
+    ``extra_markdown(results)`` when given."""
     chosen, why = choose_arm(results)
     externals = sorted({s for r in results for s in r["external"]})
     lines = [f"# {title}", "", setup, "",
-             f"**Chosen on {dataset} validation rows only**: the score is the mean of clean validation accuracy "
-             f"and the worst validation accuracy under the re-encoding perturbations ({', '.join(PERTURBATIONS)}), "
-             f"{SELECTION_ROUTE} route. Test, external and perturbation columns are shown for every arm and were "
+             f"**Chosen on {dataset} validation rows only**, by a rule declared before the run: the score is "
+             f"{selection.text}. An arm replaces `{BASE_ARM}` only when its score is {100 * MIN_GAIN:.1f} points "
+             "higher or more. Test, external and perturbation columns are shown for every arm and were "
              "never used to choose; nothing was trained or tuned on the external sets.", "",
              f"Chosen arm: **{chosen}**: {why}.", "",
              "Arms: " + "; ".join(f"`{r['arm']}`: {arms[r['arm']].description}" for r in results) + ".", ""]
     for route in ROUTES:
-        headers = ["arm", f"selection score ({SELECTION_ROUTE})", "val", f"{dataset} test",
+        headers = ["arm", "selection score", "val", f"{dataset} test",
                    "worst perturbed test (drop)"]
         for source in externals:
             headers += [f"{source} acc", f"{source} no-tumour recall", f"{source} tumour FNR"]
@@ -166,19 +204,24 @@ def ablation_markdown(results: Sequence[Mapping[str, Any]], arms: Mapping[str, A
                         _pct(det.get("tumor_fnr"))]
             rows.append(row)
         lines += [f"## Route: {route}", "", markdown_table(headers, rows), ""]
+    if extra_markdown is not None:
+        lines += [extra_markdown(results), ""]
     lines += ["Accuracies in percent. Reproduce: `" + command + "`.", ""]
     return "\n".join(lines)
 
 
 def write_ablation(out: Path, results: Sequence[Mapping[str, Any]], arms: Mapping[str, Arm],
-                   record: Mapping[str, Any], *, title: str, setup: str, dataset: str) -> Path:
+                   record: Mapping[str, Any], *, title: str, setup: str, dataset: str,
+                   selection: Selection = RECIPE_SELECTION,
+                   extra_markdown: Callable[[Sequence[Mapping[str, Any]]], str] | None = None) -> Path:
     """``ablation.md`` and ``ablation.json`` (chosen arm, every arm's result, the run record) in ``out``."""
     chosen, _ = choose_arm(results)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "ablation.json", {"chosen": chosen, "arms": list(results), "record": dict(record)})
+    write_json(out / "ablation.json", {"chosen": chosen, "selection": selection.text, "arms": list(results),
+                                       "record": dict(record)})
     path = out / "ablation.md"
     path.write_text(ablation_markdown(results, arms, title=title, setup=setup, dataset=dataset,
-                                      command=record["command"]))
+                                      command=record["command"], selection=selection, extra_markdown=extra_markdown))
     return path
 
 
@@ -193,18 +236,23 @@ def study_frames(data: str | Path, val_fraction: float) -> tuple[pd.DataFrame, p
 
 def run_study(base: RouterConfig, arms: Mapping[str, Arm], names: Sequence[str], *, data: str | Path,
               externals: Sequence[str | Path], out: Path, settings: Mapping[str, Any], command: str, title: str,
-              setup: str) -> Path:
+              setup: str, extras: Mapping[str, Extra] | None = None, selection: Selection = RECIPE_SELECTION,
+              extra_markdown: Callable[[Sequence[Mapping[str, Any]]], str] | None = None) -> Path:
     """Fit and evaluate the arms ``names`` of ``arms`` on top of ``base`` and write the ablation report.
 
     ``data`` is a BRISC-layout root: its train split is divided like the experiment's (grouped,
     ``base.val_fraction``, seed 0) and its test split only evaluated; ``externals`` are only evaluated.
-    ``settings`` and ``command`` go into the run record; ``setup`` describes the arms' common settings.
+    ``settings`` and ``command`` go into the run record; ``setup`` describes the arms' common settings;
+    ``extras`` are further evaluations of every arm, ``selection`` the declared rule that chooses one and
+    ``extra_markdown`` the report's part on the extras.
     """
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
     train, val, test = study_frames(data, base.val_fraction)
     external = {Path(root).name: index_dataset(root) for root in externals}
-    results = [run_arm(arms[name], arm_config(base, arms[name]), train, val, test, external, work) for name in names]
+    results = [run_arm(arms[name], arm_config(base, arms[name]), train, val, test, external, work, extras=extras,
+                       selection=selection) for name in names]
     record = run_record(dict(settings), seed=0, frames={"train": train, "val": val, "test": test, **external})
     record["command"] = command
-    return write_ablation(out, results, arms, record, title=title, setup=setup, dataset=Path(data).name)
+    return write_ablation(out, results, arms, record, title=title, setup=setup, dataset=Path(data).name,
+                          selection=selection, extra_markdown=extra_markdown)

@@ -20,7 +20,6 @@ import pandas as pd
 
 from hierarchy.data import (
     audit,
-    duplicate_groups,
     holdout_source,
     index_dataset,
     make_synthetic_dataset,
@@ -28,6 +27,7 @@ from hierarchy.data import (
     train_val_split,
     with_phash,
 )
+from hierarchy.data.splits import duplicating_ids
 from hierarchy.experiment.explanations import (
     SECTION_TITLE,
     explain_test_images,
@@ -180,9 +180,7 @@ class Experiment:
 
     def _leakage(self) -> list[str]:
         """Test images that duplicate (exactly or by perceptual hash) some training image."""
-        groups = duplicate_groups(self.frame, near=True)
-        train_groups = set(groups[self.frame["id"].isin(set(self.train_all["id"]))])
-        leaked = self.frame.loc[self.frame["id"].isin(set(self.test["id"])) & groups.isin(train_groups), "id"].tolist()
+        leaked = duplicating_ids(self.frame, set(self.train_all["id"]), set(self.test["id"]))
         write_json(self.work / "test_ids_duplicating_train.json", leaked)
         return leaked
 
