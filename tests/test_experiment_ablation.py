@@ -88,3 +88,29 @@ def test_recipe_ablation_and_its_refit_control_end_to_end(tmp_path):
     assert set(routes) == {"flat", "flat_refit", "hierarchical"}
     assert routes["hierarchical"]["accuracy"]["value"] == pytest.approx(report["arms"][0]["test"]["hierarchical"])
     assert "| base |" in (control_out / "refit_control.md").read_text()
+
+
+def test_disease_ablation_end_to_end_adds_shortcut_tests_and_chooses_by_its_declared_rule(tmp_path):
+    data = make_synthetic_dataset(tmp_path / "data", n_per_cell_train=8, n_per_cell_test=2, image_size=48, seed=0)
+    script = load_script("ablation_disease")
+    out = tmp_path / "disease"
+    tiny = [f"router.{key}={value}" for key, value in (
+        ("plane", "simple_cnn"), ("experts", "simple_cnn"), ("flat", "simple_cnn"), ("weights", "null"),
+        ("preprocess.image_size", 32), ("train.epochs", 1), ("train.num_workers", 0), ("train.batch_size", 16))]
+    argv = ["--data", str(data), "--out", str(out), "--arms", "base", "all_three",
+            *(arg for text in tiny for arg in ("--set", text))]
+    assert script.main(argv) == 0
+    report = json.loads((out / "ablation.json").read_text())
+    base, both = report["arms"]
+    assert both["router"]["train"]["mask_weight"] == 1.0 and both["router"]["train"]["paste_p"] == 0.25
+    for arm in report["arms"]:
+        tests = arm["val_shortcut_tests"]["tests"]
+        assert set(tests) == {"paste_in", "removal", "background_swap", "style_swap"}
+        expected = (arm["val"]["ensemble"] + min(v["ensemble"] for v in arm["val_perturbed"].values())) / 2
+        shortcut = sum(t["ensemble"]["rate"] for t in tests.values()) / 4
+        assert arm["selection_score"] == pytest.approx((expected + shortcut) / 2)
+        assert arm["test_unseen"]["n"] + arm["test_unseen"]["n_removed"] == 24
+        assert arm["test_attribution"]["n_images"] > 0
+    assert "shortcut-test rates" in report["selection"]
+    text = (out / "ablation.md").read_text()
+    assert "## Shortcut tests, attribution and unseen test images" in text and "Chance baselines" in text

@@ -1,0 +1,124 @@
+"""The ablation of training that has to look at the tumour (``experiments/ablation_disease.py``).
+
+Arms change the ``cpu`` profile's Router by one group of settings each: mask supervision (a segmentation loss
+on the shared trunk), counterfactual augmentation (tumours pasted into normal brains, tumours removed), style
+decorrelation (class-independent style swaps), and all three at once. Besides the usual accuracy columns,
+every arm is run through the shortcut tests (:mod:`hierarchy.experiment.shortcut_tests`) on validation and test
+images, attribution against the test masks, and accuracy on the test images that have no duplicate in the
+training pool.
+
+The selection rule, declared before any arm was run: the mean of the recipe ablation's score (clean and worst
+perturbed validation accuracy) and the mean of the four shortcut-test rates on *validation* images, both on the
+ensemble route; an arm replaces ``base`` only when it scores 0.5 points higher or more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from hierarchy.data.splits import duplicating_ids
+from hierarchy.experiment.ablation import (
+    ROUTES,
+    SELECTION_ROUTE,
+    Arm,
+    Extra,
+    Selection,
+    accuracy_by_route,
+    selection_score,
+)
+from hierarchy.experiment.shortcut_tests import (
+    SHORTCUT_TESTS,
+    attribution_scores,
+    run_shortcut_tests,
+    shortcut_score,
+)
+from hierarchy.reports.tables import markdown_table
+
+SHORTCUT_IMAGES = 100  # per test and split
+ATTRIBUTION_IMAGES = 100
+
+ARMS = {arm.name: arm for arm in (
+    Arm("base", "the profile as it is"),
+    Arm("mask_supervision", "segmentation loss on the shared trunk (mask_weight 1)", {"train.mask_weight": 1.0}),
+    Arm("counterfactual", "tumours pasted into normal brains and removed from tumour brains (p 0.25 each)",
+        {"train.paste_p": 0.25, "train.removal_p": 0.25}),
+    Arm("style_decorrelation", "class-independent style swaps (p 0.5)", {"train.style_swap_p": 0.5}),
+    Arm("all_three", "mask supervision, counterfactuals and style swaps together",
+        {"train.mask_weight": 1.0, "train.paste_p": 0.25, "train.removal_p": 0.25, "train.style_swap_p": 0.5}),
+)}
+
+
+def disease_score(result: Mapping[str, Any]) -> float:
+    """The declared selection score: mean of :func:`~hierarchy.experiment.ablation.selection_score` and the
+    validation shortcut-test score, ensemble route."""
+    return (selection_score(result) + shortcut_score(result["val_shortcut_tests"], SELECTION_ROUTE)) / 2
+
+
+DISEASE_SELECTION = Selection(
+    disease_score,
+    "the mean of (a) the recipe ablation's score (mean of clean validation accuracy and the worst validation "
+    "accuracy under the re-encoding perturbations) and (b) the mean of the four shortcut-test rates (paste-in "
+    f"called the pasted class, removal called no tumour, background swap kept, style swap unchanged) on {SHORTCUT_IMAGES} "
+    f"validation images per test, both on the {SELECTION_ROUTE} route")
+
+
+def study_extras(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame) -> dict[str, Extra]:
+    """The disease study's evaluations of every arm (the unseen-test ids are found once, here)."""
+    pool = pd.concat([train, val, test], ignore_index=True)
+    leaked = set(duplicating_ids(pool, set(train["id"]) | set(val["id"]), set(test["id"])))
+    unseen = test[~test["id"].isin(leaked)].reset_index(drop=True)
+
+    def unseen_accuracy(router: Any, frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+        return {"n": int(len(unseen)), "n_removed": len(leaked),
+                "accuracy": accuracy_by_route(router.predict_routes(unseen, ROUTES))}
+
+    return {
+        "test_unseen": unseen_accuracy,
+        "val_shortcut_tests": lambda router, frames: run_shortcut_tests(router, frames["val"], n=SHORTCUT_IMAGES,
+                                                                        routes=ROUTES),
+        "test_shortcut_tests": lambda router, frames: run_shortcut_tests(router, frames["test"], n=SHORTCUT_IMAGES,
+                                                                         routes=ROUTES),
+        "test_attribution": lambda router, frames: attribution_scores(
+            router, frames["test"], n=ATTRIBUTION_IMAGES, routes=("flat", "hierarchical"), methods=("gradcam",)),
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def disease_markdown(results: Sequence[Mapping[str, Any]]) -> str:
+    """The report's part on the study's own evaluations: shortcut tests (validation and test), attribution,
+    and accuracy on test images without a training duplicate, one row per arm."""
+    lines = ["## Shortcut tests, attribution and unseen test images", "",
+             f"Rates in percent on up to {SHORTCUT_IMAGES} images per test (validation: what the choice used; test: "
+             "reported only), ensemble route; the flat and hierarchical routes are in `ablation.json`. Methods: see "
+             "`hierarchy/experiment/shortcut_tests.py`.", ""]
+    headers = ["arm", "selection score", "unseen test acc (n)"]
+    headers += [f"val {t}" for t in SHORTCUT_TESTS] + [f"test {t}" for t in SHORTCUT_TESTS]
+    headers += ["test Grad-CAM inside mask (flat / hier.)", "pointing game (flat / hier.)"]
+    rows = []
+    for r in results:
+        unseen = r.get("test_unseen", {})
+        row = [r["arm"], _pct(r["selection_score"]),
+               f"{_pct(unseen.get('accuracy', {}).get(SELECTION_ROUTE))} ({unseen.get('n', 'n/a')})"]
+        for split in ("val", "test"):
+            tests = r.get(f"{split}_shortcut_tests", {}).get("tests", {})
+            row += [_pct(tests.get(t, {}).get(SELECTION_ROUTE, {}).get("rate")) for t in SHORTCUT_TESTS]
+        attribution = r.get("test_attribution", {}).get("methods", {}).get("gradcam", {})
+        row.append(" / ".join(f"{attribution.get(route, {}).get('inside_fraction') or 0:.3f}"
+                              for route in ("flat", "hierarchical")))
+        row.append(" / ".join(_pct(attribution.get(route, {}).get("pointing_game", {}).get("rate"))
+                              for route in ("flat", "hierarchical")))
+        rows.append(row)
+    lines += [markdown_table(headers, rows).rstrip("\n"), ""]
+    base = next((r.get("test_attribution", {}).get("baselines") for r in results if r.get("test_attribution")), None)
+    if base:
+        lines += [f"Chance baselines on the same test tumours: an even spread over the head puts "
+                  f"{base['uniform_inside_fraction']:.3f} of the attribution inside the mask; a random point in the "
+                  f"head hits {_pct(base['random_point_hit'])}% of the pointing game, the head's centre "
+                  f"{_pct(base['centre_point_hit'])}%.", ""]
+    return "\n".join(lines)
