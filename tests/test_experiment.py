@@ -77,18 +77,28 @@ def test_summary_has_every_headline_key_as_fractions(finished):
     scaling = stored["temperature_scaling"]
     assert set(scaling) == {"flat", "hierarchical", "soft", "ensemble"}
     assert all(v["temperature"] > 0 and 0.0 <= v["ece_calibrated"] <= 1.0 for v in scaling.values())
+    shortcut = stored["shortcut_tests"]
+    assert set(shortcut) == {"paste_in", "removal", "background_swap", "style_swap"}
+    assert set(shortcut["removal"]) == {"flat", "hierarchical", "soft", "ensemble"}
+    assert all(0.0 <= e["rate"] <= 1.0 and e["ci"][0] <= e["rate"] <= e["ci"][1] and e["n"] > 0
+               for by_route in shortcut.values() for e in by_route.values())
+    attribution = stored["attribution_vs_mask"]
+    assert attribution["n_images"] > 0 and set(attribution["methods"]) == {"gradcam", "integrated_gradients"}
+    assert 0.0 <= attribution["baselines"]["random_point_hit"] <= 1.0
 
 
 def test_report_and_run_record_are_written(finished):
     out, _, _ = finished
     report = (out / "report.md").read_text()
     for section in ("How to reproduce", "Starting weights", "Shortcut check", "Robustness", "Dataset audit",
-                    "Temperature scaling", "Test images unseen in training", "Where the models look"):
+                    "Temperature scaling", "Test images unseen in training", "Where the models look",
+                    "Shortcut tests: does the answer follow the tumour?"):
         assert section in report
     assert "pytest" in report  # the command that produced it
     record = json.loads((out / "run_record.json").read_text())
     assert record["data"]["test"]["n_images"] == 48 and record["versions"]["torch"]
     assert (out / "figures" / "roc.png").stat().st_size > 0
+    assert (out / "gallery" / "shortcut_examples.png").stat().st_size > 0
     assert (out / "predictions" / "test_seed0.csv").stat().st_size > 0
 
 

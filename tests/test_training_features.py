@@ -183,3 +183,20 @@ def test_the_same_rows_in_another_order_are_not_a_stale_cache_hit(model, synthet
                              progress=False)
     assert sum(calls) == len(frame)  # now a hit, for this order
     np.testing.assert_array_equal(again, second)
+
+
+def test_a_model_stays_differentiable_after_feature_extraction(tmp_path):
+    """Extraction runs in inference mode; the model's parameters must not become inference tensors there,
+    or Integrated Gradients through the same model fails afterwards."""
+    import torch
+
+    from hierarchy.models import create
+    from hierarchy.training.features import _compute
+
+    model = create("simple_cnn", 3, weights=None)
+    dataset = torch.utils.data.TensorDataset(torch.zeros(4, 1, 32, 32), torch.zeros(4))
+    _compute(model, dataset, batch_size=2, num_workers=0, progress=False)
+    assert not any(p.is_inference() for p in model.parameters())
+    x = torch.zeros(1, 1, 32, 32, requires_grad=True)
+    model(x).sum().backward()
+    assert x.grad is not None

@@ -34,6 +34,7 @@ class ExperimentConfig(Settings):
     perturbations: tuple[str, ...] = tuple(PERTURBATIONS)
     throughput_images: int = 200
     explain_images: int = 24
+    shortcut_images: int = 100  # per shortcut test, and the masked test tumours whose attributions are scored
     synthetic: dict[str, Any] = field(default_factory=dict)
     # with several seeds, one route ``<route>_seeds`` per base route here: probabilities averaged over seeds
     seed_ensemble_routes: tuple[str, ...] = ("flat", "hierarchical")
@@ -87,7 +88,7 @@ PROFILES: dict[str, ExperimentConfig] = {
         router=RouterConfig(plane="tf_efficientnet_lite0", experts="tf_efficientnet_lite0",
                             flat="inception_resnet_v2", mode="frozen", preprocess=PreprocessConfig(image_size=96),
                             train=TrainConfig(epochs=5, label_smoothing=0.1, num_workers=0), feature_views=2),
-        flat_fallback_backbone="tf_efficientnet_lite0", n_bootstrap=500, throughput_images=32, explain_images=8,
+        flat_fallback_backbone="tf_efficientnet_lite0", n_bootstrap=500, throughput_images=32, explain_images=8, shortcut_images=12,
         synthetic={"n_per_cell_train": 24, "n_per_cell_test": 10, "image_size": 128},
     ),
     # Frozen offline-pretrained EfficientNet-Lite0, features cached once, linear heads only. The augmented

@@ -42,6 +42,13 @@ from hierarchy.experiment.report_files import ReportFiles
 from hierarchy.experiment.sections import report_sections
 from hierarchy.experiment.seeds import seed_ensemble, seed_route
 from hierarchy.experiment.shortcut import metadata_shortcut
+from hierarchy.experiment.shortcut_tests import (
+    attribution_scores,
+    build_cases,
+    evaluate_cases,
+    save_examples,
+    shortcut_section,
+)
 from hierarchy.experiment.stages import StageLog
 from hierarchy.experiment.summary import summarise
 from hierarchy.experiment.weights_plan import plan_weights
@@ -66,6 +73,11 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 # one dataset root, several (indexed together, each row's ``source`` naming its root), or None for synthetic data
 DataRoots = str | Path | Sequence[str | Path] | None
+
+
+SHORTCUT_TITLE = "Shortcut tests: does the answer follow the tumour?"
+SHORTCUT_ROUTES = ("flat", "hierarchical", "soft", "ensemble")
+SHORTCUT_EXAMPLES = "shortcut_examples.png"
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -284,6 +296,21 @@ class Experiment:
             return result
         return self.stages.run("explanations", explain, lambda: read_json(path))
 
+    def shortcut_tests(self, router: Router) -> dict[str, Any]:
+        """Shortcut tests and attribution against masks on the test split (example images go to ``gallery/``)."""
+        path = self.work / "shortcut_tests.json"
+
+        def run() -> dict[str, Any]:
+            n = self.config.shortcut_images
+            cases = build_cases(self.test, n=n, seed=self.config.seeds[0])
+            save_examples(cases, self.out / "gallery" / SHORTCUT_EXAMPLES)
+            result = {"tests": {"n_per_test": n, "seed": self.config.seeds[0],
+                                **evaluate_cases(router, cases, self.test, routes=SHORTCUT_ROUTES)},
+                      "attribution": attribution_scores(router, self.test, n=n, seed=self.config.seeds[0])}
+            write_json(path, result)
+            return result
+        return self.stages.run("shortcut_tests", run, lambda: read_json(path))
+
     def seed_evaluations(self, predictions: dict[int, pd.DataFrame], first_metrics: dict) -> dict[int, dict]:
         """Every seed's evaluation (the first seed's is given); only the first one when there is one seed."""
         return {seed: first_metrics if seed == self.config.seeds[0] else
@@ -332,6 +359,7 @@ class Experiment:
         external_predictions = self.external(external, first_router)
         throughput = self.throughput(first_router)
         explanations = self.explanations(first_router, predictions[first])
+        shortcut_tests = self.shortcut_tests(first_router)
         calibration = self.calibration(first_router, predictions[first])
         pred = self.with_seed_ensembles(predictions)
 
@@ -353,12 +381,16 @@ class Experiment:
                             generalisation=generalisation, throughput=throughput,
                             shortcut=self.shortcut, audit=self.audit, leaked_test_ids=self.leaked_test_ids,
                             weights=self.weights, calibration=calibration, stage_seconds=self.stages.seconds())
+        summary["shortcut_tests"] = shortcut_tests["tests"]["tests"]
+        summary["attribution_vs_mask"] = shortcut_tests["attribution"]
         write_json(self.out / "summary.json", summary)
         training_logs = {name: log for name in ("flat", "plane", *first_router.planes_)
                          if (log := self.work / f"seed_{first}" / "training" / name / "log.csv").exists()}
         files = ReportFiles()
         sections = [*report_sections(summary, command=self.command,
                                      generalisation=generalisation_sections(generalisation, files)),
+                    (SHORTCUT_TITLE, shortcut_section(shortcut_tests["tests"], shortcut_tests["attribution"],
+                                                     examples=f"gallery/{SHORTCUT_EXAMPLES}")),
                     (SECTION_TITLE, explanation_section(explanations))]
         overlays = {r["id"]: self.out / r["overlay"] for r in explanations["rows"] if r["route"] == "hierarchical"}
         build_report(pred, self.out, run_record=record, training_logs=training_logs, extra_sections=sections,

@@ -260,8 +260,9 @@ def attribution_scores(router: Any, frame: pd.DataFrame, *, n: int = 100, seed: 
 
 
 def shortcut_section(tests: dict[str, Any], attribution: dict[str, Any] | None = None, *,
-                     split: str = "test") -> str:
-    """Markdown body of the report section on shortcut tests (and attribution, when given)."""
+                     split: str = "test", examples: str | None = None) -> str:
+    """Markdown body of the report section on shortcut tests (and attribution, when given); ``examples`` is the
+    path, relative to the report, of the figure of example images (:func:`save_examples`)."""
     from hierarchy.reports.tables import markdown_table
 
     routes = tests.get("routes", list(DEFAULT_ROUTES))
@@ -282,6 +283,9 @@ def shortcut_section(tests: dict[str, Any], attribution: dict[str, Any] | None =
                          f"[{100 * entry['ci'][0]:.1f}, {100 * entry['ci'][1]:.1f}]", extra])
     lines += [markdown_table(["test", "route", "images", "rate (%)", "95% CI (Wilson)", "also"], rows).rstrip("\n"), ""]
     lines += ["How each image is made:", ""] + [f"- `{test}`: {text}." for test, text in METHODS.items()] + [""]
+    if examples:
+        lines += [f"Example images: [{examples}]({examples}) (written beside the report, kept out of git: they are "
+                  "derived from the dataset's images).", ""]
     if attribution and attribution.get("n_images"):
         base = attribution["baselines"]
         rows = [[method, route, f"{entry['inside_fraction']:.3f}" if entry["inside_fraction"] is not None else "n/a",

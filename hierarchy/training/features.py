@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from hierarchy.fileio import atomic_write, write_json
 from hierarchy.progress import progress_bar
 from hierarchy.provenance import ordered_data_fingerprint
-from hierarchy.training.runtime import pre_logit_features, resolve_runtime
+from hierarchy.training.runtime import Runtime, pre_logit_features, resolve_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +48,18 @@ def backbone_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-@torch.inference_mode()
 def _compute(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: int,
              progress: bool | None) -> np.ndarray:
     runtime = resolve_runtime()  # CUDA when available: the model moves there, as in training
+    # Outside inference mode: parameters re-laid out inside it would be inference tensors, and no gradient
+    # (Integrated Gradients, say) could flow through the model afterwards.
     runtime.prepare(model)
+    with torch.inference_mode():
+        return _features(model, dataset, batch_size, num_workers, progress, runtime)
+
+
+def _features(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: int, progress: bool | None,
+              runtime: Runtime) -> np.ndarray:
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=runtime.device.type == "cuda")
     was_training = model.training
