@@ -74,3 +74,34 @@ def test_bootstrap_is_seeded_and_stratified():
                for idx in bootstrap_indices(y, 20, seed=1, stratified=False))
     with pytest.raises(ValueError, match="n_resamples"):
         bootstrap_ci(_accuracy, y, proba, n_resamples=0)
+
+
+def test_cluster_bootstrap_draws_whole_groups():
+    from hierarchy.metrics.intervals import cluster_bootstrap_indices
+    y = np.array([0, 0, 0, 1, 1, 2])
+    groups = np.array([7, 7, 3, 5, 5, 9])
+    for rows in cluster_bootstrap_indices(y, groups, 20, seed=0):
+        drawn = groups[rows]
+        for g in (7, 5):  # both members of a two-image group come together
+            assert np.sum(drawn == g) % 2 == 0
+        # stratified by each group's class: two class-0 groups, one class-1, one class-2 group per resample
+        assert len(set(rows)) <= len(rows) and np.sum(np.isin(drawn, [7, 3])) in (2, 3, 4)
+    with pytest.raises(ValueError, match="one group per image"):
+        next(cluster_bootstrap_indices(y, groups[:3], 1, seed=0))
+
+
+def test_cluster_bootstrap_is_not_fooled_by_duplicates():
+    """Copying every image five times narrows a plain bootstrap interval ~sqrt(5)-fold, not a cluster one."""
+    rng = np.random.default_rng(0)
+    y = np.arange(200) % 2
+    proba = np.eye(2)[np.where(rng.random(200) < 0.8, y, 1 - y)]
+    base = bootstrap_ci(_accuracy, y, proba, n_resamples=400, seed=1)
+    y5, proba5, groups = np.repeat(y, 5), np.repeat(proba, 5, axis=0), np.repeat(np.arange(200), 5)
+    naive = bootstrap_ci(_accuracy, y5, proba5, n_resamples=400, seed=1)
+    cluster = bootstrap_ci(_accuracy, y5, proba5, n_resamples=400, seed=1, groups=groups)
+
+    def width(result):
+        return result["ci"][1] - result["ci"][0]
+    assert cluster["value"] == base["value"]
+    assert width(naive) < 0.6 * width(base)
+    assert 0.75 < width(cluster) / width(base) < 1.33

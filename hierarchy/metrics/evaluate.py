@@ -13,7 +13,8 @@
           "per_class": [{"class", "precision", "recall", "specificity", "npv", "f1", "auc",
                          "average_precision", "support", "tp", "fp", "fn", "tn",
                          "<ratio>_ci_low", "<ratio>_ci_high" (Wilson for precision, recall,
-                         specificity, npv; bootstrap for auc)}, ...],
+                         specificity, npv; DeLong on the logit scale for auc, a Hanley-McNeil score
+                         interval when the AUC is 0 or 1: "auc_ci_method")}, ...],
           "confusion": {"labels": [...], "counts": [[int]], "normalized": [[float]]},  # rows = truth
           "curves": {"roc": {class: {"fpr", "tpr", "auc"}},
                      "pr": {class: {"precision", "recall", "average_precision"}}},
@@ -38,8 +39,8 @@ row; when some rows are referred (abstention), ``coverage`` reports accuracy on 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import partial
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,12 +57,14 @@ from hierarchy.metrics.classification import (
     predicted,
     roc_curves,
 )
+from hierarchy.metrics.delong import auc_interval, delong_test
 from hierarchy.metrics.false_negatives import false_negative_analysis, rows_with_planes
 from hierarchy.metrics.intervals import bootstrap_cis, proportion, wilson_interval
 from hierarchy.metrics.paired import mcnemar_exact, paired_bootstrap_difference
 from hierarchy.predictions import ROUTES, probabilities
 
 COMPARED_METRICS = ("accuracy", "macro_f1", "macro_auc")
+NO_TUMOR = "no_tumor"
 _WILSON_RATIOS = {"precision": ("tp", "fp"), "recall": ("tp", "fn"), "specificity": ("tn", "fp"),
                   "npv": ("tn", "fn")}
 _CURVE_POINTS = 101
@@ -111,16 +114,26 @@ def _referred(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
     return values.isin({"true", "1", "1.0"}).to_numpy()
 
 
-def _per_class(y_true, proba, classes, confidence, auc_cis) -> list[dict]:
+def _per_class(y_true, proba, classes, confidence) -> list[dict]:
     table = per_class_table(y_true, proba, classes)
     for ratio, (hit, miss) in _WILSON_RATIOS.items():
         bounds = [wilson_interval(h, h + m, confidence) if h + m else (np.nan, np.nan)
                   for h, m in zip(table[hit], table[miss], strict=True)]
         table[f"{ratio}_ci_low"] = [b[0] for b in bounds]
         table[f"{ratio}_ci_high"] = [b[1] for b in bounds]
-    table["auc_ci_low"] = [auc_cis[f"auc_{c}"]["ci"][0] for c in classes]
-    table["auc_ci_high"] = [auc_cis[f"auc_{c}"]["ci"][1] for c in classes]
+    intervals = [_class_auc_interval(y_true == k, proba[:, k], confidence) for k in range(len(classes))]
+    table["auc_ci_low"] = [i["ci"][0] for i in intervals]
+    table["auc_ci_high"] = [i["ci"][1] for i in intervals]
+    table["auc_ci_method"] = [i["method"] for i in intervals]
     return table.to_dict(orient="records")
+
+
+def _class_auc_interval(positive: np.ndarray, scores: np.ndarray, confidence: float) -> dict:
+    """DeLong (logit) interval of a one-vs-rest AUC, a score interval when it is 0 or 1 (see
+    ``hierarchy.metrics.delong``); no interval when the class or its complement is absent."""
+    if positive.all() or not positive.any():
+        return {"ci": [np.nan, np.nan], "method": None}
+    return auc_interval(positive, scores, confidence=confidence)
 
 
 def _per_plane(frame, y_true, proba, confidence, n_bootstrap, seed) -> dict:
@@ -168,12 +181,12 @@ def _coverage(y_true, proba, referred, confidence) -> dict | None:
 
 def _evaluate_route(frame, classes, n_bootstrap, seed, confidence, reject_column) -> dict:
     y_true, proba = labels_and_probabilities(frame, classes)
-    scores = bootstrap_cis(partial(headline_scores, classes=classes), y_true, proba,
+    scores = bootstrap_cis(headline_scores, y_true, proba,
                            n_resamples=n_bootstrap, seed=seed, confidence=confidence)
     return {
         "n": len(frame),
         "headline": {name: scores[name] for name in HEADLINE_METRICS},
-        "per_class": _per_class(y_true, proba, classes, confidence, scores),
+        "per_class": _per_class(y_true, proba, classes, confidence),
         "confusion": confusion(y_true, proba, classes),
         "curves": {"roc": roc_curves(y_true, proba, classes), "pr": pr_curves(y_true, proba, classes)},
         "calibration": {"ece": expected_calibration_error(y_true, proba),
@@ -238,7 +251,7 @@ def evaluate_predictions(pred: pd.DataFrame, *, classes: Sequence[str] = TUMOR_C
 
 def compare_routes(pred: pd.DataFrame, route_a: str, route_b: str, *,
                    classes: Sequence[str] = TUMOR_CLASSES, n_bootstrap: int = 1000, seed: int = 0,
-                   confidence: float = 0.95) -> dict:
+                   confidence: float = 0.95, groups: Mapping[str, Any] | None = None) -> dict:
     """Paired comparison of two routes on the same images.
 
     Parameters
@@ -249,12 +262,17 @@ def compare_routes(pred: pd.DataFrame, route_a: str, route_b: str, *,
         The routes to compare; differences are B minus A.
     classes, n_bootstrap, seed, confidence
         As for ``evaluate_predictions``.
+    groups
+        Duplicate-group id per image id: the paired bootstrap then resamples whole groups (cluster
+        bootstrap), as images of one group are not independent. Every compared id must have one.
 
     Returns
     -------
     dict
-        ``{"route_a", "route_b", "n", "mcnemar": {"b", "c", "p_value"}, m: {"difference", "ci",
-        "p_value"} for m in accuracy, macro_f1, macro_auc}``; ``b`` counts images only A got right.
+        ``{"route_a", "route_b", "n", "n_groups", "mcnemar": {"b", "c", "p_value", "mid_p"}, m: {"difference",
+        "ci", "p_value"} for m in accuracy, macro_f1, macro_auc, "tumour_auc": delong_test of the
+        tumour-vs-normal score 1 - p(no_tumor) or None}``; ``b`` counts images only A got right; each
+        interval and its p-value come from one procedure and agree.
 
     Raises
     ------
@@ -271,13 +289,32 @@ def compare_routes(pred: pd.DataFrame, route_a: str, route_b: str, *,
         raise ValueError(f"routes {route_a!r} and {route_b!r} disagree on true_label for some ids")
     y_true, proba_a = labels_and_probabilities(a.reset_index(), classes)
     _, proba_b = labels_and_probabilities(b.reset_index(), classes)
+    cluster = None
+    if groups is not None:
+        cluster = a.index.map(lambda i: groups.get(i)).to_numpy(dtype=object)
+        if pd.isna(cluster).any():
+            raise ValueError(f"{int(pd.isna(cluster).sum())} compared images have no duplicate group")
+        cluster = pd.factorize(cluster)[0]
     result = {"route_a": route_a, "route_b": route_b, "n": len(y_true),
+              "n_groups": None if cluster is None else int(len(np.unique(cluster))),
               "mcnemar": mcnemar_exact(predicted(proba_a) == y_true, predicted(proba_b) == y_true)}
     for name in COMPARED_METRICS:
         result[name] = paired_bootstrap_difference(
             y_true, proba_a, proba_b, HEADLINE_METRICS[name], n_resamples=n_bootstrap, seed=seed,
-            confidence=confidence)
+            confidence=confidence, groups=cluster)
+    result["tumour_auc"] = _tumour_auc_test(y_true, proba_a, proba_b, classes, confidence)
     return to_jsonable(result)
+
+
+def _tumour_auc_test(y_true, proba_a, proba_b, classes, confidence) -> dict | None:
+    """DeLong test of the tumour-vs-normal AUC (score ``1 - p(no_tumor)``); None without both kinds of image."""
+    if NO_TUMOR not in classes:
+        return None
+    normal = y_true == list(classes).index(NO_TUMOR)
+    if normal.all() or not normal.any():
+        return None
+    k = list(classes).index(NO_TUMOR)
+    return delong_test(~normal, 1 - proba_a[:, k], 1 - proba_b[:, k], confidence=confidence)
 
 
 def aggregate_seeds(results: list[dict]) -> dict:

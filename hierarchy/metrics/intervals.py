@@ -1,4 +1,10 @@
-"""Confidence intervals: Wilson score for proportions, stratified percentile bootstrap for any metric."""
+"""Confidence intervals: Wilson score for proportions, stratified percentile bootstrap for any metric.
+
+Images that are not independent (near-duplicate slices of one scan, found by
+``hierarchy.data.duplicate_groups``) are resampled together when ``groups`` is given: a cluster bootstrap
+draws whole groups with replacement, so an interval on a subset holding duplicate groups is not made
+narrower by counting one scan several times.
+"""
 
 from __future__ import annotations
 
@@ -78,6 +84,29 @@ def bootstrap_indices(y_true: np.ndarray, n_resamples: int, seed: int,
         yield np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
 
 
+def cluster_bootstrap_indices(y_true: np.ndarray, groups: np.ndarray, n_resamples: int, seed: int,
+                              stratified: bool = True) -> Iterator[np.ndarray]:
+    """Yield ``n_resamples`` index arrays of a cluster bootstrap: whole ``groups`` drawn with replacement.
+
+    ``groups`` holds one group id per image (e.g. ``hierarchy.data.duplicate_groups``); every image of a
+    drawn group enters the resample, so resamples vary in length. ``stratified`` draws groups within each
+    class of their first image, keeping the number of groups per class.
+    """
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
+    y_true, groups = np.asarray(y_true), np.asarray(groups)
+    if groups.shape != y_true.shape:
+        raise ValueError(f"groups must give one group per image: shape {groups.shape}, y_true {y_true.shape}")
+    ids, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
+    strata = ([np.flatnonzero(y_true[first] == c) for c in np.unique(y_true[first])] if stratified
+              else [np.arange(len(ids))])
+    rng = np.random.default_rng(seed)
+    for _ in range(n_resamples):
+        drawn = np.concatenate([rng.choice(s, size=len(s), replace=True) for s in strata])
+        yield np.concatenate([members[g] for g in drawn])
+
+
 def percentile_interval(samples: np.ndarray, confidence: float = 0.95) -> list[float]:
     """The central ``confidence`` percentile interval of bootstrap samples (NaN samples ignored)."""
     _check_confidence(confidence)
@@ -100,16 +129,24 @@ def _looped(fn: MetricFn | ScoreFn) -> Callable:
 
 
 def bootstrap_samples(fn: MetricFn | ScoreFn, y_true: np.ndarray, proba: np.ndarray, *,
-                      n_resamples: int = 1000, seed: int = 0,
-                      stratified: bool = True) -> np.ndarray | dict[str, np.ndarray]:
+                      n_resamples: int = 1000, seed: int = 0, stratified: bool = True,
+                      groups: np.ndarray | None = None) -> np.ndarray | dict[str, np.ndarray]:
     """``fn(y_true[i], proba[i])`` for every ``i`` of :func:`bootstrap_indices`: an
     ``(n_resamples,)`` array for a metric, ``{name: array}`` for a function returning scores.
 
     ``HEADLINE_METRICS`` functions and ``headline_scores`` are computed on many resamples at once by
     their vectorised ``batch_*`` equivalents; any other function is called once per resample.
+    With ``groups`` the resamples are those of :func:`cluster_bootstrap_indices` (one at a time, as
+    their lengths differ).
     """
     y_true, proba = np.asarray(y_true), np.asarray(proba)
     score = batched(fn) or _looped(fn)
+    if groups is not None:
+        values = [score(y_true[rows][None], proba[rows][None])
+                  for rows in cluster_bootstrap_indices(y_true, groups, n_resamples, seed, stratified)]
+        if isinstance(values[0], Mapping):
+            return {name: np.concatenate([v[name] for v in values]) for name in values[0]}
+        return np.concatenate(values)
     indices = bootstrap_indices(y_true, n_resamples, seed, stratified)
     per_batch = max(1, _BATCH_ELEMENTS // max(1, proba.size))
     chunks = []
@@ -123,7 +160,7 @@ def bootstrap_samples(fn: MetricFn | ScoreFn, y_true: np.ndarray, proba: np.ndar
 
 def bootstrap_cis(score_fn: ScoreFn, y_true: np.ndarray, proba: np.ndarray, *,
                   n_resamples: int = 1000, seed: int = 0, stratified: bool = True,
-                  confidence: float = 0.95) -> dict[str, dict]:
+                  confidence: float = 0.95, groups: np.ndarray | None = None) -> dict[str, dict]:
     """Several metrics, returned together by ``score_fn(y_true, proba) -> {name: value}``, with
     percentile bootstrap intervals from the same resamples.
 
@@ -139,6 +176,8 @@ def bootstrap_cis(score_fn: ScoreFn, y_true: np.ndarray, proba: np.ndarray, *,
         Resample within each true class, keeping the class counts.
     confidence
         Coverage of the intervals, in (0, 1).
+    groups
+        One group id per image (duplicate groups): resample whole groups (cluster bootstrap).
 
     Returns
     -------
@@ -148,21 +187,21 @@ def bootstrap_cis(score_fn: ScoreFn, y_true: np.ndarray, proba: np.ndarray, *,
     y_true, proba = np.asarray(y_true), np.asarray(proba)
     point = dict(score_fn(y_true, proba))
     samples = bootstrap_samples(score_fn, y_true, proba, n_resamples=n_resamples, seed=seed,
-                                stratified=stratified)
+                                stratified=stratified, groups=groups)
     return {name: {"value": float(value), "ci": percentile_interval(samples[name], confidence)}
             for name, value in point.items()}
 
 
 def bootstrap_ci(metric_fn: MetricFn, y_true: np.ndarray, proba: np.ndarray, *,
                  n_resamples: int = 1000, seed: int = 0, stratified: bool = True,
-                 confidence: float = 0.95) -> dict:
+                 confidence: float = 0.95, groups: np.ndarray | None = None) -> dict:
     """``metric_fn(y_true, proba)`` with a percentile bootstrap interval, stratified by true class.
 
     Parameters
     ----------
     metric_fn
         Maps ``(y_true, proba)`` to a number.
-    y_true, proba, n_resamples, seed, stratified, confidence
+    y_true, proba, n_resamples, seed, stratified, confidence, groups
         As for ``bootstrap_cis``.
 
     Returns
@@ -172,6 +211,6 @@ def bootstrap_ci(metric_fn: MetricFn, y_true: np.ndarray, proba: np.ndarray, *,
     """
     y_true, proba = np.asarray(y_true), np.asarray(proba)
     samples = bootstrap_samples(metric_fn, y_true, proba, n_resamples=n_resamples, seed=seed,
-                                stratified=stratified)
+                                stratified=stratified, groups=groups)
     return {"value": float(metric_fn(y_true, proba)),
             "ci": percentile_interval(samples, confidence)}
