@@ -105,3 +105,14 @@ def test_bad_inputs_raise_clear_errors():
         check_inputs(np.array([0, 1]), np.array([[np.nan, 1], [0.5, 0.5]]))
     with pytest.raises(ValueError, match="indices"):
         check_inputs(np.array([0, 5]), np.full((2, 2), 0.5))
+
+
+def test_confusion_normalised_by_predicted_class():
+    from hierarchy.metrics import confusion
+    # truth 0,0,0,1 ; predictions 0,1,1,1: of the three calls of class 1 only one is right
+    y = np.array([0, 0, 0, 1])
+    proba = np.eye(2)[[0, 1, 1, 1]]
+    result = confusion(y, proba, ["a", "b"])
+    assert result["counts"] == [[1, 2], [0, 1]]
+    np.testing.assert_allclose(result["normalized"], [[1 / 3, 2 / 3], [0, 1]])
+    np.testing.assert_allclose(result["normalized_by_predicted"], [[1, 2 / 3], [0, 1 / 3]])

@@ -21,6 +21,7 @@ from hierarchy.metrics.classification import (
                                            roc_curves,
 )
 from hierarchy.metrics.conformal import ConformalSets, conformal_evaluation, set_summary
+from hierarchy.metrics.delong import auc_interval, delong_covariance, delong_test
 from hierarchy.metrics.evaluate import (
                                            aggregate_seeds,
                                            compare_routes,
@@ -36,13 +37,28 @@ from hierarchy.metrics.false_negatives import (
                                            routing_errors,
                                            tumour_detection,
 )
-from hierarchy.metrics.intervals import bootstrap_ci, bootstrap_cis, proportion, wilson_interval
-from hierarchy.metrics.paired import mcnemar_exact, paired_bootstrap_difference
+from hierarchy.metrics.intervals import (
+                                           bootstrap_ci,
+                                           bootstrap_cis,
+                                           cluster_bootstrap_indices,
+                                           proportion,
+                                           wilson_interval,
+)
+from hierarchy.metrics.multiplicity import adjust_family, adjust_p_values
+from hierarchy.metrics.operating_points import (
+                                           clinical_reading,
+                                           decision_curve,
+                                           operating_point,
+                                           operating_points,
+)
+from hierarchy.metrics.paired import bootstrap_test, mcnemar_exact, paired_bootstrap_difference
 from hierarchy.metrics.shift import accuracy_coverage_curve, ood_auroc
 from hierarchy.metrics.simulate import simulate_predictions
 
 __all__ = [
-    "ConformalSets", "HEADLINE_METRICS", "accuracy", "accuracy_coverage_curve", "aggregate_seeds",
+    "ConformalSets", "HEADLINE_METRICS", "accuracy", "adjust_family", "adjust_p_values", "auc_interval",
+    "bootstrap_test", "clinical_reading", "cluster_bootstrap_indices", "decision_curve", "delong_covariance",
+    "delong_test", "operating_point", "operating_points", "accuracy_coverage_curve", "aggregate_seeds",
     "apply_temperature", "balanced_accuracy", "bootstrap_ci", "bootstrap_cis", "brier_score",
     "class_auc", "compare_routes", "conformal_evaluation", "confusion", "evaluate_predictions",
     "expected_calibration_error", "false_negative_analysis", "labels_and_probabilities",

@@ -251,15 +251,20 @@ def pr_curves(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> 
 
 
 def confusion(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> dict[str, list]:
-    """Confusion matrix (rows: truth, columns: prediction) as counts and row-normalised fractions.
+    """Confusion matrix (rows: truth, columns: prediction) as counts, normalised by true class (rows,
+    ``normalized``: recall on the diagonal) and by predicted class (columns, ``normalized_by_predicted``:
+    precision on the diagonal, i.e. how often a call of that class is right).
 
-    Rows of classes absent from ``y_true`` are all zero in both matrices.
+    Rows of classes absent from ``y_true`` (columns of classes never predicted) are all zero.
     """
     labels = np.arange(len(classes))
     counts = skm.confusion_matrix(y_true, predicted(proba), labels=labels)
     rows = counts.sum(axis=1, keepdims=True)
+    columns = counts.sum(axis=0, keepdims=True)
     normalized = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0)
-    return {"labels": list(classes), "counts": counts.tolist(), "normalized": normalized.tolist()}
+    by_predicted = np.divide(counts, columns, out=np.zeros(counts.shape, dtype=float), where=columns > 0)
+    return {"labels": list(classes), "counts": counts.tolist(), "normalized": normalized.tolist(),
+            "normalized_by_predicted": by_predicted.tolist()}
 
 
 def per_class_table(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
