@@ -94,3 +94,38 @@ def test_bad_input_gets_clear_errors():
         conformal.predict(proba, alpha=1.5)
     with pytest.raises(ValueError, match=r"shape \(n, 4\)"):
         conformal.predict(proba[:, :3])
+
+
+def miscalibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels from the true probabilities, but the model under-states class 0 (a hard class)."""
+    y, proba = exchangeable(n, 2.0, seed)
+    shown = proba * np.array([0.25, 1, 1, 1])
+    return y, shown / shown.sum(axis=1, keepdims=True)
+
+
+def test_mondrian_sets_cover_every_class_on_a_separate_calibration_split():
+    y_cal, p_cal = miscalibrated(3000, seed=10)  # the calibration split, seen by nothing else
+    y_test, p_test = miscalibrated(4000, seed=11)
+    alpha = 0.1
+    marginal = set_summary(ConformalSets().fit(p_cal, y_cal).predict(p_test, alpha), y_test, TUMOR_CLASSES)
+    mondrian = set_summary(ConformalSets(class_conditional=True).fit(p_cal, y_cal).predict(p_test, alpha),
+                           y_test, TUMOR_CLASSES)
+    # on average both hold, but only the Mondrian sets hold for the under-stated class
+    assert marginal["coverage"]["value"] >= 1 - alpha - 0.02
+    assert marginal["per_class"][0]["coverage"] < 1 - alpha - 0.05
+    assert all(row["coverage"] >= 1 - alpha - 0.03 for row in mondrian["per_class"])
+
+
+def test_sets_may_be_forbidden_to_be_empty():
+    y_cal, p_cal = exchangeable(1000, 6.0, seed=4)
+    y_test, p_test = exchangeable(2000, 6.0, seed=5)
+    alpha = 0.3  # a loose target leaves many confident images with no class at all
+    allowed = ConformalSets().fit(p_cal, y_cal).predict(p_test, alpha)
+    forbidden = ConformalSets(allow_empty=False).fit(p_cal, y_cal).predict(p_test, alpha)
+    assert (~allowed.any(axis=1)).mean() > 0.02 and forbidden.any(axis=1).all()
+    # only the empty sets changed, each to the most probable class
+    empty = ~allowed.any(axis=1)
+    assert (forbidden[~empty] == allowed[~empty]).all()
+    assert (forbidden[empty].argmax(axis=1) == p_test[empty].argmax(axis=1)).all()
+    before, after = (set_summary(s, y_test, TUMOR_CLASSES) for s in (allowed, forbidden))
+    assert after["empty"] == 0 and after["coverage"]["value"] >= before["coverage"]["value"]

@@ -9,11 +9,17 @@ Nonconformity is ``"hinge"`` (``1 - p(class)``) or ``"margin"`` (the best other 
 minus ``p(class)``), both from ``crepes.extras``. ``class_conditional=True`` calibrates one threshold per
 class (Mondrian by true class), so coverage holds within each class, not only on average.
 P-values are not smoothed by default: sets are deterministic and coverage is at least ``1 - alpha``.
+``allow_empty=False`` puts the most probable class into any set that would be empty; sets only grow,
+so the coverage guarantee still holds (sets get a little larger).
+
+The calibration rows must be seen by nothing else: not by early stopping, temperature fitting or
+ensemble weighting, or the scores on them are optimistic and coverage falls short. The experiment
+carves such a split from its training rows (``ExperimentConfig.calibration_fraction``).
 
 :func:`conformal_evaluation` takes a calibration and an evaluation prediction table (see
 :mod:`hierarchy.predictions`) and returns, per route present in both::
 
-    {"alpha": float, "score": str, "class_conditional": bool, "classes": [...],
+    {"alpha": float, "score": str, "class_conditional": bool, "allow_empty": bool, "classes": [...],
      "routes": {route: {"n_calibration": int, "n": int,
                         "coverage": {"value", "ci" (Wilson), "successes", "n"},
                         "mean_set_size": float, "empty": float, "singleton": float,
@@ -53,6 +59,8 @@ class ConformalSets:
         Calibrate one threshold per true class (Mondrian conformal classifier).
     smoothing : bool, default False
         Use crepes' smoothed (randomised) p-values; exact coverage, but sets depend on ``seed``.
+    allow_empty : bool, default True
+        False adds the most probable class to any set that would otherwise be empty.
     seed : int, default 0
         Seed of the smoothing.
 
@@ -66,11 +74,12 @@ class ConformalSets:
     """
 
     def __init__(self, score: str = "hinge", class_conditional: bool = False,
-                 smoothing: bool = False, seed: int = 0):
+                 smoothing: bool = False, seed: int = 0, allow_empty: bool = True):
         self.score = score
         self.class_conditional = class_conditional
         self.smoothing = smoothing
         self.seed = seed
+        self.allow_empty = allow_empty
 
     def _nonconformity(self, proba: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
         if self.score not in NONCONFORMITY:
@@ -106,11 +115,16 @@ class ConformalSets:
         alphas = self._nonconformity(proba)
         options = {"confidence": 1 - alpha, "smoothing": self.smoothing, "seed": self.seed}
         if not self.class_conditional:
-            return self.classifier_.predict_set(alphas, **options).astype(bool)
-        # each class is tested against its own calibration scores (as crepes' WrapClassifier does)
-        return np.column_stack([
-            self.classifier_.predict_set(alphas, bins=np.full(len(proba), k), **options)[:, k]
-            for k in range(self.n_classes_)]).astype(bool)
+            sets = self.classifier_.predict_set(alphas, **options).astype(bool)
+        else:
+            # each class is tested against its own calibration scores (as crepes' WrapClassifier does)
+            sets = np.column_stack([
+                self.classifier_.predict_set(alphas, bins=np.full(len(proba), k), **options)[:, k]
+                for k in range(self.n_classes_)]).astype(bool)
+        if not self.allow_empty:
+            empty = ~sets.any(axis=1)
+            sets[empty, proba[empty].argmax(axis=1)] = True
+        return sets
 
 
 def set_summary(sets: np.ndarray, y_true: np.ndarray, classes: Sequence[str],
@@ -137,9 +151,9 @@ def set_summary(sets: np.ndarray, y_true: np.ndarray, classes: Sequence[str],
 
 def conformal_evaluation(calibration: pd.DataFrame, evaluation: pd.DataFrame, *, alpha: float = 0.1,
                          classes: Sequence[str] = TUMOR_CLASSES, routes: Sequence[str] | None = None,
-                         score: str = "hinge", class_conditional: bool = False,
+                         score: str = "hinge", class_conditional: bool = False, allow_empty: bool = True,
                          confidence: float = 0.95) -> dict:
-    """Calibrate each route on ``calibration`` rows (e.g. BRISC validation), evaluate its prediction
+    """Calibrate each route on ``calibration`` rows (a split nothing else has seen), evaluate its prediction
     sets on ``evaluation`` rows (BRISC test or an external set); the structure is in the module
     docstring. ``routes`` defaults to every route present in both tables."""
     shared = [r for r in present_routes(calibration) if r in set(present_routes(evaluation))]
@@ -152,9 +166,10 @@ def conformal_evaluation(calibration: pd.DataFrame, evaluation: pd.DataFrame, *,
     for route in chosen:
         y_cal, proba_cal = labels_and_probabilities(_route_rows(calibration, route), classes)
         y_eval, proba_eval = labels_and_probabilities(_route_rows(evaluation, route), classes)
-        conformal = ConformalSets(score=score, class_conditional=class_conditional).fit(proba_cal, y_cal)
+        conformal = ConformalSets(score=score, class_conditional=class_conditional,
+                                  allow_empty=allow_empty).fit(proba_cal, y_cal)
         results[route] = {"n_calibration": len(y_cal),
                           **set_summary(conformal.predict(proba_eval, alpha), y_eval, classes,
                                         confidence)}
     return to_jsonable({"alpha": alpha, "score": score, "class_conditional": class_conditional,
-                        "classes": list(classes), "routes": results})
+                        "allow_empty": allow_empty, "classes": list(classes), "routes": results})
