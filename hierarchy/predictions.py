@@ -10,6 +10,9 @@ One row per (image, route). Columns:
 - ``expert``: the plane whose expert decided (hard routes), ``mixture`` (soft, ensemble) or ``flat``
 - ``referred``: True when abstention (``reject_below``) referred the image to a human
 - optional ground truth ``true_label`` and ``true_plane``, and ``path``
+- for slices of DICOM/NIfTI volumes, ``SCANNER_COLUMNS``: the ``series``, the ``header_plane`` from the geometry
+  with its ``plane_source`` (``header`` or ``oblique``) and ``plane_angle``, the slice's axis, index and
+  position, and whether it holds ``brain``
 
 The class and plane lists default to BRISC's (``hierarchy.labels``); pass a Router's ``classes_`` and
 ``planes_`` for other label sets. ``prediction_table`` builds one route's rows.
@@ -25,6 +28,12 @@ import pandas as pd
 from hierarchy.labels import PLANES, TUMOR_CLASSES, to_indices
 
 ROUTES: tuple[str, ...] = ("flat", "hierarchical", "soft", "ensemble", "oracle")
+# Routes by the plane from the DICOM/NIfTI geometry where a slice has one (else as ``hierarchical``); only for
+# inputs that carry header planes, so it is not among the default ROUTES.
+HEADER_ROUTE = "header"
+# What an index frame of DICOM/NIfTI slices adds to each prediction row (see hierarchy.data.scanner_index).
+SCANNER_COLUMNS: tuple[str, ...] = ("series", "header_plane", "plane_source", "plane_angle", "slice_axis",
+                                    "slice_index", "slice_position", "brain")
 EXPERT_OF_ROUTE = {"flat": "flat", "soft": "mixture", "ensemble": "mixture"}
 # Float32 softmax and CSV round trips may leave a probability this far outside [0, 1]; more is an error.
 _PROB_TOLERANCE = 1e-6
@@ -104,7 +113,51 @@ def prediction_table(ids: Sequence[str], route: str, proba: np.ndarray, *, class
     table["expert"] = EXPERT_OF_ROUTE[route] if route in EXPERT_OF_ROUTE else np.asarray(expert, dtype=object)
     table["referred"] = referred
     if truth is not None:
-        for column, source in (("true_label", "label"), ("true_plane", parent), ("path", "path")):
+        for column, source in (("true_label", "label"), ("true_plane", parent), ("path", "path"),
+                               *((c, c) for c in SCANNER_COLUMNS)):
             if source in truth.columns:
                 table[column] = truth[source].to_numpy()
     return table
+
+
+SERIES_TOP_SLICES = 3  # slices listed as having driven a series prediction
+
+
+def series_predictions(table: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASSES) -> pd.DataFrame:
+    """One prediction per (route, series) from a prediction table of DICOM/NIfTI slices.
+
+    The aggregation: the mean tumour probability over the series' brain slices (``brain`` True; all its
+    slices when none is), ``pred_label`` its argmax. ``driving_slices`` lists the ids of the
+    ``SERIES_TOP_SLICES`` slices with the highest probability of that label. Also: ``n_slices``, ``n_used``,
+    the most common ``header_plane`` and (of the used slices) ``pred_plane``, ``plane_agreement`` (share of
+    used slices whose predicted plane is the header's), ``referred_fraction`` and the mean ``ood_score`` when
+    the table has them, and ``true_label`` when every slice of the series has the same one. Rows without a
+    series (plain images) are left out; a table without a ``series`` column gives an empty frame.
+    """
+    if "series" not in table.columns:
+        return pd.DataFrame()
+    rows = []
+    slices = table[table["series"].notna()]
+    for (route, series), group in slices.groupby(["route", "series"], sort=True):
+        brain = group["brain"].fillna(False).astype(bool) if "brain" in group.columns else None
+        used = group[brain] if brain is not None and brain.any() else group
+        proba = probabilities(used, classes).mean(axis=0)
+        label = classes[int(np.argmax(proba))]
+        top = used.assign(_p=used[prob_column(label)]).nlargest(SERIES_TOP_SLICES, "_p")["id"].tolist()
+        row = {"series": series, "route": route, "pred_label": label,
+               **{prob_column(c): float(p) for c, p in zip(classes, proba, strict=True)},
+               "n_slices": len(group), "n_used": len(used), "driving_slices": ";".join(map(str, top))}
+        header = group["header_plane"].dropna() if "header_plane" in group.columns else pd.Series([], dtype=object)
+        row["header_plane"] = header.mode().iloc[0] if len(header) else None
+        predicted = used["pred_plane"].dropna() if "pred_plane" in used.columns else pd.Series([], dtype=object)
+        row["pred_plane"] = predicted.mode().iloc[0] if len(predicted) else None
+        if len(predicted) and "header_plane" in used.columns:
+            row["plane_agreement"] = float((used["pred_plane"] == used["header_plane"]).mean())
+        if "referred" in used.columns:
+            row["referred_fraction"] = float(used["referred"].astype(bool).mean())
+        if "ood_score" in used.columns:
+            row["ood_score"] = float(used["ood_score"].mean())
+        if "true_label" in group.columns and group["true_label"].nunique(dropna=False) == 1:
+            row["true_label"] = group["true_label"].iloc[0]
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -104,6 +104,11 @@ def open_image_file(path: str | Path, target_size: int | None = None) -> Image.I
     least ``target_size`` px (``Image.draft``), which makes large JPEGs cheap to read.
     """
     path = Path(path)
+    if "#axis" in path.name and not path.exists():  # a slice of a DICOM or NIfTI volume
+        from hierarchy.data.volume import read_slice  # noqa: PLC0415  (it imports this module)
+
+        with guarded_decode(str(path)):
+            return read_slice(path)
     with guarded_decode(str(path)), Image.open(path) as im:
         check_mode(im.mode, str(path))
         if target_size is not None and im.format == "JPEG":

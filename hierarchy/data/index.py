@@ -12,13 +12,15 @@ import pandas as pd
 
 from hierarchy.csv_io import read_csv
 from hierarchy.data.image_io import ImageReadError, inspect_image_bytes, link_problem, skip_record
+from hierarchy.data.scanner_index import SCANNER_COLUMNS, scanner_rows
+from hierarchy.data.volume import is_dicom_file, is_nifti, is_scanner_path
 from hierarchy.labels import normalize_plane, normalize_tumor_label
 
 log = logging.getLogger(__name__)
 
 COLUMNS: tuple[str, ...] = ("id", "path", "label", "plane", "split", "sha256", "width", "height",
                             "mode", "file_size", "layout", "mask_path")
-LAYOUTS: tuple[str, ...] = ("brisc2025", "kaggle", "csv")
+LAYOUTS: tuple[str, ...] = ("brisc2025", "kaggle", "csv", "scanner")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 _KAGGLE_SPLITS = {"training": "train", "testing": "test"}
 _CSV_SPLITS = {"train": "train", "training": "train", "test": "test", "testing": "test"}
@@ -48,19 +50,33 @@ def _kaggle_split_dirs(root: Path) -> list[tuple[Path, str]]:
 
 
 def detect_layout(root: str | Path) -> str:
-    """Which layout ``root`` uses: ``brisc2025``, ``kaggle`` or ``csv`` (a .csv file)."""
+    """Which layout ``root`` uses: ``brisc2025``, ``kaggle``, ``csv`` (a .csv file) or ``scanner`` (a NIfTI
+    file, a DICOM file, or a folder of DICOM and NIfTI files)."""
     root = Path(root)
     _check_root(root)
     if root.is_file():
         if root.suffix.lower() == ".csv":
             return "csv"
-        raise ValueError(f"{root} is a file but not a .csv image list")
+        if is_nifti(root) or is_dicom_file(root):
+            return "scanner"
+        raise ValueError(f"{root} is a file but not a .csv image list, a NIfTI or a DICOM file")
     if (root / "classification_task").is_dir():
         return "brisc2025"
     if _kaggle_split_dirs(root):
         return "kaggle"
+    if _scanner_items(root):
+        return "scanner"
     raise ValueError(f"cannot tell the layout of {root}: expected classification_task/ (brisc2025), "
-                     "Training/ and Testing/ (kaggle), or a .csv file")
+                     "Training/ and Testing/ (kaggle), a .csv file, or DICOM/NIfTI files (scanner)")
+
+
+def _scanner_items(root: Path) -> list[Path]:
+    """The scanner paths of a ``scanner`` root: the file itself, or every NIfTI file under the folder and the
+    folder itself when it holds DICOM files."""
+    if root.is_file():
+        return [root]
+    nifti = [p for p in sorted(root.rglob("*")) if is_nifti(p) and p.is_file() and not p.name.startswith(".")]
+    return nifti + ([root] if is_scanner_path(root) else [])
 
 
 def _image_files(folder: Path) -> Iterator[Path]:
@@ -176,20 +192,29 @@ def _index_root(root: str | Path, layout: str = "auto", *, skip_bad: bool = Fals
         entries, base = _csv_entries(root), root.parent
     elif layout == "brisc2025":
         entries, base = _brisc_entries(root), root
+    elif layout == "scanner":
+        base = root.parent if root.is_file() else root
+        entries = (_Entry(path, None, None, None) for path in _scanner_items(root))
     else:
         entries, base = _kaggle_entries(root), root
     rows, skipped = [], []
     for entry in entries:
         try:
-            rows.append(_read_row(entry, base, layout))
+            if layout == "scanner" or (layout == "csv" and is_scanner_path(entry.path)):
+                rows += scanner_rows(entry.path, base, label=entry.label, plane=entry.plane, split=entry.split,
+                                     layout=layout)
+            else:
+                rows.append(_read_row(entry, base, layout))
         except ImageReadError as err:
             if not skip_bad:
                 raise
             skipped.append(skip_record(entry.path, err))
     if not rows:
         raise ValueError(f"no readable images found under {root} (layout {layout})")
-    frame = pd.DataFrame(rows, columns=list(COLUMNS)).sort_values("id", ignore_index=True)
-    for column in ("plane", "split", "mask_path"):  # keep None (not NaN) for "not known"
+    columns = list(COLUMNS) + (list(SCANNER_COLUMNS) if any("series" in row for row in rows) else [])
+    frame = pd.DataFrame(rows, columns=columns).sort_values("id", ignore_index=True)
+    text = [c for c in ("series", "header_plane", "plane_source", "brain") if c in columns]
+    for column in ("plane", "split", "mask_path", *text):  # keep None (not NaN) for "not known"
         values = frame[column].astype(object)
         frame[column] = values.where(values.notna(), None)
     frame.attrs["skipped"] = skipped

@@ -18,7 +18,13 @@ from hierarchy.data import PreprocessConfig
 from hierarchy.data.tta import tta_views
 from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics.calibration import apply_temperature, fit_temperature
-from hierarchy.predictions import ROUTES, label_indices, prediction_table, probabilities
+from hierarchy.predictions import (
+    HEADER_ROUTE,
+    ROUTES,
+    label_indices,
+    prediction_table,
+    probabilities,
+)
 from hierarchy.progress import progress_bar
 from hierarchy.provenance import run_record
 from hierarchy.routing.components import (
@@ -73,6 +79,17 @@ def _ordered(values: pd.Series, default: Sequence[str]) -> tuple[str, ...]:
     return tuple(v for v in default if v in found) if found <= set(default) else tuple(sorted(found))
 
 
+def _header_planes(frame: pd.DataFrame | None) -> list[str | None] | None:
+    """The header plane of each row where the geometry gives one (not oblique), else None; None for a frame
+    without any (no DICOM/NIfTI slices)."""
+    if frame is None or "header_plane" not in frame.columns or "plane_source" not in frame.columns:
+        return None
+    usable = (frame["plane_source"] == "header").to_numpy()
+    if not usable.any():
+        return None
+    return [p if ok else None for p, ok in zip(frame["header_plane"], usable, strict=True)]
+
+
 class Router(BaseEstimator):
     """Two-stage classifier: a parent-group classifier (the scan plane, by default) routes each image to its
     group's expert; a flat model classifies every image directly.
@@ -116,7 +133,8 @@ feature_views, seed, ood
 
     Routes (``hierarchy.predictions.ROUTES``): ``flat``, ``hierarchical`` (the most probable group's expert),
     ``soft`` (experts mixed by group probability), ``ensemble`` (``w * flat + (1 - w) * soft``) and
-    ``oracle`` (the expert of the true group; index-frame inputs only).
+    ``oracle`` (the expert of the true group; index-frame inputs only), and for DICOM/NIfTI slices ``header``
+    (the expert of the plane from the file's geometry where the slice has one, else as ``hierarchical``).
 
     Examples
     --------
@@ -309,8 +327,9 @@ feature_views, seed, ood
         """Fit one temperature per route on validation rows (their log-probabilities as logits), replacing
         any earlier ``temperatures_``; a frame with test-split rows is refused. Returns ``self``."""
         check_is_fitted(self)
-        if "oracle" in routes:
-            raise ValueError("the oracle route is not calibrated; it uses the hierarchical route's temperature")
+        if {"oracle", HEADER_ROUTE} & set(routes):
+            raise ValueError("the oracle and header routes are not calibrated; they use the hierarchical "
+                             "route's temperature")
         refuse_test_rows(val_frame, "val_frame")
         table = self.predict_routes(val_frame, routes, progress=False)
         y_val = label_indices(val_frame["label"], self.classes_)
@@ -323,12 +342,13 @@ feature_views, seed, ood
         return self
 
     def temperature(self, route: str) -> float:
-        """The temperature ``calibrate`` fitted for ``route`` (the oracle uses the hierarchical one)."""
+        """The temperature ``calibrate`` fitted for ``route`` (the oracle and header routes use the hierarchical
+        one)."""
         check_is_fitted(self)
         if not self.temperatures_:
             raise ValueError("this Router has no temperatures; fit them on validation data with "
                              "Router.calibrate (Router.fit does) before asking for calibrated output")
-        fitted = "hierarchical" if route == "oracle" else route
+        fitted = "hierarchical" if route in ("oracle", HEADER_ROUTE) else route
         if fitted not in self.temperatures_:
             raise ValueError(f"this Router has no temperature for the {fitted!r} route "
                              f"(it has {sorted(self.temperatures_)}); calibrate that route first")
@@ -337,23 +357,28 @@ feature_views, seed, ood
     # -- prediction ----------------------------------------------------------------------------
     def available_routes(self, inputs: Any) -> tuple[str, ...]:
         """The routes ``inputs`` allow: ``oracle`` only for an index frame with every true group known, ``flat``
-        and ``ensemble`` only with a flat model."""
+        and ``ensemble`` only with a flat model, ``header`` only for DICOM/NIfTI slices with a header plane."""
         check_is_fitted(self)
         resolved = resolve_inputs(inputs)
         routes = [r for r in ROUTES if self.flat_model_ is not None or r not in ("flat", "ensemble")]
         frame = resolved.frame
         if frame is None or self.parent not in frame.columns or not frame[self.parent].isin(self.planes_).all():
             routes.remove("oracle")
+        if _header_planes(frame) is not None:
+            routes.append(HEADER_ROUTE)
         return tuple(routes)
 
     def _check_routes(self, routes: Sequence[str], inputs: Inputs) -> None:
-        unknown = [r for r in routes if r not in ROUTES]
+        unknown = [r for r in routes if r not in (*ROUTES, HEADER_ROUTE)]
         if unknown or not routes:
-            raise ValueError(f"unknown routes {unknown or list(routes)}; choose from {list(ROUTES)}")
+            raise ValueError(f"unknown routes {unknown or list(routes)}; choose from {[*ROUTES, HEADER_ROUTE]}")
         if self.flat_model_ is None and {"flat", "ensemble"} & set(routes):
             raise ValueError("this Router has no flat model, so it has no 'flat' or 'ensemble' route")
         if "ensemble" in routes and self.ensemble_weight_ is None:
             raise ValueError("this Router has no ensemble weight; it is chosen on validation data by Router.fit")
+        if HEADER_ROUTE in routes and _header_planes(inputs.frame) is None:
+            raise ValueError("the header route needs DICOM or NIfTI slices whose geometry gives their plane "
+                             "(index them with hierarchy.data.index_dataset or pass the files)")
         if "oracle" in routes:
             if inputs.frame is None or self.parent not in inputs.frame.columns:
                 raise ValueError(f"the oracle route needs the true {self.parent} of each image: pass a "
@@ -389,7 +414,7 @@ feature_views, seed, ood
         if any(r != "flat" for r in routes):
             found["plane"] = proba("plane")
             chosen = found["plane"].argmax(axis=1)
-            every_expert = every_expert or bool({"soft", "ensemble", "oracle"} & set(routes))
+            every_expert = every_expert or bool({"soft", "ensemble", "oracle", HEADER_ROUTE} & set(routes))
             uniform = np.full(len(self.classes_), 1.0 / len(self.classes_))
             for i, plane in enumerate(self.planes_):
                 if every_expert:
@@ -424,7 +449,9 @@ feature_views, seed, ood
         combined = combine_routes(routes, planes=self.planes_, plane_proba=got.get("plane"),
                                   expert_proba=experts or None, flat_proba=got.get("flat"),
                                   ensemble_weight=self.ensemble_weight_,
-                                  true_planes=inputs.frame[self.parent].tolist() if "oracle" in routes else None)
+                                  true_planes=inputs.frame[self.parent].tolist() if "oracle" in routes else None,
+                                  header_planes=(_header_planes(inputs.frame) if HEADER_ROUTE in routes
+                                                 else None))
         return replace(combined, ood_score=got.get(_OOD))
 
     def predict_routes(self, inputs: Any, routes: Sequence[str] | None = None, *,
@@ -494,7 +521,8 @@ feature_views, seed, ood
             proba = found.routes[route]
             if calibrated:
                 proba = apply_temperature(proba, temperatures[route], are_probabilities=True)
-            expert = resolved.frame[self.parent].to_numpy() if route == "oracle" else found.expert_used
+            expert = (resolved.frame[self.parent].to_numpy() if route == "oracle"
+                      else found.header_expert if route == HEADER_ROUTE else found.expert_used)
             referred = apply_rejection(proba, reject_below)
             table = prediction_table(resolved.ids, route, proba, classes=self.classes_, planes=self.planes_,
                                      plane_proba=None if route == "flat" else found.plane, expert=expert,

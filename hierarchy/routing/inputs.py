@@ -16,6 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 from hierarchy.data import ImageReadError, PreprocessConfig, eval_transform
 from hierarchy.data.index import IMAGE_SUFFIXES
 from hierarchy.data.perturb import get_perturbation
+from hierarchy.data.scanner_index import SCANNER_COLUMNS, scanner_rows
+from hierarchy.data.volume import is_dicom_file, is_nifti, is_scanner_path, parse_slice_ref
 from hierarchy.training.runtime import resolve_runtime
 
 
@@ -31,19 +33,26 @@ class Inputs:
         return len(self.ids)
 
 
-def _folder_images(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                   and not p.name.startswith("."))
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {folder}")
-    return files
+def _folder_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The image files under ``folder`` and its scanner items: NIfTI files, and the folder itself when it holds
+    DICOM files."""
+    found = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+    files = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
+    scanner = [p for p in found if is_nifti(p)] + ([folder] if any(is_dicom_file(p) for p in found) else [])
+    if not files and not scanner:
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}), DICOM or NIfTI files found "
+                                f"under {folder}")
+    return files, scanner
 
 
 def resolve_inputs(inputs: Any) -> Inputs:
     """Turn a path, folder, image, array, tensor, a list of those, or a dataset-index frame into ``Inputs``.
 
     Ids are the frame's ``id`` column, a file's name, a path relative to a given folder, or
-    ``input_<n>`` for in-memory images. ``Inputs`` are returned as they are.
+    ``input_<n>`` for in-memory images. ``Inputs`` are returned as they are. NIfTI files, DICOM files and
+    folders holding DICOM files become one input per slice as the file stored them
+    (``hierarchy.data.scanner_index``), and then ``frame`` holds each input's ``path`` and the slices'
+    ``SCANNER_COLUMNS`` (None for plain images).
     """
     if isinstance(inputs, Inputs):
         return inputs
@@ -59,22 +68,40 @@ def resolve_inputs(inputs: Any) -> Inputs:
         raise ValueError("no inputs to predict on")
     ids: list[str] = []
     sources: list[Any] = []
+    slices: dict[int, dict] = {}  # input position -> its scanner row
+
+    def add_scanner(path: Path, base: Path) -> None:
+        for row in scanner_rows(path, base):
+            slices[len(ids)] = row
+            ids.append(row["id"])
+            sources.append(row["path"])
+
     for n, item in enumerate(items):
         if isinstance(item, (str, Path)):
             path = Path(item)
             if path.is_dir():
-                files = _folder_images(path)
+                files, scanner = _folder_images(path)
                 ids += [f.relative_to(path).as_posix() for f in files]
                 sources += [str(f) for f in files]
+                for scan in scanner:
+                    add_scanner(scan, path)
                 continue
-            if not path.exists():
+            if not path.exists() and parse_slice_ref(path) is None:
                 raise FileNotFoundError(f"{path}: no such file or folder")
+            if path.exists() and is_scanner_path(path):
+                add_scanner(path, path.parent)
+                continue
             ids.append(path.name)
             sources.append(str(path))
         else:
             ids.append(f"input_{n}")
             sources.append(item)
-    return Inputs(ids, sources)
+    if not slices:
+        return Inputs(ids, sources)
+    frame = pd.DataFrame([{"id": i, "path": s if isinstance(s, str) else None,
+                           **{c: slices.get(n, {}).get(c) for c in SCANNER_COLUMNS}}
+                          for n, (i, s) in enumerate(zip(ids, sources, strict=True))])
+    return Inputs(ids, sources, frame)
 
 
 @dataclass(frozen=True)

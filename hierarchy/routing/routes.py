@@ -87,6 +87,25 @@ def oracle_route(true_planes: Sequence[str], expert_proba: Mapping[str, np.ndarr
     return experts[index, np.arange(len(index))]
 
 
+def header_route(header_planes: Sequence[str | None], plane_proba: np.ndarray,
+                 expert_proba: Mapping[str, np.ndarray], *,
+                 planes: Sequence[str] = PLANES) -> tuple[np.ndarray, np.ndarray]:
+    """Each image decided by the expert of its plane from the DICOM/NIfTI geometry where it has one among
+    ``planes`` (None or an oblique slice: the most probable plane, as the hierarchical route).
+
+    Returns the (n, k) tumour probabilities and the (n,) planes whose expert decided.
+    """
+    plane_proba = _check_proba(plane_proba, "plane_proba", len(planes))
+    experts = _stack_experts(expert_proba, planes, len(plane_proba))
+    header_planes = list(header_planes)
+    if len(header_planes) != len(plane_proba):
+        raise ValueError(f"{len(header_planes)} header planes for {len(plane_proba)} images")
+    lookup = {p: i for i, p in enumerate(planes)}
+    chosen = np.array([lookup.get(h, -1) if isinstance(h, str) else -1 for h in header_planes], dtype=int)
+    chosen = np.where(chosen < 0, plane_proba.argmax(axis=1), chosen)
+    return experts[chosen, np.arange(len(chosen))], np.asarray(planes, dtype=object)[chosen]
+
+
 def choose_ensemble_weight(y_val: Sequence[int], flat_proba_val: np.ndarray, soft_proba_val: np.ndarray,
                            grid: Sequence[float] = tuple(np.linspace(0.0, 1.0, 21))) -> float:
     """The flat model's weight in ``grid`` that maximises the validation mean log-likelihood.
@@ -131,19 +150,22 @@ class RouteProbabilities:
     plane: np.ndarray | None = None
     expert_used: np.ndarray | None = None
     ood_score: np.ndarray | None = None
+    header_expert: np.ndarray | None = None
 
 
 def combine_routes(routes: Sequence[str], *, planes: Sequence[str], plane_proba: np.ndarray | None = None,
                    expert_proba: Mapping[str, np.ndarray] | None = None, flat_proba: np.ndarray | None = None,
-                   ensemble_weight: float | None = None,
-                   true_planes: Sequence[str] | None = None) -> RouteProbabilities:
-    """Turn the components' probabilities into the requested routes (names as in ``hierarchy.predictions.ROUTES``).
+                   ensemble_weight: float | None = None, true_planes: Sequence[str] | None = None,
+                   header_planes: Sequence[str | None] | None = None) -> RouteProbabilities:
+    """Turn the components' probabilities into the requested routes (names as in ``hierarchy.predictions.ROUTES``,
+    and ``header``).
 
     ``expert_proba`` needs only the routed rows of each expert for ``hierarchical`` alone; ``soft``,
-    ``ensemble`` and ``oracle`` need every expert on every image. ``true_planes`` is the oracle's input.
+    ``ensemble``, ``oracle`` and ``header`` need every expert on every image. ``true_planes`` is the oracle's
+    input, ``header_planes`` (the header plane of each image where it has one, else None) the header route's.
     """
     out: dict[str, np.ndarray] = {}
-    hard = expert_used = None
+    hard = expert_used = header_expert = None
     if plane_proba is not None and expert_proba is not None:
         hard, expert_used = hard_route(plane_proba, expert_proba, planes=planes)
     for route in routes:
@@ -158,6 +180,8 @@ def combine_routes(routes: Sequence[str], *, planes: Sequence[str], plane_proba:
                                         ensemble_weight)
         elif route == "oracle":
             out[route] = oracle_route(true_planes, expert_proba, planes=planes)
+        elif route == "header":
+            out[route], header_expert = header_route(header_planes, plane_proba, expert_proba, planes=planes)
         else:
             raise ValueError(f"unknown route {route!r}")
-    return RouteProbabilities(out, plane_proba, expert_used)
+    return RouteProbabilities(out, plane_proba, expert_used, header_expert=header_expert)
