@@ -95,6 +95,7 @@ def run_record(config: dict[str, Any], *, seed: int | None = None,
         "versions": software_versions(),
         "runtime": resolve_runtime().describe(),
         "seed": seed,
+        "environment": {name: os.environ[name] for name in RESULT_ENV if os.environ.get(name)},
         "config": config,
         "data": data_hashes(frames or {}),
     }

@@ -22,9 +22,9 @@ def run_dir(synthetic_root: Path, tmp_path_factory) -> Path:
     config = tmp / "config.json"
     config.write_text(json.dumps(CONFIG))
     run = tmp / "run"
-    # flags override the file: frozen mode, one epoch without warm-up
+    # flags and --set override the file: frozen mode, one epoch without warm-up
     assert main(["train", "--data", str(synthetic_root), "--out", str(run), "--config", str(config),
-                 "--mode", "frozen", "--train-warmup-epochs", "0"]) == 0
+                 "--mode", "frozen", "--set", "train.warmup_epochs=0"]) == 0
     return run
 
 
@@ -74,9 +74,8 @@ def test_train_flags_are_generated_from_router_config(capsys):
     from hierarchy.routing import RouterConfig
 
     flags = {flag for flag, *_ in SETTINGS}
-    assert {"--plane", "--experts", "--flat", "--mode", "--parent", "--train-epochs", "--preprocess-image-size"} <= flags
-    assert len([f for f in flags if not f.startswith(("--train-", "--preprocess-"))]) == len(
-        [f for f in RouterConfig.__dataclass_fields__ if f not in ("train", "preprocess")])
+    assert {"--plane", "--experts", "--flat", "--mode", "--parent", "--seed"} <= flags
+    assert len(flags) == len([f for f in RouterConfig.__dataclass_fields__ if f not in ("train", "preprocess")])
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "shared" in capsys.readouterr().out

@@ -68,6 +68,11 @@ class AugmentConfig(Settings):
     noise_p: float = 0.0
     noise_sigma: tuple[float, float] = (0.01, 0.06)
 
+    @classmethod
+    def from_name(cls, name: str) -> AugmentConfig:
+        """The preset ``name`` (one of ``AUGMENT_PRESETS``), so settings merges expand preset names."""
+        return augment_preset(name)
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)

@@ -22,11 +22,11 @@ from typing import Any
 import pandas as pd
 
 from hierarchy.data import PERTURBATIONS, index_dataset, train_val_split
-from hierarchy.experiment.profiles import merge_settings
 from hierarchy.fileio import read_json, write_json
 from hierarchy.provenance import run_record
 from hierarchy.reports.tables import markdown_table
 from hierarchy.routing import Router, RouterConfig
+from hierarchy.settings import merge_settings
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Arm:
 def arm_config(base: RouterConfig, arm: Arm) -> RouterConfig:
     """``base`` with ``arm``'s overrides, dotted keys relative to the Router (``train.epochs``); unknown keys
     raise ``ValueError``."""
-    return RouterConfig.from_dict(merge_settings(base.to_dict(), dict(arm.overrides)))
+    return RouterConfig.from_dict(merge_settings(RouterConfig, base.to_dict(), dict(arm.overrides)))
 
 
 def accuracy_by_route(table: pd.DataFrame) -> dict[str, float]:

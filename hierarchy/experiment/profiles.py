@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from hierarchy.data import PERTURBATIONS, PreprocessConfig
 from hierarchy.fileio import read_json
 from hierarchy.routing.config import RouterConfig
-from hierarchy.settings import Settings
+from hierarchy.settings import Settings, merge_settings
 from hierarchy.training import TrainConfig
 
 
@@ -115,54 +114,19 @@ PROFILES: dict[str, ExperimentConfig] = {
                             feature_views=2),
         flat_fallback_backbone="tf_efficientnet_lite0",
     ),
-    # The published recipe: InceptionResNetV2 flat baseline at 299 px; meant for a GPU.
+    # The published recipe: InceptionResNetV2 flat baseline at 299 px; meant for a GPU. The experts are
+    # EfficientNet-Lite2 from offline ImageNet weights: they cannot start from the flat model's trunk
+    # (expert_init="flat") when that is InceptionResNetV2, a different backbone.
     "full": ExperimentConfig(
         profile="full",
         router=RouterConfig(plane="tf_efficientnet_lite0", experts="tf_efficientnet_lite2",
-                            flat="inception_resnet_v2", mode="finetune", expert_init="flat",
+                            flat="inception_resnet_v2", mode="finetune", expert_init="imagenet",
                             preprocess=PreprocessConfig(image_size=299),
                             train=TrainConfig(epochs=30, lr=3e-4, batch_size=32, label_smoothing=0.1, num_workers=8),
                             plane_epochs=10, expert_epochs=15),
         flat_fallback_backbone="tf_efficientnet_lite2", flat_random_init_too=True, seeds=(0, 1, 2),
     ),
 }
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``key=value`` from the command line; the value is read as JSON when it parses as JSON.
-
-    Nested settings take dotted keys: ``router.train.epochs=3``, ``router.preprocess.augment=robust``,
-    ``router.mode=frozen``.
-    """
-    if "=" not in text:
-        raise ValueError(f"override {text!r} is not of the form key=value")
-    key, raw = text.split("=", 1)
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip(), value
-
-
-def merge_settings(values: dict[str, Any], updates: dict[str, Any], path: str = "") -> dict[str, Any]:
-    """``values`` updated by ``updates``, whose keys may be dotted paths (``router.train.epochs``).
-
-    A dict given for a group of settings updates that group key by key; any other value replaces.
-    Keys that are not settings are kept, so ``ExperimentConfig.from_dict`` refuses them by name.
-    ``path`` is the dotted prefix of ``values`` in the whole configuration (for messages).
-    """
-    merged = dict(values)
-    for key, value in updates.items():
-        head, _, rest = key.partition(".")
-        if rest:
-            value = {rest: value}
-        current = merged.get(head)
-        if isinstance(value, dict) and isinstance(current, dict):
-            value = merge_settings(current, value, f"{path}{head}.")
-        elif rest and head in merged:
-            raise ValueError(f"{path + key!r}: {path + head!r} is a single setting, not a group of settings")
-        merged[head] = value
-    return merged
 
 
 def resolve_config(profile: str, *, config_file: str | Path | None = None,
@@ -181,8 +145,8 @@ def resolve_config(profile: str, *, config_file: str | Path | None = None,
         if not isinstance(settings, dict):
             raise ValueError(f"{config_file}: an experiment config is a JSON object of settings, "
                              f"got {type(settings).__name__}")
-        values = merge_settings(values, settings)
-    values = merge_settings(values, overrides or {})
+        values = merge_settings(ExperimentConfig, values, settings)
+    values = merge_settings(ExperimentConfig, values, overrides or {})
     config = ExperimentConfig.from_dict(values)
     unknown = sorted(set(config.perturbations) - set(PERTURBATIONS))
     if unknown:

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hierarchy.experiment.ablation import Arm
-from hierarchy.experiment.profiles import parse_override, resolve_config
+from hierarchy.experiment.profiles import resolve_config
 from hierarchy.experiment.weights_plan import plan_weights
 from hierarchy.routing import RouterConfig
+from hierarchy.settings import parse_override
 
 ARMS = {arm.name: arm for arm in (
     Arm("base", "the profile as it is"),

@@ -1,4 +1,8 @@
-"""One figure style for every report: Agg backend, font sizes, a colour per class and per route."""
+"""One figure style for every report: font sizes, a colour per class and per route.
+
+Figures are ``matplotlib.figure.Figure`` objects drawn and saved without pyplot, so importing the reports
+neither chooses nor needs a backend: a notebook that imports the library keeps its own.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-
-from hierarchy.labels import PLANES, TUMOR_CLASSES  # noqa: E402
-from hierarchy.logs import third_party_quiet  # noqa: E402
-from hierarchy.predictions import ROUTES  # noqa: E402
+from hierarchy.labels import PLANES, TUMOR_CLASSES
+from hierarchy.logs import third_party_quiet
+from hierarchy.predictions import ROUTES
 
 RC_PARAMS = {
     "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 7,
@@ -43,30 +45,29 @@ def styled(draw: Callable) -> Callable:
     """Run a figure-drawing function inside the report style."""
     @functools.wraps(draw)
     def wrapper(*args, **kwargs):
-        with plt.rc_context(RC_PARAMS):
+        with matplotlib.rc_context(RC_PARAMS):
             return draw(*args, **kwargs)
     return wrapper
 
 
-def panels(n: int, *, square: bool = True) -> tuple[plt.Figure, list[plt.Axes]]:
+def panels(n: int, *, square: bool = True) -> tuple[Figure, list[Axes]]:
     """A figure with ``n`` side-by-side panels (call inside ``styled`` drawing functions)."""
     if n < 1:
         raise ValueError("a figure needs at least one panel")
-    fig, axes = plt.subplots(1, n, figsize=(PANEL_SIZE[0] * n, PANEL_SIZE[1]), squeeze=False,
-                             layout="constrained")
+    fig = Figure(figsize=(PANEL_SIZE[0] * n, PANEL_SIZE[1]), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)
     for ax in axes[0]:
         if square:
             ax.set_box_aspect(1)
     return fig, list(axes[0])
 
 
-def save_figure(fig: plt.Figure, out_dir: str | Path, stem: str) -> list[Path]:
-    """Write ``stem.png`` (300 dpi) and ``stem.pdf`` (vector) under ``out_dir``, close ``fig``."""
+def save_figure(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
+    """Write ``stem.png`` (300 dpi) and ``stem.pdf`` (vector) under ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
-    with plt.rc_context(RC_PARAMS), third_party_quiet():  # PDF font subsetting logs a dozen INFO lines
+    with matplotlib.rc_context(RC_PARAMS), third_party_quiet():  # PDF font subsetting logs a dozen INFO lines
         fig.savefig(paths[0], dpi=PNG_DPI)
         fig.savefig(paths[1])
-    plt.close(fig)
     return paths

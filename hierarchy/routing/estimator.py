@@ -37,7 +37,7 @@ from hierarchy.routing.components import (
     untrusted_code,
     untrusted_message,
 )
-from hierarchy.routing.config import FIELDS, RouterConfig, check_settings, tta_names
+from hierarchy.routing.config import FIELDS, RouterConfig, tta_names
 from hierarchy.routing.fitting import (
     choose_ood_trunk,
     feature_array,
@@ -73,6 +73,9 @@ CALIBRATED_ROUTES = ("flat", "hierarchical", "soft", "ensemble")  # oracle borro
 _TINY = np.finfo(float).tiny  # a probability of exactly 0 would give an infinite logit
 
 
+_DEFAULTS = RouterConfig()
+
+
 def _ordered(values: pd.Series, default: Sequence[str]) -> tuple[str, ...]:
     """The distinct values, in ``default``'s order when they are all in it, else sorted."""
     found = {str(v) for v in values.dropna().unique()}
@@ -105,7 +108,8 @@ class Router(BaseEstimator):
         clones for each job; ``flat=None`` trains no flat model (no ``flat`` and ``ensemble`` routes).
     mode, weights, expert_init, parent, preprocess, train, plane_epochs, expert_epochs, val_fraction, \
 feature_views, seed, ood
-        As in ``RouterConfig`` (``train=None``: ``TrainConfig(seed=seed)``; ``preprocess=None``: defaults).
+        As in ``RouterConfig``, which holds their defaults and checks them (``train=None`` and
+        ``preprocess=None``: the defaults; ``seed`` is also every component's training seed).
     tta : bool, str, sequence of str or None
         Default test-time augmentation of ``predict_routes`` (and of the validation predictions ``fit``
         calibrates on): as ``RouterConfig.tta``, or True (``DEFAULT_TTA``) or a sequence of view names.
@@ -145,14 +149,14 @@ feature_views, seed, ood
     'frozen'
     """
 
-    def __init__(self, plane: str | Component = "tf_efficientnet_lite0",
-                 experts: str | Component = "tf_efficientnet_lite0",
-                 flat: str | Component | None = "tf_efficientnet_lite0", *, mode: str = "finetune",
-                 weights: str | None = "imagenet", expert_init: str = "imagenet", parent: str = "plane",
-                 preprocess: PreprocessConfig | None = None, train: TrainConfig | None = None,
-                 plane_epochs: int | None = None, expert_epochs: int | None = None, val_fraction: float = 0.15,
-                 feature_views: int = 1, seed: int = 0, ood: bool = True,
-                 tta: bool | str | Sequence[str] | None = None) -> None:
+    def __init__(self, plane: str | Component = _DEFAULTS.plane, experts: str | Component = _DEFAULTS.experts,
+                 flat: str | Component | None = _DEFAULTS.flat, *, mode: str = _DEFAULTS.mode,
+                 weights: str | None = _DEFAULTS.weights, expert_init: str = _DEFAULTS.expert_init,
+                 parent: str = _DEFAULTS.parent, preprocess: PreprocessConfig | None = None,
+                 train: TrainConfig | None = None, plane_epochs: int | None = _DEFAULTS.plane_epochs,
+                 expert_epochs: int | None = _DEFAULTS.expert_epochs, val_fraction: float = _DEFAULTS.val_fraction,
+                 feature_views: int = _DEFAULTS.feature_views, seed: int = _DEFAULTS.seed, ood: bool = _DEFAULTS.ood,
+                 tta: bool | str | Sequence[str] | None = _DEFAULTS.tta) -> None:
         self.plane = plane
         self.experts = experts
         self.flat = flat
@@ -176,10 +180,12 @@ feature_views, seed, ood
         """An unfitted Router with ``config``'s settings."""
         return cls(**{name: getattr(config, name) for name in FIELDS})
 
-    def _resolved(self) -> dict[str, Any]:
-        return {**{name: getattr(self, name) for name in FIELDS},
-                "preprocess": self.preprocess or PreprocessConfig(),
-                "train": self.train or TrainConfig(seed=self.seed)}
+    def _settings(self) -> RouterConfig:
+        """This Router's parameters as a ``RouterConfig`` (component objects kept as they are): defaults filled
+        in and every setting checked, in one place."""
+        return RouterConfig(**{**{name: getattr(self, name) for name in FIELDS},
+                               "preprocess": self.preprocess or PreprocessConfig(),
+                               "train": self.train or TrainConfig(), "tta": self._tta_setting()})
 
     @property
     def config(self) -> RouterConfig:
@@ -188,7 +194,7 @@ feature_views, seed, ood
         if objects:
             raise TypeError(f"{objects} are component objects, not backbone names, so this Router has no "
                             "RouterConfig; save() stores its components")
-        return RouterConfig(**{**self._resolved(), "tta": self._tta_setting()})
+        return self._settings()
 
     def _tta_setting(self) -> str | None:
         """``tta`` as ``RouterConfig`` stores it: comma-separated view names, or None."""
@@ -196,21 +202,21 @@ feature_views, seed, ood
 
     def settings(self) -> dict[str, Any]:
         """``config.to_dict()``, with component objects replaced by their ``describe()``; JSON-ready."""
-        resolved = self._resolved()
+        config = self._settings()
+        resolved = {name: getattr(config, name) for name in FIELDS}
         for name in ("plane", "experts", "flat"):
             if isinstance(resolved[name], Component):
                 resolved[name] = resolved[name].describe()
-        resolved["preprocess"], resolved["train"] = resolved["preprocess"].to_dict(), resolved["train"].to_dict()
-        resolved["tta"] = self._tta_setting()
+        resolved["preprocess"], resolved["train"] = config.preprocess.to_dict(), config.train.to_dict()
         return resolved
 
     # -- training ------------------------------------------------------------------------------
     def _component(self, template: str | Component, task: Task, job: str,
                    init_from: Component | None = None, aux_task: Task | None = None) -> Component:
-        settings = self._resolved()
-        train_config = RouterConfig(**settings).train_config(job)
+        settings = self._settings()
+        train_config = settings.train_config(job)
         if isinstance(template, Component):
-            return clone(template).set_params(task=task, preprocess=settings["preprocess"],
+            return clone(template).set_params(task=task, preprocess=settings.preprocess,
                                               train_config=template.train_config or train_config)
         if not isinstance(template, str):
             raise TypeError(f"{job}: expected a backbone name or a Component, got {type(template).__name__}")
@@ -227,7 +233,7 @@ feature_views, seed, ood
             mode = "joint" if self.mode == "joint" else "finetune"
         else:
             mode = "aux" if self.mode == "joint" and job == "plane" else "frozen"
-        return ImageClassifier(template, task, preprocess=settings["preprocess"], weights=weights,
+        return ImageClassifier(template, task, preprocess=settings.preprocess, weights=weights,
                                train_config=train_config, mode=mode, init_from=init_from,
                                aux_task=aux_task if mode == "joint" else None)
 
@@ -252,9 +258,7 @@ feature_views, seed, ood
             validation rows); the ensemble weight is chosen on the validation rows, then every route's
             temperature.
         """
-        check_settings(self.mode, self.expert_init, self.flat, self.plane, self.experts, self.feature_views,
-                       self.val_fraction)
-        tta_names(self.tta)
+        self._settings()  # refuses settings that cannot train, before anything trains
         train = training_frame(frame, "frame")
         if self.parent not in train.columns:
             raise ValueError(f"the training frame has no {self.parent!r} column (parent={self.parent!r}); "
@@ -270,15 +274,9 @@ feature_views, seed, ood
         if clash or any("/" in p or p.startswith(".") for p in planes):
             raise ValueError(f"parent groups {list(planes)}: a group may not be named 'plane' or 'flat', contain "
                              "'/' or start with '.'")
-        flat = (self._component(self.flat, Task("label", classes), "flat", aux_task=Task(self.parent, planes))
-                if self.flat is not None else None)
-        if self.expert_init == "flat" and not isinstance(flat, ImageClassifier):
-            raise ValueError("expert_init='flat' needs the flat model to be a backbone name")
-        plane_model = self._component(self.plane, Task(self.parent, planes), "plane",
-                                      init_from=flat if self.mode in ("shared", "joint") else None)
-        experts = {p: self._component(self.experts, Task("label", classes, column=self.parent, value=p), "expert",
-                                      init_from=flat) for p in planes}
-        ordered = {**({"flat": flat} if flat is not None else {}), "plane": plane_model, **experts}
+        ordered = self.build_components(classes, planes)
+        flat, plane_model = ordered.get("flat"), ordered["plane"]
+        experts = {p: ordered[p] for p in planes}
         extracted = fit_components(ordered, train, val, Path(out_dir) / "training" if out_dir is not None else None,
                                    resume=resume, feature_views=self.feature_views)
         self._set_fitted(classes, planes, plane_model, experts, flat)
@@ -291,6 +289,22 @@ feature_views, seed, ood
                                    "ensemble_weight": self.ensemble_weight_, "temperatures": self.temperatures_},
                                   seed=self.seed, frames={"train": train, "val": val})
         return self
+
+    def build_components(self, classes: Sequence[str], planes: Sequence[str]) -> dict[str, Component]:
+        """The unfitted components ``fit`` trains for these label sets, in training order (``"flat"`` when
+        there is one, ``"plane"``, then one expert per group), each with its backbone, starting weights, mode
+        and training settings; combinations that cannot train are refused here, before any training."""
+        self._settings()
+        classes, planes = tuple(classes), tuple(planes)
+        flat = (self._component(self.flat, Task("label", classes), "flat", aux_task=Task(self.parent, planes))
+                if self.flat is not None else None)
+        if self.expert_init == "flat" and not isinstance(flat, ImageClassifier):
+            raise ValueError("expert_init='flat' needs the flat model to be a backbone name")
+        plane_model = self._component(self.plane, Task(self.parent, planes), "plane",
+                                      init_from=flat if self.mode in ("shared", "joint") else None)
+        experts = {p: self._component(self.experts, Task("label", classes, column=self.parent, value=p), "expert",
+                                      init_from=flat) for p in planes}
+        return {**({"flat": flat} if flat is not None else {}), "plane": plane_model, **experts}
 
     def _set_fitted(self, classes: tuple[str, ...], planes: tuple[str, ...], plane_model: Component,
                     experts: dict[str, Component], flat: Component | None) -> None:
@@ -496,7 +510,7 @@ feature_views, seed, ood
         """
         check_is_fitted(self)
         if num_workers is None:
-            num_workers = decode_workers(self._resolved()["train"].num_workers)
+            num_workers = decode_workers(self._settings().train.num_workers)
         resolved = resolve_inputs(inputs)
         routes = self.available_routes(resolved) if routes is None else tuple(routes)
         self._check_routes(routes, resolved)
@@ -619,8 +633,7 @@ feature_views, seed, ood
         def build(_: Path) -> Router:
             router = cls(**{**settings, "preprocess": PreprocessConfig.from_dict(settings["preprocess"]),
                             "train": TrainConfig.from_dict(settings["train"])})
-            check_settings(router.mode, router.expert_init, router.flat, router.plane, router.experts,
-                           router.feature_views, router.val_fraction)
+            router._settings()
             return router
 
         router = load_part(source, build, "Router settings in 'config'")
