@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -67,6 +68,11 @@ def test_recipe_ablation_and_its_refit_control_end_to_end(tmp_path):
         assert set(arm["val_perturbed"]) == set(arm["test_perturbed"]) and 0 <= arm["test"]["ensemble"] <= 1
     text = (out / "ablation.md").read_text()
     assert "Chosen on data validation rows only" in text and "experiments/ablation_recipe.py" in text
+    (out / "work" / "no_label_smoothing.json").unlink()  # as in a fresh clone: work/ is not committed
+    (out / "work" / "no_label_smoothing").rename(out / "no_label_smoothing_checkpoints")
+    assert script.main(argv) == 0  # restored from ablation.json, not fitted again
+    assert not (out / "work" / "no_label_smoothing").exists()
+    assert json.loads((out / "ablation.json").read_text()) == report | {"record": ANY}
     cached = (out / "work" / "base.json").stat().st_mtime_ns
     assert script.main(argv) == 0  # finished arms are reused, not refitted
     assert (out / "work" / "base.json").stat().st_mtime_ns == cached

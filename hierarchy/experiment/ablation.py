@@ -234,6 +234,19 @@ def study_frames(data: str | Path, val_fraction: float) -> tuple[pd.DataFrame, p
     return train, val, frame[frame["split"] == "test"].reset_index(drop=True)
 
 
+def _restore_cache(out: Path, work: Path, configs: Mapping[str, RouterConfig]) -> None:
+    """Put the arms of a committed ``out/ablation.json`` back into ``work/`` (git-ignored, so a fresh clone
+    lacks it) when they were fitted with the same configuration, so that they are not fitted again."""
+    report = out / "ablation.json"
+    if not report.exists():
+        return
+    for result in read_json(report).get("arms", []):
+        path, config = work / f"{result.get('arm')}.json", configs.get(result.get("arm"))
+        if config is not None and not path.exists() and RouterConfig.from_dict(result["router"]) == config:
+            logger.info("arm %s: restoring its results from %s", result["arm"], report)
+            write_json(path, result)
+
+
 def run_study(base: RouterConfig, arms: Mapping[str, Arm], names: Sequence[str], *, data: str | Path,
               externals: Sequence[str | Path], out: Path, settings: Mapping[str, Any], command: str, title: str,
               setup: str, extras: Mapping[str, Extra] | None = None, selection: Selection = RECIPE_SELECTION,
@@ -248,6 +261,7 @@ def run_study(base: RouterConfig, arms: Mapping[str, Arm], names: Sequence[str],
     """
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
+    _restore_cache(out, work, {name: arm_config(base, arms[name]) for name in names})
     train, val, test = study_frames(data, base.val_fraction)
     external = {Path(root).name: index_dataset(root) for root in externals}
     results = [run_arm(arms[name], arm_config(base, arms[name]), train, val, test, external, work, extras=extras,
