@@ -195,7 +195,7 @@ def test_a_model_stays_differentiable_after_feature_extraction(tmp_path):
 
     model = create("simple_cnn", 3, weights=None)
     dataset = torch.utils.data.TensorDataset(torch.zeros(4, 1, 32, 32), torch.zeros(4))
-    _compute(model, dataset, batch_size=2, num_workers=0, progress=False)
+    _compute(model, dataset, batch_size=2, num_workers=0, progress=False)  # features and targets
     assert not any(p.is_inference() for p in model.parameters())
     x = torch.zeros(1, 1, 32, 32, requires_grad=True)
     model(x).sum().backward()

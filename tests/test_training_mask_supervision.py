@@ -11,7 +11,7 @@ import torch
 
 from hierarchy.data import PreprocessConfig, index_dataset, train_val_split
 from hierarchy.models import create
-from hierarchy.routing import Router
+from hierarchy.routing import ImageClassifier, Router
 from hierarchy.training import JointModel, TrainConfig
 from hierarchy.training.trainer import mask_loss
 
@@ -85,3 +85,30 @@ def test_mask_weight_is_refused_without_masks_or_outside_joint_mode(split) -> No
                       train=TrainConfig(epochs=1, batch_size=16, warmup_epochs=0, mask_weight=1.0))
     with pytest.raises(ValueError, match="mode='joint'"):
         finetune.fit(train, val)
+
+
+def test_counterfactual_feature_views_give_the_heads_the_views_labels(split, tmp_path: Path) -> None:
+    """With feature_views=2 and counterfactuals, the experts' second view holds pasted-in tumours labelled with
+    their class and removed tumours labelled no_tumor, so the heads cannot relearn the image source."""
+    train, val = split
+    seen: list[pd.DataFrame] = []
+    router = Router(plane="simple_cnn", experts="simple_cnn", flat="simple_cnn", weights=None, mode="joint",
+                    feature_views=2, preprocess=PreprocessConfig(image_size=32),
+                    train=TrainConfig(epochs=1, batch_size=16, warmup_epochs=0, paste_p=1.0, removal_p=1.0))
+    original = ImageClassifier.fit_features
+
+    def spy(self, model, train_frame, *args):
+        seen.append(train_frame)
+        return original(self, model, train_frame, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ImageClassifier, "fit_features", spy)
+        router.fit(train, val, out_dir=tmp_path / "run")
+    views = seen[0]
+    assert len(views) == 2 * len(train)
+    clean, augmented = views.iloc[:len(train)], views.iloc[len(train):]
+    assert (clean["label"].to_numpy() == train["label"].to_numpy()).all()
+    was_normal = (train["label"] == "no_tumor").to_numpy()
+    had_mask = train["mask_path"].notna().to_numpy() & ~was_normal
+    assert (augmented["label"].to_numpy()[had_mask] == "no_tumor").all()  # every tumour removed
+    assert (augmented["label"].to_numpy()[was_normal] != "no_tumor").mean() > 0.5  # most normals got a tumour

@@ -48,6 +48,11 @@ ARMS = {arm.name: arm for arm in (
     Arm("style_decorrelation", "class-independent style swaps (p 0.5)", {"train.style_swap_p": 0.5}),
     Arm("all_three", "mask supervision, counterfactuals and style swaps together",
         {"train.mask_weight": 1.0, "train.paste_p": 0.25, "train.removal_p": 0.25, "train.style_swap_p": 0.5}),
+    # Added after all_three ran: its refitted heads (experts, hierarchical routes) learnt from clean features
+    # and kept the source shortcut its trained flat head had partly lost.
+    Arm("all_three_view_heads", "all three, and the refitted heads also fitted on a counterfactual feature view",
+        {"train.mask_weight": 1.0, "train.paste_p": 0.25, "train.removal_p": 0.25, "train.style_swap_p": 0.5,
+         "feature_views": 2}),
 )}
 
 

@@ -384,6 +384,31 @@ class ImageClassifier(Component):
             return extract_features(model, dataset, cache_dir=cache_dir, key=key,
                                     num_workers=0 if view else self.train_config_.num_workers)
 
+    def extract_view(self, model: nn.Module, frame: pd.DataFrame, cache_dir: Path, *,
+                     view: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`extract`, plus the tumour label each view's image carries (None when ``frame`` has none).
+
+        With counterfactual augmentation in ``train_config`` (``paste_p``, ``removal_p``, ``style_swap_p``), an
+        augmented view (``view`` > 0) also pastes in, removes and restyles tumours, and a pasted or removed
+        tumour changes the label: heads fitted on such views learn what the fine-tuned trunk was taught,
+        instead of relearning the image source from clean features.
+        """
+        config = self.train_config_
+        if view == 0 or not config.counterfactual or "label" not in frame.columns:
+            labels = frame["label"].to_numpy() if "label" in frame.columns else None
+            return self.extract(model, frame, cache_dir, view=view), labels
+        classes = tuple(sorted(frame["label"].astype(str).unique()))
+        switches = {"paste_p": config.paste_p, "removal_p": config.removal_p, "style_swap_p": config.style_swap_p}
+        key = {"backbone": self.backbone, "weights": str(getattr(model, "weights_origin", self.weights)),
+               "preprocess": self.preprocess_.fingerprint(), "data": data_fingerprint(frame), "view": view,
+               "seed": config.seed, "counterfactual": switches, "classes": list(classes)}
+        dataset = ImageDataset(frame, self.preprocess_, target="label", classes=classes, train=True,
+                               seed=config.seed * 1000 + view,
+                               counterfactual=CounterfactualAugment(frame, classes, **switches))
+        features, targets = extract_features(model, dataset, cache_dir=cache_dir, key=key, num_workers=0,
+                                             with_targets=True)
+        return features, np.asarray(classes, dtype=object)[targets]
+
     def fit_features(self, model: nn.Module, train_frame: pd.DataFrame, val_frame: pd.DataFrame,
                      train_features: np.ndarray, val_features: np.ndarray) -> ImageClassifier:
         """Fit a linear head on backbone features of every row of the frames and attach it to ``model``

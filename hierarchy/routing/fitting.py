@@ -72,7 +72,9 @@ def fit_components(components: Mapping[str, Component], train: pd.DataFrame, val
                    feature_views: int = 1) -> dict[str, np.ndarray]:
     """Fit every component in order; frozen ones share one feature extraction per trunk.
 
-    Frozen components see the training rows' features clean and in ``feature_views - 1`` augmented views.
+    Frozen components see the training rows' features clean and in ``feature_views - 1`` augmented views (with
+    counterfactual augmentation, each view's rows carry the labels its images were given: see
+    ``ImageClassifier.extract_view``).
     ``work`` keeps per-component training logs (``work/<name>``) and the feature cache (``work/features``,
     rank 0's only: other ``torchrun`` ranks cache in a temporary folder).
     Returns the clean training-row features of every trunk extracted, by ``backbone_fingerprint``, so
@@ -80,8 +82,7 @@ def fit_components(components: Mapping[str, Component], train: pd.DataFrame, val
     """
     if feature_views < 1:
         raise ValueError(f"feature_views must be >= 1, got {feature_views}")
-    train_views = pd.concat([train] * feature_views, ignore_index=True)
-    extracted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    extracted: dict[str, tuple[np.ndarray, np.ndarray, pd.DataFrame]] = {}
     with tempfile.TemporaryDirectory(prefix="hierarchy-features-") as tmp:
         cache_dir = (work if work is not None and is_main_process() else Path(tmp)) / "features"
         for name, component in components.items():
@@ -93,11 +94,15 @@ def fit_components(components: Mapping[str, Component], train: pd.DataFrame, val
             trunk = backbone_fingerprint(model)
             if trunk not in extracted:
                 logger.info("extracting %s features for %d images", component.backbone, len(train) + len(val))
-                views = [component.extract(model, train, cache_dir, view=v) for v in range(feature_views)]
-                extracted[trunk] = (np.concatenate(views), component.extract(model, val, cache_dir))
+                views = [component.extract_view(model, train, cache_dir, view=v) for v in range(feature_views)]
+                train_views = pd.concat([train if labels is None else train.assign(label=labels)
+                                         for _, labels in views], ignore_index=True)
+                extracted[trunk] = (np.concatenate([features for features, _ in views]),
+                                    component.extract(model, val, cache_dir), train_views)
+            train_features, val_features, train_views = extracted[trunk]
             logger.info("fitting the %s head (%r)", name, component)
-            component.fit_features(model, train_views, val, *extracted[trunk])
-    return {trunk: train_features[:len(train)] for trunk, (train_features, _) in extracted.items()}
+            component.fit_features(model, train_views, val, train_features, val_features)
+    return {trunk: train_features[:len(train)] for trunk, (train_features, _, _) in extracted.items()}
 
 
 def choose_ood_trunk(trunks: Mapping[str, str | None]) -> str | None:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from hierarchy.fileio import atomic_write, write_json
+from hierarchy.fileio import atomic_write, read_json, write_json
 from hierarchy.progress import progress_bar
 from hierarchy.provenance import ordered_data_fingerprint
 from hierarchy.training.runtime import Runtime, pre_logit_features, resolve_runtime
@@ -49,7 +49,8 @@ def backbone_fingerprint(model: nn.Module) -> str:
 
 
 def _compute(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: int,
-             progress: bool | None) -> np.ndarray:
+             progress: bool | None) -> tuple[np.ndarray, np.ndarray]:
+    """Features of every item, and each item's target (its second element; -1 for items without one)."""
     runtime = resolve_runtime()  # CUDA when available: the model moves there, as in training
     # Outside inference mode: parameters re-laid out inside it would be inference tensors, and no gradient
     # (Integrated Gradients, say) could flow through the model afterwards.
@@ -59,22 +60,24 @@ def _compute(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: i
 
 
 def _features(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: int, progress: bool | None,
-              runtime: Runtime) -> np.ndarray:
+              runtime: Runtime) -> tuple[np.ndarray, np.ndarray]:
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=runtime.device.type == "cuda")
     was_training = model.training
     model.eval()
+    chunks, targets = [], []
     try:
-        chunks = [pre_logit_features(model, x, runtime).cpu()
-                  for x, *_ in progress_bar(loader, enabled=progress, desc="features", leave=False)]
+        for x, *rest in progress_bar(loader, enabled=progress, desc="features", leave=False):
+            chunks.append(pre_logit_features(model, x, runtime).cpu())
+            targets.append(torch.as_tensor(rest[0]) if rest else torch.full((len(x),), -1))
     finally:
         model.train(was_training)
-    return torch.cat(chunks).numpy()
+    return torch.cat(chunks).numpy(), torch.cat(targets).numpy().astype(np.int64)
 
 
 def extract_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Path, key: dict[str, Any],
-                     batch_size: int = 64, num_workers: int = 0,
-                     progress: bool | None = None) -> np.ndarray:
+                     batch_size: int = 64, num_workers: int = 0, progress: bool | None = None,
+                     with_targets: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Pre-logit features ``(len(dataset), model.num_features)`` in dataset order, cached under ``cache_dir``.
 
     ``key`` must describe everything the features depend on besides the weights: backbone name, weights
@@ -83,7 +86,9 @@ def extract_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Pat
     The cached array is in dataset order, so the order of the rows is part of the key too: for a dataset
     over a frame (``ImageDataset``) it is taken from ``dataset.frame``; for any other dataset ``key`` must
     identify the items in order. A cache file is ``features-<sha256>.npy`` with a JSON sidecar describing it.
-    ``progress``: show a progress bar (None: only when standard error is a terminal).
+    ``progress``: show a progress bar (None: only when standard error is a terminal). ``with_targets``: also
+    return each item's target as the dataset gave it (cached in the sidecar), for datasets whose augmentation
+    may change an item's label (counterfactual views).
     """
     cache_dir = Path(cache_dir)
     frame = getattr(dataset, "frame", None)
@@ -98,12 +103,14 @@ def extract_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Pat
         if features.shape[0] != len(dataset):
             raise ValueError(f"cached features {array_path} hold {features.shape[0]} rows but the dataset has "
                              f"{len(dataset)} items; the key {key} does not describe the data")
-        logger.info("feature cache hit: %s", array_path)
-        return features
+        cached_targets = read_json(sidecar_path).get("targets")
+        if not with_targets or cached_targets is not None:
+            logger.info("feature cache hit: %s", array_path)
+            return (features, np.asarray(cached_targets, dtype=np.int64)) if with_targets else features
     logger.info("feature cache miss: computing %d feature vectors into %s", len(dataset), array_path)
-    features = _compute(model, dataset, batch_size, num_workers, progress)
+    features, targets = _compute(model, dataset, batch_size, num_workers, progress)
     atomic_write(array_path, lambda handle: np.save(handle, features, allow_pickle=False))
     sidecar = {"key": key, "rows_sha256": rows, "runtime": runtime, "extractor": _EXTRACTOR, "shape": list(features.shape), "dtype": str(features.dtype),
-               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "targets": targets.tolist()}
     write_json(sidecar_path, sidecar)
-    return features
+    return (features, targets) if with_targets else features
