@@ -118,3 +118,23 @@ def test_shortcut_tests_and_attribution_run_on_a_real_router(router: Router, tes
     assert entry["pointing_game"]["n"] <= 3
     assert 0.0 <= scores["baselines"]["uniform_inside_fraction"] <= 1.0
     assert "chance: head-centre point" in shortcut_section(result, scores)
+
+
+def test_healthy_scanner_slices_are_counted_per_route_plane_and_series(tmp_path: Path) -> None:
+    import nibabel as nib
+
+    from hierarchy.experiment.disease_study import healthy_slices, healthy_summary
+
+    zz, yy, xx = np.mgrid[0:40, 0:40, 0:40]
+    head = ((xx - 20) ** 2 + (yy - 20) ** 2 + (zz - 20) ** 2 < 15 ** 2).astype(np.uint8) * 120
+    path = tmp_path / "head.nii.gz"
+    nib.save(nib.Nifti1Image(head, np.diag([4.0, 4.0, 4.0, 1.0])), path)
+    slices = healthy_slices([path])
+    assert len(slices) > 0 and set(slices["label"]) == {"no_tumor"} and slices["brain"].all()
+    assert set(slices["header_plane"]) == {"axial", "coronal", "sagittal"}
+    table = pd.DataFrame({"id": list(slices["id"]) * 2, "route": ["flat"] * len(slices) + ["ensemble"] * len(slices),
+                          "pred_label": ["no_tumor"] * len(slices) + ["glioma"] * len(slices)})
+    summary = healthy_summary(table, slices)
+    assert summary["n"] == len(slices)
+    assert summary["routes"]["flat"]["no_tumor_rate"] == 1.0 and summary["routes"]["ensemble"]["no_tumor_rate"] == 0.0
+    assert set(summary["routes"]["flat"]["by_plane"]) == {"axial", "coronal", "sagittal"}

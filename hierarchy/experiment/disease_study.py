@@ -15,10 +15,12 @@ ensemble route; an arm replaces ``base`` only when it scores 0.5 points higher o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from hierarchy.data.scanner_index import scanner_rows
 from hierarchy.data.splits import duplicating_ids
 from hierarchy.experiment.ablation import (
     ROUTES,
@@ -35,6 +37,7 @@ from hierarchy.experiment.shortcut_tests import (
     run_shortcut_tests,
     shortcut_score,
 )
+from hierarchy.labels import NO_TUMOR
 from hierarchy.reports.tables import markdown_table
 
 SHORTCUT_IMAGES = 100  # per test and split
@@ -70,8 +73,33 @@ DISEASE_SELECTION = Selection(
     f"validation images per test, both on the {SELECTION_ROUTE} route")
 
 
-def study_extras(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame) -> dict[str, Extra]:
-    """The disease study's evaluations of every arm (the unseen-test ids are found once, here)."""
+def healthy_slices(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """Brain slices of healthy scanner volumes (NIfTI files, DICOM series folders), resliced along every axis,
+    labelled ``no_tumor``, with the plane from the geometry (``header_plane``)."""
+    rows = [row for path in paths
+            for row in scanner_rows(path, Path(path).parent, label=NO_TUMOR, axes="all") if row["brain"]]
+    return pd.DataFrame(rows)
+
+
+def healthy_summary(table: pd.DataFrame, slices: pd.DataFrame) -> dict[str, Any]:
+    """Per route: share of healthy slices called no tumour, overall, per header plane and per series."""
+    merged = table.merge(slices[["id", "header_plane", "series"]], on="id", how="left")
+    normal = merged["pred_label"] == NO_TUMOR
+    result: dict[str, Any] = {"n": int(slices["id"].nunique()), "routes": {}}
+    for route, rows in merged.groupby("route"):
+        called = normal[rows.index]
+        result["routes"][route] = {
+            "no_tumor_rate": float(called.mean()),
+            "by_plane": {plane: float(called[group.index].mean()) for plane, group in rows.groupby("header_plane")},
+            "by_series": {series: float(called[group.index].mean()) for series, group in rows.groupby("series")},
+        }
+    return result
+
+
+def study_extras(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame,
+                 healthy: pd.DataFrame | None = None) -> dict[str, Extra]:
+    """The disease study's evaluations of every arm (the unseen-test ids are found once, here); ``healthy``
+    (:func:`healthy_slices`) adds the share of healthy scanner slices called no tumour."""
     pool = pd.concat([train, val, test], ignore_index=True)
     leaked = set(duplicating_ids(pool, set(train["id"]) | set(val["id"]), set(test["id"])))
     unseen = test[~test["id"].isin(leaked)].reset_index(drop=True)
@@ -80,7 +108,11 @@ def study_extras(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame) -> 
         return {"n": int(len(unseen)), "n_removed": len(leaked),
                 "accuracy": accuracy_by_route(router.predict_routes(unseen, ROUTES))}
 
+    def healthy_rate(router: Any, frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+        return healthy_summary(router.predict_routes(healthy, ROUTES), healthy)
+
     return {
+        **({"healthy_scanner": healthy_rate} if healthy is not None and len(healthy) else {}),
         "test_unseen": unseen_accuracy,
         "val_shortcut_tests": lambda router, frames: run_shortcut_tests(router, frames["val"], n=SHORTCUT_IMAGES,
                                                                         routes=ROUTES),
@@ -102,14 +134,17 @@ def disease_markdown(results: Sequence[Mapping[str, Any]]) -> str:
              f"Rates in percent on up to {SHORTCUT_IMAGES} images per test (validation: what the choice used; test: "
              "reported only), ensemble route; the flat and hierarchical routes are in `ablation.json`. Methods: see "
              "`hierarchy/experiment/shortcut_tests.py`.", ""]
-    headers = ["arm", "selection score", "unseen test acc (n)"]
+    headers = ["arm", "selection score", "unseen test acc (n)", "healthy scanner slices called no tumour (n)"]
     headers += [f"val {t}" for t in SHORTCUT_TESTS] + [f"test {t}" for t in SHORTCUT_TESTS]
     headers += ["test Grad-CAM inside mask (flat / hier.)", "pointing game (flat / hier.)"]
     rows = []
     for r in results:
         unseen = r.get("test_unseen", {})
+        healthy = r.get("healthy_scanner", {})
         row = [r["arm"], _pct(r["selection_score"]),
-               f"{_pct(unseen.get('accuracy', {}).get(SELECTION_ROUTE))} ({unseen.get('n', 'n/a')})"]
+               f"{_pct(unseen.get('accuracy', {}).get(SELECTION_ROUTE))} ({unseen.get('n', 'n/a')})",
+               f"{_pct(healthy.get('routes', {}).get(SELECTION_ROUTE, {}).get('no_tumor_rate'))} "
+               f"({healthy.get('n', 'n/a')})"]
         for split in ("val", "test"):
             tests = r.get(f"{split}_shortcut_tests", {}).get("tests", {})
             row += [_pct(tests.get(t, {}).get(SELECTION_ROUTE, {}).get("rate")) for t in SHORTCUT_TESTS]
