@@ -74,3 +74,28 @@ def accuracy_coverage_curve(correct: np.ndarray, ood_scores: np.ndarray,
                            ("accuracy", float(hits[kept - 1] / kept)), ("ci_low", lo), ("ci_high", hi)):
             curve[key].append(value)
     return curve
+
+
+def risk_coverage_area(correct: np.ndarray, confidence: np.ndarray) -> float:
+    """Area under the risk-coverage curve (AURC; lower is better) of selective prediction.
+
+    Images are kept from the most to the least confident; the risk at coverage ``k / n`` is the error rate of
+    the ``k`` kept, and the area is the mean risk over ``k = 1..n`` (ties in ``confidence`` share their mean
+    risk, so the order of appearance does not matter).
+    """
+    correct = np.asarray(correct)
+    if correct.dtype != bool and not np.isin(correct, (0, 1)).all():
+        raise ValueError("correct must be boolean (or 0/1) per image")
+    confidence = _scores(confidence, "confidence")
+    if correct.shape != confidence.shape:
+        raise ValueError(f"correct has shape {correct.shape} but confidence has {confidence.shape}")
+    errors = 1.0 - correct.astype(float)
+    order = np.argsort(-confidence, kind="stable")
+    sorted_conf, sorted_err = confidence[order], errors[order]
+    # ties: every member of a tie group gets the group's mean error
+    _, start, counts = np.unique(-sorted_conf, return_index=True, return_counts=True)
+    for s, c in zip(start, counts, strict=True):
+        if c > 1:
+            sorted_err[s:s + c] = sorted_err[s:s + c].mean()
+    risk = np.cumsum(sorted_err) / np.arange(1, len(sorted_err) + 1)
+    return float(risk.mean())

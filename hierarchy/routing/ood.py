@@ -268,3 +268,66 @@ class FeatureOODScorer(BaseEstimator):
         if not arrays_path.is_file():
             raise FileNotFoundError(f"no OOD scorer file {arrays_path}")
         return cls.from_state(config, load_file(str(arrays_path)), source=str(config_path))
+
+
+class MultiDepthOODScorer(BaseEstimator):
+    """Class-conditional Mahalanobis scores at several network depths, combined into one score.
+
+    Each depth gets its own :class:`FeatureOODScorer` (fitted on the training rows' features of that depth,
+    reference scores out of fold); a row's score at a depth is turned into a z-score, ``(log s - m) / sd``
+    with ``m`` and ``sd`` of the log reference scores, and the z-scores are summed. Early layers see
+    texture and intensity statistics that the last layer has pooled away (a phase map, a CT window, noise),
+    the last layer sees anatomy; the sum needs no weights to choose. Pass per-depth channel means, or means
+    and standard deviations side by side (feature statistics). Thresholds are quantiles of the combined
+    out-of-fold training scores, as for :class:`FeatureOODScorer`.
+
+    Parameters
+    ----------
+    normalize : {"l2", "standard", None}, default "standard"
+        Normalisation of each depth's features (see :class:`FeatureOODScorer`).
+    cv : int, default 5
+        Folds for the out-of-fold reference scores of each depth.
+    """
+
+    def __init__(self, normalize: str | None = "standard", cv: int = 5):
+        self.normalize = normalize
+        self.cv = cv
+
+    def fit(self, depth_features: Sequence[np.ndarray], train_labels: Sequence | None = None) -> MultiDepthOODScorer:
+        """Fit one scorer per depth on the training rows' features (a list of (n, d_k) arrays)."""
+        if not len(depth_features):
+            raise ValueError("depth_features is empty: pass one (n, d) feature array per depth")
+        self.scorers_ = [FeatureOODScorer(self.normalize, self.cv).fit(f, train_labels) for f in depth_features]
+        logs = [np.log(np.maximum(s.train_scores_, 1e-12)) for s in self.scorers_]
+        self.log_center_ = np.array([x.mean() for x in logs])
+        self.log_scale_ = np.array([max(x.std(), 1e-12) for x in logs])
+        self.train_scores_ = self._combine(logs)
+        return self
+
+    def _combine(self, logs: Sequence[np.ndarray]) -> np.ndarray:
+        return np.sum([(x - c) / s for x, c, s in zip(logs, self.log_center_, self.log_scale_, strict=True)], axis=0)
+
+    def depth_scores(self, depth_features: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, n_depths) z-scores of each row at each depth."""
+        check_is_fitted(self, "train_scores_")
+        if len(depth_features) != len(self.scorers_):
+            raise ValueError(f"got features of {len(depth_features)} depths; the scorer was fitted on "
+                             f"{len(self.scorers_)}")
+        logs = [np.log(np.maximum(s.score(f), 1e-12)) for s, f in zip(self.scorers_, depth_features, strict=True)]
+        return np.stack([(x - c) / s for x, c, s in zip(logs, self.log_center_, self.log_scale_, strict=True)],
+                        axis=1)
+
+    def score(self, depth_features: Sequence[np.ndarray]) -> np.ndarray:
+        """Atypicality of each row (higher is more atypical); shape ``(n,)``."""
+        return self.depth_scores(depth_features).sum(axis=1)
+
+    def threshold(self, q: float) -> float:
+        """The ``q``-quantile of the combined out-of-fold training scores."""
+        check_is_fitted(self, "train_scores_")
+        if not 0 <= q <= 1:
+            raise ValueError(f"q must be in [0, 1], got {q}")
+        return float(np.quantile(self.train_scores_, q))
+
+    def is_atypical(self, depth_features: Sequence[np.ndarray], q: float) -> np.ndarray:
+        """True where a row scores above ``threshold(q)``."""
+        return self.score(depth_features) > self.threshold(q)

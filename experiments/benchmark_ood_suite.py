@@ -1,0 +1,289 @@
+"""Graded out-of-distribution suite and healthy-scanner evaluation of a saved Router.
+
+    python experiments/benchmark_ood_suite.py --router RUN --data ../shared/data/brisc2025 \
+        --scanner ../shared/data/scanner_samples --external ../shared/data/figshare_br35h \
+        --out reports/benchmarks/ood_suite
+
+Writes ``report.md`` and ``summary.json`` under ``--out`` (image galleries under ``gallery/``, git-ignored);
+the Router's passes are cached under ``--out``/work (git-ignored), so a re-run resumes. See
+``hierarchy.experiment.ood_suite`` for the tiers, scorers and the rule that chooses a scorer (synthetic
+corruptions of BRISC validation images only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from hierarchy.data import index_dataset
+from hierarchy.data.image_io import load_image
+from hierarchy.data.scanner_index import scanner_rows
+from hierarchy.experiment.ablation import study_frames
+from hierarchy.experiment.ood_suite import (
+    CONFIDENCES,
+    CORRUPTIONS,
+    Scorers,
+    SuiteSet,
+    auroc,
+    bundled_photos,
+    corrupt,
+    healthy_table,
+    run_pass,
+    selective,
+    synthetic_pictures,
+)
+from hierarchy.fileio import atomic_write_text, write_json
+from hierarchy.predictions import HEADER_ROUTE, series_predictions
+from hierarchy.reports.tables import markdown_table
+from hierarchy.routing import Router
+
+log = logging.getLogger("ood_suite")
+
+PYDICOM_NEAR = ("MR_small.dcm", "examples_overlay.dcm")  # MR, not brain T1 (a small MR crop, an abdomen)
+PYDICOM_FAR = {"CT_small.dcm": "CT", "693_J2KI.dcm": "CT", "J2K_pixelrep_mismatch.dcm": "CT",
+               "JPEG2000.dcm": "NM", "JPGExtended.dcm": "NM", "examples_rgb_color.dcm": "US",
+               "examples_palette.dcm": "US", "examples_ybr_color.dcm": "US"}
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows).reset_index(drop=True)
+
+
+def _scanner_sets(scanner: Path, limit: int | None) -> dict[str, tuple[str, pd.DataFrame]]:
+    """name -> (tier, index frame) of the scanner_samples parts."""
+    dicom = scanner / "dicom"
+    t1 = _frame(scanner_rows(dicom / "t1_mprage", scanner, axes="all", label="no_tumor"))
+    ixi = _frame([r for p in sorted((scanner / "nifti").glob("*.nii.gz"))
+                  for r in scanner_rows(p, scanner, axes="all", label="no_tumor")])
+    magnitude = _frame(scanner_rows(dicom / "field_map_magnitude", scanner, label="no_tumor"))
+    phase = _frame(scanner_rows(dicom / "field_map_phase", scanner))
+    sets = {"t1_mprage": ("shifted_valid", t1[t1["brain"]]), "ixi_t1": ("shifted_valid", ixi[ixi["brain"]]),
+            "field_map_magnitude": ("shifted_valid", magnitude[magnitude["brain"]]),
+            "field_map_phase": ("near_ood", phase)}
+    return {k: (tier, _limit(frame, limit)) for k, (tier, frame) in sets.items()}
+
+
+def _pydicom_frame(names, base: Path) -> pd.DataFrame:
+    return _frame([dict(r, kind=kind) for name, kind in names for r in scanner_rows(base / name, base)])
+
+
+def _limit(frame: pd.DataFrame, limit: int | None, seed: int = 0) -> pd.DataFrame:
+    if limit is None or len(frame) <= limit:
+        return frame.reset_index(drop=True)
+    return frame.sample(limit, random_state=seed).sort_index().reset_index(drop=True)
+
+
+def build_sets(args) -> tuple[dict[str, SuiteSet], pd.DataFrame, pd.DataFrame]:
+    """Every set of the suite (by name), and the training and validation frames."""
+    from pydicom.data import get_testdata_file
+
+    router_val = args.val_fraction
+    train, val, test = study_frames(args.data, router_val)
+    train_sample = _limit(train, args.train_sample, args.seed)
+    val = _limit(val, args.val_sample or args.limit, args.seed)
+    sets = {"train": SuiteSet("train", "fit", train_sample), "val": SuiteSet("val", "choice", val),
+            "brisc_test": SuiteSet("brisc_test", "in_distribution", _limit(test, args.limit))}
+    rng = np.random.default_rng(args.seed)
+    chosen = val.sample(min(args.corrupt_sample, len(val)), random_state=args.seed)
+    for kind in CORRUPTIONS:
+        images = [corrupt(load_image(p), kind, rng) for p in chosen["path"]]
+        sets[f"val_{kind}"] = SuiteSet(f"val_{kind}", "corruption", images,
+                                       [f"{kind}/{i}" for i in chosen["id"]])
+    for name, (tier, frame) in _scanner_sets(Path(args.scanner), args.limit).items():
+        sets[name] = SuiteSet(name, tier, frame)
+    base = Path(get_testdata_file("MR_small.dcm")).parent
+    sets["pydicom_mr"] = SuiteSet("pydicom_mr", "near_ood", _pydicom_frame([(n, "MR") for n in PYDICOM_NEAR], base))
+    sets["pydicom_other_modalities"] = SuiteSet("pydicom_other_modalities", "far_ood",
+                                                _pydicom_frame(PYDICOM_FAR.items(), base))
+    photos = bundled_photos()
+    sets["photos"] = SuiteSet("photos", "far_ood", [im for _, im in photos], [n for n, _ in photos])
+    pictures = synthetic_pictures(args.seed)
+    sets["blank_noise_text"] = SuiteSet("blank_noise_text", "far_ood", [im for _, im in pictures],
+                                        [n for n, _ in pictures])
+    for root in args.external:
+        name = Path(root).name
+        sets[name] = SuiteSet(name, "external", _limit(index_dataset(root), args.external_sample or args.limit,
+                                                        args.seed))
+    empty = [name for name, suite_set in sets.items() if not len(suite_set.inputs)]
+    if {"train", "val", "brisc_test"} & set(empty):
+        raise ValueError(f"no images in {sorted(empty)}")
+    for name in empty:
+        log.warning("leaving out %s: no images (no slice passed the brain rule?)", name)
+    return {k: v for k, v in sets.items() if k not in empty}, train_sample, val
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--router", required=True, help="folder of a saved Router (mode joint: one shared trunk)")
+    parser.add_argument("--data", required=True, help="BRISC-layout root (train split: fit rows; test: tier 0)")
+    parser.add_argument("--scanner", required=True, help="scanner_samples root")
+    parser.add_argument("--external", action="append", default=[], help="labelled external set (repeatable)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--q", type=float, default=0.95, help="refer_atypical quantile")
+    parser.add_argument("--train-sample", type=int, default=2000, help="training rows the new scorers fit on")
+    parser.add_argument("--corrupt-sample", type=int, default=150, help="validation images per corruption")
+    parser.add_argument("--val-sample", type=int, help="validation rows (default: all)")
+    parser.add_argument("--external-sample", type=int, help="rows of each external set (default: all)")
+    parser.add_argument("--limit", type=int, help="at most this many images per set (tests)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    out = Path(args.out)
+    work = out / "work"
+    router = Router.load(args.router)
+    args.val_fraction = router.val_fraction
+    sets, train, val = build_sets(args)
+    runs = {}
+    for name, suite_set in sets.items():
+        log.info("pass: %s (%d images)", name, len(suite_set.inputs))
+        runs[name] = run_pass(router, suite_set, work)
+    scorers = Scorers(router, runs["train"], train["label"].tolist())
+    names = Scorers.names
+    scores = {s: {k: scorers.score(s, r) for k, r in runs.items()} for s in names}
+    thresholds = {s: scorers.threshold(s, args.q) for s in names}
+
+    # choice of scorer: synthetic corruptions of validation images against the clean validation images
+    choice = {s: {k: auroc(scores[s]["val"], scores[s][f"val_{k}"]) for k in CORRUPTIONS} for s in names}
+    choice_mean = {s: float(np.mean(list(v.values()))) for s, v in choice.items()}
+    chosen = max(names, key=lambda s: choice_mean[s])
+    log.info("scorer chosen on the corruption tier: %s", chosen)
+
+    tiers = {}
+    for name, suite_set in sets.items():
+        if suite_set.tier in ("fit", "choice", "corruption"):
+            continue
+        tiers[name] = {"tier": suite_set.tier, "n": len(runs[name].route("hierarchical")),
+                       **{s: {"auroc": None if name == "brisc_test" else auroc(scores[s]["brisc_test"], scores[s][name]),
+                              "referred": float((scores[s][name] > thresholds[s]).mean())} for s in names}}
+    by_tier = {}
+    for tier in ("shifted_valid", "near_ood", "far_ood"):
+        members = [n for n, t in tiers.items() if t["tier"] == tier]
+        by_tier[tier] = {"n": sum(tiers[n]["n"] for n in members), "sets": members,
+                         **{s: {"auroc": auroc(scores[s]["brisc_test"], np.concatenate([scores[s][n] for n in members])),
+                                "referred": float(np.mean(np.concatenate([scores[s][n] > thresholds[s]
+                                                                          for n in members])))} for s in names}}
+
+    # selective prediction, confidence chosen on validation
+    atypical = {k: scores[chosen][k] > thresholds[chosen] for k in runs}
+    healthy = [n for n, t in tiers.items() if t["tier"] == "shifted_valid"]
+    labels = {n: "no_tumor" for n in healthy}
+    selective_sets = ["val", "brisc_test", *[n for n, t in tiers.items() if t["tier"] == "external"], *healthy]
+    aurc = selective({n: runs[n] for n in selective_sets}, router.classes_, atypical, labels)
+    val_row = aurc[aurc["set"] == "val"].iloc[0]
+    chosen_conf = min(CONFIDENCES, key=lambda c: (val_row[c], CONFIDENCES.index(c)))
+
+    # healthy brains from other scanners
+    healthy_rows, header_rows, series_rows = [], [], []
+    for name in healthy:
+        for scorer in ("mahalanobis", chosen):
+            table = healthy_table(runs[name], scores[scorer][name] > thresholds[scorer])
+            healthy_rows.append(table.assign(set=name, scorer=scorer))
+        for route in ("hierarchical", HEADER_ROUTE):
+            part = runs[name].route(route)
+            if len(part):
+                header_rows.append({"set": name, "route": route, "n": len(part),
+                                    "no_tumor": float((part["pred_label"] == "no_tumor").mean())})
+        series = series_predictions(runs[name].table.assign(
+            series=runs[name].table["series"].astype(str) + " " + runs[name].table["header_plane"].astype(str)),
+            router.classes_)
+        series_rows.append(series[series["route"] == "hierarchical"].assign(set=name))
+    healthy_frame = pd.concat(healthy_rows, ignore_index=True)
+    header_frame = pd.DataFrame(header_rows)
+    series_frame = pd.concat(series_rows, ignore_index=True)
+    plane_rows = []
+    for name in [n for n in (*healthy, "field_map_phase", "pydicom_mr", "pydicom_other_modalities") if n in runs]:
+        part = runs[name].route("hierarchical")
+        part = part[part["plane_source"] == "header"]
+        if len(part):
+            plane_rows.append({"set": name, "n": len(part),
+                               "plane_accuracy": float((part["pred_plane"] == part["header_plane"]).mean())})
+    plane_frame = pd.DataFrame(plane_rows)
+
+    _gallery(runs, healthy, atypical, out / "gallery")
+    summary = {"router": str(Path(args.router)), "q": args.q, "thresholds": thresholds, "chosen_scorer": chosen,
+               "choice_auroc": choice, "choice_mean_auroc": choice_mean, "sets": tiers, "tiers": by_tier,
+               "selective_aurc": aurc.to_dict(orient="records"), "chosen_confidence": chosen_conf,
+               "healthy": healthy_frame.to_dict(orient="records"), "header_route": header_rows,
+               "plane_against_header": plane_rows, "series": series_frame.to_dict(orient="records"),
+               "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "summary.json", summary)
+    atomic_write_text(out / "report.md", _report(summary, healthy_frame, plane_frame, header_frame, series_frame,
+                                                 aurc, chosen, chosen_conf, args))
+    print(out / "report.md")
+    return 0
+
+
+def _gallery(runs, healthy, atypical, folder: Path, limit: int = 24) -> None:
+    """Healthy slices called a tumour and not referred, as one PNG montage (stays local: git-ignored)."""
+    tiles = []
+    for name in healthy:
+        part = runs[name].route("hierarchical")
+        wrong = part[(part["pred_label"] != "no_tumor") & ~atypical[name]]
+        for source in wrong["path"].head(limit - len(tiles)):
+            tiles.append(np.asarray(load_image(source).resize((128, 128))))
+    if not tiles:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    while len(tiles) % 6:
+        tiles.append(np.zeros((128, 128), dtype=np.uint8))
+    rows = [np.hstack(tiles[i:i + 6]) for i in range(0, len(tiles), 6)]
+    Image.fromarray(np.vstack(rows)).save(folder / "healthy_called_tumour.png")
+
+
+def _md(frame: pd.DataFrame) -> str:
+    return markdown_table(list(frame.columns), frame.itertuples(index=False)) if len(frame) else "(none)\n"
+
+
+def _report(summary, healthy, planes, header, series, aurc, chosen, chosen_conf, args) -> str:
+    names = ("mahalanobis", "energy", "depth_means", "depth_stats")
+    q = summary["q"]
+    lines = [f"# Graded out-of-distribution suite (refer_atypical = {q})", "",
+             f"Router: `{Path(summary['router']).name}`. Command: `{summary['command']}`.", "",
+             "Scores (higher: more atypical), all fitted on BRISC training rows only: `mahalanobis` (the Router's "
+             "own, last-layer features), `energy` (flat model logits), `depth_means` and `depth_stats` "
+             "(Mahalanobis at every stage of the network and the pooled features, channel means or means and "
+             f"standard deviations, summed as z-scores; fitted on {args.train_sample} training rows). "
+             f"Referral threshold: the {q}-quantile of each score on training rows.", "",
+             "## Choice of scorer (synthetic corruptions of BRISC validation images only)", "",
+             "AUROC of clean validation images against each corruption:", ""]
+    choice = pd.DataFrame([{"scorer": s, **summary["choice_auroc"][s], "mean": summary["choice_mean_auroc"][s]}
+                           for s in names])
+    lines += [_md(choice), "", f"Chosen: **{chosen}** (highest mean). The suite below was not used for it.", "",
+              "## AUROC against BRISC test and fraction referred, per tier", ""]
+    rows = [{"tier": t, "n": v["n"], **{f"{s} AUROC": v[s]["auroc"] for s in names},
+             **{f"{s} referred": v[s]["referred"] for s in names}} for t, v in summary["tiers"].items()]
+    lines += [_md(pd.DataFrame(rows)), "", "Per set:", ""]
+    rows = [{"set": n, "tier": v["tier"], "n": v["n"], **{f"{s} AUROC": v[s]["auroc"] for s in names},
+             **{f"{s} referred": v[s]["referred"] for s in names}} for n, v in summary["sets"].items()]
+    lines += [_md(pd.DataFrame(rows)), "",
+              "## Selective prediction (hierarchical route): area under the risk-coverage curve (lower is better)", "",
+              "Confidences: `softmax` (top probability, the baseline), `margin`, `route_agreement` (lowest "
+              "probability that flat, hierarchical and ensemble give the predicted label), `agreement_typical` "
+              f"(route agreement, images referred by `{chosen}` last). Chosen on BRISC validation: "
+              f"**{chosen_conf}**.", "", _md(aurc), "",
+              "## Healthy brains from other scanners (every subject healthy: truth `no_tumor`)", "",
+              "Slices through the brain by the rule of `hierarchy.data.volume`; T1 volumes resliced in all three "
+              "planes. Per source and header plane:", "", _md(healthy), "",
+              "Plane classifier against the plane from the DICOM/NIfTI geometry (slices within 20 degrees of an "
+              "axis):", "", _md(planes), "",
+              "Routing by the header plane (`header` route) against the learned routing (fraction called no "
+              "tumour):", "", _md(header), "",
+              "Series-level predictions (mean probability over brain slices, per volume and plane):", "",
+              _md(series[[c for c in ("set", "series", "pred_label", "prob_no_tumor", "n_used", "plane_agreement",
+                                      "referred_fraction") if c in series.columns]]), "",
+              "Errors (healthy slices called a tumour and not referred) are in `gallery/healthy_called_tumour.png`, "
+              "kept local.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    raise SystemExit(main())
