@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from hierarchy.cli.outputs import check_output_file
+from hierarchy.csv_io import write_csv
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if "oracle" not in routes:
         logger.warning("some images have no known %s: leaving out the oracle route", router.parent)
     table = router.predict_routes(frame, routes, progress=sys.stderr.isatty())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
+    write_csv(table, out)  # atomic: a failed write (a full disk) keeps the previous file whole
     for route, rows in table.groupby("route", sort=False):
         logger.info("%-12s accuracy %.4f on %d images", route, (rows["pred_label"] == rows["true_label"]).mean(),
                     len(rows))

@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n_bootstrap < 1:
         raise ValueError(f"--n-bootstrap must be at least 1, got {args.n_bootstrap}")
+    if args.predictions.is_dir():
+        raise IsADirectoryError(f"--predictions {args.predictions} is a folder; give the prediction table (CSV) "
+                                "that 'hierarchy evaluate --out' wrote")
     if not args.predictions.is_file():
         raise FileNotFoundError(f"--predictions {args.predictions} does not exist")
     check_output_dir(args.out, "--out")
@@ -50,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
     run_record = None
     if args.run_record is not None:
         run_record = read_json(args.run_record, what="--run-record")
-    predictions = read_csv(args.predictions, "prediction table")
+        if not isinstance(run_record, dict):
+            raise ValueError(f"--run-record {args.run_record}: expected a JSON object (the run.json or "
+                             f"run_record.json of a run), found a JSON {type(run_record).__name__}")
+    predictions = read_csv(args.predictions, "prediction table", required={"id", "route", "pred_label"})
     try:
         report = build_report(predictions, args.out, run_record=run_record,
                               training_logs=dict(args.training_log) or None,

@@ -6,12 +6,15 @@ Markdown show ``x [lo, hi]`` in one cell.
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from hierarchy.csv_io import write_csv
 from hierarchy.labels import TUMOR_CLASSES
 from hierarchy.metrics.classification import HEADLINE_METRICS
 from hierarchy.metrics.evaluate import COMPARED_METRICS, present_routes
@@ -45,16 +48,22 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(shown, index=frame.index)
 
 
+def _markdown_cell(value: object) -> str:
+    """A cell's text that renders as itself: HTML (``<script>``, ``&``) escaped, links, code and pipes
+    backslash-escaped, line breaks folded."""
+    text = html.escape(_cell(value), quote=False)
+    return re.sub(r"([\\`|\[\]])", r"\\\1", text).replace("\r", " ").replace("\n", " ")
+
+
 def markdown_table(headers: Sequence[object], rows: Iterable[Sequence[object]]) -> str:
     """A GitHub-flavoured Markdown table (no tabulate needed); floats get ``DECIMALS`` decimals,
-    missing values are blank, pipes are escaped."""
+    missing values are blank, pipes, HTML and link/code markup in cells are escaped."""
     headers = list(headers)
 
     def line(cells: Sequence[object]) -> str:
         if len(cells) != len(headers):
             raise ValueError(f"a row has {len(cells)} cells but the table has {len(headers)} columns")
-        return "| " + " | ".join(_cell(c).replace("|", "\\|").replace("\n", " ")
-                                 for c in cells) + " |"
+        return "| " + " | ".join(_markdown_cell(c) for c in cells) + " |"
 
     return "\n".join([line(headers), line(["---"] * len(headers)),
                       *(line(list(row)) for row in rows)]) + "\n"
@@ -77,7 +86,7 @@ def write_table(frame: pd.DataFrame, out_dir: str | Path, stem: str, *,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.{ext}" for ext in ("csv", "tex", "md")]
-    frame.to_csv(paths[0], index=False)
+    write_csv(frame, paths[0])
     paths[1].write_text(to_latex(frame, caption=caption, label=f"tab:{stem}"))
     paths[2].write_text(to_markdown(frame))
     return paths
