@@ -1,9 +1,11 @@
-"""Decoding any image source (file, PIL image, array, tensor) to an 8-bit greyscale PIL image.
+"""Decoding any image source (file, PIL image, array, tensor) to an 8-bit greyscale PIL image, as it is displayed.
 
 Every decode of a file goes through :func:`guarded_decode`, so whatever is wrong with a file (unknown
-format, truncated or corrupt data, a decompression bomb, a symlink loop) surfaces as one
-``ImageReadError`` naming it. :func:`read_images` decodes many files and, with ``skip_bad``, lists
-the bad ones instead of stopping at the first.
+format, truncated or corrupt data, data after a JPEG's end, a decompression bomb, a symlink loop, several
+frames, fewer than ``MIN_IMAGE_SIDE`` pixels a side) surfaces as one ``ImageReadError`` naming it. A file's
+EXIF orientation is applied (``PIL.ImageOps.exif_transpose``), so a phone photo of a scan is seen upright.
+:func:`read_images` decodes many files and, with ``skip_bad``, lists the bad ones instead of stopping at
+the first.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Modes whose conversion to 8-bit greyscale would silently clip or mis-map intensities.
 UNSUPPORTED_MODES = {
@@ -33,6 +35,12 @@ UNSUPPORTED_MODES = {
 }
 
 ImageSource = str | Path | Image.Image | np.ndarray | Any  # Any: a torch.Tensor
+
+# A file with a side shorter than this is no scan slice (a 1x1 tracking pixel, an icon): it is refused.
+MIN_IMAGE_SIDE = 8
+# EXIF orientations that swap width and height (rotations by 90 or 270 degrees, transpositions)
+_SIDEWAYS = {5, 6, 7, 8}
+_EXIF_ORIENTATION = 0x0112
 
 
 log = logging.getLogger(__name__)
@@ -91,6 +99,46 @@ def skip_record(path: str | Path, err: ImageReadError) -> dict[str, str]:
     return {"path": str(path), "reason": str(err)}
 
 
+def _check_frames_and_size(im: Image.Image, where: str) -> None:
+    """Refuse a file of several frames (which one was meant?) and one too small to be a scan."""
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1 and im.format != "MPO":  # MPO: a phone's JPEG with a preview image after the photo
+        kind = {"GIF": "an animated GIF", "TIFF": "a multi-page TIFF"}.get(im.format, f"a {im.format} file")
+        raise ImageReadError(f"{where}: {kind} of {frames} frames; which one to classify is ambiguous, so export "
+                             "the slice you mean as a single-frame image")
+    if min(im.size) < MIN_IMAGE_SIDE:
+        raise ImageReadError(f"{where}: {im.width}x{im.height} pixels, below the minimum of {MIN_IMAGE_SIDE} px a "
+                             "side (hierarchy.data.image_io.MIN_IMAGE_SIDE); not a scan slice")
+
+
+def _jpeg_end_problem(data: bytes) -> str | None:
+    """What is wrong with the end of a JPEG file's bytes: data after its end marker, or no end marker."""
+    end = data.rfind(b"\xff\xd9")
+    if end < 0:
+        return None  # no end marker: the decoder reports the truncation
+    trailing = data[end + 2:]
+    if trailing.strip(b"\x00\r\n \t"):
+        return (f"{len(trailing)} bytes of other data after the JPEG end marker (a damaged or spliced file); "
+                "re-export it")
+    return None
+
+
+def _check_jpeg_complete(im: Image.Image, where: str, full_size: tuple[int, int]) -> None:
+    """Refuse a decoded JPEG whose last blocks were never decoded: libjpeg fills the blocks missing from a
+    truncated file (even one whose end marker was put back) with exactly mid-grey, which a real image's last
+    block never is unless the whole image is that grey."""
+    block = max(1, -(-16 * im.width // full_size[0]))  # one 16 px MCU at the decoded (draft) scale
+    corner = im.crop((im.width - block, im.height - block, im.width, im.height))
+
+    def mid_grey(image: Image.Image) -> bool:
+        extrema = image.getextrema()
+        return all(band == (128, 128) for band in (extrema if isinstance(extrema[0], tuple) else [extrema]))
+
+    if mid_grey(corner) and not mid_grey(im):
+        raise ImageReadError(f"{where}: truncated JPEG (its last blocks hold no data: the decoder filled them "
+                             "with grey); re-export or re-download the file")
+
+
 def check_mode(mode: str, where: str) -> None:
     """Raise ImageReadError naming ``where`` when ``mode`` cannot become 8-bit greyscale faithfully."""
     if mode in UNSUPPORTED_MODES:
@@ -109,12 +157,14 @@ def open_image_file(path: str | Path, target_size: int | None = None) -> Image.I
 
         with guarded_decode(str(path)):
             return read_slice(path)
-    with guarded_decode(str(path)), Image.open(path) as im:
-        check_mode(im.mode, str(path))
-        if target_size is not None and im.format == "JPEG":
-            im.draft("L", (target_size, target_size))
-        im.load()
-        return im.convert("L")
+    if path.is_dir():
+        reason = ("a folder that cannot be read (permission denied), so its images cannot be listed"
+                  if not os.access(path, os.R_OK | os.X_OK) else "a folder, not an image file")
+        raise ImageReadError(f"{path}: {reason}")
+    with guarded_decode(str(path)):
+        with path.open("rb") as handle:
+            data = handle.read()
+        return decode_bytes(data, str(path), target_size)
 
 
 def read_images(paths: Iterable[str | Path], *, target_size: int | None = None, skip_bad: bool = False,
@@ -176,11 +226,26 @@ def load_image(source: ImageSource, target_size: int | None = None) -> Image.Ima
                     "pass a path, PIL image, numpy array or torch tensor")
 
 
-def decode_bytes(data: bytes, where: str) -> Image.Image:
-    """Decode in-memory file bytes (already read for hashing) to mode "L"; errors name ``where``."""
+def decode_bytes(data: bytes, where: str, target_size: int | None = None) -> Image.Image:
+    """Decode a file's bytes to mode "L", EXIF orientation applied; errors name ``where``.
+
+    With ``target_size``, JPEGs are decoded at the smallest DCT scale that keeps both sides at least
+    ``target_size`` px (``Image.draft``), which makes large JPEGs cheap to read.
+    """
     with guarded_decode(where), Image.open(io.BytesIO(data)) as im:
         check_mode(im.mode, where)
+        _check_frames_and_size(im, where)
+        full_size = im.size
+        if im.format == "JPEG":
+            problem = _jpeg_end_problem(data)
+            if problem:
+                raise ImageReadError(f"{where}: {problem}")
+            if target_size is not None:
+                im.draft("L", (target_size, target_size))
         im.load()
+        if im.format == "JPEG":
+            _check_jpeg_complete(im, where, full_size)
+        ImageOps.exif_transpose(im, in_place=True)
         return im.convert("L")
 
 
@@ -195,14 +260,23 @@ def _looks_complete(data: bytes, fmt: str | None) -> bool:
 
 
 def inspect_image_bytes(data: bytes, where: str) -> tuple[int, int, str]:
-    """(width, height, PIL mode) of an image file's bytes, reading only the header when possible.
+    """(width, height, PIL mode) of an image file's bytes as displayed (EXIF orientation applied), reading
+    only the header when possible.
 
     Files whose stream does not end properly (or formats other than JPEG/PNG) are fully decoded,
-    so truncated files are caught. Raises ``ImageReadError`` naming ``where``.
+    so truncated files are caught; files of several frames, too small, or with data after a JPEG's end
+    are refused. Raises ``ImageReadError`` naming ``where``.
     """
     with guarded_decode(where), Image.open(io.BytesIO(data)) as im:
         width, height, mode, fmt = im.width, im.height, im.mode, im.format
-    check_mode(mode, where)
+        check_mode(mode, where)
+        _check_frames_and_size(im, where)
+        # the size as displayed; a PNG whose header holds no EXIF would be decoded whole to look for it
+        if not (im.format == "PNG" and "exif" not in im.info) and im.getexif().get(_EXIF_ORIENTATION, 1) in _SIDEWAYS:
+            width, height = height, width
+    problem = _jpeg_end_problem(data) if fmt == "JPEG" else None
+    if problem:
+        raise ImageReadError(f"{where}: {problem}")
     if not _looks_complete(data, fmt):
         decode_bytes(data, where)
     return width, height, mode

@@ -80,12 +80,17 @@ def _scanner_items(root: Path) -> list[Path]:
 
 
 def _image_files(folder: Path) -> Iterator[Path]:
-    """Every non-hidden file in ``folder``; non-image suffixes and symlinks that cannot be followed
-    (``folder`` itself included) are yielded too, so that they get reported."""
+    """Every non-hidden file in ``folder``; non-image suffixes, symlinks that cannot be followed and a folder
+    that cannot be read (``folder`` itself included) are yielded too, so that they get reported."""
     if link_problem(folder):
         yield folder
         return
-    for path in sorted(folder.iterdir()):
+    try:
+        entries = sorted(folder.iterdir())
+    except PermissionError:
+        yield folder  # reported as an unreadable folder
+        return
+    for path in entries:
         if (path.is_file() or link_problem(path)) and not path.name.startswith("."):
             yield path
 
@@ -105,6 +110,9 @@ def _brisc_entries(root: Path) -> Iterator[_Entry]:
         masks = root / "segmentation_task" / split_dir.name / "masks"
         for folder, label in _class_folders(split_dir):
             for path in _image_files(folder):
+                if path.is_dir() or link_problem(path):  # reported by _read_row, whatever its name
+                    yield _Entry(path, label, None, split_dir.name)
+                    continue
                 tokens = path.stem.split("_")
                 if len(tokens) < 5 or tokens[0] != "brisc2025":
                     raise ValueError(f"{path}: name does not follow "
@@ -122,11 +130,8 @@ def _kaggle_entries(root: Path) -> Iterator[_Entry]:
 
 
 def _csv_entries(csv_path: Path) -> Iterator[_Entry]:
-    table = read_csv(csv_path, "dataset CSV (path,label[,plane][,split])", dtype=str, keep_default_na=False)
-    missing = {"path", "label"} - set(table.columns)
-    if missing:
-        raise ValueError(f"{csv_path}: missing column(s) {sorted(missing)}; "
-                         "expected path,label[,plane][,split]")
+    table = read_csv(csv_path, "dataset CSV (path,label[,plane][,split])", required={"path", "label"},
+                     dtype=str, keep_default_na=False)
     for row_number, row in enumerate(table.to_dict("records"), start=2):
         where = f"{csv_path} line {row_number}"
         path = Path(row["path"])
@@ -150,6 +155,8 @@ def _read_row(entry: _Entry, base: Path, layout: str) -> dict:
     problem = link_problem(entry.path)
     if problem:
         raise ImageReadError(f"{where}: {problem}")
+    if entry.path.is_dir():
+        raise ImageReadError(f"{where}: folder cannot be read (permission denied), so its images are not listed")
     if entry.path.suffix.lower() not in IMAGE_SUFFIXES:
         raise ImageReadError(f"{where}: not an image file suffix ({entry.path.suffix or 'none'})")
     try:

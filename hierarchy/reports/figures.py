@@ -6,6 +6,7 @@ Every function returns a matplotlib Figure (or None when there is nothing to dra
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,9 +16,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
+from hierarchy.data.image_io import ImageReadError, guarded_decode
 from hierarchy.reports.style import PANEL_SIZE, color_for, panels, styled
 from hierarchy.reports.tables import GENERALISATION_METRICS, route_results
 
+logger = logging.getLogger(__name__)
 LOG_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 
@@ -318,6 +321,20 @@ def _existing(path: object) -> Path | None:
     return path if path.is_file() else None
 
 
+def _thumbnail(path: object, mode: str) -> np.ndarray | None:
+    """The image at ``path`` decoded through the guarded decoder (mode "L" or "RGB"); None, with a warning,
+    when it is absent or cannot be decoded (a corrupt file, a decompression bomb)."""
+    found = _existing(path)
+    if found is None:
+        return None
+    try:
+        with guarded_decode(str(found)), Image.open(found) as image:
+            return np.asarray(image.convert(mode))
+    except ImageReadError as err:
+        logger.warning("missed-tumour gallery: leaving out %s", err)
+        return None
+
+
 @styled
 def missed_gallery_figure(missed: pd.DataFrame, *, overlays: Mapping[str, str | Path] | None = None,
                           max_images: int = 24) -> Figure | None:
@@ -327,12 +344,16 @@ def missed_gallery_figure(missed: pd.DataFrame, *, overlays: Mapping[str, str | 
     if "path" not in missed.columns:
         return None
     overlays = overlays or {}
-    shown = [(row, _existing(row["path"]), _existing(overlays.get(row["id"])))
-             for _, row in missed.iterrows()]
-    shown = [item for item in shown if item[1] is not None][:max_images]
+    shown = []
+    for _, row in missed.iterrows():
+        if len(shown) == max_images:
+            break
+        image = _thumbnail(row["path"], "L")
+        if image is not None:
+            shown.append((row, image, _thumbnail(overlays.get(row["id"]), "RGB")))
     if not shown:
         return None
-    per_item = 2 if any(overlay for _, _, overlay in shown) else 1
+    per_item = 2 if any(overlay is not None for _, _, overlay in shown) else 1
     columns = min(len(shown), 6 // per_item)
     rows = -(-len(shown) // columns)
     fig = Figure(figsize=(1.6 * columns * per_item, 1.9 * rows), layout="constrained")
@@ -341,10 +362,10 @@ def missed_gallery_figure(missed: pd.DataFrame, *, overlays: Mapping[str, str | 
         ax.axis("off")
     for i, (row, image, overlay) in enumerate(shown):
         ax = axes[i * per_item]
-        ax.imshow(np.asarray(Image.open(image).convert("L")), cmap="gray")
+        ax.imshow(image, cmap="gray")
         ax.set_title(f"{row['id']}\n{row['true_label']} -> {row['pred_label']}\n{row.get('route', '')}",
                      fontsize=6)
         if overlay is not None:
-            axes[i * per_item + 1].imshow(np.asarray(Image.open(overlay).convert("RGB")))
+            axes[i * per_item + 1].imshow(overlay)
             axes[i * per_item + 1].set_title("explanation", fontsize=6)
     return fig

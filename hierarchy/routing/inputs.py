@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from hierarchy.data import ImageReadError, PreprocessConfig, eval_transform
+from hierarchy.data.image_io import link_problem
 from hierarchy.data.index import IMAGE_SUFFIXES
 from hierarchy.data.perturb import get_perturbation
 from hierarchy.data.scanner_index import SCANNER_COLUMNS, scanner_rows
@@ -34,10 +37,30 @@ class Inputs:
 
 
 def _folder_images(folder: Path) -> tuple[list[Path], list[Path]]:
-    """The image files under ``folder`` and its scanner items: NIfTI files, and the folder itself when it holds
-    DICOM files."""
-    found = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")]
-    files = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
+    """The image files under ``folder`` (any depth, hidden ones left out) plus every entry that cannot be
+    followed or read (a broken symlink, a symlink loop, a folder without read permission: those stay in the list
+    so that decoding names each one and says why), and its scanner items: NIfTI files, and the folder itself
+    when it holds DICOM files."""
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise PermissionError(f"{folder}: folder cannot be read (permission denied)")
+    found: list[Path] = []
+    problems: list[Path] = []
+
+    def unreadable(err: OSError) -> None:
+        problems.append(Path(err.filename))
+
+    for parent, folders, names in os.walk(folder, onerror=unreadable):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in names:
+            path = Path(parent) / name
+            if name.startswith("."):
+                continue
+            if link_problem(path):
+                problems.append(path)
+            elif path.is_file():
+                found.append(path)
+    found.sort()
+    files = sorted([p for p in found if p.suffix.lower() in IMAGE_SUFFIXES] + problems)
     scanner = [p for p in found if is_nifti(p)] + ([folder] if any(is_dicom_file(p) for p in found) else [])
     if not files and not scanner:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}), DICOM or NIfTI files found "
@@ -45,11 +68,26 @@ def _folder_images(folder: Path) -> tuple[list[Path], list[Path]]:
     return files, scanner
 
 
+def _unique(ids: list[str], sources: list[Any]) -> list[str]:
+    """``ids`` with each repeated one replaced by its file's path as given (and, for the same file given twice,
+    a ``#<n>`` suffix), so that no two rows of a prediction table share an id."""
+    counts = Counter(ids)
+    ids = [str(Path(source).as_posix()) if counts[i] > 1 and isinstance(source, (str, Path)) else i
+           for i, source in zip(ids, sources, strict=True)]
+    seen: Counter[str] = Counter()
+    unique = []
+    for i in ids:
+        seen[i] += 1
+        unique.append(i if seen[i] == 1 else f"{i}#{seen[i]}")
+    return unique
+
+
 def resolve_inputs(inputs: Any) -> Inputs:
     """Turn a path, folder, image, array, tensor, a list of those, or a dataset-index frame into ``Inputs``.
 
     Ids are the frame's ``id`` column, a file's name, a path relative to a given folder, or
-    ``input_<n>`` for in-memory images. ``Inputs`` are returned as they are. NIfTI files, DICOM files and
+    ``input_<n>`` for in-memory images; files that would share an id (two folders' ``scan.jpg``) get their
+    path as given instead. ``Inputs`` are returned as they are. NIfTI files, DICOM files and
     folders holding DICOM files become one input per slice as the file stored them
     (``hierarchy.data.scanner_index``), and then ``frame`` holds each input's ``path`` and the slices'
     ``SCANNER_COLUMNS`` (None for plain images).
@@ -79,6 +117,9 @@ def resolve_inputs(inputs: Any) -> Inputs:
     for n, item in enumerate(items):
         if isinstance(item, (str, Path)):
             path = Path(item)
+            problem = link_problem(path)
+            if problem:
+                raise FileNotFoundError(f"{path}: {problem}")
             if path.is_dir():
                 files, scanner = _folder_images(path)
                 ids += [f.relative_to(path).as_posix() for f in files]
@@ -96,6 +137,7 @@ def resolve_inputs(inputs: Any) -> Inputs:
         else:
             ids.append(f"input_{n}")
             sources.append(item)
+    ids = _unique(ids, sources)
     if not slices:
         return Inputs(ids, sources)
     frame = pd.DataFrame([{"id": i, "path": s if isinstance(s, str) else None,
