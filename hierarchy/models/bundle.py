@@ -3,11 +3,12 @@ came from) and ``model.safetensors``, written atomically and checked on load."""
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import json
 import os
+import re
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from hierarchy.fileio import read_json, write_json
+from hierarchy.fileio import (
+    SWAP_JOURNAL,
+    finish_swap,
+    folder_lock,
+    read_json,
+    sha256_file,
+    swap_entries,
+    write_json,
+)
 from hierarchy.models.registry import build_architecture
 from hierarchy.provenance import software_versions
 
@@ -45,14 +54,6 @@ class BundleError(ValueError):
     """A bundle is missing, corrupt, from another format version, or not the model that was expected."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _bundle_config(model: nn.Module, config: dict[str, Any]) -> dict[str, Any]:
     missing = [key for key in _REQUIRED_FROM_CALLER if key not in config]
     if missing:
@@ -76,6 +77,15 @@ def _bundle_config(model: nn.Module, config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(merged))  # fails here, not half-way through writing, if not JSON-ready
 
 
+def _save_tensors(tensors: dict[str, Any], path: Path, target: Path) -> None:
+    """``safetensors`` ``save_file`` whose I/O failure (a full disk) is an ``OSError`` naming ``target``."""
+    try:
+        save_file(tensors, path, metadata={"format": "pt"})
+    except SafetensorError as err:
+        code = re.search(r"os error (\d+)", str(err))
+        raise OSError(int(code.group(1)) if code else errno.EIO, f"cannot write {target}: {err}") from err
+
+
 def save_bundle(model: nn.Module, directory: str | os.PathLike, config: dict[str, Any], *,
                 overwrite: bool = False) -> Path:
     """Write ``model`` and ``config`` as a bundle folder ``directory``; returns its path.
@@ -89,27 +99,21 @@ def save_bundle(model: nn.Module, directory: str | os.PathLike, config: dict[str
         raise FileExistsError(f"{directory} already exists; pass overwrite=True to replace it")
     record = _bundle_config(model, config)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    # mkdir, not tempfile.mkdtemp: the umask decides who may read the bundle, as for any other file
+    staging = directory.parent / f".{directory.name}.saving-{uuid.uuid4().hex}"
+    staging.mkdir()
     try:
         tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-        save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": "pt"})
-        record["weights_sha256"] = _sha256(staging / WEIGHTS_FILE)
+        _save_tensors(tensors, staging / WEIGHTS_FILE, directory / WEIGHTS_FILE)
+        record["weights_sha256"] = sha256_file(staging / WEIGHTS_FILE)
         write_json(staging / CONFIG_FILE, record, sort_keys=True)
-        _swap_in(staging, directory)
+        with folder_lock(directory, create=True):
+            finish_swap(directory)
+            swap_entries(staging, directory, {e.name for e in directory.iterdir()}, last=CONFIG_FILE)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if not (directory / SWAP_JOURNAL).is_file():  # else the staged files are still to be moved in
+            shutil.rmtree(staging, ignore_errors=True)
     return directory
-
-
-def _swap_in(staging: Path, directory: Path) -> None:
-    """Move the finished bundle into place so readers never see half of one."""
-    if not directory.exists() or (directory.is_dir() and not any(directory.iterdir())):
-        os.replace(staging, directory)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
-    os.replace(directory, retired / directory.name)
-    os.replace(staging, directory)
-    shutil.rmtree(retired)
 
 
 def read_bundle_config(directory: str | os.PathLike) -> dict[str, Any]:
@@ -152,7 +156,7 @@ def load_bundle(directory: str | os.PathLike, *, expect: dict[str, Any] | None =
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise BundleError(f"{weights} does not exist")
-    if _sha256(weights) != config.get("weights_sha256"):
+    if sha256_file(weights) != config.get("weights_sha256"):
         raise BundleError(f"{weights} does not match the sha256 recorded in {directory / CONFIG_FILE}; "
                           "the file is corrupt or was changed after saving")
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import pickle
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 import timm
 import torch
+from safetensors import SafetensorError
 from timm.models import load_pretrained, load_state_dict
 from torch import nn
 
@@ -168,7 +170,12 @@ def load_weights(model: nn.Module, name: str, source: WeightsSource, *, num_clas
         state_dict = _map_by_position(torch.load(source.location, map_location="cpu", weights_only=True),
                                       reference, source.location)
     else:
-        state_dict = load_state_dict(str(source.location), weights_only=True)
+        try:
+            state_dict = load_state_dict(str(source.location), weights_only=True)
+        except (pickle.UnpicklingError, SafetensorError, RuntimeError, EOFError, ValueError, KeyError) as err:
+            reason = " ".join(str(err).split())[:200]
+            raise ValueError(f"weights file {source.location}: not a safetensors file or a PyTorch checkpoint of "
+                             f"tensors only (a pickled object or a text file is refused, never run): {reason}") from err
     _check_shapes(state_dict, reference, source.location)
     pretrained_cfg = {**model.pretrained_cfg, "source": None, "state_dict": state_dict}
     load_pretrained(model, pretrained_cfg, num_classes=num_classes, in_chans=in_chans, strict=True)

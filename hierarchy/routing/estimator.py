@@ -54,6 +54,7 @@ from hierarchy.routing.persistence import (
     ROUTER_FILE,
     RouterError,
     load_part,
+    locked_for_reading,
     read_manifest,
     save_folder,
 )
@@ -570,9 +571,10 @@ feature_views, seed, ood
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """Write every component, the OOD scorer and ``router.json`` (settings, label sets, ensemble weight,
         temperatures, layout, record, OOD scorer folder, and the sha256 of every file written) to ``directory``,
-        all at once: the Router is staged in a sibling folder and swapped in with one rename
-        (``hierarchy.routing.persistence``), so an interrupted save leaves the previous Router intact. Other
-        entries of ``directory`` are kept; an existing Router there is refused unless ``overwrite``."""
+        all at once: the Router is staged in a sibling folder and its parts moved in under the folder's lock
+        (``hierarchy.routing.persistence``), journaled, so that a save killed at any point is finished by the
+        next save or load. Other entries of ``directory`` stay where they are; an existing Router there is
+        refused unless ``overwrite``."""
         check_is_fitted(self)
 
         def write(staging: Path) -> dict[str, Any]:
@@ -609,6 +611,11 @@ feature_views, seed, ood
             load or predicts other classes than ``router.json`` lists. The message names the file.
         """
         directory = Path(directory)
+        with locked_for_reading(directory):  # no save swaps parts in while they are read
+            return cls._load_unlocked(directory, trusted)
+
+    @classmethod
+    def _load_unlocked(cls, directory: Path, trusted: Sequence[str]) -> Router:
         manifest = read_manifest(directory)
         source = directory / ROUTER_FILE
         classes, planes = tuple(manifest["classes"]), tuple(manifest["planes"])

@@ -4,15 +4,17 @@ after every file it records has been verified.
 A saved Router ``D`` is ``D/router.json`` plus whatever parts the Router writes beside it (the component
 folders ``plane/``, ``experts/<group>/``, ``flat/``, an optional ``ood/`` ...); this module knows no fixed list.
 
-Saving (``save_folder``)
+Saving (``save_folder``), under an exclusive lock on ``D`` (``hierarchy.fileio.folder_lock``)
     1. The parts and ``router.json`` are written into a new hidden sibling ``.D.saving-<generation>`` (same
        parent, so the renames below stay on one filesystem). ``router.json`` records a new generation id, the
        sha256 of every file written and a checksum of its own content.
-    2. Entries of ``D`` that belong to no Router (the ``training/`` logs of ``hierarchy train``, a user's own
-       files) are moved into the staged folder, so nothing but the old Router's parts is replaced.
-    3. ``D`` is renamed aside to ``.D.old-<generation>``, the staged folder is renamed to ``D``, and the old
-       folder is removed. A failure at any step before the last rename puts every entry back where it was and
-       removes the staged folder: the old Router stays intact.
+    2. The old Router's parts (``router.json`` first) are moved aside and the new ones moved in (``router.json``
+       last) by ``hierarchy.fileio.swap_entries``, which journals the moves in ``D/.swap-journal.json``. Entries
+       of ``D`` that belong to no Router (the ``training/`` logs of ``hierarchy train``, a user's own files) are
+       never moved. A save killed at any point is finished by the next save or load (``finish_swap``), and the
+       staged or set-aside folders a killed save left are removed by the next save: nothing stays hidden.
+    Loading takes a shared lock on ``D`` for the whole load (``locked_for_reading``), so it never reads half of
+    one save and half of another.
 
 Loading (``read_manifest``, ``load_part``)
     ``router.json`` must be a JSON object of this format version with fields of the right types, its own
@@ -23,6 +25,7 @@ Loading (``read_manifest``, ``load_part``)
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -32,10 +35,20 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from hierarchy.fileio import read_json, sha256_file, to_jsonable, write_json
+from hierarchy.fileio import (
+    SWAP_JOURNAL,
+    finish_swap,
+    folder_lock,
+    read_json,
+    sha256_file,
+    swap_entries,
+    to_jsonable,
+    write_json,
+)
 from hierarchy.predictions import ROUTES
 
 logger = logging.getLogger(__name__)
@@ -80,13 +93,32 @@ def _recorded_parts(manifest_path: Path) -> set[str]:
     return {p.split("/")[0] for p in paths if isinstance(p, str) and p}
 
 
+def _clear_leftovers(directory: Path) -> None:
+    """Finish a save into ``directory`` that was killed while moving its parts in, and remove the staged and
+    set-aside folders that saves killed earlier left beside it (only under the folder's exclusive lock, so no
+    save is running)."""
+    if directory.is_dir() and finish_swap(directory):
+        logger.warning("finished the save into %s that was interrupted while moving its parts in", directory)
+    for leftover in _leftovers(directory):
+        logger.warning("removing %s, left by a save into %s that was killed", leftover, directory)
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _leftovers(directory: Path) -> list[Path]:
+    """The staged and set-aside folders that killed saves into ``directory`` left beside it."""
+    name = glob.escape(directory.name)
+    return [p for pattern in (f".{name}.saving-*", f".{name}.old-*") for p in directory.parent.glob(pattern)
+            if p.is_dir() and not p.is_symlink()]
+
+
 def save_folder(directory: str | Path, write: Callable[[Path], dict[str, Any]], *, overwrite: bool = False) -> Path:
-    """Save a Router to ``directory`` by staging it in a sibling folder and swapping it in with one rename.
+    """Save a Router to ``directory``: stage it in a sibling folder, then move its parts in under the folder's
+    lock, journaled, so that a save killed at any point is finished by the next save or load.
 
     Parameters
     ----------
     directory : path
-        The Router folder; other entries in it (e.g. training logs) are kept.
+        The Router folder; other entries in it (e.g. training logs, a user's files) stay where they are.
     write : callable
         ``write(staging)`` writes every part of the Router under the folder ``staging`` and returns the
         manifest's content; ``generation``, ``files`` (sha256 of every file written) and ``checksum`` are added.
@@ -99,77 +131,80 @@ def save_folder(directory: str | Path, write: Callable[[Path], dict[str, Any]], 
         ``directory``.
     """
     given, directory = Path(directory), Path(os.path.abspath(directory))  # "." and "run/" have a parent and name
+    if directory.is_symlink():  # a link to a folder elsewhere: stage beside that folder (one filesystem)
+        directory = directory.resolve()
     if directory.exists() and not directory.is_dir():
         raise FileExistsError(f"{directory} exists and is not a folder")
-    if Path.cwd().resolve().is_relative_to(directory.resolve()):
-        raise ValueError(f"cannot save a Router into {given}: it holds the current working folder, which the "
-                         "save would swap out from under this process; give another folder")
     if (directory / ROUTER_FILE).exists() and not overwrite:
         raise FileExistsError(f"{directory / ROUTER_FILE} exists; pass overwrite=True to replace it")
+    created = not directory.exists()
     generation = uuid.uuid4().hex
-    moved: list[str] = []  # entries of directory that are in staging while the swap runs
-    directory.parent.mkdir(parents=True, exist_ok=True)
     staging = directory.parent / f".{directory.name}.saving-{generation}"
     try:
-        staging.mkdir()
-        manifest = dict(write(staging))
-        written = sorted(p.relative_to(staging).as_posix() for p in _walk_files(staging))
-        if ROUTER_FILE in written:
-            raise ValueError(f"a Router part may not be named {ROUTER_FILE}")
-        manifest.update(generation=generation, files={rel: sha256_file(staging / rel) for rel in written})
-        manifest = json.loads(json.dumps(to_jsonable(manifest), default=str))  # exactly what load will read
-        manifest["checksum"] = content_checksum(manifest)
-        parts = {rel.split("/")[0] for rel in written} | {ROUTER_FILE}
-        if not overwrite and directory.is_dir():
-            clash = sorted(e.name for e in directory.iterdir() if e.name in parts)
-            if clash:
-                raise FileExistsError(f"{directory} already holds {clash}, which the Router would replace; "
-                                      "pass overwrite=True or choose another folder")
-        write_json(staging / ROUTER_FILE, manifest)
-        _swap_in(staging, directory, parts | _recorded_parts(directory / ROUTER_FILE), generation, moved)
-    finally:
-        if staging.exists():
-            if moved:  # moving a user's entries back failed as well: keep them, say where
-                logger.error("the save to %s failed and %s could not be moved back; they are in %s",
-                             directory, moved, staging)
-            else:
-                shutil.rmtree(staging, ignore_errors=True)
+        with folder_lock(directory, create=True):
+            _clear_leftovers(directory)
+            staging.mkdir()
+            try:
+                manifest = dict(write(staging))
+            except OSError as err:
+                if err.filename is not None:
+                    raise
+                raise type(err)(err.errno, f"cannot save the Router to {directory}: {err.strerror or err}") from err
+            written = sorted(p.relative_to(staging).as_posix() for p in _walk_files(staging))
+            if ROUTER_FILE in written:
+                raise ValueError(f"a Router part may not be named {ROUTER_FILE}")
+            manifest.update(generation=generation, files={rel: sha256_file(staging / rel) for rel in written})
+            manifest = json.loads(json.dumps(to_jsonable(manifest), default=str))  # exactly what load will read
+            manifest["checksum"] = content_checksum(manifest)
+            parts = {rel.split("/")[0] for rel in written} | {ROUTER_FILE}
+            if not overwrite:
+                clash = sorted(e.name for e in directory.iterdir() if e.name in parts)
+                if clash:
+                    raise FileExistsError(f"{directory} already holds {clash}, which the Router would replace; "
+                                          "pass overwrite=True or choose another folder")
+            write_json(staging / ROUTER_FILE, manifest)
+            try:
+                swap_entries(staging, directory, parts | _recorded_parts(directory / ROUTER_FILE), last=ROUTER_FILE)
+            except Exception as err:
+                if not (directory / SWAP_JOURNAL).is_file():
+                    raise
+                _finish_or_explain(directory, err)
+    except BaseException:
+        if not (directory / SWAP_JOURNAL).is_file():  # the old Router is untouched: drop the staged one
+            shutil.rmtree(staging, ignore_errors=True)
+            if created and directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
+        raise
     return given
 
 
-def _swap_in(staging: Path, directory: Path, parts: set[str], generation: str, moved: list[str]) -> None:
-    """Move the staged Router to ``directory``, carrying over the entries there that are not in ``parts``
-    (listed in ``moved`` while they are in ``staging``)."""
-    if not directory.exists():
-        os.replace(staging, directory)
-        return
+def _finish_or_explain(directory: Path, err: Exception) -> None:
+    """Finish a swap that failed half-way (a transient error); if that fails too, say that the next save or
+    load of ``directory`` finishes it."""
     try:
-        for entry in sorted(directory.iterdir()):
-            if entry.name not in parts:
-                os.replace(entry, staging / entry.name)
-                moved.append(entry.name)
-        aside = directory.parent / f".{directory.name}.old-{generation}"
-        os.replace(directory, aside)
+        finish_swap(directory)
+    except Exception as again:
+        raise RouterError(f"{directory}: the save failed while moving the new Router in ({err}; then {again}); "
+                          "the next save or load of this folder finishes it, and no file is lost") from err
+    logger.warning("the save into %s hit %s while moving the new Router in, and finished on a second try",
+                   directory, err)
+
+
+def locked_for_reading(directory: str | Path) -> AbstractContextManager[None]:
+    """A shared lock on the Router folder ``directory`` for the whole of a load, so that no save swaps parts
+    in meanwhile (a load waits for a running save, and a save for running loads); a save that was killed
+    half-way is finished first (which needs write access to the folder)."""
+    directory = Path(directory)
+    interrupted = (directory / SWAP_JOURNAL).is_file()
+    if interrupted or _leftovers(directory):
         try:
-            os.replace(staging, directory)
-        except BaseException:
-            os.replace(aside, directory)
-            raise
-    except BaseException:
-        for name in reversed(list(moved)):
-            try:
-                os.replace(staging / name, directory / name)
-            except OSError:
-                break  # left in staging, which save_folder then keeps and names
-            moved.remove(name)
-        raise
-    moved.clear()
-    if aside.is_symlink():  # directory was a link to a folder elsewhere: drop the link, keep that folder
-        aside.unlink()
-    shutil.rmtree(aside, ignore_errors=True)
-    if aside.exists():
-        logger.warning("the new Router is saved in %s, but the previous one could not be removed from %s; "
-                       "delete it by hand", directory, aside)
+            with folder_lock(directory):
+                _clear_leftovers(directory)
+        except OSError as err:
+            if interrupted:
+                raise RouterError(f"{directory}: a save into it was interrupted and cannot be finished ({err}); "
+                                  "load it once with write access to the folder") from err
+    return folder_lock(directory, shared=True)
 
 
 # -- loading -------------------------------------------------------------------------------------------------
@@ -282,16 +317,14 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     Raises
     ------
     FileNotFoundError
-        ``directory`` holds no ``router.json`` (the message names a Router left aside by an interrupted save).
+        ``directory`` holds no ``router.json``.
     RouterError
         Anything ``check_manifest`` or ``verify_files`` refuses, or ``router.json`` edited after saving.
     """
     directory = Path(directory)
     path = directory / ROUTER_FILE
     if not path.is_file():
-        aside = sorted(directory.parent.glob(f".{directory.name}.old-*/{ROUTER_FILE}"))
-        hint = f"; an interrupted save left the previous Router in {aside[-1].parent}" if aside else ""
-        raise FileNotFoundError(f"{path}: not found; is {directory} a saved Router (hierarchy train --out)?{hint}")
+        raise FileNotFoundError(f"{path}: not found; is {directory} a saved Router (hierarchy train --out)?")
     try:
         manifest = read_json(path, what="router manifest")
     except (OSError, ValueError) as err:
