@@ -7,7 +7,10 @@
 Without --data the demo profile generates synthetic phantoms. Under
 ``torchrun --standalone --nproc_per_node N`` the models train data-parallel on N processes (GPUs) and
 rank 0 alone writes the report; the other ranks exit once training is done. Re-running with the same --out
-skips finished stages and continues interrupted ones; a changed setting is refused there.
+skips finished stages and continues interrupted ones; a changed setting, code version or input (by content,
+not by name) is refused there, naming what changed, unless --restart is given. Every setting, the output
+folder and the inputs are checked before training; an expected failure is one line on stderr, exit status 2
+(--debug shows the traceback). The experiment never replaces a file in --out that it did not write.
 
 Settings: the profile, then --config (a JSON object, ExperimentConfig.to_dict() layout), then each
 --set KEY=VALUE (value read as JSON when it parses). The Router's settings live under ``router``
@@ -24,7 +27,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
+from hierarchy.cli import EXPECTED_ERRORS, error_line
+from hierarchy.cli.outputs import check_output_dir
 from hierarchy.experiment import parse_override, resolve_config, run_experiment
 from hierarchy.logs import configure_logging
 from hierarchy.provenance import command_line
@@ -48,28 +54,45 @@ def main(argv: list[str] | None = None) -> int:
                              "is read as JSON when it parses; repeatable")
     parser.add_argument("--external", action="append", default=[], metavar="ROOT",
                         help="external test dataset (any readable layout), repeatable")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard the work of an earlier run in --out whose settings, code or data differ, "
+                             "and run everything again (default: such a run is refused, naming what changed)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error instead of a one-line message")
     args = parser.parse_args(argv)
     configure_logging()
-
     try:
-        overrides = dict(parse_override(text) for text in args.overrides)
-        if args.seeds:
-            overrides["seeds"] = args.seeds
-        if args.holdout_source:
-            overrides["holdout_source"] = args.holdout_source
-        config = resolve_config(args.profile, config_file=args.config, overrides=overrides)
-    except ValueError as err:
-        parser.error(str(err))
+        return _run(args, argv)
+    except EXPECTED_ERRORS as err:
+        if args.debug:
+            raise
+        print(f"{parser.prog}: error: {error_line(err)}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """The whole run; every setting, the output folder and every input are checked before any training."""
+    overrides = dict(parse_override(text) for text in args.overrides)
+    if args.seeds:
+        overrides["seeds"] = args.seeds
+    if args.holdout_source:
+        overrides["holdout_source"] = args.holdout_source
+    config = resolve_config(args.profile, config_file=args.config, overrides=overrides)
     if args.data is None and config.profile != "demo":
-        parser.error(f"--data is required for the {config.profile} profile")
+        raise ValueError(f"--data is required for the {config.profile} profile")
     if config.holdout_source and len(args.data or ()) < 2:
-        parser.error("--holdout-source needs at least two --data roots")
+        raise ValueError("--holdout-source needs at least two --data roots")
+    check_output_dir(Path(args.out), "--out")
+    for flag, roots in (("--data", args.data or ()), ("--external", args.external)):
+        for root in roots:
+            if not Path(root).exists():
+                raise FileNotFoundError(f"{flag} {root} does not exist")
     processes = os.environ.get("WORLD_SIZE", "1")
     launcher = ["torchrun", "--standalone", "--nproc_per_node", processes] if processes != "1" else ["python"]
     command = command_line([*launcher, "experiments/compare_flat_vs_hierarchical.py",
                         *(sys.argv[1:] if argv is None else argv)])
     summary = run_experiment(config, data_root=args.data, out_dir=args.out, external=args.external,
-                             command=command)
+                             command=command, restart=args.restart)
     if summary is None:  # a torchrun rank other than 0: it trained, rank 0 reports
         return 0
     for route, values in summary["routes"].items():

@@ -10,6 +10,7 @@ same thing wherever it is given.
 from __future__ import annotations
 
 import json
+import types
 import typing
 from dataclasses import asdict, fields, is_dataclass
 from functools import cache
@@ -18,8 +19,49 @@ from typing import Any, TypeVar
 T = TypeVar("T", bound="Settings")
 
 
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (from JSON or a command line) is of the annotated type ``hint``: numbers, flags and lists
+    of them are checked; names (``str``) and hints this does not know (a component object, ``Any``) accept
+    anything, and the dataclass's own checks decide."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or isinstance(hint, TypeVar):
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:  # names and choices: the dataclass checks them (some also take objects, e.g. tta=True)
+        return True
+    if origin in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            return False
+        item = args[0] if args and (origin is list or args[-1] is Ellipsis) else Any
+        return all(_fits(v, item) for v in value)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if origin in (tuple, list):
+        return f"a list of {_type_name(args[0])}" if args else "a list"
+    names = {type(None): "null", bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             dict: "an object"}
+    return names.get(origin or hint, getattr(hint, "__name__", str(hint)))
+
+
 class Settings:
-    """``to_dict()`` and ``from_dict()`` for a dataclass; a key that is not a setting is refused."""
+    """``to_dict()`` and ``from_dict()`` for a dataclass; a key that is not a setting, or a value not of the
+    setting's type (``epochs="three"``, ``epochs=3.5``), is refused."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every setting."""
@@ -27,11 +69,19 @@ class Settings:
 
     @classmethod
     def from_dict(cls: type[T], values: dict[str, Any]) -> T:
-        """Build from ``to_dict()`` output; keys that are not settings raise ``ValueError``."""
+        """Build from ``to_dict()`` output; unknown keys and values of the wrong type raise ``ValueError``."""
         known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys are {sorted(known)}")
+        try:
+            hints = typing.get_type_hints(cls)
+        except (NameError, TypeError):  # an annotation that cannot be resolved here: the dataclass checks
+            hints = {}
+        for key, value in values.items():
+            if key in hints and not _fits(value, hints[key]):
+                raise ValueError(f"{cls.__name__} setting {key!r} must be {_type_name(hints[key])}, "
+                                 f"got {value!r} ({type(value).__name__})")
         return cls(**values)
 
     @classmethod

@@ -18,13 +18,15 @@ def external_name(root: str | Path) -> str:
     return Path(root).resolve().name
 
 
-def load_external(root: str | Path, train: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Index ``root`` (any layout the data layer reads) and drop images duplicating training images.
+def load_external(root: str | Path, train: pd.DataFrame,
+                  indexed: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Index ``root`` (any layout the data layer reads; ``indexed``: its index, when already made) and drop
+    images duplicating training images.
 
     Exact (sha256) and near (perceptual hash) duplicates of any ``train`` row are removed, since a
     model has seen them. Returns the cleaned frame and a record of what was removed.
     """
-    external = index_dataset(root).reset_index(drop=True)
+    external = (index_dataset(root) if indexed is None else indexed).reset_index(drop=True)
     both = pd.concat([train.assign(_source="train"), external.assign(_source="external")],
                      ignore_index=True)
     groups = duplicate_groups(both, near=True)

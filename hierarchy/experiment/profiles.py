@@ -40,6 +40,21 @@ class ExperimentConfig(Settings):
     conformal_alpha: float = 0.1  # conformal sets aim at coverage 1 - alpha, calibrated on validation rows
     holdout_source: str | None = None  # with several dataset roots: train on the others, test on this one
 
+    def __post_init__(self) -> None:
+        """Ranges, checked when the configuration is made (types are checked by ``from_dict``), so that a bad
+        value stops the run before any training."""
+        checks = [
+            (len(self.seeds) >= 1 and all(isinstance(s, int) and s >= 0 for s in self.seeds)
+             and len(set(self.seeds)) == len(self.seeds), "seeds", "a non-empty list of distinct integers >= 0"),
+            (self.n_bootstrap >= 1, "n_bootstrap", "an integer >= 1"),
+            (self.throughput_images >= 1, "throughput_images", "an integer >= 1"),
+            (self.explain_images >= 0, "explain_images", "an integer >= 0"),
+            (0.0 < self.conformal_alpha < 1.0, "conformal_alpha", "a number in (0, 1)"),
+        ]
+        for ok, name, wanted in checks:
+            if not ok:
+                raise ValueError(f"experiment setting {name!r} must be {wanted}, got {getattr(self, name)!r}")
+
     def router_config(self, seed: int, flat_backbone: str | None) -> RouterConfig:
         """``router`` for seed ``seed`` (``seed`` and ``train.seed``), with the flat backbone the weights plan chose."""
         return replace(self.router, flat=flat_backbone, seed=seed, train=replace(self.router.train, seed=seed))

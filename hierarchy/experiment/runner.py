@@ -8,7 +8,6 @@ then wait for the next; they exit once every model is trained.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from functools import partial
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierarchy.csv_io import read_csv, write_csv
 from hierarchy.data import (
     audit,
     holdout_source,
@@ -39,6 +39,7 @@ from hierarchy.experiment.generalisation import assess_generalisation, split_by_
 from hierarchy.experiment.generalisation_report import generalisation_sections
 from hierarchy.experiment.profiles import ExperimentConfig
 from hierarchy.experiment.report_files import ReportFiles
+from hierarchy.experiment.resume import check_resume, claim_out_dir, resume_identity
 from hierarchy.experiment.sections import report_sections
 from hierarchy.experiment.seeds import seed_ensemble, seed_route
 from hierarchy.experiment.shortcut import metadata_shortcut
@@ -70,7 +71,6 @@ from hierarchy.training.distributed import DistContext, init_distributed
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
 # one dataset root, several (indexed together, each row's ``source`` naming its root), or None for synthetic data
 DataRoots = str | Path | Sequence[str | Path] | None
 
@@ -81,12 +81,12 @@ SHORTCUT_EXAMPLES = "shortcut_examples.png"
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    return read_csv(path, "prediction table", keep_default_na=False, na_values=[""])
 
 
 def _save_predictions(table: pd.DataFrame, path: Path) -> None:
     """Predictions are saved without file paths (ids are dataset-relative), so no machine's paths are kept."""
-    table.drop(columns=["path"], errors="ignore").to_csv(path, index=False)
+    write_csv(table.drop(columns=["path"], errors="ignore"), path)
 
 
 def _load_predictions(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
@@ -119,7 +119,8 @@ class Experiment:
     """
 
     def __init__(self, config: ExperimentConfig, data_root: DataRoots, out_dir: str | Path,
-                 command: str | None = None, dist_ctx: DistContext | None = None) -> None:
+                 command: str | None = None, dist_ctx: DistContext | None = None, *,
+                 external: Sequence[str | Path] = (), restart: bool = False) -> None:
         self.config, self.command = config, command
         self.dist = dist_ctx or DistContext()
         if not self.dist.is_main:
@@ -127,26 +128,23 @@ class Experiment:
         self.out = Path(out_dir)
         self.work = self.out / "work"
         self.predictions_dir = self.out / "predictions"
+        roots = [] if data_root is None else [data_root] if isinstance(data_root, (str, Path)) else list(data_root)
+        # every input is indexed (each file hashed) before anything is written: a changed input, a folder of
+        # someone else's files or an unreadable root stops the run here, not after training
+        self.indexed = index_dataset(roots[0] if len(roots) == 1 else roots) if roots else None
+        self.external_roots = list(external)
+        self.external_frames = {external_name(root): index_dataset(root) for root in self.external_roots}
+        self.out.mkdir(parents=True, exist_ok=True)
+        claim_out_dir(self.out)
+        check_resume(self.out, resume_identity(config.to_dict(), self.indexed, self.external_frames),
+                     restart=restart)
         for folder in (self.work, self.predictions_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        roots = [] if data_root is None else [data_root] if isinstance(data_root, (str, Path)) else list(data_root)
-        self._check_same_config(roots)
         self.stages = StageLog(self.work / "stages.json")
         self.data_roots = [Path(r) for r in roots] or [self.stages.run(
             "synthetic_data", lambda: make_synthetic_dataset(self.work / "synthetic", seed=0, **config.synthetic),
             lambda: self.work / "synthetic")]
         self.dataset_name = "+".join(source_name(r) for r in self.data_roots)
-
-    def _check_same_config(self, roots: list[str | Path]) -> None:
-        """A re-run resumes only the run it started: another configuration is refused, not mixed in."""
-        names = [Path(r).name for r in roots]
-        wanted = json.loads(json.dumps({"experiment": self.config.to_dict(),
-                                        "data_root_name": (names or [None])[0] if len(names) < 2 else names}))
-        path = self.out / CONFIG_FILE
-        if path.exists() and read_json(path) != wanted:
-            raise ValueError(f"{path} holds another configuration; resume with the same settings or choose "
-                             "a new --out folder")
-        write_json(path, wanted)
 
     @property
     def test_label(self) -> str:
@@ -157,8 +155,9 @@ class Experiment:
     # -- data ----------------------------------------------------------------------------------
     def load_data(self) -> None:
         # Perceptual hashes are computed once here and reused by the audit, the split and the leakage check.
-        roots = self.data_roots[0] if len(self.data_roots) == 1 else self.data_roots
-        self.frame = with_phash(index_dataset(roots))
+        if self.indexed is None:  # synthetic data, made by the first stage
+            self.indexed = index_dataset(self.data_roots[0])
+        self.frame = with_phash(self.indexed)
         split = self.frame["split"]
         if self.config.holdout_source:
             train_all, test = holdout_source(self.frame, self.config.holdout_source)
@@ -170,7 +169,7 @@ class Experiment:
                              f"{split.value_counts().to_dict()}")
         self.audit = self.stages.run("audit", self._audit, lambda: read_json(self.out / "audit" / "audit.json"))
         self.stages.run("split", self._split, lambda: None)
-        subsets = pd.read_csv(self.work / "split.csv").set_index("id")["subset"]
+        subsets = read_csv(self.work / "split.csv", "split list", dtype=str).set_index("id")["subset"]
         assigned = self.train_all["id"].map(subsets)
         self.train = self.train_all[assigned == "train"].reset_index(drop=True)
         self.val = self.train_all[assigned == "val"].reset_index(drop=True)
@@ -187,8 +186,8 @@ class Experiment:
 
     def _split(self) -> None:
         train, val = train_val_split(self.train_all, val_fraction=self.config.router.val_fraction, seed=0)
-        pd.DataFrame({"id": [*train["id"], *val["id"]],
-                      "subset": ["train"] * len(train) + ["val"] * len(val)}).to_csv(self.work / "split.csv", index=False)
+        write_csv(pd.DataFrame({"id": [*train["id"], *val["id"]],
+                                "subset": ["train"] * len(train) + ["val"] * len(val)}), self.work / "split.csv")
 
     def _leakage(self) -> list[str]:
         """Test images that duplicate (exactly or by perceptual hash) some training image."""
@@ -258,7 +257,7 @@ class Experiment:
         results = {}
         for root in roots:
             name = external_name(root)
-            frame, record = load_external(root, self.train_all)
+            frame, record = load_external(root, self.train_all, self.external_frames.get(name))
             path = self.predictions_dir / f"external_{name}.csv"
 
             def predict(frame: pd.DataFrame = frame, path: Path = path) -> None:
@@ -342,8 +341,11 @@ class Experiment:
         return pd.concat([first, ensembles], ignore_index=True)
 
     # -- the whole run -------------------------------------------------------------------------
-    def run(self, external: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    def run(self, external: Sequence[str | Path] | None = None) -> dict[str, Any]:
+        """Every stage not finished yet, then the report; ``external``: the external sets (default: those
+        given to the constructor, whose content the resume check covers)."""
         config = self.config
+        external = self.external_roots if external is None else list(external)
         self.load_data()
         self.weights = plan_weights(config)
         predictions = {}
@@ -403,12 +405,15 @@ class Experiment:
 
 
 def run_experiment(config: ExperimentConfig, *, data_root: DataRoots, out_dir: str | Path,
-                   external: list[str] | tuple[str, ...] = (), command: str | None = None) -> dict[str, Any] | None:
+                   external: list[str] | tuple[str, ...] = (), command: str | None = None,
+                   restart: bool = False) -> dict[str, Any] | None:
     """Train flat, plane and expert models per seed, evaluate every route on the test split, write the report.
 
     ``data_root``: one dataset root, several (indexed together; metrics are also given per ``source``;
     ``config.holdout_source`` trains on the other sources and tests on that one), or None for synthetic
-    data. Stages already finished in ``out_dir`` (see ``work/stages.json``) are reused. Returns
+    data. Stages already finished in ``out_dir`` (see ``work/stages.json``) are reused when the settings, the
+    code's version and every input's content are those of the earlier run (``hierarchy.experiment.resume``);
+    otherwise the run is refused, naming what changed, or, with ``restart``, starts again. Returns
     ``summary.json``'s dict.
 
     Under ``torchrun --nproc_per_node N`` every rank calls this: rank 0 runs the experiment and writes every
@@ -420,6 +425,6 @@ def run_experiment(config: ExperimentConfig, *, data_root: DataRoots, out_dir: s
         if not dist_ctx.is_main:
             dist_ctx.follow_jobs()
             return None
-        return Experiment(config, data_root, out_dir, command, dist_ctx).run(external)
+        return Experiment(config, data_root, out_dir, command, dist_ctx, external=external, restart=restart).run()
     finally:
         dist_ctx.close()
