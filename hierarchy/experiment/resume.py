@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 OUTPUTS_FILE = "experiment_outputs.json"
 # every entry the experiment writes in its output folder (the report's own files included)
-OWNED = (CONFIG_FILE, "work", "predictions", "audit", "explanations", "figures", "tables", "run_record.json",
+OWNED = (CONFIG_FILE, "work", "predictions", "audit", "explanations", "figures", "tables", "gallery", "run_record.json",
          "summary.json", "report.md", "metrics.json", "comparisons.json", "manifest.json")
 # what --restart discards: the finished stages and everything computed from them
 _WORK = ("work", "predictions")
