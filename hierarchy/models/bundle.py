@@ -3,21 +3,20 @@ came from) and ``model.safetensors``, written atomically and checked on load."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import re
 import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from hierarchy.fileio import (
     SWAP_JOURNAL,
+    atomic_write_bytes,
     finish_swap,
     folder_lock,
     read_json,
@@ -77,15 +76,6 @@ def _bundle_config(model: nn.Module, config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(merged))  # fails here, not half-way through writing, if not JSON-ready
 
 
-def _save_tensors(tensors: dict[str, Any], path: Path, target: Path) -> None:
-    """``safetensors`` ``save_file`` whose I/O failure (a full disk) is an ``OSError`` naming ``target``."""
-    try:
-        save_file(tensors, path, metadata={"format": "pt"})
-    except SafetensorError as err:
-        code = re.search(r"os error (\d+)", str(err))
-        raise OSError(int(code.group(1)) if code else errno.EIO, f"cannot write {target}: {err}") from err
-
-
 def save_bundle(model: nn.Module, directory: str | os.PathLike, config: dict[str, Any], *,
                 overwrite: bool = False) -> Path:
     """Write ``model`` and ``config`` as a bundle folder ``directory``; returns its path.
@@ -104,7 +94,9 @@ def save_bundle(model: nn.Module, directory: str | os.PathLike, config: dict[str
     staging.mkdir()
     try:
         tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-        _save_tensors(tensors, staging / WEIGHTS_FILE, directory / WEIGHTS_FILE)
+        # bytes written by atomic_write: the umask applies (safetensors' save_file makes owner-only files) and
+        # a full disk names the file
+        atomic_write_bytes(staging / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
         record["weights_sha256"] = sha256_file(staging / WEIGHTS_FILE)
         write_json(staging / CONFIG_FILE, record, sort_keys=True)
         with folder_lock(directory, create=True):
