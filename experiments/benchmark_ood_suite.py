@@ -56,8 +56,8 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).reset_index(drop=True)
 
 
-def _scanner_sets(scanner: Path, limit: int | None) -> dict[str, tuple[str, pd.DataFrame]]:
-    """name -> (tier, index frame) of the scanner_samples parts."""
+def _scanner_sets(scanner: Path, limit: int | None, sample: int | None) -> dict[str, tuple[str, pd.DataFrame]]:
+    """name -> (tier, index frame) of the scanner_samples parts (``sample`` healthy slices of each at most)."""
     dicom = scanner / "dicom"
     t1 = _frame(scanner_rows(dicom / "t1_mprage", scanner, axes="all", label="no_tumor"))
     ixi = _frame([r for p in sorted((scanner / "nifti").glob("*.nii.gz"))
@@ -67,7 +67,8 @@ def _scanner_sets(scanner: Path, limit: int | None) -> dict[str, tuple[str, pd.D
     sets = {"t1_mprage": ("shifted_valid", t1[t1["brain"]]), "ixi_t1": ("shifted_valid", ixi[ixi["brain"]]),
             "field_map_magnitude": ("shifted_valid", magnitude[magnitude["brain"]]),
             "field_map_phase": ("near_ood", phase)}
-    return {k: (tier, _limit(frame, limit)) for k, (tier, frame) in sets.items()}
+    return {k: (tier, _limit(frame, sample if tier == "shifted_valid" and sample else limit))
+            for k, (tier, frame) in sets.items()}
 
 
 def _pydicom_frame(names, base: Path) -> pd.DataFrame:
@@ -89,14 +90,15 @@ def build_sets(args) -> tuple[dict[str, SuiteSet], pd.DataFrame, pd.DataFrame]:
     train_sample = _limit(train, args.train_sample, args.seed)
     val = _limit(val, args.val_sample or args.limit, args.seed)
     sets = {"train": SuiteSet("train", "fit", train_sample), "val": SuiteSet("val", "choice", val),
-            "brisc_test": SuiteSet("brisc_test", "in_distribution", _limit(test, args.limit))}
+            "brisc_test": SuiteSet("brisc_test", "in_distribution", _limit(test, args.test_sample or args.limit,
+                                                                          args.seed))}
     rng = np.random.default_rng(args.seed)
     chosen = val.sample(min(args.corrupt_sample, len(val)), random_state=args.seed)
     for kind in CORRUPTIONS:
         images = [corrupt(load_image(p), kind, rng) for p in chosen["path"]]
         sets[f"val_{kind}"] = SuiteSet(f"val_{kind}", "corruption", images,
                                        [f"{kind}/{i}" for i in chosen["id"]])
-    for name, (tier, frame) in _scanner_sets(Path(args.scanner), args.limit).items():
+    for name, (tier, frame) in _scanner_sets(Path(args.scanner), args.limit, args.scanner_sample).items():
         sets[name] = SuiteSet(name, tier, frame)
     base = Path(get_testdata_file("MR_small.dcm")).parent
     sets["pydicom_mr"] = SuiteSet("pydicom_mr", "near_ood", _pydicom_frame([(n, "MR") for n in PYDICOM_NEAR], base))
@@ -131,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corrupt-sample", type=int, default=150, help="validation images per corruption")
     parser.add_argument("--val-sample", type=int, help="validation rows (default: all)")
     parser.add_argument("--external-sample", type=int, help="rows of each external set (default: all)")
+    parser.add_argument("--test-sample", type=int, help="BRISC test rows (default: all)")
+    parser.add_argument("--scanner-sample", type=int, help="healthy slices of each scanner set (default: all)")
     parser.add_argument("--limit", type=int, help="at most this many images per set (tests)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -206,11 +210,13 @@ def main(argv: list[str] | None = None) -> int:
                                "plane_accuracy": float((part["pred_plane"] == part["header_plane"]).mean())})
     plane_frame = pd.DataFrame(plane_rows)
 
+    targets = _targets(runs, by_tier, tiers, aurc, chosen, chosen_conf, atypical, plane_frame,
+                       {s: {k: scores[s][k] > thresholds[s] for k in runs} for s in ("mahalanobis", chosen)})
     _gallery(runs, healthy, atypical, out / "gallery")
     summary = {"router": str(Path(args.router)), "q": args.q, "thresholds": thresholds, "chosen_scorer": chosen,
                "choice_auroc": choice, "choice_mean_auroc": choice_mean, "sets": tiers, "tiers": by_tier,
                "selective_aurc": aurc.to_dict(orient="records"), "chosen_confidence": chosen_conf,
-               "healthy": healthy_frame.to_dict(orient="records"), "header_route": header_rows,
+               "targets": targets, "healthy": healthy_frame.to_dict(orient="records"), "header_route": header_rows,
                "plane_against_header": plane_rows, "series": series_frame.to_dict(orient="records"),
                "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}
     out.mkdir(parents=True, exist_ok=True)
@@ -219,6 +225,38 @@ def main(argv: list[str] | None = None) -> int:
                                                  aurc, chosen, chosen_conf, args))
     print(out / "report.md")
     return 0
+
+
+def _targets(runs, by_tier, sets, aurc, chosen, chosen_conf, atypical, planes, referred) -> list[dict]:
+    """The issue's targets, measured for the Router's own score and for the chosen one."""
+    rows = []
+    for scorer in dict.fromkeys(("mahalanobis", chosen)):
+        far = by_tier.get("far_ood", {}).get(scorer)
+        if far:
+            rows.append({"target": "far-OOD AUROC >= 0.99", "scorer": scorer, "value": far["auroc"],
+                         "met": far["auroc"] >= 0.99})
+            rows.append({"target": "far-OOD referred >= 95%", "scorer": scorer, "value": far["referred"],
+                         "met": far["referred"] >= 0.95})
+        if "field_map_phase" in sets:
+            value = sets["field_map_phase"][scorer]["auroc"]
+            rows.append({"target": "phase images AUROC >= 0.95", "scorer": scorer, "value": value, "met": value >= 0.95})
+        t1 = [n for n in ("t1_mprage", "ixi_t1") if n in runs]
+        if t1:
+            called = np.concatenate([runs[n].route("hierarchical")["pred_label"].to_numpy() == "no_tumor" for n in t1])
+            ref = np.concatenate([referred[scorer][n] for n in t1])
+            rows.append({"target": "healthy T1 brain slices no tumour or referred >= 95%", "scorer": scorer,
+                         "value": float((called | ref).mean()), "met": bool((called | ref).mean() >= 0.95)})
+            rows.append({"target": "healthy T1 brain slices referred <= 10%", "scorer": scorer,
+                         "value": float(ref.mean()), "met": bool(ref.mean() <= 0.10)})
+    healthy = planes[planes["set"].isin(["t1_mprage", "ixi_t1", "field_map_magnitude"])]
+    if len(healthy):
+        value = float((healthy["plane_accuracy"] * healthy["n"]).sum() / healthy["n"].sum())
+        rows.append({"target": "plane accuracy against the header >= 99% (healthy MR)", "scorer": "-", "value": value,
+                     "met": value >= 0.99})
+    test = aurc[aurc["set"] == "brisc_test"].iloc[0]
+    rows.append({"target": f"AURC on BRISC test below softmax ({test['softmax']:.5f})", "scorer": chosen_conf,
+                 "value": float(test[chosen_conf]), "met": bool(test[chosen_conf] < test["softmax"])})
+    return rows
 
 
 def _gallery(runs, healthy, atypical, folder: Path, limit: int = 24) -> None:
@@ -252,6 +290,7 @@ def _report(summary, healthy, planes, header, series, aurc, chosen, chosen_conf,
              "(Mahalanobis at every stage of the network and the pooled features, channel means or means and "
              f"standard deviations, summed as z-scores; fitted on {args.train_sample} training rows). "
              f"Referral threshold: the {q}-quantile of each score on training rows.", "",
+             "## Targets", "", _md(pd.DataFrame(summary["targets"])), "",
              "## Choice of scorer (synthetic corruptions of BRISC validation images only)", "",
              "AUROC of clean validation images against each corruption:", ""]
     choice = pd.DataFrame([{"scorer": s, **summary["choice_auroc"][s], "mean": summary["choice_mean_auroc"][s]}
