@@ -161,3 +161,20 @@ def series_predictions(table: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASS
             row["true_label"] = group["true_label"].iloc[0]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def check_inputs(y_true: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and return ``y_true`` as int indices and ``proba`` as a float ``(n, k)`` matrix."""
+    y_true = np.asarray(y_true)
+    proba = np.asarray(proba, dtype=float)
+    if proba.ndim != 2:
+        raise ValueError(f"proba must be a 2-D (n, n_classes) array, got shape {proba.shape}")
+    if y_true.shape != (proba.shape[0],):
+        raise ValueError(f"y_true has shape {y_true.shape} but proba has {proba.shape[0]} rows")
+    if len(y_true) == 0:
+        raise ValueError("no predictions to evaluate")
+    if not np.all(np.isfinite(proba)):
+        raise ValueError("proba contains NaN or infinite values")
+    if not np.issubdtype(y_true.dtype, np.integer) or y_true.min() < 0 or y_true.max() >= proba.shape[1]:
+        raise ValueError(f"y_true must hold class indices in [0, {proba.shape[1]})")
+    return y_true.astype(int), proba

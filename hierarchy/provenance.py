@@ -71,6 +71,13 @@ def data_hashes(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
     return {name: {"n_images": int(len(f)), "sha256": data_fingerprint(f)} for name, f in frames.items()}
 
 
+def json_sha256(value: Any, *, allow_nan: bool = False) -> str:
+    """Hex sha256 of ``value``'s canonical JSON (sorted keys, no spaces): the one hash of settings, cache keys
+    and manifests. Values that are not plain JSON raise ``TypeError`` (``ValueError`` for NaN unless allowed)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"),
+                                     allow_nan=allow_nan).encode()).hexdigest()
+
+
 # Environment variables that change results; a recorded command line starts with those that are set.
 RESULT_ENV = ("HIERARCHY_AMP",)
 

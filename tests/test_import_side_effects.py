@@ -19,3 +19,11 @@ def test_importing_the_reports_keeps_the_users_matplotlib_backend():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
                           check=True)
     assert done.stdout.split() == ["svg", "False"]
+
+
+def test_routing_does_not_import_metrics():
+    code = "import sys, hierarchy.routing; print(sorted(m for m in sys.modules if m.startswith('hierarchy.metrics')))"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+                          check=True)
+    assert done.stdout.strip() == "[]"

@@ -23,6 +23,7 @@ import pandas as pd
 
 from hierarchy.data import PERTURBATIONS, index_dataset, train_val_split
 from hierarchy.fileio import read_json, write_json
+from hierarchy.metrics.false_negatives import detection_rates
 from hierarchy.provenance import run_record
 from hierarchy.reports.tables import markdown_table
 from hierarchy.routing import Router, RouterConfig
@@ -62,15 +63,9 @@ def accuracy_by_route(table: pd.DataFrame) -> dict[str, float]:
 
 def detection_by_route(table: pd.DataFrame) -> dict[str, dict[str, float | None]]:
     """Per route: no-tumour recall and tumour false-negative rate (a tumour called no_tumor)."""
-    out = {}
-    for route, rows in table.groupby("route"):
-        normal = rows["true_label"] == "no_tumor"
-        tumour = ~normal
-        out[route] = {
-            "no_tumor_recall": float((rows.loc[normal, "pred_label"] == "no_tumor").mean()) if normal.any() else None,
-            "tumor_fnr": float((rows.loc[tumour, "pred_label"] == "no_tumor").mean()) if tumour.any() else None,
-        }
-    return out
+    return {route: {name: None if rate is None else rate["value"]
+                    for name, rate in detection_rates(rows["true_label"], rows["pred_label"]).items()}
+            for route, rows in table.groupby("route")}
 
 
 def selection_score(result: Mapping[str, Any]) -> float:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
+from hierarchy.metrics.false_negatives import detection_rates
 from hierarchy.metrics.intervals import proportion
 from hierarchy.metrics.paired import mcnemar_exact
 from hierarchy.predictions import label_indices
@@ -27,7 +28,6 @@ from hierarchy.routing.fitting import fit_components
 CONTROL = "flat_refit"
 COMPARED = ("flat", CONTROL, "hierarchical")
 PAIRS = ((CONTROL, "flat"), ("hierarchical", CONTROL), ("hierarchical", "flat"))
-NO_TUMOR = "no_tumor"
 
 
 def refit_flat_head(router: Router, train: pd.DataFrame, val: pd.DataFrame, *,
@@ -55,14 +55,6 @@ def refit_flat_head(router: Router, train: pd.DataFrame, val: pd.DataFrame, *,
     return control
 
 
-def _detection(truth: np.ndarray, predicted: np.ndarray, normal: int) -> dict[str, dict | None]:
-    is_normal = truth == normal
-    return {"no_tumor_recall": proportion(int(np.sum(predicted[is_normal] == normal)), int(is_normal.sum()))
-            if is_normal.any() else None,
-            "tumor_fnr": proportion(int(np.sum(predicted[~is_normal] == normal)), int((~is_normal).sum()))
-            if (~is_normal).any() else None}
-
-
 def refit_comparison(router: Router, control: ImageClassifier, frame: pd.DataFrame) -> dict[str, Any]:
     """Accuracy (Wilson CI), no-tumour recall and tumour FNR of the flat, refit and hierarchical routes on
     ``frame`` (an index frame with labels), and exact McNemar tests of each pair on the same images."""
@@ -73,9 +65,9 @@ def refit_comparison(router: Router, control: ImageClassifier, frame: pd.DataFra
     predicted[CONTROL] = control.predict_proba(frame).argmax(axis=1)
     truth = label_indices(frame["label"], classes)
     correct = {route: predicted[route] == truth for route in COMPARED}
-    normal = classes.index(NO_TUMOR) if NO_TUMOR in classes else -1
+    names = np.asarray(classes, dtype=object)
     routes = {route: {"accuracy": proportion(int(correct[route].sum()), len(truth)),
-                      **_detection(truth, predicted[route], normal)} for route in COMPARED}
+                      **detection_rates(names[truth], names[predicted[route]])} for route in COMPARED}
     paired = [{"first": a, "second": b, **mcnemar_exact(correct[a], correct[b])} for a, b in PAIRS]
     return {"n": len(truth), "routes": routes, "paired": paired}
 

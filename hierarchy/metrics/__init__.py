@@ -1,10 +1,8 @@
 """Every number a paper reports, with confidence intervals and paired tests."""
 
 from hierarchy.metrics.calibration import (
-                                           apply_temperature,
                                            brier_score,
                                            expected_calibration_error,
-                                           fit_temperature,
                                            reliability_curve,
 )
 from hierarchy.metrics.classification import (
@@ -54,6 +52,7 @@ from hierarchy.metrics.operating_points import (
 from hierarchy.metrics.paired import bootstrap_test, mcnemar_exact, paired_bootstrap_difference
 from hierarchy.metrics.shift import accuracy_coverage_curve, ood_auroc
 from hierarchy.metrics.simulate import simulate_predictions
+from hierarchy.temperature import apply_temperature, fit_temperature
 
 __all__ = [
     "ConformalSets", "HEADLINE_METRICS", "accuracy", "adjust_family", "adjust_p_values", "auc_interval",

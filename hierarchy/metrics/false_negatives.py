@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from hierarchy.labels import NO_TUMOR, TUMOR_CLASSES
@@ -31,6 +32,19 @@ def tumour_detection(frame: pd.DataFrame, confidence: float = 0.95) -> dict:
         "false_negative_rate": proportion(missed, n_tumours, confidence),
         "n_false_positives": int((~tumour & ~called_clear).sum()),
     }
+
+
+def detection_rates(true_labels: Sequence[str], pred_labels: Sequence[str],
+                    confidence: float = 0.95) -> dict[str, dict | None]:
+    """No-tumour recall and tumour false-negative rate (a tumour called ``no_tumor``) of paired label lists,
+    each a ``proportion`` dict (Wilson CI); None where there is no such image."""
+    truth = np.asarray(true_labels, dtype=object)
+    called_clear = np.asarray(pred_labels, dtype=object) == NO_TUMOR
+    normal = truth == NO_TUMOR
+    return {"no_tumor_recall": proportion(int((normal & called_clear).sum()), int(normal.sum()), confidence)
+            if normal.any() else None,
+            "tumor_fnr": proportion(int((~normal & called_clear).sum()), int((~normal).sum()), confidence)
+            if (~normal).any() else None}
 
 
 def per_class_misses(frame: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASSES,

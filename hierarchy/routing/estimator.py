@@ -17,7 +17,6 @@ from sklearn.utils.validation import check_is_fitted
 from hierarchy.data import PreprocessConfig
 from hierarchy.data.tta import tta_views
 from hierarchy.labels import PLANES, TUMOR_CLASSES
-from hierarchy.metrics.calibration import apply_temperature, fit_temperature
 from hierarchy.predictions import (
     HEADER_ROUTE,
     ROUTES,
@@ -64,6 +63,7 @@ from hierarchy.routing.routes import (
     choose_ensemble_weight,
     combine_routes,
 )
+from hierarchy.temperature import apply_temperature, fit_temperature
 from hierarchy.training import TrainConfig
 
 logger = logging.getLogger(__name__)

@@ -26,7 +26,6 @@ Loading (``read_manifest``, ``load_part``)
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import logging
 import math
@@ -50,6 +49,7 @@ from hierarchy.fileio import (
     write_json,
 )
 from hierarchy.predictions import ROUTES
+from hierarchy.provenance import json_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _walk_files(root: Path) -> Iterator[Path]:
 def content_checksum(manifest: dict[str, Any]) -> str:
     """sha256 of the manifest's canonical JSON, its ``checksum`` field left out."""
     body = {key: value for key, value in manifest.items() if key != "checksum"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return json_sha256(body, allow_nan=True)
 
 
 def _recorded_parts(manifest_path: Path) -> set[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from hierarchy.fileio import atomic_write, read_json, write_json
 from hierarchy.progress import progress_bar
-from hierarchy.provenance import ordered_data_fingerprint
+from hierarchy.provenance import json_sha256, ordered_data_fingerprint
 from hierarchy.training.runtime import Runtime, pre_logit_features, resolve_runtime
 
 logger = logging.getLogger(__name__)
@@ -29,10 +28,9 @@ _EXTRACTOR = "forward_head(forward_features(x), pre_logits=True)/float32/v1"
 def feature_cache_key(**parts: Any) -> str:
     """A sha256 (hex) of the parts' canonical JSON (sorted keys); parts must be JSON values."""
     try:
-        text = json.dumps(parts, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return json_sha256(parts)
     except (TypeError, ValueError) as err:
         raise TypeError(f"feature cache key parts must be plain JSON values (str, number, list, dict): {err}") from err
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def backbone_fingerprint(model: nn.Module) -> str:
