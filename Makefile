@@ -1,7 +1,9 @@
 # Two set-up commands, both self-contained on a fresh machine:
 #   make demo   create .venv, install, run the flat-vs-hierarchical comparison on synthetic data
 #               (or on BRISC 2025: make demo DATA=../shared/data/brisc2025 PROFILE=quick)
-#   make test   create .venv, install, run the test suite
+#   make test   create .venv, install, run the fast tier of the test suite (tests not marked slow; the
+#               target is under 3 minutes on 2 cores)
+#   make test-all   the whole test suite, slow tests included (what CI runs)
 #   make test-floors   create .venv-floors with the light dependencies at exactly their pyproject.toml
 #               floors (no torch) and run the tests that need no torch: checks that the floors are true
 PYTHON ?= python3
@@ -23,7 +25,7 @@ LIGHT_TESTS ?= tests/test_labels.py tests/test_metrics_*.py tests/test_reports_*
 	tests/test_data_bad_files.py tests/test_cli_errors.py tests/test_packaging.py tests/test_properties_csv.py \
 	tests/test_properties_images.py tests/test_properties_metrics.py
 
-.PHONY: venv demo test test-floors lint clean
+.PHONY: venv demo test test-all test-floors lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +40,9 @@ demo: venv
 	$(PY) experiments/compare_flat_vs_hierarchical.py --profile $(PROFILE) --out $(OUT) $(if $(DATA),--data $(DATA),)
 
 test: venv
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: venv
 	$(PY) -m pytest -q
 
 $(FLOORS_VENV)/.installed: pyproject.toml

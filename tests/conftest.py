@@ -42,3 +42,13 @@ def frames(synthetic_root: Path):
     frame = index_dataset(synthetic_root)
     return (frame[frame["split"] == "train"].reset_index(drop=True),
             frame[frame["split"] == "test"].reset_index(drop=True))
+
+
+@pytest.fixture(scope="session")
+def split_frames(synthetic_root: Path):
+    """The synthetic dataset as (training rows, validation rows: a quarter of the non-test rows, test rows)."""
+    from hierarchy.data import index_dataset, train_val_split
+
+    frame = index_dataset(synthetic_root)
+    train, val = train_val_split(frame[frame["split"] != "test"], val_fraction=0.25, seed=0)
+    return train, val, frame[frame["split"] == "test"].reset_index(drop=True)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from hierarchy.data import PreprocessConfig, index_dataset, train_val_split
+from hierarchy.data import PreprocessConfig
 from hierarchy.experiment.refit_control import (
     CONTROL,
     refit_comparison,
@@ -25,17 +22,10 @@ JOINT = {"plane": "simple_cnn", "experts": "simple_cnn", "flat": "simple_cnn", "
 
 
 @pytest.fixture(scope="module")
-def frames(synthetic_root: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    frame = index_dataset(synthetic_root)
-    train, val = train_val_split(frame[frame["split"] != "test"], val_fraction=0.25, seed=0)
-    return train, val, frame[frame["split"] == "test"].reset_index(drop=True)
-
-
-@pytest.fixture(scope="module")
-def fitted(frames, tmp_path_factory) -> dict:
+def fitted(split_frames, tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("refit")
-    router = Router(**JOINT).fit(frames[0], frames[1], out_dir=work)
-    control = refit_flat_head(router, frames[0], frames[1], work=work / "training")
+    router = Router(**JOINT).fit(split_frames[0], split_frames[1], out_dir=work)
+    control = refit_flat_head(router, split_frames[0], split_frames[1], work=work / "training")
     return {"router": router, "control": control, "work": work}
 
 
@@ -50,18 +40,18 @@ def test_the_control_is_a_linear_head_over_every_row_on_the_flat_trunk(fitted):
     assert len(list((fitted["work"] / "training" / "features").glob("*.npy"))) == 1 + JOINT["feature_views"]
 
 
-def test_the_control_refuses_rows_the_router_was_not_fitted_on(fitted, frames):
+def test_the_control_refuses_rows_the_router_was_not_fitted_on(fitted, split_frames):
     with pytest.raises(ValueError, match="not the rows the Router was fitted on"):
-        refit_flat_head(fitted["router"], frames[0].iloc[:-1], frames[1])
+        refit_flat_head(fitted["router"], split_frames[0].iloc[:-1], split_frames[1])
 
 
-def test_the_control_needs_experts_on_the_flat_trunk(frames):
+def test_the_control_needs_experts_on_the_flat_trunk(split_frames):
     with pytest.raises(ValueError, match="'joint' or 'shared' mode"):
-        refit_flat_head(Router(**{**JOINT, "mode": "finetune"}), frames[0], frames[1])
+        refit_flat_head(Router(**{**JOINT, "mode": "finetune"}), split_frames[0], split_frames[1])
 
 
-def test_the_comparison_counts_each_route_on_the_same_images(fitted, frames):
-    router, control, test = fitted["router"], fitted["control"], frames[2]
+def test_the_comparison_counts_each_route_on_the_same_images(fitted, split_frames):
+    router, control, test = fitted["router"], fitted["control"], split_frames[2]
     result = refit_comparison(router, control, test)
     table = router.predict_routes(test, ("flat", "hierarchical"))
     truth = test["label"].to_numpy()

@@ -3,14 +3,12 @@ is the flat model, its group head the parent-group classifier, experts on its fr
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from hierarchy.data import PreprocessConfig, index_dataset, train_val_split
+from hierarchy.data import PreprocessConfig
 from hierarchy.predictions import ROUTES, probabilities
 from hierarchy.routing import ImageClassifier, Router, RouterConfig
 from hierarchy.routing import components as components_module
@@ -22,17 +20,16 @@ JOINT = {"plane": "simple_cnn", "experts": "simple_cnn", "flat": "simple_cnn", "
 
 
 @pytest.fixture(scope="module")
-def frames(synthetic_root: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def frames_missing_planes(split_frames) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Training rows (four without a plane), validation rows and test rows."""
-    frame = index_dataset(synthetic_root)
-    train, val = train_val_split(frame[frame["split"] != "test"], val_fraction=0.25, seed=0)
+    train, val, test = split_frames
     train = train.copy()
     train.loc[train.index[:4], "plane"] = None
-    return train, val, frame[frame["split"] == "test"].reset_index(drop=True)
+    return train, val, test
 
 
 @pytest.fixture(scope="module")
-def fitted(frames) -> dict:
+def fitted(frames_missing_planes) -> dict:
     seen: dict = {}
     original = components_module.train_joint
 
@@ -43,7 +40,7 @@ def fitted(frames) -> dict:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(components_module, "train_joint", spy)
-        router = Router(**JOINT).fit(frames[0], frames[1])
+        router = Router(**JOINT).fit(frames_missing_planes[0], frames_missing_planes[1])
     return {"router": router, **seen}
 
 
@@ -52,8 +49,8 @@ def router(fitted) -> Router:
     return fitted["router"]
 
 
-def test_one_backbone_is_trained_jointly_on_label_and_plane(fitted, frames):
-    train = frames[0]
+def test_one_backbone_is_trained_jointly_on_label_and_plane(fitted, frames_missing_planes):
+    train = frames_missing_planes[0]
     assert fitted["calls"] == 1 and fitted["aux_classes"] == 3 and fitted["aux_weight"] == 0.5
     # rows without a plane contribute the tumour loss only (auxiliary target -1)
     assert (fitted["aux"] == -1).sum() == train["plane"].isna().sum() == 4
@@ -70,8 +67,8 @@ def test_every_component_sits_on_the_one_jointly_trained_trunk(router):
     assert torch.equal(head.bias, router.flat_model_.aux_head_.bias)
 
 
-def test_every_route_costs_one_trunk_pass(router, frames, monkeypatch):
-    test = frames[2]
+def test_every_route_costs_one_trunk_pass(router, frames_missing_planes, monkeypatch):
+    test = frames_missing_planes[2]
     calls = []
     original = ImageClassifier.features_from_batch
 
@@ -87,11 +84,11 @@ def test_every_route_costs_one_trunk_pass(router, frames, monkeypatch):
     assert table["ood_score"].notna().all()
 
 
-def test_joint_router_saves_and_loads(router, frames, tmp_path):
+def test_joint_router_saves_and_loads(router, frames_missing_planes, tmp_path):
     router.save(tmp_path / "router")
     loaded = Router.load(tmp_path / "router")
     assert loaded.mode == "joint" and loaded.config.train.aux_weight == 0.5
-    before, after = router.predict_routes(frames[2]), loaded.predict_routes(frames[2])
+    before, after = router.predict_routes(frames_missing_planes[2]), loaded.predict_routes(frames_missing_planes[2])
     pd.testing.assert_frame_equal(before, after)
     assert len({c.trunk_key() for c in loaded.components_.values()}) == 1
 

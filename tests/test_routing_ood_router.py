@@ -4,14 +4,13 @@ prediction table, used by refer_atypical, saved and loaded with the Router."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from hierarchy.data import PreprocessConfig, index_dataset, train_val_split
+from hierarchy.data import PreprocessConfig
 from hierarchy.routing import Router, RouterConfig
 from hierarchy.routing import fitting as fitting_module
 from hierarchy.routing.fitting import choose_ood_trunk
@@ -23,15 +22,7 @@ TINY = {"plane": "simple_cnn", "experts": "simple_cnn", "flat": "simple_cnn", "w
 
 
 @pytest.fixture(scope="module")
-def frames(synthetic_root: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Training rows, validation rows and test rows of the synthetic phantoms."""
-    frame = index_dataset(synthetic_root)
-    train, val = train_val_split(frame[frame["split"] != "test"], val_fraction=0.25, seed=0)
-    return train, val, frame[frame["split"] == "test"].reset_index(drop=True)
-
-
-@pytest.fixture(scope="module")
-def fitted_rows(frames) -> dict:
+def fitted_rows(split_frames) -> dict:
     """A frozen Router, with a record of the features its OOD scorer was fitted on."""
     seen: dict = {}
     original = FeatureOODScorer.fit
@@ -44,7 +35,7 @@ def fitted_rows(frames) -> dict:
         patch.setattr(FeatureOODScorer, "fit", spy)
         # frozen mode reuses the features extracted for the heads: a second pass over the images would fail
         patch.setattr(fitting_module, "batches", lambda *a, **k: pytest.fail("features extracted twice"))
-        router = Router(mode="frozen", **TINY).fit(frames[0], frames[1])
+        router = Router(mode="frozen", **TINY).fit(split_frames[0], split_frames[1])
     return {"router": router, **seen}
 
 
@@ -57,8 +48,8 @@ def _inverted(frame: pd.DataFrame) -> list[np.ndarray]:
     return [255 - np.asarray(Image.open(p).convert("L")) for p in frame["path"]]
 
 
-def test_the_scorer_is_fitted_on_the_training_rows_only(fitted_rows, frames):
-    train = frames[0]
+def test_the_scorer_is_fitted_on_the_training_rows_only(fitted_rows, split_frames):
+    train = split_frames[0]
     router = fitted_rows["router"]
     assert len(fitted_rows["features"]) == len(train) == router.ood_scorer_.n_train_
     assert fitted_rows["labels"] == train["label"].tolist()
@@ -68,68 +59,68 @@ def test_the_scorer_is_fitted_on_the_training_rows_only(fitted_rows, frames):
                                router.ood_scorer_.score(fitted_rows["features"]), rtol=1e-6, atol=1e-8)
 
 
-def test_the_ood_trunk_is_the_shared_one_else_the_flat_one_else_the_plane_one(router, frames):
+def test_the_ood_trunk_is_the_shared_one_else_the_flat_one_else_the_plane_one(router, split_frames):
     assert router.ood_trunk_ == "shared"  # frozen simple_cnn, one seed: every component on one trunk
     assert choose_ood_trunk({"plane": "a", "flat": "a", "x": "a"}) == "shared"
     assert choose_ood_trunk({"plane": "a", "flat": "b", "x": "c"}) == "flat"
     assert choose_ood_trunk({"plane": "a", "flat": None, "x": "a"}) == "plane"
     assert choose_ood_trunk({"plane": None, "x": "a"}) is None
-    finetuned = Router(train=TrainConfig(epochs=1, batch_size=16, warmup_epochs=0), **TINY).fit(frames[0], frames[1])
+    finetuned = Router(train=TrainConfig(epochs=1, batch_size=16, warmup_epochs=0), **TINY).fit(split_frames[0], split_frames[1])
     assert finetuned.ood_trunk_ == "flat"
-    assert finetuned.ood_scorer_.n_train_ == len(frames[0])
-    assert "ood_score" in finetuned.predict(frames[2]).columns
+    assert finetuned.ood_scorer_.n_train_ == len(split_frames[0])
+    assert "ood_score" in finetuned.predict(split_frames[2]).columns
 
 
-def test_every_prediction_table_carries_an_ood_score(router, frames):
-    table = router.predict_routes(frames[2])
+def test_every_prediction_table_carries_an_ood_score(router, split_frames):
+    table = router.predict_routes(split_frames[2])
     assert table["ood_score"].notna().all() and (table["ood_score"] >= 0).all()
     # one score per image, the same in every route
     assert (table.groupby("id")["ood_score"].nunique() == 1).all()
     assert "atypical" not in table.columns
 
 
-def test_refer_atypical_refers_about_half_of_fresh_images_and_more_shifted_ones(router, frames):
-    fresh = pd.concat(frames[1:], ignore_index=True)  # validation and test rows: never fitted on
+def test_refer_atypical_refers_about_half_of_fresh_images_and_more_shifted_ones(router, split_frames):
+    fresh = pd.concat(split_frames[1:], ignore_index=True)  # validation and test rows: never fitted on
     table = router.predict(fresh, refer_atypical=0.5)
     assert table["atypical"].dtype == bool
     assert 0.15 < table["atypical"].mean() < 0.85
     assert (table["referred"] == table["atypical"]).all()  # no reject_below: only the atypical ones
-    shifted = router.predict(_inverted(frames[0]), refer_atypical=0.5)
+    shifted = router.predict(_inverted(split_frames[0]), refer_atypical=0.5)
     assert shifted["atypical"].mean() > 0.9
     assert shifted["ood_score"].median() > table["ood_score"].max()
 
 
-def test_refer_atypical_is_ored_with_reject_below(router, frames):
-    table = router.predict(frames[2], refer_atypical=0.9, reject_below=0.99)
+def test_refer_atypical_is_ored_with_reject_below(router, split_frames):
+    table = router.predict(split_frames[2], refer_atypical=0.9, reject_below=0.99)
     low = table[[c for c in table.columns if c.startswith("prob_")]].max(axis=1) < 0.99
     assert (table["referred"] == (low | table["atypical"])).all()
     with pytest.raises(ValueError, match="q must be in"):
-        router.predict(frames[2], refer_atypical=1.5)
+        router.predict(split_frames[2], refer_atypical=1.5)
 
 
-def test_saved_and_loaded_router_gives_identical_scores(router, frames, tmp_path):
+def test_saved_and_loaded_router_gives_identical_scores(router, split_frames, tmp_path):
     router.save(tmp_path / "router")
     assert sorted(p.name for p in (tmp_path / "router" / "ood").iterdir()) == ["ood.json", "ood.safetensors"]
     manifest = json.loads((tmp_path / "router" / "router.json").read_text())
     assert manifest["ood"] == {"directory": "ood", "trunk": "shared"}
     loaded = Router.load(tmp_path / "router")
     assert loaded.ood_trunk_ == "shared"
-    before = router.predict(frames[2], refer_atypical=0.7)
-    after = loaded.predict(frames[2], refer_atypical=0.7)
+    before = router.predict(split_frames[2], refer_atypical=0.7)
+    after = loaded.predict(split_frames[2], refer_atypical=0.7)
     np.testing.assert_array_equal(before["ood_score"], after["ood_score"])
     np.testing.assert_array_equal(before["atypical"], after["atypical"])
 
 
-def test_a_router_without_a_scorer_has_no_column_and_refuses_refer_atypical(frames, tmp_path):
-    router = Router(mode="frozen", ood=False, **TINY).fit(frames[0], frames[1])
+def test_a_router_without_a_scorer_has_no_column_and_refuses_refer_atypical(split_frames, tmp_path):
+    router = Router(mode="frozen", ood=False, **TINY).fit(split_frames[0], split_frames[1])
     assert router.ood_scorer_ is None and router.ood_trunk_ is None
     router.save(tmp_path / "router")
     assert not (tmp_path / "router" / "ood").exists()
     loaded = Router.load(tmp_path / "router")
     assert loaded.ood_scorer_ is None and loaded.ood is False
-    assert "ood_score" not in loaded.predict(frames[2]).columns
+    assert "ood_score" not in loaded.predict(split_frames[2]).columns
     with pytest.raises(ValueError, match="no.*out-of-distribution|has none"):
-        loaded.predict(frames[2], refer_atypical=0.5)
+        loaded.predict(split_frames[2], refer_atypical=0.5)
 
 
 def test_router_config_carries_ood_and_tta():
@@ -142,11 +133,11 @@ def test_router_config_carries_ood_and_tta():
         RouterConfig(tta="identity,spin")
 
 
-def test_hierarchy_predict_takes_tta_and_refer_atypical(router, frames, tmp_path, capsys):
+def test_hierarchy_predict_takes_tta_and_refer_atypical(router, split_frames, tmp_path, capsys):
     from hierarchy.cli import main
 
     router.save(tmp_path / "run")
-    image = frames[2]["path"].iloc[0]
+    image = split_frames[2]["path"].iloc[0]
     assert main(["predict", "--model", str(tmp_path / "run"), image, "--tta", "identity,hflip",
                  "--refer-atypical", "0.0", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

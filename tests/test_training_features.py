@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -150,20 +149,6 @@ def test_attached_head_gives_the_same_probabilities_from_images(model, images, t
     torch.testing.assert_close(from_images, from_features, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="cannot take a head with 7 inputs"):
         attach_head(model, torch.nn.Linear(7, 4))
-
-
-@pytest.mark.slow
-def test_five_heads_on_cached_features_train_in_seconds():
-    rng = np.random.default_rng(0)
-    problems = []
-    for num_classes in (4, 3, 4, 4, 4):  # flat, plane, three experts
-        problems.append((rng.standard_normal((5000, 1280), dtype=np.float32), rng.integers(0, num_classes, 5000),
-                         rng.standard_normal((1000, 1280), dtype=np.float32), rng.integers(0, num_classes, 1000),
-                         num_classes))
-    started = time.perf_counter()
-    for x, y, xv, yv, num_classes in problems:
-        fit_linear_head(x, y, num_classes, class_balanced=True, val=(xv, yv))
-    assert time.perf_counter() - started < 20
 
 
 def test_the_same_rows_in_another_order_are_not_a_stale_cache_hit(model, synthetic_root, tmp_path, monkeypatch):

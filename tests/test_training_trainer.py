@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -46,17 +47,20 @@ def make_model(name: str = "test_efficientnet") -> torch.nn.Module:
     return timm.create_model(name, num_classes=4, in_chans=1, **kwargs)
 
 
-class SlowDataset(Dataset):
-    """Sleeps per item so that a SIGKILL lands in the middle of an epoch."""
+class PausingDataset(Dataset):
+    """Once ``out/checkpoint_last.pt`` exists (epoch 1 is saved), the next item fetched (epoch 2) writes
+    ``out/paused`` and blocks until the process is killed: a SIGKILL lands mid-epoch whatever the machine's load."""
 
-    def __init__(self, base: Dataset, delay: float) -> None:
-        self.base, self.delay = base, delay
+    def __init__(self, base: Dataset, out: str) -> None:
+        self.base, self.out = base, Path(out)
 
     def __len__(self) -> int:
         return len(self.base)
 
     def __getitem__(self, index: int):
-        time.sleep(self.delay)
+        if (self.out / "checkpoint_last.pt").exists():
+            (self.out / "paused").touch()
+            threading.Event().wait()
         return self.base[index]
 
 
@@ -193,9 +197,9 @@ _CHILD = """
 import sys, torch
 torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
-from test_training_trainer import RESUME_CONFIG, SlowDataset, make_data, make_model
+from test_training_trainer import RESUME_CONFIG, PausingDataset, make_data, make_model
 from hierarchy.training import train
-train(make_model(), SlowDataset(make_data(), 0.02), make_data(16, seed=1), RESUME_CONFIG, {out!r},
+train(make_model(), PausingDataset(make_data(), {out!r}), make_data(16, seed=1), RESUME_CONFIG, {out!r},
       progress=False)
 """
 
@@ -204,14 +208,12 @@ def test_resume_after_sigkill_reproduces_uninterrupted_run(tmp_path):
     killed = tmp_path / "killed"
     child = subprocess.Popen([sys.executable, "-c", _CHILD.format(tests=str(TESTS_DIR), out=str(killed))],
                              stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while not (killed / "checkpoint_last.pt").exists():
+    while not (killed / "paused").exists():  # the child blocks in epoch 2 until killed
         assert child.poll() is None, child.stderr.read().decode()
-        assert time.monotonic() < deadline, "child never wrote a checkpoint"
         time.sleep(0.02)
-    time.sleep(0.3)  # into epoch 2 (48 items x 20 ms per epoch)
     child.send_signal(signal.SIGKILL)
     assert child.wait() == -signal.SIGKILL
+    (killed / "paused").unlink()
     child.stderr.close()
     assert load_checkpoint(killed / "checkpoint_last.pt")["epoch"] == 1
 
