@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs the examples as subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 # example -> (lines its output must hold, files it must write under its output folder)
 EXAMPLES = {

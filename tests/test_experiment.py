@@ -22,6 +22,8 @@ from hierarchy.experiment.external import load_external
 from hierarchy.experiment.stages import StageLog
 from hierarchy.experiment.weights_plan import plan_weights
 
+pytestmark = pytest.mark.slow  # runs the whole experiment on synthetic data
+
 TINY = {"router": {"mode": "frozen", "plane": "simple_cnn", "experts": "simple_cnn", "flat": "simple_cnn",
                    "weights": None, "expert_init": "scratch", "feature_views": 1, "val_fraction": 0.25,
                    "preprocess": {"image_size": 48}, "train": {"num_workers": 0}},

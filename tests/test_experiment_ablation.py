@@ -49,6 +49,7 @@ def test_an_arm_replaces_the_base_only_by_a_clear_margin():
     assert "within the noise" in choose_arm(scored(("base", 0.95), ("x", 0.951)))[1]
 
 
+@pytest.mark.slow
 def test_recipe_ablation_and_its_refit_control_end_to_end(tmp_path):
     data = make_synthetic_dataset(tmp_path / "data", n_per_cell_train=10, n_per_cell_test=2, image_size=48, seed=0)
     script = load_script("ablation_recipe")

@@ -21,6 +21,8 @@ from hierarchy.routing.fitting import fit_components
 from hierarchy.training import TrainConfig, load_checkpoint
 from hierarchy.training.distributed import DistContext, is_main_process
 
+pytestmark = pytest.mark.slow  # starts several processes
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "compare_flat_vs_hierarchical.py"
 # Fine-tuned simple_cnn models (the trainer's data-parallel path), one epoch, a batch both processes can split.
@@ -87,7 +89,6 @@ def test_only_rank_zero_writes_the_frozen_feature_cache(tmp_path, monkeypatch):
     assert list((tmp_path / "rank0" / "features").glob("features-*.npy"))
 
 
-@pytest.mark.slow
 def test_two_processes_run_the_experiment_and_rank_zero_reports(tmp_path):
     out = tmp_path / "report"
     args = [*cli_args(out=out, **DDP_TINY), "--set", f"synthetic={json.dumps(TINY['synthetic'])}"]

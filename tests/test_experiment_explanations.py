@@ -18,6 +18,8 @@ from hierarchy.experiment.explanations import (
 from hierarchy.labels import NO_TUMOR
 from hierarchy.routing import Router
 
+pytestmark = pytest.mark.slow  # fits a Router for explanations
+
 ROUTES = ("flat", "hierarchical")
 
 

@@ -16,6 +16,8 @@ from hierarchy.experiment.refit_control import (
 from hierarchy.routing import Router
 from hierarchy.training import TrainConfig
 
+pytestmark = pytest.mark.slow  # fits Routers and the refit control
+
 JOINT = {"plane": "simple_cnn", "experts": "simple_cnn", "flat": "simple_cnn", "weights": None, "mode": "joint",
          "ood": False, "feature_views": 2, "preprocess": PreprocessConfig(image_size=32),
          "train": TrainConfig(epochs=1, batch_size=16, warmup_epochs=0)}

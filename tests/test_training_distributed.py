@@ -30,6 +30,9 @@ sys.path.insert(0, {tests!r})
 from test_training_distributed import CONFIG, make_data, make_model
 from hierarchy.training import TrainConfig, train
 
+pytestmark = pytest.mark.slow  # starts several processes
+
+
 class KillAfter(torch.utils.data.Dataset):
     def __init__(self, base, limit):
         self.base, self.limit, self.served = base, limit, 0

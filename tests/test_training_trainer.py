@@ -204,6 +204,7 @@ train(make_model(), PausingDataset(make_data(), {out!r}), make_data(16, seed=1),
 """
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_reproduces_uninterrupted_run(tmp_path):
     killed = tmp_path / "killed"
     child = subprocess.Popen([sys.executable, "-c", _CHILD.format(tests=str(TESTS_DIR), out=str(killed))],
