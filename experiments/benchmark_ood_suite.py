@@ -213,12 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     targets = _targets(runs, by_tier, tiers, aurc, chosen, chosen_conf, atypical, plane_frame,
                        {s: {k: scores[s][k] > thresholds[s] for k in runs} for s in ("mahalanobis", chosen)})
     _gallery(runs, healthy, atypical, out / "gallery")
-    summary = {"router": str(Path(args.router)), "q": args.q, "thresholds": thresholds, "chosen_scorer": chosen,
+    summary = {"router": Path(args.router).name, "q": args.q, "thresholds": thresholds, "chosen_scorer": chosen,
                "choice_auroc": choice, "choice_mean_auroc": choice_mean, "sets": tiers, "tiers": by_tier,
                "selective_aurc": aurc.to_dict(orient="records"), "chosen_confidence": chosen_conf,
                "targets": targets, "healthy": healthy_frame.to_dict(orient="records"), "header_route": header_rows,
                "plane_against_header": plane_rows, "series": series_frame.to_dict(orient="records"),
-               "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}
+               "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
+               .replace(str(args.router), "ROUTER")}
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "summary.json", summary)
     atomic_write_text(out / "report.md", _report(summary, healthy_frame, plane_frame, header_frame, series_frame,
