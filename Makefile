@@ -25,7 +25,7 @@ LIGHT_TESTS ?= tests/test_labels.py tests/test_metrics_*.py tests/test_reports_*
 	tests/test_data_bad_files.py tests/test_cli_errors.py tests/test_packaging.py tests/test_properties_csv.py \
 	tests/test_properties_images.py tests/test_properties_metrics.py
 
-.PHONY: venv demo test test-all test-floors lint clean
+.PHONY: venv tex demo test test-all test-floors lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,11 +39,19 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) experiments/compare_flat_vs_hierarchical.py --profile $(PROFILE) --out $(OUT) $(if $(DATA),--data $(DATA),)
 
-test: venv
-	$(PY) -m pytest -q -m "not slow"
+# pdflatex and pdftoppm for the supplement build test: installed where this machine lets us (root with
+# apt-get); otherwise that test is skipped and says why (-rs).
+tex:
+	@command -v pdflatex >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		texlive-latex-recommended texlive-latex-extra poppler-utils >/dev/null 2>&1; } || \
+		echo "pdflatex not installed here: the LaTeX supplement build test will be skipped"
 
-test-all: venv
-	$(PY) -m pytest -q
+test: venv tex
+	$(PY) -m pytest -q -rs -m "not slow"
+
+test-all: venv tex
+	$(PY) -m pytest -q -rs
 
 $(FLOORS_VENV)/.installed: pyproject.toml
 	rm -rf $(FLOORS_VENV)

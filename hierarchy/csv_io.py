@@ -45,17 +45,22 @@ def _text_columns(frame: pd.DataFrame) -> list[Any]:
             if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_datetime64_any_dtype(dtype))]
 
 
-def write_csv(frame: pd.DataFrame, path: str | os.PathLike, *, index: bool = False) -> Path:
-    """Write ``frame`` to ``path`` atomically (a temporary sibling, then a rename) with formula cells and
-    headers neutralised (see :func:`neutralise_cell`); returns ``path``. A failed write (a full disk) leaves
-    the previous file as it was and raises ``OSError`` naming ``path``."""
+def csv_text(frame: pd.DataFrame, *, index: bool = False) -> str:
+    """``frame`` as CSV text with formula cells and headers neutralised (see :func:`neutralise_cell`)."""
     safe = frame.copy()
     safe.columns = [neutralise_cell(c) for c in safe.columns]
     for column in _text_columns(safe):
         safe[column] = safe[column].map(neutralise_cell)
     # pandas leaves a cell holding a carriage return unquoted, which breaks its row: quote text cells then
     carriage_return = any(safe[c].map(lambda v: isinstance(v, str) and "\r" in v).any() for c in _text_columns(safe))
-    text = safe.to_csv(index=index, quoting=csv.QUOTE_NONNUMERIC if carriage_return else csv.QUOTE_MINIMAL)
+    return safe.to_csv(index=index, quoting=csv.QUOTE_NONNUMERIC if carriage_return else csv.QUOTE_MINIMAL)
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike, *, index: bool = False) -> Path:
+    """Write ``frame`` to ``path`` atomically (a temporary sibling, then a rename) with formula cells and
+    headers neutralised (see :func:`neutralise_cell`); returns ``path``. A failed write (a full disk) leaves
+    the previous file as it was and raises ``OSError`` naming ``path``."""
+    text = csv_text(frame, index=index)
     return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 

@@ -96,9 +96,12 @@ def run_record(config: dict[str, Any], *, seed: int | None = None,
     # imported here, not at the top: hierarchy.training imports this module
     from hierarchy.training.runtime import resolve_runtime
 
+    commit = git_commit(Path(__file__).resolve().parent)
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(Path(__file__).resolve().parent),
+        "git_commit": commit,
+        # a run from a working tree with local edits is reproduced by no commit; reports say so at the top
+        "uncommitted_changes": None if commit is None else commit.endswith("+dirty"),
         "versions": software_versions(),
         "runtime": resolve_runtime().describe(),
         "seed": seed,

@@ -21,6 +21,8 @@ from hierarchy.experiment import (
 from hierarchy.experiment.external import load_external
 from hierarchy.experiment.stages import StageLog
 from hierarchy.experiment.weights_plan import plan_weights
+from hierarchy.fileio import sha256_file
+from hierarchy.reports.writer import unresolved_links
 
 pytestmark = pytest.mark.slow  # runs the whole experiment on synthetic data
 
@@ -262,6 +264,22 @@ def test_report_has_generalisation_sections_and_files(finished):
         assert "path" not in saved.columns and len(saved) > 0
     assert set(pd.read_csv(out / "predictions" / "test_seed_ensemble.csv")["route"]) == {"flat_seeds",
                                                                                         "hierarchical_seeds"}
+
+
+def test_manifest_is_exactly_the_files_under_the_report(finished):
+    out, _, _ = finished  # after test_rerun_resumes_without_retraining: a resumed run rewrites the same set
+    manifest = json.loads((out / "manifest.json").read_text())
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.relative_to(out).parts[0] != "work"}
+    assert manifest["complete"] and on_disk == {*manifest["files"], "manifest.json"}
+    assert {n: sha256_file(out / n) for n in manifest["files"]} == manifest["sha256"]
+    for name in ("summary.json", "run_record.json", "config.json", "supplement.tex", "audit/audit.json",
+                 "predictions/test_seed0.csv", "tables/explanation_mask_scores.tex"):
+        assert name in manifest["files"], name
+    assert set(manifest["local"]) >= {n for n in on_disk if n.startswith(("explanations/", "gallery/"))}
+    assert unresolved_links(out / "report.md") == []
+    record = json.loads((out / "run_record.json").read_text())
+    commit = record["git_commit"]
+    assert record["uncommitted_changes"] is (None if commit is None else commit.endswith("+dirty"))
 
 
 def compare_main(argv: list[str]) -> int:

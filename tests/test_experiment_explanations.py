@@ -11,11 +11,13 @@ import pytest
 from hierarchy.data import PreprocessConfig, index_dataset
 from hierarchy.experiment.explanations import (
     TABLE_STEM,
+    attribution_examples,
     choose_images,
     explain_test_images,
     explanation_section,
 )
 from hierarchy.labels import NO_TUMOR
+from hierarchy.reports import ReportFiles
 from hierarchy.routing import Router
 
 pytestmark = pytest.mark.slow  # fits a Router for explanations
@@ -35,7 +37,8 @@ def fitted(synthetic_root: Path) -> tuple[Router, pd.DataFrame, pd.DataFrame]:
 
 def test_explains_each_image_on_each_route_and_writes_overlays_and_tables(fitted, tmp_path: Path) -> None:
     router, test, predictions = fitted
-    result = explain_test_images(router, test, predictions, tmp_path, n_images=5, routes=ROUTES)
+    arrays = tmp_path / "work" / "explanations.npz"
+    result = explain_test_images(router, test, predictions, tmp_path, n_images=5, routes=ROUTES, arrays_path=arrays)
     assert result["method"] == "gradcam" and result["n_images"] == 5
     assert len(result["rows"]) == 5 * len(ROUTES)
     json.dumps(result)  # JSON-ready
@@ -52,12 +55,23 @@ def test_explains_each_image_on_each_route_and_writes_overlays_and_tables(fitted
         assert "/" not in overlay.name.removesuffix(".png")
     for record in result["summary"]:
         assert record["inside_fraction"] is None or 0.0 <= record["inside_fraction"] <= 1.0
+        for chance in ("chance_inside_fraction", "random_point_rate", "centre_point_rate"):
+            assert record[chance] is None or 0.0 <= record[chance] <= 1.0, chance
         assert record["pointing_rate"] is None or 0.0 <= record["pointing_rate"] <= 1.0
-    for ext in ("csv", "tex", "md"):
-        assert (tmp_path / "tables" / f"{TABLE_STEM}.{ext}").stat().st_size > 0
-    section = explanation_section(result)
+    examples = attribution_examples(result, arrays)
+    assert 1 <= len(examples) <= 6 and {e["label"] for e in examples} <= {"glioma", "meningioma", "pituitary"}
+    for example in examples:
+        assert example["image"].shape == example["mask"].shape == example["maps"]["flat"].shape == (48, 48)
+        assert set(example["pred"]) == set(ROUTES)
+    files = ReportFiles()
+    section = explanation_section(result, files, arrays)
+    assert "gallery/attribution.png" in section and "random point (chance)" in section
     assert "| route | true class |" in section and "| --- |" in section
-    assert "gradcam" in section and "shortcut" in section
+    assert "gradcam" in section and "shortcut" in section and f"tables/{TABLE_STEM}.tex" in section
+    files.write(tmp_path / "report")
+    for ext in ("csv", "tex", "md"):
+        assert (tmp_path / "report" / "tables" / f"{TABLE_STEM}.{ext}").stat().st_size > 0
+    assert (tmp_path / "report" / "gallery" / "attribution.pdf").stat().st_size > 0
 
 
 def test_missed_tumours_come_first_within_balanced_classes(fitted) -> None:
@@ -80,7 +94,6 @@ def test_no_masks_gives_an_empty_result_and_says_so(fitted, tmp_path: Path) -> N
     router, test, predictions = fitted
     result = explain_test_images(router, test.assign(mask_path=None), predictions, tmp_path)
     assert result["n_images"] == 0 and result["rows"] == [] and result["summary"] == []
-    assert (tmp_path / "tables" / f"{TABLE_STEM}.csv").exists()
     assert "no explanation" in explanation_section(result)
 
 

@@ -13,7 +13,6 @@ from hierarchy.experiment.generalisation import (
     perturbation_label,
 )
 from hierarchy.experiment.generalisation_report import generalisation_sections
-from hierarchy.experiment.report_files import ReportFiles
 from hierarchy.experiment.seeds import per_seed_results, seed_ensemble, seed_spread, train_seconds
 from hierarchy.experiment.summary import (
     conformal_summary,
@@ -23,6 +22,7 @@ from hierarchy.experiment.summary import (
 )
 from hierarchy.labels import TUMOR_CLASSES
 from hierarchy.metrics import evaluate_predictions, simulate_predictions
+from hierarchy.reports.writer import ReportFiles
 
 
 def table(route: str, probs: list[list[float]], truth: list[str], ids=("a", "b", "c"), **extra) -> pd.DataFrame:

@@ -5,11 +5,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from hierarchy.fileio import sha256_file
 from hierarchy.metrics import simulate_predictions
-from hierarchy.reports import build_report
+from hierarchy.reports import build_report, figures
+from hierarchy.reports.writer import unresolved_links
 
-FIGURES = ("roc", "pr", "confusion", "reliability", "coverage", "plane_confusion", "missed_gallery",
-           "training_flat")
+FIGURES = ("figures/roc", "figures/pr", "figures/confusion", "figures/reliability", "figures/coverage",
+           "figures/plane_confusion", "gallery/missed_gallery", "figures/training_flat")
 TABLES = ("headline", "per_class", "comparisons", "false_negatives", "false_negatives_per_class",
           "missed_tumours", "calibration", "coverage", "per_plane", "plane_classifier",
           "data_subsets", "software_run", "software_report")
@@ -43,7 +45,7 @@ def test_every_figure_and_table_is_written_and_non_empty(report):
     assert path == out / "report.md"
     for stem in FIGURES:
         for ext in ("png", "pdf"):
-            assert (out / "figures" / f"{stem}.{ext}").stat().st_size > 1000, stem
+            assert (out / f"{stem}.{ext}").stat().st_size > 1000, stem
     for stem in TABLES:
         for ext in ("csv", "tex", "md"):
             assert (out / "tables" / f"{stem}.{ext}").stat().st_size > 0, stem
@@ -54,7 +56,7 @@ def test_every_figure_and_table_is_written_and_non_empty(report):
 def test_report_links_every_file_and_states_methods(report):
     out, path, _ = report
     text = path.read_text()
-    for file in list((out / "figures").iterdir()) + list((out / "tables").iterdir()):
+    for file in [*(out / "figures").iterdir(), *(out / "tables").iterdir(), *(out / "gallery").iterdir()]:
         assert file.relative_to(out).as_posix() in text, file.name
     for needle in ("abc123", "f" * 64, "resnet18", "stratified by true class", "McNemar",
                    "## Limitations", "Synthetic predictions only.", "## Per-plane results"):
@@ -77,7 +79,7 @@ def test_only_present_routes_are_compared_and_no_images_is_fine(tmp_path):
     build_report(pred, tmp_path / "r", n_bootstrap=5)
     compared = json.loads((tmp_path / "r" / "comparisons.json").read_text())
     assert [(c["route_a"], c["route_b"]) for c in compared] == [("flat", "soft")]
-    assert not (tmp_path / "r" / "figures" / "missed_gallery.png").exists()
+    assert not (tmp_path / "r" / "gallery" / "missed_gallery.png").exists()
     assert "No run record was supplied" in (tmp_path / "r" / "report.md").read_text()
 
 
@@ -155,13 +157,57 @@ def test_every_confusion_matrix_has_each_label_once(report):
 
 
 def test_confusion_figures_label_each_class_and_plane_once(report):
-    from hierarchy.reports import figures
-
     out, _, _ = report
     metrics = json.loads((out / "metrics.json").read_text())
     for draw, expected in ((figures.confusion_figure, metrics["classes"]),
                            (figures.plane_confusion_figure, metrics["planes"])):
         fig = draw(metrics)
-        for ax in fig.axes:
+        for ax in [ax for ax in fig.axes if ax.get_visible()]:
             assert [t.get_text() for t in ax.get_xticklabels()] == expected
-            assert [t.get_text() for t in ax.get_yticklabels()] == expected
+            shown = [t.get_text() for t in ax.get_yticklabels()]
+            assert shown in (expected, [""] * len(expected))  # later panels of a row leave them to the first
+
+
+def _files_under(out):
+    return {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+
+
+def test_manifest_lists_every_file_with_its_sha256_and_every_link_resolves(report):
+    out, path, _ = report
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and _files_under(out) == {*manifest["files"], "manifest.json"}
+    assert {name: sha256_file(out / name) for name in manifest["files"]} == manifest["sha256"]
+    assert manifest["local"] == ["gallery/missed_gallery.pdf", "gallery/missed_gallery.png"]
+    assert unresolved_links(path) == []
+    assert "gallery/missed_gallery.png" in path.read_text()  # named, not linked: published copies lack it
+
+
+def test_stale_outputs_go_and_a_killed_run_leaves_a_usable_folder(tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    build_report(simulate_predictions(40, routes=("flat",), seed=4), out, n_bootstrap=5)
+    assert not (out / "figures" / "plane_confusion.png").exists()
+    both = simulate_predictions(40, routes=("flat", "hierarchical"), seed=4)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as patch:
+        patch.setattr(figures, "plane_confusion_figure", killed)
+        with pytest.raises(KeyboardInterrupt):
+            build_report(both, out, n_bootstrap=5, overwrite=True)
+    interrupted = json.loads((out / "manifest.json").read_text())
+    assert not interrupted["complete"] and _files_under(out) <= {*interrupted["files"], "manifest.json"}
+    build_report(both, out, n_bootstrap=5, overwrite=True)  # the new files of the killed run are its own
+    assert (out / "figures" / "plane_confusion.png").exists()
+    build_report(simulate_predictions(40, routes=("flat",), seed=4), out, n_bootstrap=5, overwrite=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert _files_under(out) == {*manifest["files"], "manifest.json"}
+    assert not (out / "figures" / "plane_confusion.png").exists() and not (out / "tables" / "plane_classifier.csv").exists()
+
+
+def test_a_run_from_uncommitted_code_says_so_at_the_top(tmp_path):
+    pred = simulate_predictions(40, routes=("flat",), seed=4)
+    build_report(pred, tmp_path / "dirty", n_bootstrap=5, run_record={"git_commit": "abc123+dirty"})
+    top = (tmp_path / "dirty" / "report.md").read_text().splitlines()[:4]
+    assert any("uncommitted" in line and "`abc123`" in line for line in top)
+    build_report(pred, tmp_path / "clean", n_bootstrap=5, run_record={"git_commit": "abc123"})
+    assert "uncommitted" not in (tmp_path / "clean" / "report.md").read_text()

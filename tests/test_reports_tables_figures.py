@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from hierarchy.reports.figures import missed_gallery_figure, read_training_log
-from hierarchy.reports.style import panels, save_figure
+from hierarchy.reports.style import grid, save_figure, styled
 from hierarchy.reports.tables import display_frame, markdown_table, to_markdown, write_table
 
 
@@ -35,7 +35,7 @@ def test_write_table_writes_three_formats(tmp_path):
 
 
 def test_save_figure_writes_png_and_pdf(tmp_path):
-    fig, (ax,) = panels(1)
+    fig, (ax,) = styled(grid)(1, width=3.5)
     ax.plot([0, 1], [0, 1])
     png, pdf = save_figure(fig, tmp_path / "figs", "line")
     assert png.read_bytes()[:4] == b"\x89PNG" and pdf.read_bytes()[:4] == b"%PDF"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 from hierarchy.experiment.generalisation import COMPARED, OOD_ROUTE, Generalisation
-from hierarchy.experiment.report_files import ReportFiles
 from hierarchy.reports import (
     conformal_table,
     dataset_comparison_table,
@@ -19,10 +18,12 @@ from hierarchy.reports import (
     per_class_recall_table,
     roc_figure,
 )
+from hierarchy.reports.build import GALLERY_DIR, route_curves
 from hierarchy.reports.figures import missed_gallery_figure
+from hierarchy.reports.style import line_groups
 from hierarchy.reports.tables import headline_table
+from hierarchy.reports.writer import ReportFiles
 
-GALLERY_DIR = "gallery"  # git-ignored: external images are not ours to publish
 NOTHING_TUNED = (
     "Nothing was trained, selected or tuned on external data: models, early stopping, temperatures, the "
     "ensemble weight, the OOD score's reference and the conformal thresholds all come from the training "
@@ -68,9 +69,8 @@ def _gallery(name: str, external, files: ReportFiles) -> str:
     paths = external.predictions.drop_duplicates("id").set_index("id")["path"]
     shown = errors[errors["route"] == route].assign(path=lambda t: t["id"].map(paths))
     caption = f"{name}: misclassified images of the {route} route, most confident first"
-    markdown = files.figure(missed_gallery_figure(shown), f"errors_{stem(name)}", caption, folder=GALLERY_DIR)
-    return markdown and (markdown + "\n\n(The gallery is written next to the report but not committed: "
-                         "the images belong to their dataset.)")
+    return files.figure(missed_gallery_figure(shown), f"errors_{stem(name)}", caption, folder=GALLERY_DIR,
+                        local=True)
 
 
 def external_validation(result: Generalisation, files: ReportFiles) -> str:
@@ -85,8 +85,8 @@ def external_validation(result: Generalisation, files: ReportFiles) -> str:
             f"near duplicates of training images, {record['n_evaluated']} evaluated.",
             files.table(headline_table(external.metrics), f"external_{stem(name)}_headline",
                         f"{name}: headline metrics per route [95% CI]"),
-            files.figure(roc_figure(external.metrics), f"roc_external_{stem(name)}",
-                         f"{name}: one-vs-rest ROC curves, routes overlaid; AUC [95% CI] in legend"),
+            route_curves(files, roc_figure, external.metrics, f"roc_external_{stem(name)}",
+                         f"{name}: one-vs-rest ROC curves, routes overlaid; AUC [95% CI] under each panel"),
             (f"{len(external.errors)} misclassifications across routes (id, true and predicted label, "
              "probabilities" + (", OOD score" if "ood_score" in external.errors else "") + "): "
              + files.table(external.errors, f"external_{stem(name)}_errors", f"{name}: every error",
@@ -99,9 +99,10 @@ def external_validation(result: Generalisation, files: ReportFiles) -> str:
         "### Per-class recall, confusion and paired comparison",
         files.table(per_class_recall_table(metrics), "external_per_class_recall",
                     "Per-class recall on each external set [95% Wilson CI]"),
-        files.figure(dataset_confusion_figure(metrics, [r for r in _routes_to_draw(result)
-                                                        if any(r in m["routes"] for m in metrics.values())]),
-                     "confusion_external", "Confusion matrices on each external set (rows: truth)"),
+        *(files.figure(dataset_confusion_figure(metrics, group), "confusion_external" if k == 0 else
+                       f"confusion_external_{k + 1}", "Confusion matrices on each external set (rows: truth)")
+          for k, group in enumerate(line_groups([r for r in _routes_to_draw(result)
+                                                 if any(r in m["routes"] for m in metrics.values())]))),
         (f"McNemar's exact test of {COMPARED[0]} against {COMPARED[1]} on the same external images "
          "(b: only the first right, c: only the second):\n\n"
          + files.table(dataset_comparison_table(compared), "external_comparisons",

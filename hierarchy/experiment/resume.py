@@ -31,7 +31,7 @@ CONFIG_FILE = "config.json"
 OUTPUTS_FILE = "experiment_outputs.json"
 # every entry the experiment writes in its output folder (the report's own files included)
 OWNED = (CONFIG_FILE, "work", "predictions", "audit", "explanations", "figures", "tables", "gallery", "run_record.json",
-         "summary.json", "report.md", "metrics.json", "comparisons.json", "manifest.json")
+         "summary.json", "report.md", "metrics.json", "comparisons.json", "manifest.json", "supplement.tex")
 # what --restart discards: the finished stages and everything computed from them
 _WORK = ("work", "predictions")
 

@@ -32,14 +32,18 @@ from hierarchy.experiment.explanations import (
     SECTION_TITLE,
     explain_test_images,
     explanation_section,
-    write_explanation_table,
 )
 from hierarchy.experiment.external import external_name, load_external
 from hierarchy.experiment.generalisation import assess_generalisation, split_by_source
 from hierarchy.experiment.generalisation_report import generalisation_sections
 from hierarchy.experiment.profiles import ExperimentConfig
-from hierarchy.experiment.report_files import ReportFiles
-from hierarchy.experiment.resume import check_resume, claim_out_dir, resume_identity
+from hierarchy.experiment.resume import (
+    CONFIG_FILE,
+    OUTPUTS_FILE,
+    check_resume,
+    claim_out_dir,
+    resume_identity,
+)
 from hierarchy.experiment.sections import report_sections
 from hierarchy.experiment.seeds import seed_ensemble, seed_route
 from hierarchy.experiment.shortcut import metadata_shortcut
@@ -65,6 +69,7 @@ from hierarchy.metrics import (
 from hierarchy.predictions import ROUTES, prob_column
 from hierarchy.provenance import run_record
 from hierarchy.reports import COMPARISONS, build_report
+from hierarchy.reports.writer import ReportFiles
 from hierarchy.routing import ImageClassifier, Router, RouterConfig, Task, route_throughput
 from hierarchy.training import resolve_runtime
 from hierarchy.training.distributed import DistContext, init_distributed
@@ -127,6 +132,8 @@ class Experiment:
             raise ValueError(f"rank {self.dist.rank} does not run the experiment; it follows rank 0's jobs")
         self.out = Path(out_dir)
         self.work = self.out / "work"
+        # stage outputs the report's manifest lists
+        self.outputs: list[Path] = [self.out / CONFIG_FILE, self.out / OUTPUTS_FILE]
         self.predictions_dir = self.out / "predictions"
         roots = [] if data_root is None else [data_root] if isinstance(data_root, (str, Path)) else list(data_root)
         # every input is indexed (each file hashed) before anything is written: a changed input, a folder of
@@ -236,6 +243,7 @@ class Experiment:
                 table = pd.concat([table, self.random_init_flat(seed, router)], ignore_index=True)
             _save_predictions(table, path)
         self.stages.run(f"predict_seed{seed}", predict, lambda: None)
+        self.outputs.append(path)
         return _load_predictions(path, self.test)
 
     # -- side evaluations on the first seed's models -------------------------------------------
@@ -249,6 +257,7 @@ class Experiment:
                 table = router.predict_routes(self.test, _routes_for(self.test), perturbation=perturbation)
                 _save_predictions(table, path)
             self.stages.run(f"perturbed_{perturbation}", predict, lambda: None)
+            self.outputs.append(path)
             tables[perturbation] = _load_predictions(path, self.test)
         return tables
 
@@ -263,6 +272,7 @@ class Experiment:
             def predict(frame: pd.DataFrame = frame, path: Path = path) -> None:
                 _save_predictions(router.predict_routes(frame, _routes_for(frame)), path)
             self.stages.run(f"external_{name}", predict, lambda: None)
+            self.outputs.append(path)
             results[name] = (record, _load_predictions(path, frame))
         return results
 
@@ -272,6 +282,7 @@ class Experiment:
         self.stages.run(f"predict_val_seed{seed}",
                         lambda: _save_predictions(router.predict_routes(self.val, _routes_for(self.val)), path),
                         lambda: None)
+        self.outputs.append(path)
         return _load_predictions(path, self.val)
 
     def throughput(self, router: Router) -> dict[str, float]:
@@ -284,13 +295,18 @@ class Experiment:
             return speeds
         return self.stages.run("throughput", measure, lambda: read_json(path))
 
+    @property
+    def explanation_arrays(self) -> Path:
+        """Inputs, masks and maps of the explained images, for the attribution figure."""
+        return self.work / "explanations.npz"
+
     def explanations(self, router: Router, predictions: pd.DataFrame) -> dict[str, Any]:
         """Grad-CAM of the deciding model for tumour test images, scored against radiologist masks."""
         path = self.work / "explanations.json"
 
         def explain() -> dict[str, Any]:
             result = explain_test_images(router, self.test, predictions, self.out,
-                                         n_images=self.config.explain_images)
+                                         n_images=self.config.explain_images, arrays_path=self.explanation_arrays)
             write_json(path, result)
             return result
         return self.stages.run("explanations", explain, lambda: read_json(path))
@@ -338,6 +354,7 @@ class Experiment:
             return first
         ensembles = seed_ensemble(predictions, routes)
         _save_predictions(ensembles, self.predictions_dir / "test_seed_ensemble.csv")
+        self.outputs.append(self.predictions_dir / "test_seed_ensemble.csv")
         return pd.concat([first, ensembles], ignore_index=True)
 
     # -- the whole run -------------------------------------------------------------------------
@@ -368,7 +385,6 @@ class Experiment:
         record = run_record(config.to_dict(), seed=first, frames={"train": self.train, "val": self.val, "test": self.test})
         record.update({"command": self.command, "dataset_root_name": self.dataset_name, "weights": self.weights,
                        "stage_seconds": self.stages.seconds(), "profile": config.profile, "seeds": list(config.seeds)})
-        write_json(self.out / "run_record.json", record)
 
         metrics = evaluate_predictions(pred, n_bootstrap=config.n_bootstrap, seed=first)
         pairs = [*COMPARISONS, *((seed_route(a), seed_route(b)) for a, b in COMPARISONS)]
@@ -385,22 +401,25 @@ class Experiment:
                             weights=self.weights, calibration=calibration, stage_seconds=self.stages.seconds())
         summary["shortcut_tests"] = shortcut_tests["tests"]["tests"]
         summary["attribution_vs_mask"] = shortcut_tests["attribution"]
-        write_json(self.out / "summary.json", summary)
         training_logs = {name: log for name in ("flat", "plane", *first_router.planes_)
                          if (log := self.work / f"seed_{first}" / "training" / name / "log.csv").exists()}
         files = ReportFiles()
+        files.json("run_record.json", record)
+        files.json("summary.json", summary)
         sections = [*report_sections(summary, command=self.command,
                                      generalisation=generalisation_sections(generalisation, files)),
                     (SHORTCUT_TITLE, shortcut_section(shortcut_tests["tests"], shortcut_tests["attribution"],
                                                      examples=f"gallery/{SHORTCUT_EXAMPLES}")),
-                    (SECTION_TITLE, explanation_section(explanations))]
+                    (SECTION_TITLE, explanation_section(explanations, files, self.explanation_arrays))]
         overlays = {r["id"]: self.out / r["overlay"] for r in explanations["rows"] if r["route"] == "hierarchical"}
+        audit_files = sorted(p for p in (self.out / "audit").rglob("*") if p.is_file())
+        examples = self.out / "gallery" / SHORTCUT_EXAMPLES
         build_report(pred, self.out, run_record=record, training_logs=training_logs, extra_sections=sections,
                      overlays=overlays, metrics=metrics, compared=comparisons, n_bootstrap=config.n_bootstrap,
-                     seed=first, overwrite=True)
-        # build_report replaces figures/ and tables/, so the experiment's own are written after it
-        files.write(self.out)
-        write_explanation_table(explanations, self.out)
+                     seed=first, files=files, overwrite=True,
+                     adopt=[p.relative_to(self.out).as_posix() for p in [*self.outputs, *audit_files] if p.is_file()],
+                     adopt_local=sorted({r["overlay"] for r in explanations["rows"]}
+                                        | ({f"gallery/{SHORTCUT_EXAMPLES}"} if examples.is_file() else set())))
         return summary
 
 

@@ -284,7 +284,7 @@ def shortcut_section(tests: dict[str, Any], attribution: dict[str, Any] | None =
     lines += [markdown_table(["test", "route", "images", "rate (%)", "95% CI (Wilson)", "also"], rows).rstrip("\n"), ""]
     lines += ["How each image is made:", ""] + [f"- `{test}`: {text}." for test, text in METHODS.items()] + [""]
     if examples:
-        lines += [f"Example images: [{examples}]({examples}) (written beside the report, kept out of git: they are "
+        lines += [f"Example images: `{examples}` (written beside the report, kept out of git: they are "
                   "derived from the dataset's images).", ""]
     if attribution and attribution.get("n_images"):
         base = attribution["baselines"]

@@ -20,9 +20,10 @@ from hierarchy.reports.tables import (
     to_markdown,
     write_table,
 )
+from hierarchy.reports.writer import ReportFiles, ReportWriter
 
 __all__ = [
-    "COMPARISONS", "build_report", "conformal_table", "dataset_comparison_table",
+    "COMPARISONS", "ReportFiles", "ReportWriter", "build_report", "conformal_table", "dataset_comparison_table",
     "dataset_confusion_figure", "error_table", "generalisation_figure", "generalisation_table",
     "markdown_table", "ood_coverage_figure", "ood_coverage_table", "ood_table",
     "per_class_recall_table", "roc_figure", "save_figure", "to_markdown", "write_table",

@@ -1,9 +1,11 @@
 """``build_report``: metrics, figures, tables and a ``report.md`` for a prediction table.
 
 Layout under ``out_dir``: ``report.md``, ``metrics.json`` (the ``evaluate_predictions`` dict),
-``comparisons.json`` (``compare_routes`` results), ``figures/*.png|pdf``, ``tables/*.csv|tex|md``, and
-``manifest.json``, the list of every file the report wrote. Overwriting a report removes exactly the
-files its manifest lists; nothing else in the folder is deleted or written over.
+``comparisons.json`` (``compare_routes`` results), ``figures/*.png|pdf``, ``tables/*.csv|tex|md``,
+``gallery/`` (image-derived figures, kept out of published copies), ``supplement.tex`` (a LaTeX document
+of every table and figure) and ``manifest.json``, every file the report wrote with its sha256 (see
+``hierarchy.reports.writer``). Overwriting a report replaces the files its manifest lists and removes
+those the new report does not write; nothing else in the folder is deleted or written over.
 """
 
 from __future__ import annotations
@@ -20,14 +22,16 @@ from hierarchy.labels import PLANES
 from hierarchy.metrics.evaluate import compare_routes, evaluate_predictions
 from hierarchy.provenance import software_versions
 from hierarchy.reports import figures, tables
-from hierarchy.reports.style import save_figure
+from hierarchy.reports.latex import supplement
+from hierarchy.reports.style import line_groups
+from hierarchy.reports.writer import MANIFEST, ReportFiles, ReportWriter, supplement_items
 
 COMPARISONS: tuple[tuple[str, str], ...] = (("flat", "hierarchical"), ("flat", "soft"),
                                             ("flat", "ensemble"), ("hierarchical", "oracle"))
 logger = logging.getLogger(__name__)
-MANIFEST = "manifest.json"
-_MANIFEST_FORMAT = "hierarchy-report-manifest"
-_FIXED_OUTPUTS = ("report.md", "metrics.json", "comparisons.json", MANIFEST)
+SUPPLEMENT = "supplement.tex"
+_FIXED_OUTPUTS = ("report.md", "metrics.json", "comparisons.json", SUPPLEMENT)
+GALLERY_DIR = "gallery"  # image-derived figures: written beside the report, kept out of published copies
 
 
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -38,94 +42,28 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
                               "pass overwrite=True (--overwrite)")
 
 
-def _previous_outputs(out_dir: Path) -> list[Path]:
-    """The files an earlier report in ``out_dir`` listed in its manifest (only those inside ``out_dir``)."""
-    manifest = out_dir / MANIFEST
-    if not manifest.is_file():
-        return []
-    try:
-        record = json.loads(manifest.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise FileExistsError(f"{manifest} is not valid JSON ({err}); move it away or choose another "
-                              "folder") from err
-    if not isinstance(record, dict) or record.get("format") != _MANIFEST_FORMAT \
-            or not isinstance(record.get("files"), list):
-        raise FileExistsError(f"{manifest} is not a {_MANIFEST_FORMAT}; move it away or choose another folder")
-    root = out_dir.resolve()
-    inside = []
-    for name in record["files"]:
-        path = out_dir / str(name)
-        if path.resolve().parent.is_relative_to(root) and not path.is_symlink():
-            inside.append(path)
-        else:
-            logger.warning("%s lists %r, which is not a file inside %s; leaving it alone", manifest, name, out_dir)
-    return [manifest, *inside]
-
-
-def _clear_previous_report(out_dir: Path) -> None:
-    """Remove the files an earlier report listed in its manifest (and only those), so no stale figure
-    survives; folders are removed only when that leaves them empty. A file of a fixed output name that
-    the manifest does not list raises ``FileExistsError`` before anything is removed."""
-    previous = _previous_outputs(out_dir)
-    _refuse_foreign([out_dir / name for name in _FIXED_OUTPUTS if out_dir / name not in previous])
-    for path in previous:
-        if path.is_file():
-            path.unlink()
-    for folder in (out_dir / "figures", out_dir / "tables"):
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-
-
-def _refuse_foreign(paths: Sequence[Path]) -> None:
-    """Refuse to write over files this report did not write (a user's own file of the same name)."""
-    existing = [str(p) for p in paths if p.exists() or p.is_symlink()]
-    if existing:
-        raise FileExistsError(f"{', '.join(existing)} already exist(s) and no earlier report's {MANIFEST} "
-                              "lists them; move them away or choose another folder")
-
-
 class _Writer:
-    """Collects the Markdown of the report while writing its figures and tables, and every file written."""
+    """Collects the Markdown of the report while its figures and tables go through one ``ReportWriter``."""
 
-    def __init__(self, out_dir: Path):
-        self.out_dir = out_dir
+    def __init__(self, files: ReportWriter):
+        self.files = files
+        self.out_dir = files.out_dir
         self.lines: list[str] = []
-        self.written: list[Path] = []
 
     def add(self, *lines: str) -> None:
         self.lines.extend(lines)
 
-    def write_text(self, name: str, text: str) -> Path:
-        path = self.out_dir / name
-        _refuse_foreign([path])
-        self.written.append(path)
-        path.write_text(text)
-        return path
+    def figure(self, fig: Figure | None, stem: str, caption: str, *, folder: str = "figures",
+               local: bool = False) -> str:
+        markdown = self.files.figure(fig, stem, caption, folder=folder, local=local)
+        if markdown:
+            self.add(markdown, "")
+        return markdown
 
-    def table_files(self, frame: pd.DataFrame, stem: str, caption: str) -> list[Path]:
-        folder = self.out_dir / "tables"
-        _refuse_foreign([folder / f"{stem}.{ext}" for ext in ("csv", "tex", "md")])
-        paths = tables.write_table(frame, folder, stem, caption=caption)
-        self.written += paths
-        return paths
-
-    def figure(self, fig: Figure | None, stem: str, caption: str) -> None:
-        if fig is None:
-            return
-        folder = self.out_dir / "figures"
-        _refuse_foreign([folder / f"{stem}.{ext}" for ext in ("png", "pdf")])
-        png, pdf = save_figure(fig, folder, stem)
-        self.written += [png, pdf]
-        rel = [p.relative_to(self.out_dir).as_posix() for p in (png, pdf)]
-        self.add(f"![{caption}]({rel[0]})", "", f"*{caption}* ([PDF]({rel[1]}))", "")
-
-    def table(self, frame: pd.DataFrame, stem: str, caption: str) -> None:
-        if frame.empty:
-            return
-        csv, tex, md = self.table_files(frame, stem, caption)
-        rel = [p.relative_to(self.out_dir).as_posix() for p in (csv, tex, md)]
-        self.add(f"**{caption}** ([CSV]({rel[0]}), [LaTeX]({rel[1]}), [Markdown]({rel[2]}))", "",
-                 md.read_text(), "")
+    def table(self, frame: pd.DataFrame, stem: str, caption: str, *, embed: bool = True) -> None:
+        markdown = self.files.table(frame, stem, caption, embed=embed)
+        if markdown:
+            self.add(markdown, "")
 
 
 def _data_and_methods(w: _Writer, pred: pd.DataFrame, metrics: dict,
@@ -180,10 +118,24 @@ def _results(w: _Writer, metrics: dict) -> None:
     w.add("## Results", "")
     w.table(tables.headline_table(metrics), "headline", "Headline metrics per route [95% CI]")
     w.table(tables.per_class_table(metrics), "per_class", "Per-class metrics per route [95% CI]")
-    w.figure(figures.roc_figure(metrics), "roc", "One-vs-rest ROC curves; AUC [95% CI] in legend")
-    w.figure(figures.pr_figure(metrics), "pr", "Precision-recall curves; average precision")
+    route_curves(w, figures.roc_figure, metrics, "roc", "One-vs-rest ROC curves, inset magnifying the top-left "
+                 "corner; AUC [95% CI] under each panel")
+    route_curves(w, figures.pr_figure, metrics, "pr", "Precision-recall curves, inset magnifying the top-right "
+                 "corner; average precision under each panel")
     w.figure(figures.confusion_figure(metrics), "confusion",
              "Confusion matrices: counts and row-normalised percentages (rows: truth)")
+
+
+def route_curves(w: _Writer | ReportFiles, draw: Callable[..., Figure], metrics: dict, stem: str,
+                 caption: str) -> str:
+    """Curves of every route, ``MAX_LINES_PER_PANEL`` routes a figure: ``stem`` shows the first ones,
+    ``stem_2``, ``stem_3`` ... the rest (supplementary); returns the Markdown of them all."""
+    groups = line_groups(list(metrics["routes"]))
+    parts = []
+    for k, group in enumerate(groups):
+        suffix = "" if len(groups) == 1 else f" (routes {', '.join(group)})"
+        parts.append(w.figure(draw(metrics, group), stem if k == 0 else f"{stem}_{k + 1}", caption + suffix))
+    return "\n\n".join(p for p in parts if p)
 
 
 def _comparisons(w: _Writer, comparisons: list[dict]) -> None:
@@ -210,16 +162,14 @@ def _false_negatives(w: _Writer, metrics: dict, overlays: Mapping[str, str | Pat
     if missed.empty:
         w.add("No tumour was missed.", "")
         return
-    csv, tex, md = w.table_files(missed, "missed_tumours", "Every missed tumour")
-    w.add(f"{len(missed)} missed tumours across routes are listed in "
-          f"[missed_tumours.csv]({csv.relative_to(w.out_dir).as_posix()}) "
-          f"([LaTeX]({tex.relative_to(w.out_dir).as_posix()}), "
-          f"[Markdown]({md.relative_to(w.out_dir).as_posix()})).", "")
+    w.add(f"{len(missed)} missed tumours across routes are listed in the table below.", "")
+    w.table(missed, "missed_tumours", "Every missed tumour", embed=False)
     # Image paths stay out of metrics and tables (they name the machine); the gallery looks them up.
     gallery = figures.missed_gallery_figure(missed.assign(path=missed["id"].map(paths)), overlays=overlays)
     if gallery is None:
         w.add("No image files are available for a gallery of missed tumours.", "")
-    w.figure(gallery, "missed_gallery", "Missed tumours (true -> predicted, route)")
+    w.figure(gallery, "missed_gallery", "Missed tumours (true -> predicted, route)", folder=GALLERY_DIR,
+             local=True)
 
 
 def _calibration(w: _Writer, metrics: dict) -> None:
@@ -231,7 +181,7 @@ def _calibration(w: _Writer, metrics: dict) -> None:
         w.add("### Referral (abstention)", "")
         w.table(coverage, "coverage", "Coverage and accuracy with referral [95% Wilson CI]")
         w.figure(figures.coverage_figure(metrics), "coverage",
-                 "Accuracy against coverage; dots mark each route's operating point")
+                 "Accuracy against coverage, keeping the most confident images; stars mark each route's operating point")
 
 
 def _per_plane(w: _Writer, metrics: dict) -> None:
@@ -259,17 +209,24 @@ def build_report(pred: pd.DataFrame, out_dir: str | Path, *, run_record: dict | 
                  overlays: Mapping[str, str | Path] | None = None, n_bootstrap: int = 1000,
                  seed: int = 0, comparisons: Sequence[tuple[str, str]] = COMPARISONS,
                  metrics: dict | None = None, compared: list[dict] | None = None,
+                 files: ReportFiles | None = None, adopt: Sequence[str] = (), adopt_local: Sequence[str] = (),
                  overwrite: bool = False) -> Path:
     """Evaluate ``pred`` and write the full report under ``out_dir``; returns ``report.md``'s path.
 
     ``training_logs`` maps a model name to its ``log.csv``; ``overlays`` maps an image id to an
     explanation image shown beside missed tumours; ``extra_sections`` are (title, Markdown) pairs
-    appended at the end. Only ``comparisons`` whose two routes are present are run. A non-empty
-    ``out_dir`` raises ``FileExistsError`` unless ``overwrite``; with ``overwrite`` the files listed in
-    an earlier report's ``manifest.json`` are replaced, and any other file of the same name as an output
-    raises ``FileExistsError`` instead of being written over. ``metrics`` and ``compared`` take
-    results already computed by ``evaluate_predictions`` / ``compare_routes`` on ``pred``, so a caller
-    that needs them too does not bootstrap twice.
+    appended at the end, and ``files`` the figures and tables they show (collected while their Markdown
+    was composed). ``adopt`` / ``adopt_local`` name files (relative to ``out_dir``) that earlier stages of
+    the same run wrote there, to be listed in the manifest too (``_local``: image-derived, kept out of
+    published copies). Only ``comparisons`` whose two routes are present are run.
+
+    Every file goes through one :class:`~hierarchy.reports.writer.ReportWriter`: written atomically and
+    listed with its sha256 in ``manifest.json``; ``supplement.tex`` inputs every table and figure in the
+    order of ``report.md``. A non-empty ``out_dir`` raises ``FileExistsError`` unless ``overwrite``; with
+    ``overwrite`` the files of an earlier report's manifest are replaced and those this report does not
+    write are removed, and a file no manifest lists raises ``FileExistsError`` instead of being written
+    over. ``metrics`` and ``compared`` take results already computed by ``evaluate_predictions`` /
+    ``compare_routes`` on ``pred``, so a caller that needs them too does not bootstrap twice.
     """
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
@@ -280,27 +237,41 @@ def build_report(pred: pd.DataFrame, out_dir: str | Path, *, run_record: dict | 
     if compared is None:
         compared = [compare_routes(pred, a, b, n_bootstrap=n_bootstrap, seed=seed)
                     for a, b in comparisons if a in metrics["routes"] and b in metrics["routes"]]
-    _clear_previous_report(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    w = _Writer(out_dir)
-    try:
-        _write_report(w, pred, metrics, compared, run_record, training_logs, extra_sections, overlays)
-    finally:  # also after a failure, so that a later overwrite removes what was written
-        (out_dir / MANIFEST).write_text(json.dumps({
-            "format": _MANIFEST_FORMAT,
-            "files": [p.relative_to(out_dir).as_posix() for p in w.written]}, indent=1))
+    writer = ReportWriter(out_dir)
+    taken = [name for name in _FIXED_OUTPUTS if (out_dir / name).exists() and name not in writer.previous]
+    if taken:  # refused before anything is written
+        raise FileExistsError(f"{', '.join(str(out_dir / n) for n in taken)} already exist(s) and no earlier "
+                              f"report's {MANIFEST} lists them; move them away or choose another folder")
+    w = _Writer(writer)
+    _write_report(w, pred, metrics, compared, run_record, training_logs, extra_sections, overlays, files)
+    writer.adopt(adopt)
+    writer.adopt(adopt_local, local=True)
+    writer.finish()
     return out_dir / "report.md"
+
+
+def uncommitted_note(run_record: Mapping | None) -> str:
+    """The warning at the top of a report made from a working tree with uncommitted changes ("" otherwise)."""
+    commit = str((run_record or {}).get("git_commit") or "")
+    if not ((run_record or {}).get("uncommitted_changes") or commit.endswith("+dirty")):
+        return ""
+    return (f"> **Made from uncommitted code.** The run used commit `{commit.removesuffix('+dirty')}` with local "
+            "changes, so no commit reproduces it exactly; re-make the report from a clean commit before "
+            "publishing it.")
 
 
 def _write_report(w: _Writer, pred: pd.DataFrame, metrics: dict, compared: list[dict],
                   run_record: Mapping | None, training_logs: Mapping[str, str | Path] | None,
                   extra_sections: Sequence[tuple[str, str]] | None,
-                  overlays: Mapping[str, str | Path] | None) -> None:
-    w.write_text("metrics.json", json.dumps(metrics, indent=1, allow_nan=False))
-    w.write_text("comparisons.json", json.dumps(compared, indent=1, allow_nan=False))
-    w.add("# Evaluation report", "",
-          "Machine-readable numbers: [metrics.json](metrics.json), "
-          "[comparisons.json](comparisons.json).", "")
+                  overlays: Mapping[str, str | Path] | None, files: ReportFiles | None) -> None:
+    w.files.write_text("metrics.json", json.dumps(metrics, indent=1, allow_nan=False))
+    w.files.write_text("comparisons.json", json.dumps(compared, indent=1, allow_nan=False))
+    w.add("# Evaluation report", "")
+    if note := uncommitted_note(run_record):
+        w.add(note, "")
+    w.add("Machine-readable numbers: [metrics.json](metrics.json), [comparisons.json](comparisons.json); "
+          f"every table and figure in one LaTeX document: [{SUPPLEMENT}]({SUPPLEMENT}) "
+          f"(`pdflatex {SUPPLEMENT}` in this folder); every file with its sha256: [{MANIFEST}]({MANIFEST}).", "")
     sections: list[Callable[[], None]] = [
         lambda: _data_and_methods(w, pred, metrics, run_record),
         lambda: _results(w, metrics),
@@ -316,4 +287,9 @@ def _write_report(w: _Writer, pred: pd.DataFrame, metrics: dict, compared: list[
         section()
     for title, body in extra_sections or ():
         w.add(f"## {title}", "", body, "")
-    w.write_text("report.md", "\n".join(w.lines))
+    if files is not None:
+        files.write(w.files)
+    markdown = "\n".join(w.lines)
+    w.files.write_text("report.md", markdown)
+    w.files.write_text(SUPPLEMENT, supplement(supplement_items(markdown, w.files.captions),
+                                              title="Supplementary material: evaluation report"))

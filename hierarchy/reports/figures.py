@@ -1,7 +1,10 @@
 """Report figures drawn from an ``evaluate_predictions`` result (and training logs, missed images).
 
-Every function returns a matplotlib Figure (or None when there is nothing to draw); save it with
-``hierarchy.reports.style.save_figure``.
+Every function returns a matplotlib Figure (or None when there is nothing to draw) at a declared print width
+(``style.SINGLE_COLUMN`` or ``style.DOUBLE_COLUMN``) with no text under 7 pt and every legend outside the
+panels; figures that overlay routes take at most ``style.MAX_LINES_PER_PANEL`` of them (``line_groups``
+splits the rest into further figures). Save with ``hierarchy.reports.style.save_figure`` or a
+``ReportWriter``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,17 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from hierarchy.data.image_io import ImageReadError, guarded_decode
-from hierarchy.reports.style import PANEL_SIZE, color_for, panels, styled
+from hierarchy.reports.style import (
+    DOUBLE_COLUMN,
+    MARKERS,
+    SINGLE_COLUMN,
+    color_for,
+    grid,
+    legend_below,
+    line_groups,
+    line_styles,
+    styled,
+)
 from hierarchy.reports.tables import GENERALISATION_METRICS, route_results
 
 logger = logging.getLogger(__name__)
@@ -76,94 +89,126 @@ def generalisation_figure(results: Mapping[str, Mapping], routes: Sequence[str] 
     ``results`` maps each dataset (BRISC test, an external set, a perturbation ...) in display order,
     top to bottom, to its ``evaluate_predictions`` result, or to that result's ``"routes"`` mapping
     ``{route: {"headline": {"accuracy": {"value", "ci"}}, "false_negatives": {"detection":
-    {"false_negative_rate": {"value", "ci"}}}}}``. Two dot-and-whisker panels share the dataset
-    axis; routes are colours, offset within each dataset's row. A route a dataset lacks is left out.
+    {"false_negative_rate": {"value", "ci"}}}}}``. Two dot-and-whisker panels (7.2 in) share the dataset
+    axis; routes differ in marker and colour, offset within each dataset's row. A route a dataset lacks is
+    left out.
     """
     routes = _dataset_routes(results, routes)
+    if len(routes) > len(MARKERS):
+        raise ValueError(f"at most {len(MARKERS)} routes fit one generalisation figure, got {len(routes)}")
     datasets = list(results)
-    fig, axes = panels(2, square=False)
-    row_height = 0.2 + 0.1 * len(routes)  # inches per dataset, room for one whisker per route
-    fig.set_size_inches(2 * PANEL_SIZE[0], max(PANEL_SIZE[1], 1 + row_height * len(datasets)))
+    row_height = 0.12 + 0.07 * len(routes)  # inches per dataset, room for one whisker per route
+    fig, axes = grid(2, width=DOUBLE_COLUMN, aspect=0.0, sharey=True)
+    fig.set_size_inches(DOUBLE_COLUMN, 1.0 + 0.12 * -(-len(routes) // 4) + row_height * len(datasets))
     # the first route on top of each dataset's row, as in the legend
     offsets = ((len(routes) - 1) / 2 - np.arange(len(routes))) * min(0.15, 0.7 / len(routes))
     rows = np.arange(len(datasets))[::-1]
     for ax, (name, pick) in zip(axes, GENERALISATION_METRICS.items(), strict=True):
         title = GENERALISATION_TITLES[name]
-        for offset, route in zip(offsets, routes, strict=True):
+        for i, (offset, route) in enumerate(zip(offsets, routes, strict=True)):
             points = np.array([_value_and_error(pick(route_results(results[d])[route]))
                                if route in route_results(results[d]) else (np.nan,) * 3
                                for d in datasets])
-            ax.errorbar(points[:, 0], rows + offset, xerr=points[:, 1:].T, fmt="o", ms=3.5,
-                        capsize=2, lw=1, color=color_for(route), label=route)
+            ax.errorbar(points[:, 0], rows + offset, xerr=points[:, 1:].T, fmt=MARKERS[i], ms=3, capsize=1.5,
+                        lw=0.8, color=color_for(route), label=route)
         ax.set_yticks(rows, datasets)
         ax.set(title=title, xlabel=f"{title} [95% CI]", ylim=(-0.6, len(datasets) - 0.4))
-        ax.grid(axis="x", color="0.9", lw=0.6)
+        ax.grid(axis="x", color="0.9", lw=0.5)
     axes[1].tick_params(labelleft=False)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper center", ncols=len(routes), frameon=False)
+    legend_below(fig, handles, labels)
+    return fig
+
+
+def _classes_with_curves(metrics: dict, routes: Sequence[str], kind: str) -> list[str]:
+    classes = [c for c in metrics.get("classes", []) if any(
+        c in metrics["routes"][r]["curves"][kind] for r in routes)] or sorted(
+        {c for r in routes for c in metrics["routes"][r]["curves"][kind]})
+    if not classes:
+        raise ValueError(f"no {kind.upper()} curve is defined for these routes (each needs both classes present)")
+    return classes
+
+
+INSET_FROM = 0.95  # a panel gets its magnified corner once some route's AUC (or AP) reaches this
+
+
+def _curve_panels(metrics: dict, routes: Sequence[str], kind: str, zoom: tuple[float, float]) -> Figure:
+    """One panel per class (2 columns, 7.2 in), up to four routes overlaid, each with its own legend
+    (route and area) below it; where some route's area reaches ``INSET_FROM``, an inset magnifies the
+    corner where such near-perfect curves differ."""
+    routes = _routes(metrics, routes)
+    styles = line_styles(routes)
+    classes = _classes_with_curves(metrics, routes, kind)
+    fig, axes = grid(len(classes), width=DOUBLE_COLUMN, ncols=2, aspect=0.8,
+                     extra_height=(0.16 * len(routes) + 0.1) * -(-len(classes) // 2))
+    for ax, name in zip(axes, classes, strict=True):
+        drawn = []  # (route, x, y, area value, area label)
+        for route in routes:
+            result = metrics["routes"][route]
+            curve = result["curves"][kind].get(name)
+            if curve is None:
+                continue
+            if kind == "roc":
+                row = next(r for r in result["per_class"] if r["class"] == name)
+                # four decimals: at AUC > 0.99 three would show every route as 1.000 [0.999, 1.000]
+                drawn.append((route, curve["fpr"], curve["tpr"], row["auc"],
+                              _fmt_ci(row["auc"], [row["auc_ci_low"], row["auc_ci_high"]], decimals=4)))
+            else:
+                drawn.append((route, curve["recall"], curve["precision"], curve["average_precision"],
+                              f"{curve['average_precision']:.4f}"))
+        # the inset sits where good curves never go: lower right for ROC, lower left for PR
+        inset = ax.inset_axes([0.5, 0.1, 0.46, 0.46] if kind == "roc" else [0.1, 0.1, 0.46, 0.46]) \
+            if any(value is not None and value >= INSET_FROM for *_, value, _ in drawn) else None
+        for route, x, y, _, area in drawn:
+            style = {**styles[route], "markevery": max(1, len(x) // 6), "ms": 3,
+                     "drawstyle": "default" if kind == "roc" else "steps-post"}
+            ax.plot(x, y, label=f"{route} {area}", **style)
+            if inset is not None:
+                inset.plot(x, y, **style)
+        if kind == "roc":
+            (x_lo, x_hi), (y_lo, y_hi) = (0, zoom[0]), (zoom[1], 1 + (1 - zoom[1]) / 50)
+            ax.plot([0, 1], [0, 1], ls=":", color="0.6", lw=0.6)
+            ax.set(title=name, xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01))
+            legend_title = "AUC [95% CI]"
+        else:
+            (x_lo, x_hi), (y_lo, y_hi) = (zoom[0], 1 + (1 - zoom[0]) / 50), (zoom[1], 1 + (1 - zoom[1]) / 50)
+            ax.set(title=name, xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01))
+            legend_title = "average precision"
+        if inset is not None:
+            inset.set(xlim=(x_lo, x_hi), ylim=(y_lo, y_hi))
+            inset.spines[:].set_visible(True)
+            inset.xaxis.set_major_locator(MaxNLocator(2))
+            inset.yaxis.set_major_locator(MaxNLocator(2))
+            ax.indicate_inset_zoom(inset, edgecolor="0.5")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), title=legend_title, handlelength=2.5)
     return fig
 
 
 @styled
 def roc_figure(metrics: dict, routes: Sequence[str] | None = None, *,
                zoom: tuple[float, float] = (0.1, 0.9)) -> Figure:
-    """One-vs-rest ROC curves, one panel per class with the routes overlaid, each with a zoomed inset
-    of the top-left corner (false-positive rate up to ``zoom[0]``, sensitivity from ``zoom[1]``).
+    """One-vs-rest ROC curves, one panel per class with up to four routes overlaid, each with a zoomed
+    inset of the top-left corner (false-positive rate up to ``zoom[0]``, sensitivity from ``zoom[1]``) in
+    the lower right, where curves of useful classifiers never run.
 
     An inset rather than a logarithmic false-positive axis: a log axis cannot show a false-positive
     rate of 0, where a near-perfect curve does most of its climbing, and it bends the full curve out
     of the shape readers know; the inset keeps the whole linear curve and magnifies the corner where
-    routes with AUC > 0.99 differ. The legend gives each route's AUC [95% CI].
+    routes with AUC > 0.99 differ. The legend under each panel gives each route's AUC [95% CI].
     """
-    routes = _routes(metrics, routes)
-    classes = [c for c in metrics.get("classes", []) if any(
-        c in metrics["routes"][r]["curves"]["roc"] for r in routes)] or sorted(
-        {c for r in routes for c in metrics["routes"][r]["curves"]["roc"]})
-    if not classes:
-        raise ValueError("no ROC curve is defined for these routes (each needs both classes present)")
-    fig, axes = panels(len(classes))
-    max_fpr, min_tpr = zoom
-    for ax, name in zip(axes, classes, strict=True):
-        inset = ax.inset_axes([0.42, 0.44, 0.55, 0.42])
-        for route in routes:
-            result = metrics["routes"][route]
-            curve = result["curves"]["roc"].get(name)
-            if curve is None:
-                continue
-            row = next(r for r in result["per_class"] if r["class"] == name)
-            # four decimals: at AUC > 0.99 three would show every route as 1.000 [0.999, 1.000]
-            auc = _fmt_ci(row["auc"], [row["auc_ci_low"], row["auc_ci_high"]], decimals=4)
-            label = f"{route} {auc}"
-            for target in (ax, inset):
-                target.plot(curve["fpr"], curve["tpr"], color=color_for(route), lw=1.2,
-                            label=label if target is ax else None)
-        ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
-        inset.set(xlim=(0, max_fpr), ylim=(min_tpr, 1 + (1 - min_tpr) / 50))
-        inset.spines[:].set_visible(True)
-        inset.tick_params(labelsize=6)
-        inset.xaxis.set_major_locator(MaxNLocator(3))
-        inset.yaxis.set_major_locator(MaxNLocator(3))
-        ax.indicate_inset_zoom(inset, edgecolor="grey")
-        ax.set(title=name, xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01))
-        ax.legend(loc="lower right", title="AUC [95% CI]", fontsize=6, title_fontsize=6)
-    return fig
+    return _curve_panels(metrics, routes, "roc", zoom)
 
 
 @styled
-def pr_figure(metrics: dict, routes: Sequence[str] | None = None) -> Figure:
-    """Precision-recall curve per class, one panel per route; legend gives average precision."""
-    routes = _routes(metrics, routes)
-    fig, axes = panels(len(routes))
-    for ax, route in zip(axes, routes, strict=True):
-        for name, curve in metrics["routes"][route]["curves"]["pr"].items():
-            ax.plot(curve["recall"], curve["precision"], color=color_for(name), lw=1.2,
-                    drawstyle="steps-post", label=f"{name} AP {curve['average_precision']:.3f}")
-        ax.set(title=route, xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01))
-        ax.legend(loc="lower left")
-    return fig
+def pr_figure(metrics: dict, routes: Sequence[str] | None = None, *,
+              zoom: tuple[float, float] = (0.9, 0.9)) -> Figure:
+    """Precision-recall curves, one panel per class with up to four routes overlaid, each with an inset
+    magnifying recall from ``zoom[0]`` and precision from ``zoom[1]``; the legend under each panel gives
+    each route's average precision."""
+    return _curve_panels(metrics, routes, "pr", zoom)
 
 
-def _draw_confusion(ax, matrix: dict, title: str, xlabel: str, ylabel: str) -> None:
+def _draw_confusion(ax, matrix: dict, title: str, xlabel: str, ylabel: str, *, show_y: bool = True) -> None:
     counts = np.array(matrix["counts"])
     normalized = np.array(matrix["normalized"])
     labels = matrix["labels"]
@@ -171,43 +216,47 @@ def _draw_confusion(ax, matrix: dict, title: str, xlabel: str, ylabel: str) -> N
     for i in range(counts.shape[0]):
         for j in range(counts.shape[1]):
             ax.text(j, i, f"{counts[i, j]}\n{normalized[i, j]:.0%}", ha="center", va="center",
-                    fontsize=7, color="white" if normalized[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+                    fontsize=7, linespacing=1.0, color="white" if normalized[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(len(labels)), labels if show_y else [""] * len(labels))
+    ax.tick_params(left=show_y)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel if show_y else "")
     ax.spines[:].set_visible(False)
 
 
-@styled
-def confusion_figure(metrics: dict, routes: Sequence[str] | None = None) -> Figure:
-    """Confusion matrices side by side, one per route: counts and row-normalised percentages."""
-    routes = _routes(metrics, routes)
-    fig, axes = panels(len(routes))
-    for ax, route in zip(axes, routes, strict=True):
-        _draw_confusion(ax, metrics["routes"][route]["confusion"], route, "predicted", "true")
+def _confusion_grid(matrices: Sequence[tuple[str, dict | None]], ncols: int, xlabel: str, ylabel: str) -> Figure:
+    """Confusion matrices as small multiples, ``ncols`` a row across 7.2 in; y labels on the first column."""
+    fig, axes = grid(len(matrices), width=DOUBLE_COLUMN, ncols=ncols, aspect=1.15)
+    for k, (ax, (title, matrix)) in enumerate(zip(axes, matrices, strict=True)):
+        if matrix is None:
+            ax.axis("off")
+            continue
+        _draw_confusion(ax, matrix, title, xlabel, ylabel, show_y=k % ncols == 0)
     return fig
 
 
 @styled
+def confusion_figure(metrics: dict, routes: Sequence[str] | None = None) -> Figure:
+    """Confusion matrices, one per route, four a row: counts and row-normalised percentages."""
+    routes = _routes(metrics, routes)
+    return _confusion_grid([(route, metrics["routes"][route]["confusion"]) for route in routes],
+                           min(4, len(routes)), "predicted", "true")
+
+
+@styled
 def dataset_confusion_figure(results: Mapping[str, Mapping], routes: Sequence[str] | None = None) -> Figure:
-    """Confusion matrices in a grid: one row per dataset (e.g. each external set), one column per route.
+    """Confusion matrices in a grid: one row per dataset (e.g. each external set), one column per route
+    (at most four; pass ``routes`` to choose them).
 
     ``results`` maps each dataset to its ``evaluate_predictions`` result (or its ``"routes"``
     mapping); a route a dataset lacks leaves its cell empty.
     """
     routes = _dataset_routes(results, routes)
-    fig = Figure(figsize=(PANEL_SIZE[0] * len(routes), PANEL_SIZE[1] * len(results)),
-                 layout="constrained")
-    grid = fig.subplots(len(results), len(routes), squeeze=False)
-    for axes, (dataset, entry) in zip(grid, results.items(), strict=True):
-        for ax, route in zip(axes, routes, strict=True):
-            by_route = route_results(entry)
-            if route in by_route:
-                _draw_confusion(ax, by_route[route]["confusion"], f"{dataset}: {route}", "predicted",
-                                "true")
-            else:
-                ax.axis("off")
-    return fig
+    if len(routes) > 4:
+        raise ValueError(f"at most 4 routes fit a row of confusion matrices at 7.2 in, got {routes}")
+    cells = [(f"{dataset}: {route}", route_results(entry)[route]["confusion"] if route in route_results(entry)
+              else None) for dataset, entry in results.items() for route in routes]
+    return _confusion_grid(cells, len(routes), "predicted", "true")
 
 
 @styled
@@ -216,75 +265,86 @@ def plane_confusion_figure(metrics: dict) -> Figure | None:
     routes = [r for r, result in metrics["routes"].items() if result["plane"]]
     if not routes:
         return None
-    fig, axes = panels(len(routes))
-    for ax, route in zip(axes, routes, strict=True):
+    cells = []
+    for route in routes:
         plane = metrics["routes"][route]["plane"]
-        title = f"{route}: plane accuracy\n{_fmt_ci(plane['accuracy']['value'], plane['accuracy']['ci'])}"
-        _draw_confusion(ax, plane["confusion"], title, "predicted plane", "true plane")
-    return fig
+        cells.append((f"{route}\naccuracy {_fmt_ci(plane['accuracy']['value'], plane['accuracy']['ci'])}",
+                      plane["confusion"]))
+    return _confusion_grid(cells, min(4, len(routes)), "predicted plane", "true plane")
 
 
 @styled
 def reliability_figure(metrics: dict, routes: Sequence[str] | None = None) -> Figure:
-    """Top-label reliability diagrams, one panel per route, with ECE and Brier score."""
+    """Top-label reliability diagrams, one panel per route (four a row), with ECE and Brier score; one
+    legend under the panels."""
     routes = _routes(metrics, routes)
-    fig, axes = panels(len(routes))
-    for ax, route in zip(axes, routes, strict=True):
+    fig, axes = grid(len(routes), width=DOUBLE_COLUMN, ncols=min(4, len(routes)), extra_height=0.3)
+    for k, (ax, route) in enumerate(zip(axes, routes, strict=True)):
         calibration = metrics["routes"][route]["calibration"]
         curve = calibration["reliability"]
         lower, upper = np.array(curve["bin_lower"]), np.array(curve["bin_upper"])
-        ax.bar(lower, curve["accuracy"], width=upper - lower, align="edge", color=color_for(route),
-               alpha=0.7, edgecolor="white", label="accuracy")
-        ax.plot(curve["confidence"], curve["accuracy"], "o", ms=3, color="black",
-                label="accuracy at mean confidence")
-        ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
+        ax.bar(lower, curve["accuracy"], width=upper - lower, align="edge", color="0.75", edgecolor="white",
+               lw=0.4, label="accuracy per confidence bin")
+        ax.plot(curve["confidence"], curve["accuracy"], "o", ms=2.5, color="black",
+                label="accuracy at the bin's mean confidence")
+        ax.plot([0, 1], [0, 1], ls=":", color="#D55E00", lw=0.8, label="perfect calibration")
         ax.set(title=f"{route}\nECE {calibration['ece']:.3f}, Brier {calibration['brier']:.3f}",
-               xlabel="confidence (top class)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
-        ax.legend(loc="upper left")
+               xlabel="confidence (top class)", xlim=(0, 1), ylim=(0, 1))
+        ax.set_ylabel("accuracy" if k % 4 == 0 else "")
+        ax.set_box_aspect(1)
+    handles, labels = axes[0].get_legend_handles_labels()
+    legend_below(fig, handles, labels, ncols=3)
     return fig
 
 
 @styled
 def coverage_figure(metrics: dict) -> Figure | None:
-    """Accuracy against coverage (keeping the most confident images) for routes that referred
-    images, with each route's actual operating point; None when no route referred any."""
+    """Accuracy against coverage (keeping the most confident images) for routes that referred images,
+    with each route's actual operating point, four routes a panel; None when no route referred any."""
     routes = [r for r, result in metrics["routes"].items() if result["coverage"]]
     if not routes:
         return None
-    fig, (ax,) = panels(1)
-    for route in routes:
-        coverage = metrics["routes"][route]["coverage"]
-        ax.plot(coverage["curve"]["coverage"], coverage["curve"]["accuracy"], color=color_for(route),
-                lw=1.2, label=route)
-        if coverage["accuracy_accepted"]["value"] is not None:
-            ax.plot(coverage["coverage"], coverage["accuracy_accepted"]["value"], "o",
-                    color=color_for(route))
-    ax.set(title="accuracy vs coverage", xlabel="coverage (fraction not referred)",
-           ylabel="accuracy on kept images", xlim=(0, 1.01))
-    ax.legend(loc="lower left")
+    groups = [routes[i:i + 4] for i in range(0, len(routes), 4)]
+    fig, axes = grid(len(groups), width=SINGLE_COLUMN if len(groups) == 1 else DOUBLE_COLUMN,
+                     ncols=min(2, len(groups)), aspect=0.75, extra_height=0.35)
+    for ax, group in zip(axes, groups, strict=True):
+        styles = line_styles(group)
+        for route in group:
+            coverage = metrics["routes"][route]["coverage"]
+            curve = coverage["curve"]
+            ax.plot(curve["coverage"], curve["accuracy"], label=route,
+                    **{**styles[route], "markevery": max(1, len(curve["coverage"]) // 6)})
+            if coverage["accuracy_accepted"]["value"] is not None:
+                ax.plot(coverage["coverage"], coverage["accuracy_accepted"]["value"], marker="*", ms=7,
+                        color=styles[route]["color"], mec="black", mew=0.4, ls="none")
+        ax.set(xlabel="coverage (fraction not referred)", ylabel="accuracy on kept images", xlim=(0, 1.01))
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncols=2)
     return fig
 
 
 @styled
 def ood_coverage_figure(curves: Mapping[str, Mapping[str, Mapping]]) -> Figure:
     """Accuracy against coverage when the most atypical images are referred by OOD score, one panel
-    per dataset, one line per route, with Wilson 95% bands.
+    per dataset (two a row; a dataset with more than four routes gets a panel per four), with Wilson 95% bands.
 
     ``curves`` is ``{dataset: {route: accuracy_coverage_curve(...)}}`` (see
     :func:`hierarchy.metrics.shift.accuracy_coverage_curve`).
     """
     if not curves:
         raise ValueError("no datasets to draw")
-    fig, axes = panels(len(curves))
-    for ax, (dataset, by_route) in zip(axes, curves.items(), strict=True):
-        for route, curve in by_route.items():
-            ax.plot(curve["coverage"], curve["accuracy"], marker=".", color=color_for(route), lw=1.2,
-                    label=route)
+    cells = [(dataset, group, by_route) for dataset, by_route in curves.items() for group in line_groups(list(by_route))]
+    n = len(cells)
+    fig, axes = grid(n, width=SINGLE_COLUMN if n == 1 else DOUBLE_COLUMN, ncols=min(2, n), aspect=0.75)
+    for ax, (dataset, group, by_route) in zip(axes, cells, strict=True):
+        styles = line_styles(group)
+        for route in group:
+            curve = by_route[route]
+            ax.plot(curve["coverage"], curve["accuracy"], label=route,
+                    **{**styles[route], "markevery": max(1, len(curve["coverage"]) // 6)})
             ax.fill_between(curve["coverage"], curve["ci_low"], curve["ci_high"],
-                            color=color_for(route), alpha=0.15, lw=0)
-        ax.set(title=dataset, xlabel="coverage (most atypical referred)",
-               ylabel="accuracy on kept images")
-        ax.legend(loc="lower left")
+                            color=styles[route]["color"], alpha=0.15, lw=0)
+        ax.set(title=dataset, xlabel="coverage (most atypical referred)", ylabel="accuracy on kept images")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncols=2)
     return fig
 
 
@@ -302,15 +362,32 @@ def read_training_log(log: str | Path | pd.DataFrame) -> pd.DataFrame:
 
 @styled
 def training_curves_figure(log: str | Path | pd.DataFrame, title: str = "") -> Figure:
-    """Loss and accuracy per epoch, train and validation, from a training ``log.csv``."""
+    """Three panels (7.2 in) per epoch from a training ``log.csv``: the training objective (what was
+    minimised: label smoothing, mixup and, in joint training, the weighted plane loss included), the
+    validation cross-entropy (tumour, and the plane apart when the log has it), and accuracies. The
+    training objective is not drawn against the validation loss: the two are not the same quantity."""
     frame = read_training_log(log)
-    fig, (loss_ax, acc_ax) = panels(2, square=False)
-    for ax, metric in ((loss_ax, "loss"), (acc_ax, "accuracy")):
-        ax.plot(frame["epoch"], frame[f"train_{metric}"], color="#0072B2", marker=".", label="train")
-        ax.plot(frame["epoch"], frame[f"val_{metric}"], color="#D55E00", marker=".",
-                label="validation")
-        ax.set(xlabel="epoch", ylabel=metric, title=f"{title} {metric}".strip())
-        ax.legend()
+    epochs = frame["epoch"]
+    fig, (objective, loss_ax, acc_ax) = grid(3, width=DOUBLE_COLUMN, aspect=0.8, extra_height=0.3)
+    styles = line_styles(["train", "validation", "validation (plane)"])
+    aux = "val_aux_loss" in frame.columns and frame["val_aux_loss"].notna().any()
+    objective.plot(epochs, frame["train_loss"], **styles["train"], label="training")
+    objective.set(title="training objective", ylabel="loss (as optimised)")
+    loss_ax.plot(epochs, frame["val_loss"], **styles["validation"], label="validation (tumour)")
+    if aux:
+        loss_ax.plot(epochs, frame["val_aux_loss"], **styles["validation (plane)"], label="validation (plane)")
+    loss_ax.set(title="validation loss", ylabel="cross-entropy")
+    acc_ax.plot(epochs, frame["train_accuracy"], **styles["train"])
+    acc_ax.plot(epochs, frame["val_accuracy"], **styles["validation"])
+    if aux and "val_aux_accuracy" in frame.columns:
+        acc_ax.plot(epochs, frame["val_aux_accuracy"], **styles["validation (plane)"])
+    acc_ax.set(title="accuracy", ylabel="accuracy")
+    for ax in (objective, loss_ax, acc_ax):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    handles = [*objective.get_lines()[:1], *loss_ax.get_lines()]
+    legend_below(fig, handles, ["training", "validation (tumour)", *(["validation (plane)"] if aux else [])],
+                 ncols=3, title=title or None)
     return fig
 
 
@@ -354,18 +431,67 @@ def missed_gallery_figure(missed: pd.DataFrame, *, overlays: Mapping[str, str | 
     if not shown:
         return None
     per_item = 2 if any(overlay is not None for _, _, overlay in shown) else 1
-    columns = min(len(shown), 6 // per_item)
+    columns = 6 // per_item
     rows = -(-len(shown) // columns)
-    fig = Figure(figsize=(1.6 * columns * per_item, 1.9 * rows), layout="constrained")
+    fig = Figure(figsize=(DOUBLE_COLUMN, 1.75 * rows), layout="constrained")
     axes = fig.subplots(rows, columns * per_item, squeeze=False).ravel()
     for ax in axes:
         ax.axis("off")
     for i, (row, image, overlay) in enumerate(shown):
         ax = axes[i * per_item]
         ax.imshow(image, cmap="gray")
-        ax.set_title(f"{row['id']}\n{row['true_label']} -> {row['pred_label']}\n{row.get('route', '')}",
-                     fontsize=6)
+        name = str(row["id"]).rsplit("/", 1)[-1]
+        name = name if len(name) <= 20 else f"{name[:9]}...{name[-8:]}"
+        ax.set_title(f"{name}\n{row['true_label']} -> {row['pred_label']}\n{row.get('route', '')}",
+                     fontsize=7, linespacing=1.0)
         if overlay is not None:
             axes[i * per_item + 1].imshow(overlay)
-            axes[i * per_item + 1].set_title("explanation", fontsize=6)
+            axes[i * per_item + 1].set_title("explanation", fontsize=7)
+    return fig
+
+
+@styled
+def attribution_figure(examples: Sequence[Mapping], routes: Sequence[str], *, method: str = "gradcam") -> Figure | None:
+    """Example images with each route's attribution over them and the radiologist's mask outlined (cyan),
+    7.2 in wide: four panels a row (two examples side by side with two routes), at most eight examples.
+
+    Each example is ``{"id", "label", "image": (H, W) in [0, 1], "mask": (H, W) bool or None, "maps":
+    {route: (H, W) in [0, 1]}, "pred": {route: label}}``. Each panel's title gives the route and its
+    prediction (marked when wrong); a white cross marks the map's peak (the pointing game's guess). None
+    when there is no example.
+    """
+    if not 1 <= len(routes) <= 4:
+        raise ValueError(f"an attribution figure shows 1 to 4 routes, got {list(routes)}")
+    examples = [e for e in examples if all(r in e["maps"] for r in routes)][:8]
+    if not examples:
+        return None
+    per_row = max(1, 4 // len(routes))
+    ncols = per_row * len(routes)
+    nrows = -(-len(examples) // per_row)
+    fig, axes = grid(nrows * ncols, width=DOUBLE_COLUMN, ncols=ncols, aspect=1.25)
+    heat = None
+    for k, example in enumerate(examples):
+        for j, route in enumerate(routes):
+            ax = axes[(k // per_row) * ncols + (k % per_row) * len(routes) + j]
+            attribution = np.asarray(example["maps"][route], dtype=float)
+            ax.imshow(example["image"], cmap="gray", interpolation="nearest")
+            heat = ax.imshow(attribution, cmap="inferno", alpha=0.45, vmin=0.0, vmax=1.0, interpolation="bilinear")
+            if example.get("mask") is not None and np.asarray(example["mask"]).any():
+                ax.contour(np.asarray(example["mask"], dtype=float), levels=[0.5], colors="cyan", linewidths=0.8)
+            peak = np.unravel_index(np.argmax(attribution), attribution.shape)
+            ax.plot(peak[1], peak[0], marker="+", color="white", ms=6, mew=1.2)
+            predicted = example["pred"][route]
+            ax.set_title(f"{route}\n-> {predicted}" + ("" if predicted == example["label"] else " (wrong)"),
+                         fontsize=7, linespacing=1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.spines[:].set_visible(False)
+            if j == 0:
+                name = str(example["id"]).rsplit("/", 1)[-1]
+                name = name if len(name) <= 18 else f"{name[:8]}...{name[-7:]}"
+                ax.set_ylabel(f"{example['label']}\n{name}", fontsize=7, linespacing=1.0)
+    for ax in axes[len(examples) // per_row * ncols + len(examples) % per_row * len(routes):]:
+        ax.set_visible(False)
+    fig.colorbar(heat, ax=axes, location="bottom", shrink=0.4, aspect=30,
+                 label=f"{method} attribution (normalised); cyan: radiologist's mask")
     return fig

@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hierarchy.csv_io import write_csv
+from hierarchy.csv_io import csv_text
+from hierarchy.fileio import atomic_write_text
 from hierarchy.labels import TUMOR_CLASSES
 from hierarchy.metrics.classification import HEADLINE_METRICS
 from hierarchy.metrics.evaluate import COMPARED_METRICS, present_routes
 from hierarchy.predictions import prob_column, probabilities
+from hierarchy.reports.latex import latex_table
 
 DECIMALS = 3
 
@@ -76,20 +78,21 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 
 def to_latex(frame: pd.DataFrame, caption: str | None = None, label: str | None = None) -> str:
-    """A booktabs LaTeX table of ``display_frame(frame)``, special characters escaped."""
-    return display_frame(frame).to_latex(index=False, escape=True, caption=caption, label=label)
+    """A booktabs LaTeX table of ``display_frame(frame)``; caption, headers and cells escaped."""
+    return latex_table(display_frame(frame), caption=caption, label=label)
+
+
+def table_texts(frame: pd.DataFrame, stem: str, caption: str | None = None) -> dict[str, str]:
+    """``{"csv", "tex", "md"}``: the three renderings of one table (the LaTeX labelled ``tab:stem``)."""
+    return {"csv": csv_text(frame), "tex": to_latex(frame, caption=caption, label=f"tab:{stem}"),
+            "md": to_markdown(frame)}
 
 
 def write_table(frame: pd.DataFrame, out_dir: str | Path, stem: str, *,
                 caption: str | None = None) -> list[Path]:
-    """Write ``stem.csv``, ``stem.tex`` and ``stem.md`` under ``out_dir``; returns their paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{stem}.{ext}" for ext in ("csv", "tex", "md")]
-    write_csv(frame, paths[0])
-    paths[1].write_text(to_latex(frame, caption=caption, label=f"tab:{stem}"))
-    paths[2].write_text(to_markdown(frame))
-    return paths
+    """Write ``stem.csv``, ``stem.tex`` and ``stem.md`` under ``out_dir`` atomically; returns their paths."""
+    return [atomic_write_text(Path(out_dir) / f"{stem}.{ext}", text)
+            for ext, text in table_texts(frame, stem, caption).items()]
 
 
 def _with_ci(row: dict, name: str, value: dict) -> None:

@@ -1,0 +1,264 @@
+"""``ReportWriter``: the one way files enter a report folder, and ``manifest.json``, the list of them.
+
+Every file is written atomically (a temporary sibling renamed over the target, ``hierarchy.fileio``), and
+its name is added to ``manifest.json`` *before* it is written, with ``"complete": false``: a run killed
+half-way leaves a folder whose manifest still lists everything it may have written, so the next
+``--overwrite`` treats those files as the report's own. ``finish`` lists every file with its sha256,
+removes the files an earlier report listed that this one did not write (no stale figure survives a
+changed run), and marks the manifest complete. A file that no manifest lists is never written over.
+
+Manifest format::
+
+    {"format": "hierarchy-report-manifest", "complete": bool,
+     "files": [relative path, ...],              # manifest.json itself excluded
+     "sha256": {relative path: hex digest},      # once complete
+     "local": [relative path, ...]}              # image-derived files, kept out of published copies
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from hierarchy.fileio import atomic_write_bytes, atomic_write_text, sha256_file, to_jsonable
+from hierarchy.reports.latex import Item
+from hierarchy.reports.style import figure_bytes
+from hierarchy.reports.tables import table_texts, to_markdown
+
+logger = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "hierarchy-report-manifest"
+
+
+def read_manifest(out_dir: str | Path) -> dict | None:
+    """The manifest of the report in ``out_dir`` (None when there is none); a file that is not one raises
+    ``FileExistsError`` naming it, so that nothing is removed on the word of a stranger's file."""
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FileExistsError(f"{path} is not valid JSON ({err}); move it away or choose another folder") from err
+    if not isinstance(record, dict) or record.get("format") != MANIFEST_FORMAT \
+            or not isinstance(record.get("files"), list):
+        raise FileExistsError(f"{path} is not a {MANIFEST_FORMAT}; move it away or choose another folder")
+    return record
+
+
+def _inside(out_dir: Path, name: object) -> str | None:
+    """``name`` as a clean relative path when it names a file inside ``out_dir`` (no symlink, no ``..``)."""
+    root = out_dir.resolve()
+    path = out_dir / str(name)
+    if path.is_symlink() or not path.resolve().parent.is_relative_to(root) or Path(str(name)).is_absolute():
+        logger.warning("%s lists %r, which is not a file inside %s; leaving it alone",
+                       out_dir / MANIFEST, name, out_dir)
+        return None
+    return path.resolve().relative_to(root).as_posix()
+
+
+class ReportWriter:
+    """Writes files under ``out_dir`` (atomically) and keeps ``manifest.json`` the truth about them.
+
+    Parameters
+    ----------
+    out_dir
+        The report folder; created when missing.
+    """
+
+    def __init__(self, out_dir: str | Path):
+        self.out_dir = Path(out_dir)
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise FileExistsError(f"{self.out_dir} exists and is not a folder")
+        previous = read_manifest(self.out_dir)
+        names = [] if previous is None else previous["files"]
+        self.previous = [n for n in (_inside(self.out_dir, name) for name in names) if n and n != MANIFEST]
+        self.written: list[str] = []
+        self.local: set[str] = set()
+        self.captions: dict[str, Item] = {}  # a figure's PNG or a table's .tex -> its supplement item
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, name: str) -> Path:
+        return self.out_dir / name
+
+    def _claim(self, name: str, *, local: bool = False) -> Path:
+        """Check that ``name`` is ours to write and list it in the manifest before it is written."""
+        path = self.out_dir / name
+        if name in self.written:
+            raise ValueError(f"{path} is written twice by one report")
+        if (path.exists() or path.is_symlink()) and name not in self.previous:
+            raise FileExistsError(f"{path} already exists and no earlier report's {MANIFEST} lists it; move "
+                                  "it away or choose another folder")
+        self.written.append(name)
+        if local:
+            self.local.add(name)
+        if name not in self.previous:
+            self._write_manifest(complete=False)
+        return path
+
+    def write_bytes(self, name: str, data: bytes, *, local: bool = False) -> Path:
+        """Write ``data`` to ``out_dir/name`` (a relative POSIX path) atomically; returns its path."""
+        return atomic_write_bytes(self._claim(name, local=local), data)
+
+    def write_text(self, name: str, text: str, *, local: bool = False) -> Path:
+        """Write ``text`` (UTF-8) to ``out_dir/name`` atomically; returns its path."""
+        return atomic_write_text(self._claim(name, local=local), text)
+
+    def write_figure(self, fig: Figure, folder: str, stem: str, *, local: bool = False) -> tuple[str, str]:
+        """``folder/stem.png`` (300 dpi) and ``folder/stem.pdf`` (vector); returns both names."""
+        names = (f"{folder}/{stem}.png", f"{folder}/{stem}.pdf")
+        for name, data in zip(names, figure_bytes(fig, ("png", "pdf")), strict=True):
+            self.write_bytes(name, data, local=local)
+        return names
+
+    def figure(self, fig: Figure | None, stem: str, caption: str, *, folder: str = "figures",
+               local: bool = False) -> str:
+        """Write ``fig`` as ``folder/stem.png|pdf`` and return the Markdown showing it ("" for None)."""
+        if fig is None:
+            return ""
+        png, pdf = self.write_figure(fig, folder, stem, local=local)
+        self.captions[png] = Item("figure", caption, pdf, f"fig:{stem}", local)
+        return figure_markdown(folder, stem, caption, local=local)
+
+    def table(self, frame: pd.DataFrame, stem: str, caption: str, *, embed: bool = True) -> str:
+        """Write ``tables/stem.csv|tex|md`` and return the Markdown linking (and, if ``embed``, showing)
+        it; an empty frame writes nothing and returns ""."""
+        if frame.empty:
+            return ""
+        for ext, text in table_texts(frame, stem, caption).items():
+            self.write_text(f"tables/{stem}.{ext}", text)
+        self.captions[f"tables/{stem}.tex"] = Item("table", caption, f"tables/{stem}.tex", f"tab:{stem}")
+        return table_markdown(frame, stem, caption, embed=embed)
+
+    def adopt(self, names: Iterable[str], *, local: bool = False) -> None:
+        """List files an earlier stage of this run wrote into ``out_dir`` (predictions, audit ...)."""
+        for name in names:
+            if not (self.out_dir / name).is_file():
+                raise FileNotFoundError(f"{self.out_dir / name} was to be listed in the report but does not exist")
+            if name not in self.written:
+                self.written.append(name)
+                if local:
+                    self.local.add(name)
+
+    def _write_manifest(self, *, complete: bool) -> None:
+        files = self.written if complete else list(dict.fromkeys([*self.previous, *self.written]))
+        record: dict = {"format": MANIFEST_FORMAT, "complete": complete, "files": files}
+        if complete:
+            record["sha256"] = {name: sha256_file(self.out_dir / name) for name in files}
+        record["local"] = sorted(self.local)
+        atomic_write_text(self.out_dir / MANIFEST, json.dumps(record, indent=1) + "\n")
+
+    def finish(self) -> list[str]:
+        """Remove what an earlier report listed and this one did not write, then write the complete
+        manifest; returns the removed names."""
+        stale = [name for name in self.previous if name not in self.written]
+        for name in stale:
+            path = self.out_dir / name
+            if path.is_file():
+                path.unlink()
+                logger.info("removed %s: the earlier report wrote it, this one did not", path)
+            folder = path.parent
+            while folder != self.out_dir and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
+        self._write_manifest(complete=True)
+        return stale
+
+
+def figure_markdown(folder: str, stem: str, caption: str, *, local: bool = False) -> str:
+    """How ``report.md`` shows a figure: embedded with a link to its PDF; a ``local`` (image-derived)
+    figure is named, not linked, since published copies of the report leave it out."""
+    png, pdf = f"{folder}/{stem}.png", f"{folder}/{stem}.pdf"
+    if local:
+        return (f"*{caption}*: `{png}` and `{pdf}` (image-derived: written beside the report, kept out of "
+                "published copies)")
+    return f"![{caption}]({png})\n\n*{caption}* ([PDF]({pdf}))"
+
+
+def table_markdown(frame: pd.DataFrame, stem: str, caption: str, *, embed: bool = True) -> str:
+    """How ``report.md`` shows a table: links to its CSV, LaTeX and Markdown, and the table when ``embed``."""
+    links = (f"**{caption}** ([CSV](tables/{stem}.csv), [LaTeX](tables/{stem}.tex), "
+             f"[Markdown](tables/{stem}.md))")
+    return links + ("\n\n" + to_markdown(frame) if embed else "")
+
+
+_REFERENCE = re.compile(r"\]\(([^)\s]+)\)|`([^`\s]+)`")
+
+
+def supplement_items(markdown: str, captions: Mapping[str, Item]) -> list[Item]:
+    """The supplement's items in the order ``markdown`` shows them: each ``## `` heading that has a table
+    or figure under it, then every table and figure it references (``captions``: the item of each
+    referenced file name, a figure's PNG or a table's ``.tex``)."""
+    items: list[Item] = []
+    seen: set[str] = set()
+    heading = None
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            heading = Item("section", line[3:].strip())
+            continue
+        for match in _REFERENCE.finditer(line):
+            name = match.group(1) or match.group(2)
+            if name in captions and name not in seen:
+                seen.add(name)
+                if heading is not None:
+                    items.append(heading)
+                    heading = None
+                items.append(captions[name])
+    return items
+
+
+class ReportFiles:
+    """Figures, tables and JSON files of report sections composed before the report is written: their
+    Markdown is returned at once (with the links the files will have), the files are written later
+    through the report's :class:`ReportWriter` (``build_report(files=...)``)."""
+
+    def __init__(self) -> None:
+        self._pending: list[Callable[[ReportWriter], object]] = []
+
+    def figure(self, fig: Figure | None, stem: str, caption: str, *, folder: str = "figures",
+               local: bool = False) -> str:
+        """Markdown showing ``folder/stem.png`` (with its PDF); empty when ``fig`` is None."""
+        if fig is None:
+            return ""
+        self._pending.append(lambda w: w.figure(fig, stem, caption, folder=folder, local=local))
+        return figure_markdown(folder, stem, caption, local=local)
+
+    def table(self, frame: pd.DataFrame, stem: str, caption: str, *, embed: bool = True) -> str:
+        """Markdown linking ``tables/stem.csv|tex|md``, with the table itself when ``embed``."""
+        if frame.empty:
+            return ""
+        self._pending.append(lambda w: w.table(frame, stem, caption, embed=embed))
+        return table_markdown(frame, stem, caption, embed=embed)
+
+    def json(self, name: str, data: Any) -> None:
+        """``data`` as indented JSON in ``name`` (NaN as null, see ``hierarchy.fileio.to_jsonable``)."""
+        text = json.dumps(to_jsonable(data), indent=2, default=str) + "\n"
+        self._pending.append(lambda w: w.write_text(name, text))
+
+    def write(self, target: ReportWriter | str | Path) -> None:
+        """Write every collected file through ``target`` (a folder gets a writer and manifest of its own)."""
+        writer = target if isinstance(target, ReportWriter) else ReportWriter(target)
+        for write in self._pending:
+            write(writer)
+        self._pending = []
+        if writer is not target:
+            writer.finish()
+
+
+_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def unresolved_links(report_md: str | Path) -> list[str]:
+    """The relative links and images of a Markdown file that name no existing file (web links and
+    anchors are not checked)."""
+    report_md = Path(report_md)
+    targets = _LINK.findall(report_md.read_text(encoding="utf-8"))
+    return [t for t in dict.fromkeys(targets) if not re.match(r"^([a-z]+:|#)", t)
+            and not (report_md.parent / t.split("#")[0]).exists()]

@@ -1,0 +1,130 @@
+"""Every report figure type, drawn on small data, as a journal would print it: declared width, fonts of at
+least 7 pt at that width, no legend over any panel, and a 300-dpi PNG of exactly that size."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.text import Text
+from PIL import Image
+
+from hierarchy.metrics import evaluate_predictions, simulate_predictions
+from hierarchy.metrics.shift import accuracy_coverage_curve
+from hierarchy.reports import figures
+from hierarchy.reports.style import (
+    DOUBLE_COLUMN,
+    MIN_FONT_PT,
+    PNG_DPI,
+    SINGLE_COLUMN,
+    figure_bytes,
+    line_styles,
+)
+
+ROUTES4 = ["flat", "hierarchical", "soft", "ensemble"]
+
+
+@pytest.fixture(scope="module")
+def metrics():
+    pred = simulate_predictions(80, skill=1.5, refer_below=0.5, seed=3)
+    return evaluate_predictions(pred, n_bootstrap=10)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    paths = []
+    for i in range(7):
+        path = folder / f"brisc2025_test_{i:05d}_gl_ax_t1.jpg"
+        Image.fromarray((np.random.default_rng(i).random((40, 48)) * 255).astype("uint8")).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def _log(aux: bool) -> pd.DataFrame:
+    frame = pd.DataFrame({"epoch": [1, 2, 3, 4], "train_loss": [1.2, 0.8, 0.6, 0.5],
+                          "train_accuracy": [0.5, 0.7, 0.8, 0.85], "val_loss": [1.1, 0.9, 0.7, 0.7],
+                          "val_accuracy": [0.45, 0.65, 0.75, 0.8]})
+    return frame.assign(val_aux_loss=[0.9, 0.5, 0.3, 0.2], val_aux_accuracy=[0.6, 0.8, 0.9, 0.95]) if aux else frame
+
+
+def _figures(metrics, images):
+    """(name, figure) of every figure type the reports draw."""
+    pred = simulate_predictions(60, seed=5)
+    rng = np.random.default_rng(0)
+    ood = {"external": {r: accuracy_coverage_curve((rows["true_label"] == rows["pred_label"]).to_numpy(),
+                                                   rng.random(len(rows)))
+                        for r, rows in pred[pred["route"].isin(["flat", "hierarchical"])].groupby("route")}}
+    datasets = {"test": metrics, "external": metrics, "test, jpeg q75": metrics}
+    missed = pd.DataFrame({"id": [f"glioma/{p.rsplit('/', 1)[-1]}" for p in images], "path": images,
+                           "true_label": "glioma", "pred_label": "no_tumor", "route": "hierarchical"})
+    mask = np.pad(np.ones((10, 12), bool), ((20, 18), (16, 20)))
+    examples = [{"id": f"glioma/{p.rsplit('/', 1)[-1]}", "label": "glioma", "image": rng.random((48, 48)),
+                 "mask": mask, "maps": {"flat": rng.random((48, 48)), "hierarchical": rng.random((48, 48))},
+                 "pred": {"flat": "glioma", "hierarchical": "meningioma" if k % 2 else "glioma"}}
+                for k, p in enumerate(images[:6])]
+    return [
+        ("attribution", figures.attribution_figure(examples, ["flat", "hierarchical"])),
+        ("roc", figures.roc_figure(metrics, ROUTES4)),
+        ("pr", figures.pr_figure(metrics, ROUTES4)),
+        ("confusion", figures.confusion_figure(metrics)),
+        ("plane_confusion", figures.plane_confusion_figure(metrics)),
+        ("reliability", figures.reliability_figure(metrics)),
+        ("coverage", figures.coverage_figure(metrics)),
+        ("ood_coverage", figures.ood_coverage_figure(ood)),
+        ("generalisation", figures.generalisation_figure(datasets)),
+        ("dataset_confusion", figures.dataset_confusion_figure(datasets, ROUTES4)),
+        ("training", figures.training_curves_figure(_log(aux=False), title="flat")),
+        ("training_joint", figures.training_curves_figure(_log(aux=True), title="joint")),
+        ("missed_gallery", figures.missed_gallery_figure(missed)),
+    ]
+
+
+def _legend_overlaps(fig, renderer) -> list[str]:
+    """Each legend that overlaps a visible panel (or inset), or leaves the figure."""
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    panels = [a for ax in fig.axes if ax.get_visible() and ax.axison for a in (ax, *ax.child_axes)]
+    problems = []
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        problems += [f"legend over panel {ax.get_title()!r}" for ax in panels
+                     if box.overlaps(ax.get_window_extent(renderer))]
+        if box.x0 < -1 or box.y0 < -1 or box.x1 > fig.bbox.x1 + 1 or box.y1 > fig.bbox.y1 + 1:
+            problems.append("legend outside the figure")
+    return problems
+
+
+def test_every_figure_prints_at_a_journal_width_with_readable_text_and_clear_legends(metrics, images):
+    for name, fig in _figures(metrics, images):
+        width, height = fig.get_size_inches()
+        assert width in (SINGLE_COLUMN, DOUBLE_COLUMN) and height <= 9.5, (name, width, height)
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        fig.draw(renderer)
+        texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+        smallest = min(t.get_fontsize() for t in texts)
+        assert smallest >= MIN_FONT_PT, (name, smallest, [t.get_text() for t in texts if t.get_fontsize() < 7][:3])
+        assert _legend_overlaps(fig, renderer) == [], name
+        assert fig.get_size_inches()[0] == width  # drawing did not resize it
+        png, pdf = figure_bytes(fig)
+        assert Image.open(io.BytesIO(png)).size[0] == round(width * PNG_DPI), name
+        assert pdf[:4] == b"%PDF"
+
+
+def test_lines_in_one_panel_differ_without_colour_and_stop_at_four():
+    styles = line_styles(ROUTES4)
+    assert len({(s["ls"], s["marker"]) for s in styles.values()}) == 4
+    with pytest.raises(ValueError, match="at most 4"):
+        line_styles([*ROUTES4, "oracle"])
+
+
+def test_training_curves_use_whole_epochs_and_keep_the_plane_loss_apart():
+    fig = figures.training_curves_figure(_log(aux=True))
+    objective, loss, accuracy = fig.axes
+    FigureCanvasAgg(fig).draw()
+    ticks = [t for t in accuracy.get_xticks() if 1 <= t <= 4]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert [line.get_label() for line in loss.get_lines()] == ["validation (tumour)", "validation (plane)"]
+    assert len(objective.get_lines()) == 1  # the training objective is not drawn against a validation loss
