@@ -67,6 +67,17 @@ def _corrupt(data: bytes, how: str, draw: Any) -> bytes:
     return json.dumps(document, indent=2).encode()
 
 
+def _same_json(rel: str, original: bytes, changed: bytes) -> bool:
+    """Whether ``router.json`` (the one file no recorded sha256 covers) still parses to the same document: only
+    whitespace changed, which is no corruption."""
+    if rel != "router.json":
+        return False
+    try:
+        return json.loads(changed) == json.loads(original)
+    except ValueError:
+        return False
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_corruption_of_a_saved_router_is_refused_naming_the_file(saved, data):
@@ -79,7 +90,7 @@ def test_any_corruption_of_a_saved_router_is_refused_naming_the_file(saved, data
         original = (folder / rel).read_bytes()
         changed = _corrupt(original, how, data.draw)
         (folder / rel).write_bytes(changed)
-        if changed == original:
+        if changed == original or _same_json(rel, original, changed):  # e.g. only a trailing newline cut
             assert isinstance(Router.load(folder), Router)
             return
         with pytest.raises(RouterError) as error:
