@@ -18,6 +18,8 @@ from hierarchy.models.simple_cnn import SimpleCNN
 from hierarchy.training import TrainConfig, load_checkpoint, train
 from hierarchy.training.distributed import EpochBatchShardSampler
 
+pytestmark = pytest.mark.slow  # starts several processes
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = dict(epochs=2, batch_size=8, lr=3e-3, amp="off", channels_last="off", early_stopping_patience=None,
               seed=11)
@@ -29,9 +31,6 @@ torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
 from test_training_distributed import CONFIG, make_data, make_model
 from hierarchy.training import TrainConfig, train
-
-pytestmark = pytest.mark.slow  # starts several processes
-
 
 class KillAfter(torch.utils.data.Dataset):
     def __init__(self, base, limit):
