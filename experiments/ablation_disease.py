@@ -32,7 +32,7 @@ from hierarchy.experiment.disease_study import (
     study_extras,
 )
 from hierarchy.experiment.profiles import PROFILES
-from hierarchy.experiment.recipe_arms import profile_router
+from hierarchy.experiment.recipe_arms import profile_router, study_setup
 from hierarchy.logs import configure_logging
 from hierarchy.provenance import command_line
 
@@ -51,10 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     base = profile_router(args.profile, args.overrides)
-    setup = (f"The `{args.profile}` profile's Router ({base.mode} mode, flat `{base.flat}`, "
-             f"{base.preprocess.image_size} px, {base.train.epochs} epochs"
-             f"{'; ' + ', '.join(args.overrides) if args.overrides else ''}), one seed, each arm changing one group "
-             f"of settings; every arm trained on the same {Path(args.data).name} training rows.")
+    setup = study_setup(args.profile, base, args.overrides, args.data)
     train, val, test = study_frames(args.data, base.val_fraction)
     print(run_study(base, ARMS, args.arms, data=args.data, externals=args.external, out=Path(args.out),
                     settings={"profile": args.profile, "base": base.to_dict(), "arms": args.arms},

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from hierarchy.experiment.ablation import run_study
 from hierarchy.experiment.profiles import PROFILES
-from hierarchy.experiment.recipe_arms import ARMS, profile_router
+from hierarchy.experiment.recipe_arms import ARMS, profile_router, study_setup
 from hierarchy.logs import configure_logging
 from hierarchy.provenance import command_line
 
@@ -40,10 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     base = profile_router(args.profile, args.overrides)
-    setup = (f"The `{args.profile}` profile's Router ({base.mode} mode, flat `{base.flat}`, "
-             f"{base.preprocess.image_size} px, {base.train.epochs} epochs"
-             f"{'; ' + ', '.join(args.overrides) if args.overrides else ''}), one seed, each arm changing one group "
-             f"of settings; every arm trained on the same {Path(args.data).name} training rows.")
+    setup = study_setup(args.profile, base, args.overrides, args.data)
     print(run_study(base, ARMS, args.arms, data=args.data, externals=args.external, out=Path(args.out),
                     settings={"profile": args.profile, "base": base.to_dict(), "arms": args.arms},
                     command=command_line(["python", "experiments/ablation_recipe.py", *(sys.argv[1:] if argv is None else argv)]),

@@ -5,6 +5,7 @@ the same models."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import PurePath
 
 from hierarchy.experiment.ablation import Arm
 from hierarchy.experiment.profiles import resolve_config
@@ -38,3 +39,11 @@ def profile_router(profile: str, overrides: Sequence[str] = ()) -> RouterConfig:
     """The Router settings of ``profile`` with ``KEY=VALUE`` experiment overrides, seed 0: every arm's base."""
     config = resolve_config(profile, overrides=dict(parse_override(text) for text in overrides))
     return config.router_config(0, plan_weights(config)["flat_backbone"])
+
+
+def study_setup(profile: str, base: RouterConfig, overrides: Sequence[str], data: str) -> str:
+    """The sentence an ablation report opens with: the profile's Router every arm starts from."""
+    return (f"The `{profile}` profile's Router ({base.mode} mode, flat `{base.flat}`, "
+            f"{base.preprocess.image_size} px, {base.train.epochs} epochs"
+            f"{'; ' + ', '.join(overrides) if overrides else ''}), one seed, each arm changing one group "
+            f"of settings; every arm trained on the same {PurePath(data).name} training rows.")
