@@ -11,6 +11,7 @@ from unittest.mock import ANY
 import pytest
 
 from hierarchy.data import make_synthetic_dataset
+from hierarchy.experiment import ablation
 from hierarchy.experiment.ablation import Arm, arm_config, choose_arm, selection_score
 from hierarchy.routing import RouterConfig
 
@@ -50,7 +51,7 @@ def test_an_arm_replaces_the_base_only_by_a_clear_margin():
 
 
 @pytest.mark.slow
-def test_recipe_ablation_and_its_refit_control_end_to_end(tmp_path):
+def test_recipe_ablation_and_its_refit_control_end_to_end(tmp_path, monkeypatch):
     data = make_synthetic_dataset(tmp_path / "data", n_per_cell_train=10, n_per_cell_test=2, image_size=48, seed=0)
     script = load_script("ablation_recipe")
     out = tmp_path / "ablation"
@@ -81,6 +82,11 @@ def test_recipe_ablation_and_its_refit_control_end_to_end(tmp_path):
                "router.train.label_smoothing=0.2"]
     with pytest.raises(ValueError, match=r"arm 'base': .*base.json was fitted with other settings"):
         script.main(changed)  # nothing of the finished arm is overwritten unasked
+    assert (out / "work" / "base.json").stat().st_mtime_ns == cached
+    with monkeypatch.context() as patch:  # images decoded otherwise since: the arm is not the same arm
+        patch.setattr(ablation, "PIPELINE_VERSION", ablation.PIPELINE_VERSION + 1)
+        with pytest.raises(ValueError, match=r"arm 'base': .*earlier image pipeline"):
+            script.main(argv)
     assert (out / "work" / "base.json").stat().st_mtime_ns == cached
     # the refit control resumes the arm the ablation fitted: no second training run
     log = out / "work" / "base" / "training" / "flat" / "log.csv"

@@ -36,8 +36,9 @@ from hierarchy.data.image_io import ImageSource, load_image
 from hierarchy.data.perturb import resize_longer_side
 from hierarchy.settings import Settings
 
-# Bump when the pipeline's code changes what it outputs, so cached features are invalidated.
-PIPELINE_VERSION = 2
+# Bump when the pipeline's code changes what it outputs, so cached features and checkpoints are invalidated.
+# 3: decoding applies a file's EXIF orientation (672 BRISC no_tumor files are stored rotated or upside down).
+PIPELINE_VERSION = 3
 INTENSITY_SCALINGS = ("image", "head")
 # The cropped image is kept at up to this many times image_size (room for random zoom-in crops).
 BASE_MARGIN = 1.15

@@ -5,9 +5,10 @@ under each re-encoding perturbation), the test split (clean and perturbed), any 
 further evaluations a study adds (``extras``). The arm is *chosen* by a :class:`Selection` rule declared
 before the run, on validation rows alone (by default :func:`selection_score`); test, perturbed and external
 columns are shown for every arm and never used to choose. Each arm's result is cached as ``<work>/<name>.json``
-with the configuration it was fitted with, so a re-run skips finished arms (computing only evaluations the
-cache lacks, from the arm's trained checkpoints) and refuses an arm whose settings changed (its results and
-checkpoints are never overwritten unasked).
+with the configuration it was fitted with and its identity (the training and validation rows' fingerprints
+and the image pipeline's version), so a re-run skips finished arms (computing only evaluations the cache
+lacks, from the arm's trained checkpoints) and refuses an arm whose settings, rows or pipeline changed (its
+results and checkpoints are never overwritten unasked).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from typing import Any
 import pandas as pd
 
 from hierarchy.data import PERTURBATIONS, index_dataset, train_val_split
+from hierarchy.data.preprocess import PIPELINE_VERSION
 from hierarchy.fileio import read_json, write_json
 from hierarchy.metrics.false_negatives import detection_rates
-from hierarchy.provenance import run_record
+from hierarchy.provenance import data_hashes, run_record
 from hierarchy.reports.tables import markdown_table
 from hierarchy.routing import Router, RouterConfig
 from hierarchy.settings import merge_settings
@@ -138,13 +140,15 @@ def run_arm(arm: Arm, config: RouterConfig, train: pd.DataFrame, val: pd.DataFra
     path = work / f"{arm.name}.json"
     logger.info("arm %s: %s", arm.name, arm.description)
     extras = dict(extras or {})
+    identity = arm_identity(train, val)
     result: dict[str, Any] = {}
     cached: dict[str, Any] | None = None
     if path.exists():
         result = cached = read_json(path)
-        if not (isinstance(result.get("router"), dict) and RouterConfig.from_dict(result["router"]) == config):
-            raise ValueError(f"arm {arm.name!r}: {path} was fitted with other settings; use a new --out, or remove "
-                             f"{path} and {work / arm.name} to fit this arm again")
+        if not _same_arm(result, config, identity):
+            raise ValueError(f"arm {arm.name!r}: {path} was fitted with other settings, other training rows or an "
+                             f"earlier image pipeline; use a new --out, or remove {path} and {work / arm.name} to fit "
+                             "this arm again")
     missing_core = "val" not in result or not set(externals) <= set(result.get("external", {}))
     missing = [name for name in extras if name not in result]
     if missing_core or missing:
@@ -155,8 +159,8 @@ def run_arm(arm: Arm, config: RouterConfig, train: pd.DataFrame, val: pd.DataFra
         for name in missing:
             logger.info("arm %s: evaluating %s", arm.name, name)
             result[name] = extras[name](router, frames)
-            write_json(path, {"arm": arm.name, "router": config.to_dict(), **result})
-    result = {**result, "arm": arm.name, "router": config.to_dict()}
+            write_json(path, {"arm": arm.name, "router": config.to_dict(), "identity": identity, **result})
+    result = {**result, "arm": arm.name, "router": config.to_dict(), "identity": identity}
     result["selection_score"] = selection.score(result)
     if json.loads(json.dumps(result)) != cached:  # a finished arm's file is left untouched
         write_json(path, result)
@@ -229,17 +233,33 @@ def study_frames(data: str | Path, val_fraction: float) -> tuple[pd.DataFrame, p
     return train, val, frame[frame["split"] == "test"].reset_index(drop=True)
 
 
-def _restore_cache(out: Path, work: Path, configs: Mapping[str, RouterConfig]) -> None:
+def arm_identity(train: pd.DataFrame, val: pd.DataFrame) -> dict[str, Any]:
+    """What besides its settings makes an arm's results reusable: its rows and the image pipeline's version."""
+    return {"pipeline_version": PIPELINE_VERSION, "data": data_hashes({"train": train, "val": val})}
+
+
+def _same_arm(result: Mapping[str, Any], config: RouterConfig, identity: Mapping[str, Any]) -> bool:
+    return (isinstance(result.get("router"), dict) and RouterConfig.from_dict(result["router"]) == config
+            and result.get("identity") == identity)
+
+
+def _restore_cache(out: Path, work: Path, configs: Mapping[str, RouterConfig], identity: Mapping[str, Any]) -> None:
     """Put the arms of a committed ``out/ablation.json`` back into ``work/`` (git-ignored, so a fresh clone
-    lacks it) when they were fitted with the same configuration, so that they are not fitted again."""
+    lacks it) when they were fitted with the same configuration, rows and pipeline, so that they are not fitted
+    again; the others are fitted anew (logged)."""
     report = out / "ablation.json"
     if not report.exists():
         return
     for result in read_json(report).get("arms", []):
         path, config = work / f"{result.get('arm')}.json", configs.get(result.get("arm"))
-        if config is not None and not path.exists() and RouterConfig.from_dict(result["router"]) == config:
+        if config is None or path.exists():
+            continue
+        if _same_arm(result, config, identity):
             logger.info("arm %s: restoring its results from %s", result["arm"], report)
             write_json(path, result)
+        else:
+            logger.warning("arm %s: %s holds results of other settings, rows or an earlier image pipeline; "
+                           "the arm is fitted again", result["arm"], report)
 
 
 def run_study(base: RouterConfig, arms: Mapping[str, Arm], names: Sequence[str], *, data: str | Path,
@@ -256,8 +276,8 @@ def run_study(base: RouterConfig, arms: Mapping[str, Arm], names: Sequence[str],
     """
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
-    _restore_cache(out, work, {name: arm_config(base, arms[name]) for name in names})
     train, val, test = study_frames(data, base.val_fraction)
+    _restore_cache(out, work, {name: arm_config(base, arms[name]) for name in names}, arm_identity(train, val))
     external = {Path(root).name: index_dataset(root) for root in externals}
     results = [run_arm(arms[name], arm_config(base, arms[name]), train, val, test, external, work, extras=extras,
                        selection=selection) for name in names]
