@@ -136,5 +136,8 @@ def test_healthy_scanner_slices_are_counted_per_route_plane_and_series(tmp_path:
                           "pred_label": ["no_tumor"] * len(slices) + ["glioma"] * len(slices)})
     summary = healthy_summary(table, slices)
     assert summary["n"] == len(slices)
+    # the Router's prediction table already carries the scanner columns of its input
+    with_scanner = table.merge(slices[["id", "header_plane", "series"]], on="id")
+    assert healthy_summary(with_scanner, slices) == summary
     assert summary["routes"]["flat"]["no_tumor_rate"] == 1.0 and summary["routes"]["ensemble"]["no_tumor_rate"] == 0.0
     assert set(summary["routes"]["flat"]["by_plane"]) == {"axial", "coronal", "sagittal"}

@@ -51,11 +51,6 @@ ARMS = {arm.name: arm for arm in (
     Arm("style_decorrelation", "class-independent style swaps (p 0.5)", {"train.style_swap_p": 0.5}),
     Arm("all_three", "mask supervision, counterfactuals and style swaps together",
         {"train.mask_weight": 1.0, "train.paste_p": 0.25, "train.removal_p": 0.25, "train.style_swap_p": 0.5}),
-    # Added after all_three ran: its refitted heads (experts, hierarchical routes) learnt from clean features
-    # and kept the source shortcut its trained flat head had partly lost.
-    Arm("all_three_view_heads", "all three, and the refitted heads also fitted on a counterfactual feature view",
-        {"train.mask_weight": 1.0, "train.paste_p": 0.25, "train.removal_p": 0.25, "train.style_swap_p": 0.5,
-         "feature_views": 2}),
 )}
 
 
@@ -83,7 +78,8 @@ def healthy_slices(paths: Sequence[str | Path]) -> pd.DataFrame:
 
 def healthy_summary(table: pd.DataFrame, slices: pd.DataFrame) -> dict[str, Any]:
     """Per route: share of healthy slices called no tumour, overall, per header plane and per series."""
-    merged = table.merge(slices[["id", "header_plane", "series"]], on="id", how="left")
+    missing = [column for column in ("header_plane", "series") if column not in table.columns]
+    merged = table.merge(slices[["id", *missing]], on="id", how="left") if missing else table.reset_index(drop=True)
     normal = merged["pred_label"] == NO_TUMOR
     result: dict[str, Any] = {"n": int(slices["id"].nunique()), "routes": {}}
     for route, rows in merged.groupby("route"):
