@@ -5,7 +5,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
-from hierarchy.routing.ood import NORMALIZATIONS, FeatureOODScorer, energy_score
+from hierarchy.routing.ood import NORMALIZATIONS, FeatureOODScorer, MultiDepthOODScorer, energy_score
 
 D = 16
 
@@ -117,6 +117,36 @@ def test_load_errors_name_the_file(tmp_path):
     (tmp_path / "ood.json").write_text("{not json")
     with pytest.raises(ValueError, match="ood.json"):
         FeatureOODScorer.load(tmp_path)
+
+
+def test_multi_depth_save_load_round_trip_and_errors_name_the_file(tmp_path):
+    (shallow, labels), (deep, _) = gaussian_classes(40), gaussian_classes(40, seed=3)
+    scorer = MultiDepthOODScorer(cv=3).fit([shallow[:, :3], deep], labels)
+    test = [gaussian_classes(10, shift=1.0, seed=7)[0][:, :3], gaussian_classes(10, seed=8)[0]]
+    paths = scorer.save(tmp_path / "depth")
+    assert {p.relative_to(tmp_path / "depth").as_posix() for p in paths} == {
+        "depth_ood.json", "depth_ood.safetensors", "depth_0/ood.json", "depth_0/ood.safetensors",
+        "depth_1/ood.json", "depth_1/ood.safetensors"}
+    loaded = MultiDepthOODScorer.load(tmp_path / "depth")
+    np.testing.assert_array_equal(loaded.score(test), scorer.score(test))
+    assert loaded.threshold(0.9) == scorer.threshold(0.9) and loaded.get_params() == scorer.get_params()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        scorer.save(tmp_path / "depth")
+    arrays = tmp_path / "depth" / "depth_ood.safetensors"
+    arrays.write_bytes(arrays.read_bytes()[:30])
+    with pytest.raises(ValueError, match="depth_ood.safetensors"):
+        MultiDepthOODScorer.load(tmp_path / "depth")
+    scorer.save(tmp_path / "depth", overwrite=True)
+    (tmp_path / "depth" / "depth_1" / "ood.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="depth_1/ood.safetensors"):
+        MultiDepthOODScorer.load(tmp_path / "depth")
+    config = tmp_path / "depth" / "depth_ood.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "n_depths": 3}))
+    with pytest.raises(ValueError, match="depth_ood.json says 3"):
+        MultiDepthOODScorer.load(tmp_path / "depth")
+    config.unlink()
+    with pytest.raises(FileNotFoundError, match="depth_ood.json"):
+        MultiDepthOODScorer.load(tmp_path / "depth")
 
 
 def test_bad_input_gets_clear_errors():

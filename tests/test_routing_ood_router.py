@@ -1,9 +1,11 @@
-"""The Router's out-of-distribution score: fitted on training rows only, on the right trunk, in every
-prediction table, used by refer_atypical, saved and loaded with the Router."""
+"""The Router's out-of-distribution scores: fitted on training rows only, on the right trunk, in every
+prediction table, used by refer_atypical, saved and loaded with the Router (the multi-depth one too)."""
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,7 @@ from hierarchy.routing import Router, RouterConfig
 from hierarchy.routing import fitting as fitting_module
 from hierarchy.routing.fitting import choose_ood_trunk
 from hierarchy.routing.ood import FeatureOODScorer
+from hierarchy.routing.persistence import RouterError
 from hierarchy.training import TrainConfig
 
 TINY = {"plane": "simple_cnn", "experts": "simple_cnn", "flat": "simple_cnn", "weights": None,
@@ -153,3 +156,42 @@ def test_hierarchy_train_has_ood_and_tta_flags():
 
     flags = {flag for flag, *_ in SETTINGS}
     assert {"--ood", "--tta"} <= flags
+
+
+def test_the_multi_depth_scorer_is_saved_and_loaded_with_the_router(router, split_frames, tmp_path):
+    train, _, test = split_frames
+    with pytest.raises(ValueError, match="fit_depth_ood"):
+        router.depth_ood_scores(test)
+    with pytest.raises(ValueError, match="test"):
+        router.fit_depth_ood(test)
+    fitted = copy.copy(router)  # the module's Router stays without a multi-depth scorer
+    fitted.fit_depth_ood(train, "depth_stats")
+    assert fitted.depth_ood_scorer_.train_scores_.shape == (len(train),)
+    before = fitted.depth_ood_scores(test)
+    assert before.shape == (len(test),) and np.isfinite(before).all()
+    fitted.save(tmp_path / "router")
+    manifest = json.loads((tmp_path / "router" / "router.json").read_text())
+    assert manifest["depth_ood"] == {"directory": "depth_ood", "kind": "depth_stats"}
+    files = sorted(p.relative_to(tmp_path / "router" / "depth_ood").as_posix()
+                   for p in (tmp_path / "router" / "depth_ood").rglob("*") if p.is_file())
+    n_depths = len(fitted.depth_ood_scorer_.scorers_)
+    assert files == sorted(["depth_ood.json", "depth_ood.safetensors",
+                            *(f"depth_{k}/{f}" for k in range(n_depths) for f in ("ood.json", "ood.safetensors"))])
+    loaded = Router.load(tmp_path / "router")
+    assert loaded.depth_ood_kind_ == "depth_stats"
+    np.testing.assert_allclose(loaded.depth_ood_scores(test), before, rtol=1e-6, atol=1e-6)
+    assert loaded.depth_ood_scorer_.threshold(0.95) == fitted.depth_ood_scorer_.threshold(0.95)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "remove"])
+def test_a_damaged_multi_depth_scorer_file_is_named(router, split_frames, tmp_path, damage):
+    fitted = copy.copy(router)
+    fitted.fit_depth_ood(split_frames[0])
+    fitted.save(tmp_path / "router")
+    target = tmp_path / "router" / "depth_ood" / "depth_1" / "ood.safetensors"
+    if damage == "truncate":
+        target.write_bytes(target.read_bytes()[:40])
+    else:
+        target.unlink()
+    with pytest.raises(RouterError, match=re.escape(str(target))):
+        Router.load(tmp_path / "router")

@@ -32,8 +32,8 @@ from sklearn.metrics import roc_auc_score
 
 from hierarchy.metrics.shift import risk_coverage_area
 from hierarchy.predictions import HEADER_ROUTE, prob_column
-from hierarchy.routing.depth_features import record_depths
-from hierarchy.routing.ood import MultiDepthOODScorer, energy_score
+from hierarchy.routing.depth_features import depth_inputs, record_depths
+from hierarchy.routing.ood import DEPTH_KINDS, MultiDepthOODScorer, energy_score
 
 log = logging.getLogger(__name__)
 
@@ -168,16 +168,6 @@ def run_pass(router, suite_set: SuiteSet, cache: Path | None = None, *, routes: 
 
 
 # -- scorers --------------------------------------------------------------------------------------------------
-def depth_inputs(kind: str, run: Pass) -> list[np.ndarray]:
-    """The per-depth features a multi-depth scorer of ``kind`` reads: ``depth_means`` (channel means of every
-    stage and the pooled features) or ``depth_stats`` (means and standard deviations, and the pooled ones)."""
-    if kind == "depth_means":
-        return [s[:, : s.shape[1] // 2] for s in run.stages] + [run.pooled]
-    if kind == "depth_stats":
-        return [*run.stages, run.pooled]
-    raise ValueError(f"unknown multi-depth kind {kind!r}")
-
-
 class Scorers:
     """Every OOD score of the suite, fitted on training rows only: ``mahalanobis`` (the Router's own),
     ``energy`` (of the flat model's logits), ``depth_means`` and ``depth_stats`` (:class:`MultiDepthOODScorer`)."""
@@ -186,8 +176,8 @@ class Scorers:
 
     def __init__(self, router, train: Pass, labels: Sequence[str]) -> None:
         self.router = router
-        self.multi = {kind: MultiDepthOODScorer().fit(depth_inputs(kind, train), labels)
-                      for kind in ("depth_means", "depth_stats")}
+        self.multi = {kind: MultiDepthOODScorer().fit(depth_inputs(kind, train.stages, train.pooled), labels)
+                      for kind in DEPTH_KINDS}
         # the energy threshold comes from the training rows' own energies (no fold is needed: no fit)
         self.energy_train = energy_score(train.logits) if train.logits is not None else None
 
@@ -196,7 +186,7 @@ class Scorers:
             return run.route("hierarchical")["ood_score"].to_numpy(float)
         if name == "energy":
             return energy_score(run.logits)
-        return self.multi[name].score(depth_inputs(name, run))
+        return self.multi[name].score(depth_inputs(name, run.stages, run.pooled))
 
     def threshold(self, name: str, q: float) -> float:
         if name == "mahalanobis":

@@ -4,12 +4,14 @@
 ``blocks``, or ``features`` for ``simple_cnn``) and its classifier (whose input is the pooled pre-logit
 feature), so that one ``Router.predict_routes`` pass gives the prediction table and, per image, the channel
 means and standard deviations of every stage. The flat model's classifier is hooked too, for its logits
-(energy scores).
+(energy scores). :func:`depth_inputs` turns a record into the per-depth features a
+:class:`hierarchy.routing.ood.MultiDepthOODScorer` of one of :data:`DEPTH_KINDS` reads, and
+:func:`predict_depth_inputs` runs a Router over images to get them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -18,6 +20,7 @@ import torch
 from torch import nn
 
 from hierarchy.routing.fitting import ood_component
+from hierarchy.routing.ood import DEPTH_KINDS
 
 
 def _stages(model: nn.Module) -> list[nn.Module]:
@@ -94,3 +97,24 @@ def record_depths(router) -> Iterator[DepthRecord]:
     if len(counts) != 1:
         raise RuntimeError(f"the trunk ran a different number of times than its classifier ({sorted(counts)}); "
                            "recorded depths would not line up with the images")
+
+
+def depth_inputs(kind: str, stages: Sequence[np.ndarray], pooled: np.ndarray) -> list[np.ndarray]:
+    """The per-depth features a multi-depth scorer of ``kind`` reads, from the (n, 2C) [mean | std] statistics
+    of every stage and the (n, d) pooled features: ``depth_means`` (channel means of every stage, then the pooled
+    features) or ``depth_stats`` (means and standard deviations of every stage, then the pooled features)."""
+    if kind == "depth_means":
+        return [s[:, : s.shape[1] // 2] for s in stages] + [pooled]
+    if kind == "depth_stats":
+        return [*stages, pooled]
+    raise ValueError(f"unknown multi-depth kind {kind!r}; choose from {DEPTH_KINDS}")
+
+
+def predict_depth_inputs(router, inputs, kind: str, *, batch_size: int = 32) -> list[np.ndarray]:
+    """``depth_inputs(kind, ...)`` of ``inputs`` (anything ``Router.predict_routes`` takes), from one pass of the
+    hierarchical route with :func:`record_depths` attached (no test-time views)."""
+    if kind not in DEPTH_KINDS:
+        raise ValueError(f"unknown multi-depth kind {kind!r}; choose from {DEPTH_KINDS}")
+    with record_depths(router) as record:
+        router.predict_routes(inputs, ("hierarchical",), batch_size=batch_size, progress=False, tta=False)
+    return depth_inputs(kind, record.stage_statistics(), record.pooled())

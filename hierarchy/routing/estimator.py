@@ -37,6 +37,7 @@ from hierarchy.routing.components import (
     untrusted_message,
 )
 from hierarchy.routing.config import FIELDS, RouterConfig, tta_names
+from hierarchy.routing.depth_features import predict_depth_inputs
 from hierarchy.routing.fitting import (
     choose_ood_trunk,
     feature_array,
@@ -47,7 +48,7 @@ from hierarchy.routing.fitting import (
     training_frame,
 )
 from hierarchy.routing.inputs import Inputs, Skipped, batches, decode_workers, resolve_inputs
-from hierarchy.routing.ood import FeatureOODScorer
+from hierarchy.routing.ood import DEPTH_KINDS, FeatureOODScorer, MultiDepthOODScorer
 from hierarchy.routing.persistence import (
     FORMAT_VERSION,
     ROUTER_FILE,
@@ -69,6 +70,7 @@ from hierarchy.training import TrainConfig
 logger = logging.getLogger(__name__)
 
 OOD_DIR = "ood"
+DEPTH_OOD_DIR = "depth_ood"
 _OOD = ".ood"  # key of the OOD scores among the per-component outputs (no parent group starts with '.')
 CALIBRATED_ROUTES = ("flat", "hierarchical", "soft", "ensemble")  # oracle borrows the hierarchical temperature
 _TINY = np.finfo(float).tiny  # a probability of exactly 0 would give an infinite logit
@@ -135,6 +137,9 @@ feature_views, seed, ood
     ood_trunk_ : {"shared", "flat", "plane"} or None
         Whose trunk ``ood_scorer_`` reads: the one every component shares, else the flat model's, else the
         parent-group classifier's.
+    depth_ood_scorer_ : MultiDepthOODScorer or None
+        Mahalanobis over several depths of the shared trunk, set by ``fit_depth_ood`` (None until then) and
+        saved with the Router; ``depth_ood_kind_`` says which features it reads (``DEPTH_KINDS``).
 
     Routes (``hierarchy.predictions.ROUTES``): ``flat``, ``hierarchical`` (the most probable group's expert),
     ``soft`` (experts mixed by group probability), ``ensemble`` (``w * flat + (1 - w) * soft``) and
@@ -319,6 +324,8 @@ feature_views, seed, ood
         self._trunks = {name: c.trunk_key() for name, c in self.components_.items()}
         self.ood_scorer_: FeatureOODScorer | None = None
         self.ood_trunk_: str | None = None
+        self.depth_ood_scorer_: MultiDepthOODScorer | None = None
+        self.depth_ood_kind_: str | None = None
 
     def _fit_ood(self, train: pd.DataFrame, extracted: dict[str, np.ndarray]) -> None:
         """Fit ``ood_scorer_`` on the training rows' features of the trunk ``choose_ood_trunk`` picks."""
@@ -329,6 +336,29 @@ feature_views, seed, ood
         self.ood_scorer_ = fit_ood_scorer(self.components_[ood_component(self.ood_trunk_)], train, extracted)
         logger.info("OOD scorer fitted on the %s trunk's features of %d training images", self.ood_trunk_,
                     len(train))
+
+    def fit_depth_ood(self, frame: pd.DataFrame | str | Path, kind: str = "depth_means", *,
+                      batch_size: int = 32) -> Router:
+        """Fit ``depth_ood_scorer_`` (a ``MultiDepthOODScorer``, reference scores out of fold) on the ``kind``
+        features (``DEPTH_KINDS``) of the shared trunk for ``frame``, which must be training rows (test-split
+        rows are refused; labels from its ``label`` column). Needs one trunk shared by every component (mode
+        ``joint``, or ``frozen`` on one backbone). Returns self."""
+        check_is_fitted(self)
+        if kind not in DEPTH_KINDS:
+            raise ValueError(f"unknown multi-depth kind {kind!r}; choose from {DEPTH_KINDS}")
+        train = training_frame(frame, "frame")
+        features = predict_depth_inputs(self, train, kind, batch_size=batch_size)
+        self.depth_ood_scorer_ = MultiDepthOODScorer().fit(features, train["label"].astype(str).to_numpy())
+        self.depth_ood_kind_ = kind
+        return self
+
+    def depth_ood_scores(self, inputs: Any, *, batch_size: int = 32) -> np.ndarray:
+        """The multi-depth OOD score (higher: more atypical) of each image of ``inputs``, in input order; its
+        referral threshold for ``q`` is ``depth_ood_scorer_.threshold(q)``."""
+        if self.depth_ood_scorer_ is None:
+            raise ValueError("this Router has no multi-depth OOD scorer; call fit_depth_ood(training_rows) first")
+        return self.depth_ood_scorer_.score(predict_depth_inputs(self, inputs, self.depth_ood_kind_,
+                                                                 batch_size=batch_size))
 
     def _choose_ensemble_weight(self, val: pd.DataFrame) -> float:
         found = self._route_probabilities(resolve_inputs(val), ("flat", "soft"), batch_size=32, progress=False,
@@ -569,7 +599,7 @@ feature_views, seed, ood
                 **({"flat": "flat"} if self.flat_model_ is not None else {})}
 
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
-        """Write every component, the OOD scorer and ``router.json`` (settings, label sets, ensemble weight,
+        """Write every component, the OOD scorers and ``router.json`` (settings, label sets, ensemble weight,
         temperatures, layout, record, OOD scorer folder, and the sha256 of every file written) to ``directory``,
         all at once: the Router is staged in a sibling folder and its parts moved in under the folder's lock
         (``hierarchy.routing.persistence``), journaled, so that a save killed at any point is finished by the
@@ -583,10 +613,15 @@ feature_views, seed, ood
                 self.components_[name].save(staging / sub)
             if self.ood_scorer_ is not None:
                 self.ood_scorer_.save(staging / OOD_DIR)
+            if self.depth_ood_scorer_ is not None:
+                self.depth_ood_scorer_.save(staging / DEPTH_OOD_DIR)
+            depth_ood = (None if self.depth_ood_scorer_ is None
+                         else {"directory": DEPTH_OOD_DIR, "kind": self.depth_ood_kind_})
             return {"format_version": FORMAT_VERSION, "config": self.settings(), "classes": list(self.classes_),
                     "planes": list(self.planes_), "ensemble_weight": self.ensemble_weight_,
                     "temperatures": self.temperatures_, "components": layout, "record": self.record_,
-                    "ood": None if self.ood_scorer_ is None else {"directory": OOD_DIR, "trunk": self.ood_trunk_}}
+                    "ood": None if self.ood_scorer_ is None else {"directory": OOD_DIR, "trunk": self.ood_trunk_},
+                    "depth_ood": depth_ood}
 
         return save_folder(directory, write, overwrite=overwrite)
 
@@ -652,4 +687,9 @@ feature_views, seed, ood
             router.ood_scorer_ = load_part(directory / manifest["ood"]["directory"], FeatureOODScorer.load,
                                            f"OOD scorer of the Router in {directory}")
             router.ood_trunk_ = manifest["ood"]["trunk"]
+        if manifest.get("depth_ood"):
+            router.depth_ood_scorer_ = load_part(directory / manifest["depth_ood"]["directory"],
+                                                 MultiDepthOODScorer.load,
+                                                 f"multi-depth OOD scorer of the Router in {directory}")
+            router.depth_ood_kind_ = manifest["depth_ood"]["kind"]
         return router

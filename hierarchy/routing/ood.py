@@ -18,7 +18,9 @@ then refer about ``1 - q`` of fresh training-like images, not almost all of them
 
 Features are first L2-normalised (``normalize="l2"``), standardised with the training mean and
 standard deviation (``"standard"``) or used as they are (``None``). The fitted state is plain arrays:
-``save(dir)`` writes ``ood.json`` (settings, classes) and ``ood.safetensors`` (arrays), no pickle.
+``save(dir)`` writes ``ood.json`` (settings, classes) and ``ood.safetensors`` (arrays), no pickle; a
+:class:`MultiDepthOODScorer` writes ``depth_ood.json`` and ``depth_ood.safetensors`` beside one such pair per
+depth (``depth_<k>/``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,27 @@ _METHOD = "mahalanobis"
 _FORMAT_VERSION = 1
 _SCORER_ARRAYS = ("means_", "precision_", "train_scores_")
 _NORMALIZER_ARRAYS = {"l2": (), "standard": ("center_", "scale_"), None: ()}
+DEPTH_CONFIG_FILE = "depth_ood.json"
+DEPTH_ARRAYS_FILE = "depth_ood.safetensors"
+_DEPTH_METHOD = "multi_depth_mahalanobis"
+_DEPTH_ARRAYS = ("log_center_", "log_scale_", "train_scores_")
+DEPTH_KINDS = ("depth_means", "depth_stats")  # what a MultiDepthOODScorer reads (hierarchy.routing.depth_features)
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of the safetensors file ``path``; a missing or unreadable file is an error naming it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no OOD scorer file {path}")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # noqa: BLE001  (safetensors raises its own error type for a corrupt header)
+        raise ValueError(f"OOD scorer file {path} is not a readable safetensors file: {err}") from err
+
+
+def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{existing} already exist; pass overwrite=True to replace them")
 
 
 def energy_score(logits: np.ndarray, T: float = 1.0) -> np.ndarray:  # noqa: N803  (T as in the paper)
@@ -250,9 +273,7 @@ class FeatureOODScorer(BaseEstimator):
         """
         directory = Path(directory)
         paths = [directory / CONFIG_FILE, directory / ARRAYS_FILE]
-        existing = [str(p) for p in paths if p.exists()]
-        if existing and not overwrite:
-            raise FileExistsError(f"{existing} already exist; pass overwrite=True to replace them")
+        _refuse_existing(paths, overwrite)
         config, arrays = self.config(), self.state_arrays()
         directory.mkdir(parents=True, exist_ok=True)
         write_json(paths[0], config)
@@ -265,9 +286,9 @@ class FeatureOODScorer(BaseEstimator):
         directory = Path(directory)
         config_path, arrays_path = directory / CONFIG_FILE, directory / ARRAYS_FILE
         config = read_json(config_path, what="OOD scorer settings")
-        if not arrays_path.is_file():
-            raise FileNotFoundError(f"no OOD scorer file {arrays_path}")
-        return cls.from_state(config, load_file(str(arrays_path)), source=str(config_path))
+        if not isinstance(config, dict):
+            raise ValueError(f"OOD scorer settings {config_path} must be a JSON object")
+        return cls.from_state(config, _read_arrays(arrays_path), source=str(config_path))
 
 
 class MultiDepthOODScorer(BaseEstimator):
@@ -331,3 +352,47 @@ class MultiDepthOODScorer(BaseEstimator):
     def is_atypical(self, depth_features: Sequence[np.ndarray], q: float) -> np.ndarray:
         """True where a row scores above ``threshold(q)``."""
         return self.score(depth_features) > self.threshold(q)
+
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> list[Path]:
+        """Write ``depth_ood.json`` (settings), ``depth_ood.safetensors`` (the z-score centres and scales and
+        the combined training scores) and each depth's scorer under ``depth_<k>/``; returns every path written.
+
+        Raises ``FileExistsError`` when ``depth_ood.json`` or ``depth_ood.safetensors`` exists, unless ``overwrite``.
+        """
+        check_is_fitted(self, "train_scores_")
+        directory = Path(directory)
+        paths = [directory / DEPTH_CONFIG_FILE, directory / DEPTH_ARRAYS_FILE]
+        _refuse_existing(paths, overwrite)
+        directory.mkdir(parents=True, exist_ok=True)
+        written = [p for k, s in enumerate(self.scorers_) for p in s.save(directory / f"depth_{k}", overwrite=overwrite)]
+        write_json(paths[0], {"format_version": _FORMAT_VERSION, "method": _DEPTH_METHOD, "normalize": self.normalize,
+                              "cv": self.cv, "n_depths": len(self.scorers_)})
+        save_file({name.rstrip("_"): np.ascontiguousarray(getattr(self, name), dtype=np.float64)
+                   for name in _DEPTH_ARRAYS}, str(paths[1]))
+        return [*paths, *written]
+
+    @classmethod
+    def load(cls, directory: str | Path) -> MultiDepthOODScorer:
+        """Read a scorer written by :meth:`save`; a missing, malformed or inconsistent file is an error naming it."""
+        directory = Path(directory)
+        config_path = directory / DEPTH_CONFIG_FILE
+        config = read_json(config_path, what="multi-depth OOD scorer settings")
+        if (not isinstance(config, dict) or config.get("format_version") != _FORMAT_VERSION
+                or config.get("method") != _DEPTH_METHOD):
+            raise ValueError(f"{config_path} is not a {_DEPTH_METHOD!r} OOD scorer of format version "
+                             f"{_FORMAT_VERSION}")
+        n_depths = config.get("n_depths")
+        if not isinstance(n_depths, int) or isinstance(n_depths, bool) or n_depths < 1:
+            raise ValueError(f"{config_path}: 'n_depths' must be a positive integer, got {n_depths!r}")
+        arrays_path = directory / DEPTH_ARRAYS_FILE
+        arrays = _read_arrays(arrays_path)
+        scorer = cls(normalize=config.get("normalize"), cv=config.get("cv"))
+        for name in _DEPTH_ARRAYS:
+            if name.rstrip("_") not in arrays:
+                raise ValueError(f"{arrays_path} lacks the array {name.rstrip('_')!r}")
+            setattr(scorer, name, np.asarray(arrays[name.rstrip("_")], dtype=np.float64))
+        if scorer.log_center_.shape != (n_depths,) or scorer.log_scale_.shape != (n_depths,):
+            raise ValueError(f"{arrays_path} holds z-score centres and scales for {scorer.log_center_.shape} "
+                             f"depths; {config_path} says {n_depths}")
+        scorer.scorers_ = [FeatureOODScorer.load(directory / f"depth_{k}") for k in range(n_depths)]
+        return scorer

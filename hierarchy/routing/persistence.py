@@ -2,7 +2,7 @@
 after every file it records has been verified.
 
 A saved Router ``D`` is ``D/router.json`` plus whatever parts the Router writes beside it (the component
-folders ``plane/``, ``experts/<group>/``, ``flat/``, an optional ``ood/`` ...); this module knows no fixed list.
+folders ``plane/``, ``experts/<group>/``, ``flat/``, optional ``ood/`` and ``depth_ood/`` ...); this module knows no fixed list.
 
 Saving (``save_folder``), under an exclusive lock on ``D`` (``hierarchy.fileio.folder_lock``)
     1. The parts and ``router.json`` are written into a new hidden sibling ``.D.saving-<generation>`` (same
@@ -50,6 +50,7 @@ from hierarchy.fileio import (
 )
 from hierarchy.predictions import ROUTES
 from hierarchy.provenance import json_sha256
+from hierarchy.routing.ood import DEPTH_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +89,9 @@ def _recorded_parts(manifest_path: Path) -> set[str]:
     if not isinstance(manifest, dict):
         return set()
     paths = [*(manifest.get("files") or {}), *(manifest.get("components") or {}).values()]
-    if isinstance(manifest.get("ood"), dict):
-        paths.append(manifest["ood"].get("directory"))
+    for key in ("ood", "depth_ood"):
+        if isinstance(manifest.get(key), dict):
+            paths.append(manifest[key].get("directory"))
     return {p.split("/")[0] for p in paths if isinstance(p, str) and p}
 
 
@@ -269,6 +271,12 @@ def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
         if not isinstance(ood, dict) or not isinstance(ood.get("trunk"), (str, type(None))):
             raise _fail(path, f"'ood' must be null or an object with 'directory' and 'trunk', got {ood!r}")
         folders["OOD scorer"] = [ood.get("directory")]
+    depth_ood = manifest.get("depth_ood")
+    if depth_ood is not None:
+        if not isinstance(depth_ood, dict) or depth_ood.get("kind") not in DEPTH_KINDS:
+            raise _fail(path, f"'depth_ood' must be null or an object with 'directory' and 'kind' (one of "
+                              f"{list(DEPTH_KINDS)}), got {depth_ood!r}")
+        folders["multi-depth OOD scorer"] = [depth_ood.get("directory")]
     for what, subs in folders.items():
         for sub in subs:
             _relative(sub, path, f"{what} folder")
