@@ -128,6 +128,40 @@ def test_an_undecodable_syntax_is_one_error_naming_the_file(tmp_path):
         load_volume(bad)
 
 
+def test_a_dicom_file_without_pixel_data_is_one_error_naming_it(tmp_path):
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    del ds.PixelData
+    path = tmp_path / "header_only.dcm"
+    ds.save_as(path)
+    with pytest.raises(ImageReadError, match=r"header_only\.dcm: DICOM file without pixel data \(MR"):
+        load_volume(path)
+
+
+@pytest.mark.parametrize("field, value", [("ImageOrientationPatient", [1, 0, 0]), ("PixelSpacing", [0, 0])])
+def test_malformed_dicom_geometry_is_one_error_naming_the_file_or_series(tmp_path, field, value):
+    uid = pydicom.uid.generate_uid()
+    for k in range(3):
+        ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+        ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.ImagePositionPatient = uid, pydicom.uid.generate_uid(), [0, 0, k]
+        setattr(ds, field, value)
+        ds.save_as(tmp_path / f"{k}.dcm")
+    with pytest.raises(ImageReadError, match=r"0\.dcm: malformed DICOM header"):
+        read_dicom_file(tmp_path / "0.dcm")
+    with pytest.raises(ImageReadError, match=rf"{tmp_path.name}/@{uid}: malformed DICOM header"):
+        load_volume(tmp_path, uid)
+
+
+@pytest.mark.parametrize("name", ["head.nii.gz", "head.nii"])
+def test_a_truncated_nifti_is_one_error_naming_the_file(tmp_path, name):
+    path, _ = _nifti(tmp_path, np.eye(4), name=name)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ImageReadError, match=rf"{name.replace('.', '[.]')}: cannot read NIfTI volume"):
+        load_volume(path)
+    path.write_bytes(b"\0" * 100)  # shorter than a NIfTI header
+    with pytest.raises(ImageReadError, match=rf"{name.replace('.', '[.]')}: cannot read NIfTI volume"):
+        load_volume(path)
+
+
 def test_multi_frame_files_give_one_slice_per_frame():
     dose = read_dicom_file(get_testdata_file("rtdose.dcm"))  # 15 frames with geometry
     assert dose.array.shape == (10, 10, 15)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -47,6 +49,19 @@ def _header(path: str, _mtime: int, _size: int) -> pydicom.Dataset:
         return pydicom.dcmread(path, stop_before_pixels=True)
     except (InvalidDicomError, OSError, ValueError, EOFError) as err:
         raise ImageReadError(f"{path}: not a readable DICOM file ({err})") from err
+
+
+@contextmanager
+def _naming(source: str | Path) -> Iterator[None]:
+    """Any error but an ``ImageReadError`` raised inside (a malformed header field, geometry nibabel cannot
+    decompose, a LUT pydicom refuses) becomes an ``ImageReadError`` naming ``source``."""
+    try:
+        yield
+    except ImageReadError:
+        raise
+    except Exception as err:  # noqa: BLE001  (pydicom, numpy and nibabel raise many types for bad headers)
+        raise ImageReadError(f"{source}: malformed DICOM header or pixel data ({type(err).__name__}: "
+                             f"{err})") from err
 
 
 def _read(path: Path) -> pydicom.Dataset:
@@ -175,10 +190,11 @@ def read_dicom_file(path: str | Path) -> Volume:
     """The :class:`Volume` of one DICOM file (one slice, or every frame of a multi-frame file)."""
     path = Path(path)
     ds = _read(path)
-    scaled = _scaled(ds, path)
-    values, window = (scaled, (0.0, 255.0)) if _is_colour(ds) else _window(ds, scaled)
-    invert = str(ds.get("PhotometricInterpretation")) == "MONOCHROME1"
-    return _volume(values, window, invert, ds, _frame_positions(ds, len(values)), str(path), 1)
+    with _naming(path):
+        scaled = _scaled(ds, path)
+        values, window = (scaled, (0.0, 255.0)) if _is_colour(ds) else _window(ds, scaled)
+        invert = str(ds.get("PhotometricInterpretation")) == "MONOCHROME1"
+        return _volume(values, window, invert, ds, _frame_positions(ds, len(values)), str(path), 1)
 
 
 def series_of(folder: str | Path) -> dict[str, list[Path]]:
@@ -209,6 +225,12 @@ def read_dicom_series(paths: list[Path], source: str) -> Volume:
     """One series of single-frame files (see :func:`stackable`) as one :class:`Volume`: sorted along the slice
     normal, the modality LUT of each file, then the VOI LUT or window of the middle file for the whole series."""
     datasets = [_read(p) for p in paths]
+    with _naming(source):
+        return _stack(datasets, paths, source)
+
+
+def _stack(datasets: list[pydicom.Dataset], paths: list[Path], source: str) -> Volume:
+    """The body of :func:`read_dicom_series` once every file is read."""
     orientation = _orientation(datasets[0])
     normal = np.cross(orientation[:3], orientation[3:])
     positions = np.array([d.ImagePositionPatient for d in datasets], dtype=float)
@@ -237,7 +259,9 @@ def read_dicom_volume(path: str | Path, series: str | None = None) -> Volume:
     if series not in groups:
         raise ImageReadError(f"{path}: no DICOM series {series}")
     files = groups[series]
-    if not stackable(files):
+    with _naming(f"{path}/@{series}"):
+        whole = stackable(files)
+    if not whole:
         raise ImageReadError(f"{path}: series {series} does not stack into one volume (mixed sizes, "
                              "orientations, colour or multi-frame files); read its files one by one")
     return read_dicom_series(files, f"{path}/@{series}")
