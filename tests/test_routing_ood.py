@@ -5,7 +5,12 @@ import pytest
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
-from hierarchy.routing.ood import NORMALIZATIONS, FeatureOODScorer, MultiDepthOODScorer, energy_score
+from hierarchy.routing.ood import (
+    NORMALIZATIONS,
+    FeatureOODScorer,
+    MultiDepthOODScorer,
+    energy_score,
+)
 
 D = 16
 
