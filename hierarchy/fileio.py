@@ -5,8 +5,8 @@ A write goes to a uniquely named temporary file beside the target, is flushed to
 the target with ``os.replace`` (atomic on POSIX and Windows). If writing fails (a full disk), the temporary
 file is removed, the target keeps its previous content and the error names the target; temporary files of
 a killed writer are removed by the next write of the same file. A folder of several files (a saved Router,
-a model bundle) is staged in a sibling folder and moved in by :func:`swap_entries`, whose journal lets
-:func:`finish_swap` complete it after a kill.
+a model bundle, a report) is written by :func:`staged_swap` into a hidden sibling folder under the folder's
+lock and moved in by :func:`swap_entries`, whose journal lets :func:`finish_swap` complete it after a kill.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -29,6 +30,8 @@ try:
     import fcntl
 except ModuleNotFoundError:  # Windows: folder_lock holds no lock
     fcntl = None
+
+logger = logging.getLogger(__name__)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
@@ -185,30 +188,74 @@ def folder_lock(directory: str | os.PathLike, *, shared: bool = False, create: b
         os.close(handle)  # closing releases the lock
 
 
+def walk_files(root: str | os.PathLike) -> Iterator[Path]:
+    """Every file under ``root`` (symlinked folders not followed)."""
+    for folder, _, names in os.walk(root):
+        for name in names:
+            yield Path(folder) / name
+
+
 def _staged_names(names: Iterable[str], last: str | None) -> list[str]:
     """``names`` sorted, ``last`` moved to the end (the entry whose arrival completes the folder)."""
     return sorted(names, key=lambda name: (name == last, name))
 
 
-def swap_entries(staging: Path, directory: Path, replaced: Iterable[str], *, last: str | None = None) -> None:
+def _check_destinations(directory: Path, names: Iterable[str]) -> None:
+    """Refuse (``FileExistsError`` naming it) a nested entry to be moved in whose parent in ``directory`` is a
+    file or a symlink, before anything moves."""
+    for name in names:
+        parent = directory
+        for part in Path(name).parts[:-1]:
+            parent = parent / part
+            if parent.is_symlink() or (parent.exists() and not parent.is_dir()):
+                raise FileExistsError(f"{parent} is not a folder, so {directory / name} cannot be written; move it "
+                                      "away or choose another folder")
+
+
+def swap_entries(staging: Path, directory: Path, replaced: Iterable[str], *, last: str | None = None,
+                 entries: Iterable[str] | None = None) -> None:
     """Move every entry of the folder ``staging`` into ``directory``, replacing ``directory``'s entries named in
     ``replaced`` (those only: every other entry of ``directory`` stays where it is).
 
+    ``entries`` are the relative POSIX paths of the files of ``staging`` to move one by one (so that a
+    replaced file's folder keeps the files nobody replaces); by default each top-level entry moves as a whole.
     The moves are journaled in ``directory/.swap-journal.json``, so a process killed half-way leaves a folder
     that :func:`finish_swap` completes (the next save or load calls it); nothing is left hidden. ``last`` is
     the entry moved in last (a manifest, so that a reader without a lock never sees it with half the parts)
     and the first one moved out. Hold :func:`folder_lock` on ``directory`` while calling this.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    present = {entry.name for entry in directory.iterdir()}
-    incoming = {entry.name for entry in staging.iterdir()}
+    incoming = {entry.name for entry in staging.iterdir()} if entries is None else set(entries)
+    _check_destinations(directory, incoming)
+    present = {name for name in set(replaced) | incoming
+               if (directory / name).exists() or (directory / name).is_symlink()}
     journal = {"staging": staging.name, "aside": f".{directory.name}.old-{uuid.uuid4().hex}",
-               "incoming": _staged_names(incoming, last),
-               "replaced": _staged_names(set(replaced) & present | incoming & present, last)[::-1]}
+               "incoming": _staged_names(incoming, last), "replaced": _staged_names(present, last)[::-1]}
     if (directory.parent / journal["aside"]).exists() or staging.parent != directory.parent:
         raise ValueError(f"staging folder {staging} must be a sibling of {directory}")
     atomic_write_text(directory / SWAP_JOURNAL, json.dumps(journal))
     finish_swap(directory)
+
+
+def _relative(name: object) -> bool:
+    """Whether ``name`` is a relative POSIX path that stays inside its folder (no ``..``, no backslash)."""
+    return isinstance(name, str) and bool(name) and "\\" not in name and not name.startswith("/") \
+        and all(part not in ("", ".", "..") for part in name.split("/"))
+
+
+def _remove_empty_parents(directory: Path, name: str) -> None:
+    """Remove the folders between ``directory/name`` and ``directory`` that are left empty."""
+    folder = (directory / name).parent
+    while folder != directory and folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
+
+
+def _move(source: Path, destination: Path, *, nested: bool) -> None:
+    """``os.replace`` that first creates the destination's folder for a ``nested`` entry."""
+    if nested:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, destination)
 
 
 def finish_swap(directory: str | os.PathLike) -> bool:
@@ -223,19 +270,124 @@ def finish_swap(directory: str | os.PathLike) -> bool:
     if not isinstance(journal, dict):
         raise ValueError(f"{path}: not a journal of an interrupted save (not a JSON object); move it away")
     names = [journal.get("staging"), journal.get("aside"), *journal.get("incoming", []), *journal.get("replaced", [])]
-    if not all(isinstance(n, str) and n and "/" not in n and "\\" not in n and n not in (".", "..") for n in names) \
-            or not all(n.startswith(f".{directory.name}.") for n in names[:2]):
+    if not all(map(_relative, names)) or not all("/" not in n and n.startswith(f".{directory.name}.") for n in names[:2]):
         raise ValueError(f"{path}: not a journal of an interrupted save (malformed names); move it away")
     staging, aside = directory.parent / journal["staging"], directory.parent / journal["aside"]
     aside.mkdir(exist_ok=True)
     for name in journal["replaced"]:  # out first, so the new entry never lands inside the old one
         if (directory / name).exists() or (directory / name).is_symlink():
             if (staging / name).exists() or name not in journal["incoming"]:  # still the old entry
-                os.replace(directory / name, aside / name)
+                _move(directory / name, aside / name, nested="/" in name)
     for name in journal["incoming"]:
         if (staging / name).exists() or (staging / name).is_symlink():
-            os.replace(staging / name, directory / name)
+            _move(staging / name, directory / name, nested="/" in name)
+    for name in journal["replaced"]:
+        _remove_empty_parents(directory, name)
     path.unlink()
     for folder in (aside, staging):
         shutil.rmtree(folder, ignore_errors=True)
     return True
+
+
+def leftovers(directory: str | os.PathLike) -> list[Path]:
+    """The staged and set-aside folders that killed saves into ``directory`` left beside it."""
+    directory = Path(directory)
+    name = glob.escape(directory.name)
+    return [p for pattern in (f".{name}.saving-*", f".{name}.old-*") for p in directory.parent.glob(pattern)
+            if p.is_dir() and not p.is_symlink()]
+
+
+def clear_leftovers(directory: str | os.PathLike) -> None:
+    """Finish a save into ``directory`` that was killed while moving its parts in, and remove the staged and
+    set-aside folders that saves killed earlier left beside it. Hold :func:`folder_lock` on ``directory``
+    (so that no save is running)."""
+    directory = Path(directory)
+    if directory.is_dir() and finish_swap(directory):
+        logger.warning("finished the save into %s that was interrupted while moving its files in", directory)
+    for leftover in leftovers(directory):
+        logger.warning("removing %s, left by a save into %s that was killed", leftover, directory)
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+class UnfinishedSwapError(RuntimeError):
+    """A swap that failed half-way and could not be finished at once; the next save or load finishes it."""
+
+
+class Staging:
+    """A folder's new entries being written (see :func:`staged_swap`).
+
+    Attributes
+    ----------
+    target
+        The folder whose entries are replaced (absolute, a symlink resolved).
+    path
+        The hidden sibling folder of ``target`` to write the new entries into.
+    replaced
+        The entries of the target folder that the new ones replace (set by the caller; entries that the new
+        ones bear the name of are replaced anyway). Every other entry stays where it is.
+    entries
+        The relative paths of the files of ``path`` to move in one by one, or None to move each top-level
+        entry as a whole (see :func:`swap_entries`).
+    """
+
+    def __init__(self, target: Path):
+        self.target = target
+        self.path = target.parent / f".{target.name}.saving-{uuid.uuid4().hex}"
+        self.replaced: set[str] = set()
+        self.entries: list[str] | None = None
+
+
+@contextmanager
+def staged_swap(directory: str | os.PathLike, *, last: str | None = None) -> Iterator[Staging]:
+    """Replace entries of the folder ``directory`` with what the ``with`` block writes, so that a process killed
+    at any moment leaves either the old entries or the new ones, never a mix and nothing hidden.
+
+    For the whole block an exclusive :func:`folder_lock` is held on ``directory`` (created when missing; a
+    symlink stands for the folder it points to); first a swap an earlier process left half-done is finished and
+    the folders killed saves left beside it are removed. The block writes into the hidden sibling
+    ``Staging.path`` (``.<name>.saving-<id>``, same filesystem) and sets ``Staging.replaced``; when it ends,
+    :func:`swap_entries` moves the new entries in (``last`` last), journaled. When the block raises, the staged
+    files are removed and ``directory`` is as it was (a folder this call created is removed again).
+
+    Raises
+    ------
+    UnfinishedSwapError
+        Moving the entries in failed half-way twice (the next save or load finishes it; nothing is lost).
+    """
+    directory = Path(os.path.abspath(directory))  # "." and "run/" have a parent and a name
+    if directory.is_symlink():  # a link to a folder elsewhere: stage beside that folder (one filesystem)
+        directory = directory.resolve()
+    if directory.exists() and not directory.is_dir():
+        raise FileExistsError(f"{directory} exists and is not a folder")
+    created = not directory.exists()
+    staging = Staging(directory)
+    try:
+        with folder_lock(directory, create=True):
+            clear_leftovers(directory)
+            staging.path.mkdir()
+            yield staging
+            try:
+                swap_entries(staging.path, directory, staging.replaced, last=last, entries=staging.entries)
+            except Exception as err:
+                if not (directory / SWAP_JOURNAL).is_file():
+                    raise
+                _finish_or_explain(directory, err)
+    except BaseException:
+        if not (directory / SWAP_JOURNAL).is_file():  # the old entries are untouched: drop the staged ones
+            shutil.rmtree(staging.path, ignore_errors=True)
+            if created and directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
+        raise
+
+
+def _finish_or_explain(directory: Path, err: Exception) -> None:
+    """Finish a swap that failed half-way (a transient error); if that fails too, say that the next save or
+    load of ``directory`` finishes it."""
+    try:
+        finish_swap(directory)
+    except Exception as again:
+        raise UnfinishedSwapError(f"{directory}: the save failed while moving the new files in ({err}; then "
+                                  f"{again}); the next save or load of this folder finishes it, and no file is "
+                                  "lost") from err
+    logger.warning("the save into %s hit %s while moving the new files in, and finished on a second try",
+                   directory, err)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +13,10 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from hierarchy.fileio import (
-    SWAP_JOURNAL,
     atomic_write_bytes,
-    finish_swap,
-    folder_lock,
     read_json,
     sha256_file,
-    swap_entries,
+    staged_swap,
     write_json,
 )
 from hierarchy.models.registry import build_architecture
@@ -88,23 +83,14 @@ def save_bundle(model: nn.Module, directory: str | os.PathLike, config: dict[str
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())) and not overwrite:
         raise FileExistsError(f"{directory} already exists; pass overwrite=True to replace it")
     record = _bundle_config(model, config)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    # mkdir, not tempfile.mkdtemp: the umask decides who may read the bundle, as for any other file
-    staging = directory.parent / f".{directory.name}.saving-{uuid.uuid4().hex}"
-    staging.mkdir()
-    try:
+    with staged_swap(directory, last=CONFIG_FILE) as staging:
         tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
         # bytes written by atomic_write: the umask applies (safetensors' save_file makes owner-only files) and
         # a full disk names the file
-        atomic_write_bytes(staging / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
-        record["weights_sha256"] = sha256_file(staging / WEIGHTS_FILE)
-        write_json(staging / CONFIG_FILE, record, sort_keys=True)
-        with folder_lock(directory, create=True):
-            finish_swap(directory)
-            swap_entries(staging, directory, {e.name for e in directory.iterdir()}, last=CONFIG_FILE)
-    finally:
-        if not (directory / SWAP_JOURNAL).is_file():  # else the staged files are still to be moved in
-            shutil.rmtree(staging, ignore_errors=True)
+        atomic_write_bytes(staging.path / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
+        record["weights_sha256"] = sha256_file(staging.path / WEIGHTS_FILE)
+        write_json(staging.path / CONFIG_FILE, record, sort_keys=True)
+        staging.replaced = {e.name for e in staging.target.iterdir()}
     return directory
 
 

@@ -25,27 +25,27 @@ Loading (``read_manifest``, ``load_part``)
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import math
-import os
 import re
-import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from hierarchy.fileio import (
     SWAP_JOURNAL,
-    finish_swap,
+    UnfinishedSwapError,
+    clear_leftovers,
     folder_lock,
+    leftovers,
     read_json,
     sha256_file,
-    swap_entries,
+    staged_swap,
     to_jsonable,
+    walk_files,
     write_json,
 )
 from hierarchy.predictions import ROUTES
@@ -67,13 +67,6 @@ class RouterError(ValueError):
 
 
 # -- saving --------------------------------------------------------------------------------------------------
-def _walk_files(root: Path) -> Iterator[Path]:
-    """Every file under ``root`` (symlinked folders not followed)."""
-    for folder, _, names in os.walk(root):
-        for name in names:
-            yield Path(folder) / name
-
-
 def content_checksum(manifest: dict[str, Any]) -> str:
     """sha256 of the manifest's canonical JSON, its ``checksum`` field left out."""
     body = {key: value for key, value in manifest.items() if key != "checksum"}
@@ -95,27 +88,10 @@ def _recorded_parts(manifest_path: Path) -> set[str]:
     return {p.split("/")[0] for p in paths if isinstance(p, str) and p}
 
 
-def _clear_leftovers(directory: Path) -> None:
-    """Finish a save into ``directory`` that was killed while moving its parts in, and remove the staged and
-    set-aside folders that saves killed earlier left beside it (only under the folder's exclusive lock, so no
-    save is running)."""
-    if directory.is_dir() and finish_swap(directory):
-        logger.warning("finished the save into %s that was interrupted while moving its parts in", directory)
-    for leftover in _leftovers(directory):
-        logger.warning("removing %s, left by a save into %s that was killed", leftover, directory)
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _leftovers(directory: Path) -> list[Path]:
-    """The staged and set-aside folders that killed saves into ``directory`` left beside it."""
-    name = glob.escape(directory.name)
-    return [p for pattern in (f".{name}.saving-*", f".{name}.old-*") for p in directory.parent.glob(pattern)
-            if p.is_dir() and not p.is_symlink()]
-
-
 def save_folder(directory: str | Path, write: Callable[[Path], dict[str, Any]], *, overwrite: bool = False) -> Path:
     """Save a Router to ``directory``: stage it in a sibling folder, then move its parts in under the folder's
-    lock, journaled, so that a save killed at any point is finished by the next save or load.
+    lock, journaled, so that a save killed at any point is finished by the next save or load
+    (``hierarchy.fileio.staged_swap``).
 
     Parameters
     ----------
@@ -132,64 +108,34 @@ def save_folder(directory: str | Path, write: Callable[[Path], dict[str, Any]], 
     Path
         ``directory``.
     """
-    given, directory = Path(directory), Path(os.path.abspath(directory))  # "." and "run/" have a parent and name
-    if directory.is_symlink():  # a link to a folder elsewhere: stage beside that folder (one filesystem)
-        directory = directory.resolve()
-    if directory.exists() and not directory.is_dir():
-        raise FileExistsError(f"{directory} exists and is not a folder")
-    if (directory / ROUTER_FILE).exists() and not overwrite:
-        raise FileExistsError(f"{directory / ROUTER_FILE} exists; pass overwrite=True to replace it")
-    created = not directory.exists()
-    generation = uuid.uuid4().hex
-    staging = directory.parent / f".{directory.name}.saving-{generation}"
+    if (Path(directory) / ROUTER_FILE).exists() and not overwrite:
+        raise FileExistsError(f"{Path(directory) / ROUTER_FILE} exists; pass overwrite=True to replace it")
     try:
-        with folder_lock(directory, create=True):
-            _clear_leftovers(directory)
-            staging.mkdir()
+        with staged_swap(directory, last=ROUTER_FILE) as staging:
             try:
-                manifest = dict(write(staging))
+                manifest = dict(write(staging.path))
             except OSError as err:
                 if err.filename is not None:
                     raise
-                raise type(err)(err.errno, f"cannot save the Router to {directory}: {err.strerror or err}") from err
-            written = sorted(p.relative_to(staging).as_posix() for p in _walk_files(staging))
+                raise type(err)(err.errno, f"cannot save the Router to {staging.target}: {err.strerror or err}") from err
+            written = sorted(p.relative_to(staging.path).as_posix() for p in walk_files(staging.path))
             if ROUTER_FILE in written:
                 raise ValueError(f"a Router part may not be named {ROUTER_FILE}")
-            manifest.update(generation=generation, files={rel: sha256_file(staging / rel) for rel in written})
+            manifest.update(generation=uuid.uuid4().hex,
+                            files={rel: sha256_file(staging.path / rel) for rel in written})
             manifest = json.loads(json.dumps(to_jsonable(manifest), default=str))  # exactly what load will read
             manifest["checksum"] = content_checksum(manifest)
             parts = {rel.split("/")[0] for rel in written} | {ROUTER_FILE}
             if not overwrite:
-                clash = sorted(e.name for e in directory.iterdir() if e.name in parts)
+                clash = sorted(e.name for e in staging.target.iterdir() if e.name in parts)
                 if clash:
-                    raise FileExistsError(f"{directory} already holds {clash}, which the Router would replace; "
+                    raise FileExistsError(f"{staging.target} already holds {clash}, which the Router would replace; "
                                           "pass overwrite=True or choose another folder")
-            write_json(staging / ROUTER_FILE, manifest)
-            try:
-                swap_entries(staging, directory, parts | _recorded_parts(directory / ROUTER_FILE), last=ROUTER_FILE)
-            except Exception as err:
-                if not (directory / SWAP_JOURNAL).is_file():
-                    raise
-                _finish_or_explain(directory, err)
-    except BaseException:
-        if not (directory / SWAP_JOURNAL).is_file():  # the old Router is untouched: drop the staged one
-            shutil.rmtree(staging, ignore_errors=True)
-            if created and directory.is_dir() and not any(directory.iterdir()):
-                directory.rmdir()
-        raise
-    return given
-
-
-def _finish_or_explain(directory: Path, err: Exception) -> None:
-    """Finish a swap that failed half-way (a transient error); if that fails too, say that the next save or
-    load of ``directory`` finishes it."""
-    try:
-        finish_swap(directory)
-    except Exception as again:
-        raise RouterError(f"{directory}: the save failed while moving the new Router in ({err}; then {again}); "
-                          "the next save or load of this folder finishes it, and no file is lost") from err
-    logger.warning("the save into %s hit %s while moving the new Router in, and finished on a second try",
-                   directory, err)
+            write_json(staging.path / ROUTER_FILE, manifest)
+            staging.replaced = parts | _recorded_parts(staging.target / ROUTER_FILE)
+    except UnfinishedSwapError as err:
+        raise RouterError(str(err)) from err
+    return Path(directory)
 
 
 def locked_for_reading(directory: str | Path) -> AbstractContextManager[None]:
@@ -198,10 +144,10 @@ def locked_for_reading(directory: str | Path) -> AbstractContextManager[None]:
     half-way is finished first (which needs write access to the folder)."""
     directory = Path(directory)
     interrupted = (directory / SWAP_JOURNAL).is_file()
-    if interrupted or _leftovers(directory):
+    if interrupted or leftovers(directory):
         try:
             with folder_lock(directory):
-                _clear_leftovers(directory)
+                clear_leftovers(directory)
         except OSError as err:
             if interrupted:
                 raise RouterError(f"{directory}: a save into it was interrupted and cannot be finished ({err}); "
@@ -312,7 +258,7 @@ def verify_files(directory: Path, manifest: dict[str, Any], path: Path) -> None:
             raise _fail(target, f"does not match the sha256 recorded in {path} (save {generation}): corrupt, "
                                 "edited after saving, or left from another save")
     for part in sorted({rel.split("/")[0] for rel in files}):
-        for found in _walk_files(_inside(directory, part)):
+        for found in walk_files(_inside(directory, part)):
             rel = found.relative_to(directory).as_posix()
             if rel not in files and not found.name.startswith("."):
                 raise _fail(found, f"not written by the save recorded in {path} (save {generation}): a file "
