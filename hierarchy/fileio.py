@@ -309,6 +309,15 @@ def clear_leftovers(directory: str | os.PathLike) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
+def tidy_folder(directory: str | os.PathLike) -> None:
+    """When a save into ``directory`` was interrupted or left folders beside it, finish it and remove them
+    under the folder's lock (:func:`clear_leftovers`); otherwise take no lock and change nothing."""
+    directory = Path(directory)
+    if (directory / SWAP_JOURNAL).is_file() or leftovers(directory):
+        with folder_lock(directory):
+            clear_leftovers(directory)
+
+
 class UnfinishedSwapError(RuntimeError):
     """A swap that failed half-way and could not be finished at once; the next save or load finishes it."""
 
@@ -364,7 +373,11 @@ def staged_swap(directory: str | os.PathLike, *, last: str | None = None) -> Ite
     try:
         with folder_lock(directory, create=True):
             clear_leftovers(directory)
-            staging.path.mkdir()
+            try:
+                staging.path.mkdir()
+            except PermissionError as err:
+                raise PermissionError(err.errno, f"cannot write into {directory}: the new files are staged beside "
+                                      f"it, and its parent folder {directory.parent} is not writable") from err
             yield staging
             try:
                 swap_entries(staging.path, directory, staging.replaced, last=last, entries=staging.entries)

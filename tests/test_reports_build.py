@@ -182,10 +182,11 @@ def test_manifest_lists_every_file_with_its_sha256_and_every_link_resolves(repor
     assert "gallery/missed_gallery.png" in path.read_text()  # named, not linked: published copies lack it
 
 
-def test_stale_outputs_go_and_a_killed_run_leaves_a_usable_folder(tmp_path, monkeypatch):
+def test_stale_outputs_go_and_an_interrupted_run_changes_nothing(tmp_path, monkeypatch):
     out = tmp_path / "r"
     build_report(simulate_predictions(40, routes=("flat",), seed=4), out, n_bootstrap=5)
     assert not (out / "figures" / "plane_confusion.png").exists()
+    before = {name: sha256_file(out / name) for name in _files_under(out)}
     both = simulate_predictions(40, routes=("flat", "hierarchical"), seed=4)
 
     def killed(*args, **kwargs):
@@ -194,9 +195,9 @@ def test_stale_outputs_go_and_a_killed_run_leaves_a_usable_folder(tmp_path, monk
         patch.setattr(figures, "plane_confusion_figure", killed)
         with pytest.raises(KeyboardInterrupt):
             build_report(both, out, n_bootstrap=5, overwrite=True)
-    interrupted = json.loads((out / "manifest.json").read_text())
-    assert not interrupted["complete"] and _files_under(out) <= {*interrupted["files"], "manifest.json"}
-    build_report(both, out, n_bootstrap=5, overwrite=True)  # the new files of the killed run are its own
+    assert {name: sha256_file(out / name) for name in _files_under(out)} == before  # the earlier report, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no staged files left beside it
+    build_report(both, out, n_bootstrap=5, overwrite=True)
     assert (out / "figures" / "plane_confusion.png").exists()
     build_report(simulate_predictions(40, routes=("flat",), seed=4), out, n_bootstrap=5, overwrite=True)
     manifest = json.loads((out / "manifest.json").read_text())

@@ -18,13 +18,20 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from hierarchy.fileio import tidy_folder
 from hierarchy.labels import PLANES
 from hierarchy.metrics.evaluate import compare_routes, evaluate_predictions
 from hierarchy.provenance import software_versions
 from hierarchy.reports import figures, tables
 from hierarchy.reports.latex import supplement
 from hierarchy.reports.style import line_groups
-from hierarchy.reports.writer import MANIFEST, ReportFiles, ReportWriter, supplement_items
+from hierarchy.reports.writer import (
+    MANIFEST,
+    ReportFiles,
+    ReportWriter,
+    report_writer,
+    supplement_items,
+)
 
 COMPARISONS: tuple[tuple[str, str], ...] = (("flat", "hierarchical"), ("flat", "soft"),
                                             ("flat", "ensemble"), ("hierarchical", "oracle"))
@@ -35,8 +42,11 @@ GALLERY_DIR = "gallery"  # image-derived figures: written beside the report, kep
 
 
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Refuse a file, or a non-empty folder without ``overwrite``, once a report killed while moving in is
+    finished and what killed reports left beside the folder is removed."""
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir} exists and is not a folder")
+    tidy_folder(out_dir)
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"report folder {out_dir} is not empty; choose another folder or "
                               "pass overwrite=True (--overwrite)")
@@ -220,8 +230,10 @@ def build_report(pred: pd.DataFrame, out_dir: str | Path, *, run_record: dict | 
     the same run wrote there, to be listed in the manifest too (``_local``: image-derived, kept out of
     published copies). Only ``comparisons`` whose two routes are present are run.
 
-    Every file goes through one :class:`~hierarchy.reports.writer.ReportWriter`: written atomically and
-    listed with its sha256 in ``manifest.json``; ``supplement.tex`` inputs every table and figure in the
+    Every file goes through one :class:`~hierarchy.reports.writer.ReportWriter`: written into a hidden sibling
+    of ``out_dir`` and moved in, under the folder's lock and journaled, once the report is complete (a report
+    killed at any moment leaves the earlier one, finished or discarded by the next run), and listed with its
+    sha256 in ``manifest.json``; ``supplement.tex`` inputs every table and figure in the
     order of ``report.md``. A non-empty ``out_dir`` raises ``FileExistsError`` unless ``overwrite``; with
     ``overwrite`` the files of an earlier report's manifest are replaced and those this report does not
     write are removed, and a file no manifest lists raises ``FileExistsError`` instead of being written
@@ -237,16 +249,15 @@ def build_report(pred: pd.DataFrame, out_dir: str | Path, *, run_record: dict | 
     if compared is None:
         compared = [compare_routes(pred, a, b, n_bootstrap=n_bootstrap, seed=seed)
                     for a, b in comparisons if a in metrics["routes"] and b in metrics["routes"]]
-    writer = ReportWriter(out_dir)
-    taken = [name for name in _FIXED_OUTPUTS if (out_dir / name).exists() and name not in writer.previous]
-    if taken:  # refused before anything is written
-        raise FileExistsError(f"{', '.join(str(out_dir / n) for n in taken)} already exist(s) and no earlier "
-                              f"report's {MANIFEST} lists them; move them away or choose another folder")
-    w = _Writer(writer)
-    _write_report(w, pred, metrics, compared, run_record, training_logs, extra_sections, overlays, files)
-    writer.adopt(adopt)
-    writer.adopt(adopt_local, local=True)
-    writer.finish()
+    with report_writer(out_dir) as writer:
+        taken = [name for name in _FIXED_OUTPUTS if (out_dir / name).exists() and name not in writer.previous]
+        if taken:  # refused before anything is written
+            raise FileExistsError(f"{', '.join(str(out_dir / n) for n in taken)} already exist(s) and no earlier "
+                                  f"report's {MANIFEST} lists them; move them away or choose another folder")
+        _write_report(_Writer(writer), pred, metrics, compared, run_record, training_logs, extra_sections, overlays,
+                      files)
+        writer.adopt(adopt)
+        writer.adopt(adopt_local, local=True)
     return out_dir / "report.md"
 
 

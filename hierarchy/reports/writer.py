@@ -1,17 +1,18 @@
 """``ReportWriter``: the one way files enter a report folder, and ``manifest.json``, the list of them.
 
-Every file is written atomically (a temporary sibling renamed over the target, ``hierarchy.fileio``), and
-its name is added to ``manifest.json`` *before* it is written, with ``"complete": false``: a run killed
-half-way leaves a folder whose manifest still lists everything it may have written, so the next
-``--overwrite`` treats those files as the report's own. ``finish`` lists every file with its sha256,
-removes the files an earlier report listed that this one did not write (no stale figure survives a
-changed run), and marks the manifest complete. A file that no manifest lists is never written over.
+A report is written by :func:`report_writer` into a hidden sibling of its folder and moved in, under the
+folder's lock and journaled, when it is complete (``hierarchy.fileio.staged_swap``, as a saved Router is),
+``manifest.json`` last: a report killed at any moment leaves the earlier report (or none) or the new one,
+never a mix, and the next run finishes or discards it, leaving nothing hidden. What the new report replaces
+is only what the earlier report's manifest lists: the files it does not write again are removed (no stale
+figure survives a changed run), and a file that no manifest lists is never written over (the run is
+refused, naming it), nor moved.
 
 Manifest format::
 
-    {"format": "hierarchy-report-manifest", "complete": bool,
+    {"format": "hierarchy-report-manifest", "complete": true,
      "files": [relative path, ...],              # manifest.json itself excluded
-     "sha256": {relative path: hex digest},      # once complete
+     "sha256": {relative path: hex digest},
      "local": [relative path, ...]}              # image-derived files, kept out of published copies
 """
 
@@ -19,15 +20,24 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
 
-from hierarchy.fileio import atomic_write_bytes, atomic_write_text, sha256_file, to_jsonable
+from hierarchy.fileio import (
+    Staging,
+    atomic_write_bytes,
+    sha256_file,
+    staged_swap,
+    to_jsonable,
+    walk_files,
+)
 from hierarchy.reports.latex import Item
 from hierarchy.reports.style import figure_bytes
 from hierarchy.reports.tables import table_texts, to_markdown
@@ -65,33 +75,30 @@ def _inside(out_dir: Path, name: object) -> str | None:
 
 
 class ReportWriter:
-    """Writes files under ``out_dir`` (atomically) and keeps ``manifest.json`` the truth about them.
+    """Writes a report's files (atomically) into its staging folder and keeps the list of them for
+    ``manifest.json``; made by :func:`report_writer`.
 
     Parameters
     ----------
-    out_dir
-        The report folder; created when missing.
+    staging
+        Where the files go (``staging.path``) and the report folder they are moved into (``staging.target``).
     """
 
-    def __init__(self, out_dir: str | Path):
-        self.out_dir = Path(out_dir)
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise FileExistsError(f"{self.out_dir} exists and is not a folder")
+    def __init__(self, staging: Staging):
+        self.staging = staging
+        self.out_dir = staging.target
         previous = read_manifest(self.out_dir)
         names = [] if previous is None else previous["files"]
         self.previous = [n for n in (_inside(self.out_dir, name) for name in names) if n and n != MANIFEST]
         self.written: list[str] = []
+        self.adopted: list[str] = []
         self.local: set[str] = set()
         self.captions: dict[str, Item] = {}  # a figure's PNG or a table's .tex -> its supplement item
-        self.out_dir.mkdir(parents=True, exist_ok=True)
 
-    def path(self, name: str) -> Path:
-        return self.out_dir / name
-
-    def _claim(self, name: str, *, local: bool = False) -> Path:
-        """Check that ``name`` is ours to write and list it in the manifest before it is written."""
+    def _claim(self, name: str, *, local: bool = False) -> None:
+        """Check that ``name`` is ours to write, and list it."""
         path = self.out_dir / name
-        if name in self.written:
+        if name in self.written or name in self.adopted:
             raise ValueError(f"{path} is written twice by one report")
         if (path.exists() or path.is_symlink()) and name not in self.previous:
             raise FileExistsError(f"{path} already exists and no earlier report's {MANIFEST} lists it; move "
@@ -99,17 +106,23 @@ class ReportWriter:
         self.written.append(name)
         if local:
             self.local.add(name)
-        if name not in self.previous:
-            self._write_manifest(complete=False)
-        return path
 
     def write_bytes(self, name: str, data: bytes, *, local: bool = False) -> Path:
-        """Write ``data`` to ``out_dir/name`` (a relative POSIX path) atomically; returns its path."""
-        return atomic_write_bytes(self._claim(name, local=local), data)
+        """Write ``data`` as ``name`` (a relative POSIX path) of the report; returns the staged file."""
+        self._claim(name, local=local)
+        return self._store(name, data)
+
+    def _store(self, name: str, data: bytes) -> Path:
+        """Write ``data`` to the staged ``name``; a failed write (a full disk) names the report's file."""
+        try:
+            return atomic_write_bytes(self.staging.path / name, data)
+        except OSError as err:
+            reason = os.strerror(err.errno) if err.errno else str(err)
+            raise type(err)(err.errno, f"cannot write {self.out_dir / name}: {reason}") from err
 
     def write_text(self, name: str, text: str, *, local: bool = False) -> Path:
-        """Write ``text`` (UTF-8) to ``out_dir/name`` atomically; returns its path."""
-        return atomic_write_text(self._claim(name, local=local), text)
+        """Write ``text`` (UTF-8) as ``name`` of the report; returns the staged file."""
+        return self.write_bytes(name, text.encode("utf-8"), local=local)
 
     def write_figure(self, fig: Figure, folder: str, stem: str, *, local: bool = False) -> tuple[str, str]:
         """``folder/stem.png`` (300 dpi) and ``folder/stem.pdf`` (vector); returns both names."""
@@ -138,38 +151,42 @@ class ReportWriter:
         return table_markdown(frame, stem, caption, embed=embed)
 
     def adopt(self, names: Iterable[str], *, local: bool = False) -> None:
-        """List files an earlier stage of this run wrote into ``out_dir`` (predictions, audit ...)."""
+        """List files an earlier stage of this run wrote into ``out_dir`` (predictions, audit ...); they stay
+        where they are."""
         for name in names:
             if not (self.out_dir / name).is_file():
                 raise FileNotFoundError(f"{self.out_dir / name} was to be listed in the report but does not exist")
-            if name not in self.written:
-                self.written.append(name)
+            if name not in self.written and name not in self.adopted:
+                self.adopted.append(name)
                 if local:
                     self.local.add(name)
 
-    def _write_manifest(self, *, complete: bool) -> None:
-        files = self.written if complete else list(dict.fromkeys([*self.previous, *self.written]))
-        record: dict = {"format": MANIFEST_FORMAT, "complete": complete, "files": files}
-        if complete:
-            record["sha256"] = {name: sha256_file(self.out_dir / name) for name in files}
-        record["local"] = sorted(self.local)
-        atomic_write_text(self.out_dir / MANIFEST, json.dumps(record, indent=1) + "\n")
-
     def finish(self) -> list[str]:
-        """Remove what an earlier report listed and this one did not write, then write the complete
-        manifest; returns the removed names."""
-        stale = [name for name in self.previous if name not in self.written]
+        """Write the manifest into the staging folder and name what the move replaces: the files of the
+        earlier report (those this one does not write again are removed); returns the removed names."""
+        stale = [name for name in self.previous if name not in self.written and name not in self.adopted]
         for name in stale:
-            path = self.out_dir / name
-            if path.is_file():
-                path.unlink()
-                logger.info("removed %s: the earlier report wrote it, this one did not", path)
-            folder = path.parent
-            while folder != self.out_dir and folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-                folder = folder.parent
-        self._write_manifest(complete=True)
+            logger.info("removing %s: the earlier report wrote it, this one did not", self.out_dir / name)
+        sha256 = {name: sha256_file(self.staging.path / name) for name in self.written}
+        sha256.update({name: sha256_file(self.out_dir / name) for name in self.adopted})
+        record = {"format": MANIFEST_FORMAT, "complete": True, "files": [*self.written, *self.adopted],
+                  "sha256": sha256, "local": sorted(self.local)}
+        self._store(MANIFEST, (json.dumps(record, indent=1) + "\n").encode("utf-8"))
+        self.staging.entries = [p.relative_to(self.staging.path).as_posix() for p in walk_files(self.staging.path)]
+        self.staging.replaced = {name for name in self.previous
+                                 if name not in self.adopted and (self.out_dir / name).is_file()}
         return stale
+
+
+@contextmanager
+def report_writer(out_dir: str | Path) -> Iterator[ReportWriter]:
+    """A :class:`ReportWriter` for the report folder ``out_dir`` (created when missing), holding its lock for
+    the ``with`` block; when the block ends the report is moved in, ``manifest.json`` last, and when it
+    raises nothing in ``out_dir`` has changed (``hierarchy.fileio.staged_swap``)."""
+    with staged_swap(out_dir, last=MANIFEST) as staging:
+        writer = ReportWriter(staging)
+        yield writer
+        writer.finish()
 
 
 def figure_markdown(folder: str, stem: str, caption: str, *, local: bool = False) -> str:
@@ -244,12 +261,13 @@ class ReportFiles:
 
     def write(self, target: ReportWriter | str | Path) -> None:
         """Write every collected file through ``target`` (a folder gets a writer and manifest of its own)."""
-        writer = target if isinstance(target, ReportWriter) else ReportWriter(target)
+        if not isinstance(target, ReportWriter):
+            with report_writer(target) as writer:
+                self.write(writer)
+            return
         for write in self._pending:
-            write(writer)
+            write(target)
         self._pending = []
-        if writer is not target:
-            writer.finish()
 
 
 _LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")

@@ -38,12 +38,11 @@ from typing import Any, TypeVar
 from hierarchy.fileio import (
     SWAP_JOURNAL,
     UnfinishedSwapError,
-    clear_leftovers,
     folder_lock,
-    leftovers,
     read_json,
     sha256_file,
     staged_swap,
+    tidy_folder,
     to_jsonable,
     walk_files,
     write_json,
@@ -144,14 +143,12 @@ def locked_for_reading(directory: str | Path) -> AbstractContextManager[None]:
     half-way is finished first (which needs write access to the folder)."""
     directory = Path(directory)
     interrupted = (directory / SWAP_JOURNAL).is_file()
-    if interrupted or leftovers(directory):
-        try:
-            with folder_lock(directory):
-                clear_leftovers(directory)
-        except OSError as err:
-            if interrupted:
-                raise RouterError(f"{directory}: a save into it was interrupted and cannot be finished ({err}); "
-                                  "load it once with write access to the folder") from err
+    try:
+        tidy_folder(directory)
+    except OSError as err:
+        if interrupted:
+            raise RouterError(f"{directory}: a save into it was interrupted and cannot be finished ({err}); "
+                              "load it once with write access to the folder") from err
     return folder_lock(directory, shared=True)
 
 
