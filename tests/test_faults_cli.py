@@ -28,3 +28,20 @@ def test_a_pickled_or_text_weights_file_is_refused_naming_it(tmp_path, content):
     safetensors.write_bytes(content)
     with pytest.raises(ValueError, match=f"weights file {safetensors}"):
         create(LITE0, 4, weights=safetensors)
+
+
+@pytest.mark.parametrize("flag", [["--set", "train.epochs=3.5"], ["--plane-epochs", "3.5"]])
+def test_train_refuses_fractional_epochs_in_one_line_before_training(tmp_path, capsys, monkeypatch, flag):
+    import hierarchy.routing
+    from hierarchy.cli import main
+    monkeypatch.setattr(hierarchy.routing.Router, "fit", lambda *a, **k: pytest.fail("training started"))
+    try:
+        code = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), *flag])
+    except SystemExit as stop:  # argparse refuses a flag of the wrong type itself
+        code = stop.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    last = err.splitlines()[-1]  # argparse prints its usage above a refused flag's line
+    assert "epochs" in last and "3.5" in last and "Traceback" not in err, err
+    assert err.count("\n") == 0 or flag[0] != "--set", err
+    assert not (tmp_path / "run").exists()

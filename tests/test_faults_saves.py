@@ -6,6 +6,7 @@ or replaces; a loader never sees two saves mixed (issue 24). Each test prints it
 from __future__ import annotations
 
 import errno
+import json
 import os
 import random
 import signal
@@ -41,9 +42,10 @@ def _writer(generation: str, files: int = 2):
     return write
 
 
-def _child(work, kill_at: int = 0) -> int:
+def _child(work, kill_at: int = 0, count_to: Path | None = None) -> int:
     """Run ``work()`` in a forked process that SIGKILLs itself at its ``kill_at``-th file-system call (mkdir,
-    replace, rename, fsync, unlink, rmdir; never when 0); returns the child's pid."""
+    replace, rename, fsync, unlink, rmdir; never when 0); returns the child's pid. Without a kill the child
+    exits with its number of calls (at most 255), and writes it to ``count_to`` when given."""
     pid = os.fork()
     if pid:
         return pid
@@ -59,6 +61,8 @@ def _child(work, kill_at: int = 0) -> int:
                 return _original(*args, **kwargs)
             setattr(os, name, patched)
         work()
+        if count_to is not None:
+            count_to.write_text(str(calls[0]))
         os._exit(min(calls[0], 255) if kill_at == 0 else 0)
     except BaseException:
         os._exit(254)
@@ -356,3 +360,136 @@ def test_saved_bundles_and_routers_follow_the_umask(tmp_path):
              for p in [tmp_path / "router", *(tmp_path / "router").rglob("*")]}
     assert modes == {"router": 0o755, "router/router.json": 0o644, "router/plane": 0o755,
                      "router/plane/config.json": 0o644, "router/plane/model.safetensors": 0o644}
+
+
+# -- reports (``hierarchy report`` and the experiment's build_report) ---------------------------------------
+def _report_args(csv: Path, out: Path, *extra: str) -> list[str]:
+    return ["report", "--predictions", str(csv), "--out", str(out), "--n-bootstrap", "5", *extra]
+
+
+def _report_child(csv: Path, out: Path, kill_at: int = 0, count_to: Path | None = None) -> int:
+    from hierarchy.cli import main
+    return _wait(_child(lambda: main(_report_args(csv, out, "--overwrite")) == 0 or os._exit(253), kill_at, count_to))
+
+
+@pytest.fixture
+def report_case(tmp_path):
+    """Two prediction tables (the second writes more files) and a function making a report folder that holds
+    the first table's report and a user's files, inside and beside the report's subfolders."""
+    from hierarchy.cli import main
+    from hierarchy.metrics import simulate_predictions
+    tables = {}
+    for name, routes in (("old", ("flat",)), ("new", ("flat", "hierarchical"))):
+        tables[name] = tmp_path / f"{name}.csv"
+        simulate_predictions(40, routes=routes, seed=4).to_csv(tables[name], index=False)
+
+    def make(name: str) -> Path:
+        out = tmp_path / name / "report"
+        assert main(_report_args(tables["old"], out)) == 0
+        (out / "notes.txt").write_text("mine")
+        (out / "figures" / "my_figure.png").write_bytes(b"mine")
+        return out
+    return tables, make
+
+
+def _user_files_intact(out: Path) -> None:
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "figures" / "my_figure.png").read_bytes() == b"mine"
+
+
+def _whole_report(out: Path) -> str:
+    """Which report the folder holds, once the next run's first step has finished or discarded a killed one:
+    every file its manifest lists with its sha256, and no other file but the user's."""
+    from hierarchy.fileio import sha256_file, tidy_folder
+    tidy_folder(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and {n: sha256_file(out / n) for n in manifest["files"]} == manifest["sha256"]
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert on_disk == {*manifest["files"], "manifest.json", "notes.txt", "figures/my_figure.png"}
+    return "new" if "tables/comparisons.csv" in manifest["files"] else "old"
+
+
+def _report_killed_at(report_case, kill_at: int, name: str) -> str:
+    """Kill a report over the old one at its ``kill_at``-th file-system call; check and return what is left."""
+    tables, make = report_case
+    out = make(name)
+    assert _report_child(tables["new"], out, kill_at) == -signal.SIGKILL
+    _user_files_intact(out)
+    found = _whole_report(out)
+    from hierarchy.cli import main
+    assert main(_report_args(tables["old"], out)) == 2  # a report is there: --overwrite is needed ...
+    assert main(_report_args(tables["new"], out, "--overwrite")) == 0  # ... and the next run succeeds
+    assert _whole_report(out) == "new"
+    _user_files_intact(out)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["report"], "hidden leftovers beside the report"
+    assert not [p for p in out.rglob(".*")], "hidden leftovers inside the report"
+    return found
+
+
+def _report_steps(report_case) -> int:
+    tables, make = report_case
+    out = make("count")
+    _report_child(tables["new"], out, 0, count_to=out.parent / "calls")
+    steps = int((out.parent / "calls").read_text())
+    assert steps > 20
+    return steps
+
+
+def test_a_report_killed_while_written_or_moved_in_loses_nothing(report_case, capsys):
+    """Two seeded points: one while the files are written (the old report stays), one while they move in
+    (the next run finishes the move)."""
+    steps = _report_steps(report_case)
+    rng = random.Random(24)
+    points = [rng.randint(1, steps // 2), rng.randint(steps - 6, steps - 1)]
+    outcomes = [_report_killed_at(report_case, kill_at, f"kill{kill_at}") for kill_at in points]
+    assert outcomes == ["old", "new"]
+    with capsys.disabled():
+        print(f"\nreport killed at calls {points} of {steps}: 2 tries, 0 failures, outcomes {outcomes}")
+
+
+@pytest.mark.slow
+def test_reports_killed_at_random_points_lose_nothing(report_case, capsys):
+    steps = _report_steps(report_case)
+    rng = random.Random(0)
+    points = sorted(rng.sample(range(1, steps + 1), 12) + rng.sample(range(steps - 12, steps + 1), 4))
+    outcomes = {}
+    for kill_at in dict.fromkeys(points):
+        outcomes[kill_at] = _report_killed_at(report_case, kill_at, f"kill{kill_at}")
+    assert set(outcomes.values()) == {"old", "new"}
+    with capsys.disabled():
+        print(f"\nreports killed at {len(outcomes)} seeded points of {steps} file-system calls: "
+              f"{len(outcomes)} tries, 0 failures, outcomes {sorted(set(outcomes.values()))}")
+
+
+def test_a_report_on_a_full_disk_names_the_file_and_keeps_the_old_report(report_case, monkeypatch, capsys):
+    """A figure's, then the manifest's write fail with ENOSPC in fileio's low-level write (its fsync): one
+    line naming the report's file, exit 2, the old report and the user's files as they were, and the next
+    run succeeds."""
+    import hierarchy.fileio
+    from hierarchy.cli import main
+    tables, make = report_case
+    out = make("full")
+    real_fsync = os.fsync
+    disk = {"fail_on": None, "writes": 0}
+
+    def fsync(fd):
+        disk["writes"] += 1
+        written = Path(os.readlink(f"/proc/self/fd/{fd}"))  # the temporary file .<name>.<pid>.<id>.tmp
+        if written.name.startswith(f".{disk['fail_on']}."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(hierarchy.fileio.os, "fsync", fsync)
+    for failed in (out / "figures" / "roc.png", out / "manifest.json"):
+        disk["fail_on"] = failed.name
+        assert main(_report_args(tables["new"], out, "--overwrite")) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"cannot write {failed}: No space left" in err, err
+        assert _whole_report(out) == "old"
+        _user_files_intact(out)
+        assert sorted(p.name for p in out.parent.iterdir()) == ["report"]
+    monkeypatch.setattr(hierarchy.fileio.os, "fsync", real_fsync)
+    assert main(_report_args(tables["new"], out, "--overwrite")) == 0
+    assert _whole_report(out) == "new"
+    with capsys.disabled():
+        print(f"\nreport on a full disk at a figure and at the manifest ({disk['writes']} writes): 2 tries, 0 failures")
