@@ -109,3 +109,44 @@ def test_brisc_audit_numbers(brisc_root):
     assert summary["plane_conflict_groups"] >= 13
     assert summary["rgb_fraction_by_class"]["no_tumor"] == 1.0
     assert summary["rgb_fraction_by_class"]["glioma"] < 0.5
+
+
+def _with_orientation(path, orientation: int) -> None:
+    image = Image.open(path)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.save(path, exif=exif.tobytes(), quality=95)
+
+
+def test_exif_orientation_confined_to_one_class_is_flagged(tmp_path):
+    from hierarchy.experiment.shortcut import metadata_features
+    root = make_synthetic_dataset(tmp_path / "d", n_per_cell_train=3, n_per_cell_test=1, seed=3)
+    turned = sorted((root / "classification_task" / "train" / "no_tumor").glob("*.jpg"))[:5]
+    for path, orientation in zip(turned, (3, 6, 6, 8, 3), strict=True):
+        _with_orientation(path, orientation)
+    frame = index_dataset(root)
+    orientation = frame.set_index("path")["exif_orientation"]
+    assert orientation.dtype.kind == "i" and sorted(orientation[[str(p) for p in turned]]) == [3, 3, 6, 6, 8]
+    assert (orientation.drop([str(p) for p in turned]) == 1).all()
+    assert metadata_features(frame)["exif_orientation"].sum() == len(frame) - 5 + 26
+    report = audit(frame, near=False, progress=False)
+    trap = next(t for t in report.metadata_traps if t["column"] == "exif_orientation")
+    n_classes = frame["label"].nunique()
+    assert trap["class"] == "no_tumor" and trap["n_files"] == 5 and trap["default"] == 1
+    assert trap["counts"] == {c: (5 if c == "no_tumor" else 0) for c in sorted(frame["label"].unique())}
+    assert 0.2 < trap["cramers_v"] <= 1 and n_classes == 4
+    assert report.to_dict()["n_metadata_traps"] == len(report.metadata_traps)
+    assert "**Metadata trap**: `exif_orientation` differs from 1 in 5 files, all of class no_tumor" in report.to_markdown()
+
+
+def test_orientation_in_several_classes_is_no_trap(tmp_path):
+    root = make_synthetic_dataset(tmp_path / "d", n_per_cell_train=3, n_per_cell_test=1, seed=3)
+    for label in ("no_tumor", "glioma"):
+        _with_orientation(sorted((root / "classification_task" / "train" / label).glob("*.jpg"))[0], 6)
+    report = audit(index_dataset(root), near=False, progress=False)
+    assert [t["column"] for t in report.metadata_traps] == []
+
+
+def test_rgb_confined_to_no_tumor_is_flagged(report):
+    trap = next(t for t in report.metadata_traps if t["column"] == "mode")
+    assert trap["class"] == "no_tumor" and trap["n_files"] == 12 and set(trap["counts"].values()) == {0, 12}

@@ -21,6 +21,8 @@ from hierarchy.data.index import index_dataset
 from hierarchy.data.splits import duplicate_groups, with_phash
 
 _TARGETS = ("label", "plane")
+# per-file metadata with the value an ordinary scan file has; other values confined to one class are a trap
+METADATA_DEFAULTS: dict[str, object] = {"exif_orientation": 1, "mode": "L"}
 _LISTED_NEAR_GROUPS = 50  # near-duplicate groups listed in the Markdown (all are in the JSON)
 
 
@@ -37,6 +39,7 @@ class AuditReport:
     confounders: list[dict[str, Any]]
     metadata_classifier: list[dict[str, Any]]
     rgb_fraction_by_class: dict[str, float]
+    metadata_traps: list[dict[str, Any]] = field(default_factory=list)
     unreadable: list[dict[str, str]] = field(default_factory=list)
     max_hamming: int = 4
 
@@ -59,6 +62,7 @@ class AuditReport:
             "near_label_conflict_groups": None if self.near_duplicates is None
             else sum(g["label_conflict"] for g in near),
             "n_unreadable": len(self.unreadable),
+            "n_metadata_traps": len(self.metadata_traps),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,6 +150,26 @@ def _confounders(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return found
 
 
+def metadata_traps(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The metadata columns (``METADATA_DEFAULTS``) whose non-default values occur in one class only, while
+    the index has several classes: a shortcut a model can learn instead of the anatomy (BRISC: every file
+    with an EXIF orientation is ``no_tumor``). Each with the files per class and Cramér's V between the class
+    and "non-default"."""
+    traps = []
+    labels = frame["label"].astype(str)
+    for column, default in METADATA_DEFAULTS.items():
+        if column not in frame.columns or labels.nunique() < 2:
+            continue
+        odd = frame[column].astype(str).ne(str(default))
+        counts = odd.groupby(labels).sum().astype(int)
+        if (counts > 0).sum() != 1:
+            continue
+        traps.append({"column": column, "default": default, "class": str(counts.idxmax()),
+                      "n_files": int(counts.max()), "counts": {str(k): int(v) for k, v in counts.items()},
+                      "cramers_v": _association(labels, odd)["cramers_v"]})
+    return traps
+
+
 def _metadata_classifier(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Cross-validated accuracy of a depth-5 decision tree that sees only file metadata, against
     the majority-class baseline; folds keep byte-identical files together."""
@@ -206,6 +230,7 @@ def audit(root_or_frame: str | Path | pd.DataFrame, *, layout: str = "auto", nea
         confounders=_confounders(frame),
         metadata_classifier=_metadata_classifier(frame),
         rgb_fraction_by_class={str(k): float(v) for k, v in rgb.items()},
+        metadata_traps=metadata_traps(frame),
         unreadable=list(frame.attrs.get("skipped", [])),
         max_hamming=max_hamming,
     )
@@ -250,6 +275,11 @@ def _markdown(report: AuditReport) -> str:
                      f"{result['accuracy']:.3f} (balanced {result['balanced_accuracy']:.3f}) vs majority "
                      f"baseline {result['majority_accuracy']:.3f} (balanced "
                      f"{result['majority_balanced_accuracy']:.3f}), {result['folds']}-fold CV.")
+    for trap in report.metadata_traps:
+        per_class = ", ".join(f"{k} {v}" for k, v in trap["counts"].items())
+        lines.append(f"- **Metadata trap**: `{trap['column']}` differs from {trap['default']} in {trap['n_files']} "
+                     f"files, all of class {trap['class']} (per class: {per_class}; Cramér's V "
+                     f"{trap['cramers_v']:.3f}); a model can learn it instead of the anatomy.")
     rgb = ", ".join(f"{k} {v:.0%}" for k, v in report.rgb_fraction_by_class.items())
     lines += [f"- Share of files stored as RGB, by class: {rgb}.", "", "## Metadata confounders", "",
               "| target | feature | levels | chi-square p | Cramér's V |", "|---|---|---|---|---|"]

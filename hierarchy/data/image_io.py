@@ -259,9 +259,10 @@ def _looks_complete(data: bytes, fmt: str | None) -> bool:
     return False
 
 
-def inspect_image_bytes(data: bytes, where: str) -> tuple[int, int, str]:
-    """(width, height, PIL mode) of an image file's bytes as displayed (EXIF orientation applied), reading
-    only the header when possible.
+def inspect_image_bytes(data: bytes, where: str) -> tuple[int, int, str, int]:
+    """(width, height, PIL mode, EXIF orientation) of an image file's bytes, the size as displayed (EXIF
+    orientation applied; the orientation is 1, upright, when the file has none), reading only the header when
+    possible.
 
     Files whose stream does not end properly (or formats other than JPEG/PNG) are fully decoded,
     so truncated files are caught; files of several frames, too small, or with data after a JPEG's end
@@ -271,12 +272,19 @@ def inspect_image_bytes(data: bytes, where: str) -> tuple[int, int, str]:
         width, height, mode, fmt = im.width, im.height, im.mode, im.format
         check_mode(mode, where)
         _check_frames_and_size(im, where)
-        # the size as displayed; a PNG whose header holds no EXIF would be decoded whole to look for it
-        if not (im.format == "PNG" and "exif" not in im.info) and im.getexif().get(_EXIF_ORIENTATION, 1) in _SIDEWAYS:
+        # a PNG whose header holds no EXIF would be decoded whole to look for it
+        orientation = 1 if im.format == "PNG" and "exif" not in im.info else _orientation(im)
+        if orientation in _SIDEWAYS:  # the size as displayed
             width, height = height, width
     problem = _jpeg_end_problem(data) if fmt == "JPEG" else None
     if problem:
         raise ImageReadError(f"{where}: {problem}")
     if not _looks_complete(data, fmt):
         decode_bytes(data, where)
-    return width, height, mode
+    return width, height, mode, orientation
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation tag of ``im`` (1 to 8), 1 when it has none or an invalid one."""
+    value = im.getexif().get(_EXIF_ORIENTATION, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1

@@ -19,7 +19,7 @@ from hierarchy.labels import normalize_plane, normalize_tumor_label
 log = logging.getLogger(__name__)
 
 COLUMNS: tuple[str, ...] = ("id", "path", "label", "plane", "split", "sha256", "width", "height",
-                            "mode", "file_size", "layout", "mask_path")
+                            "mode", "file_size", "exif_orientation", "layout", "mask_path")
 LAYOUTS: tuple[str, ...] = ("brisc2025", "kaggle", "csv", "scanner")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 _KAGGLE_SPLITS = {"training": "train", "testing": "test"}
@@ -163,7 +163,7 @@ def _read_row(entry: _Entry, base: Path, layout: str) -> dict:
         data = entry.path.read_bytes()
     except OSError as err:
         raise ImageReadError(f"{where}: cannot read file ({err})") from err
-    width, height, mode = inspect_image_bytes(data, where)
+    width, height, mode, orientation = inspect_image_bytes(data, where)
     return {
         "id": _relative_id(entry.path, base),
         "path": str(entry.path.resolve()),
@@ -175,6 +175,7 @@ def _read_row(entry: _Entry, base: Path, layout: str) -> dict:
         "height": height,
         "mode": mode,
         "file_size": len(data),
+        "exif_orientation": orientation,
         "layout": layout,
         "mask_path": str(entry.mask_path.resolve()) if entry.mask_path else None,
     }
@@ -224,6 +225,7 @@ def _index_root(root: str | Path, layout: str = "auto", *, skip_bad: bool = Fals
     for column in ("plane", "split", "mask_path", *text):  # keep None (not NaN) for "not known"
         values = frame[column].astype(object)
         frame[column] = values.where(values.notna(), None)
+    frame["exif_orientation"] = frame["exif_orientation"].fillna(1).astype(int)  # scanner files carry no EXIF
     frame.attrs["skipped"] = skipped
     frame.attrs["root"] = str(root.resolve())
     return frame

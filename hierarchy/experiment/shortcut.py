@@ -1,6 +1,6 @@
 """The shortcut check: how much of the tumour class image metadata alone predicts.
 
-A model that sees only a file's colour mode, pixel size, aspect ratio and byte size should be
+A model that sees only a file's colour mode, pixel size, aspect ratio, byte size and EXIF orientation should be
 at chance on an honest dataset. Where it is not, part of any image model's accuracy may come
 from those artefacts, and a reader must see that number beside the real results.
 """
@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from hierarchy.metrics import wilson_interval
 
-METADATA_FEATURES: tuple[str, ...] = ("is_rgb", "width", "height", "aspect", "file_size")
+METADATA_FEATURES: tuple[str, ...] = ("is_rgb", "width", "height", "aspect", "file_size", "exif_orientation")
 
 
 def metadata_features(frame: pd.DataFrame) -> pd.DataFrame:
@@ -28,6 +28,8 @@ def metadata_features(frame: pd.DataFrame) -> pd.DataFrame:
         "height": frame["height"].astype(float).to_numpy(),
         "aspect": (frame["width"] / frame["height"]).astype(float).to_numpy(),
         "file_size": frame["file_size"].astype(float).to_numpy(),
+        # an index from before the column was recorded: every file upright
+        "exif_orientation": frame.get("exif_orientation", pd.Series(1, index=frame.index)).astype(float).to_numpy(),
     }, index=frame.index)
 
 

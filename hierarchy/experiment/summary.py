@@ -182,6 +182,7 @@ def summarise(*, config: ExperimentConfig, dataset: str, metrics: dict[str, Any]
         "audit": {k: audit.get(k) for k in ("n_images", "exact_duplicate_groups", "exact_duplicate_files",
                                             "cross_split_duplicate_groups", "plane_conflict_groups",
                                             "rgb_fraction_by_class")},
+        "audit_summary": {"metadata_traps": audit.get("metadata_traps", [])},
         "weights": weights,
         "temperature_scaling": calibration,
         "stage_seconds": stage_seconds,
