@@ -246,9 +246,9 @@ def combined_interval(estimates: np.ndarray, within_variances: np.ndarray, confi
         raise ValueError("estimates and within-model variances must be finite, variances >= 0")
     mean, between, mean_within = float(estimates.mean()), float(estimates.var(ddof=1)), float(within.mean())
     total = between + mean_within
-    half = float(norm.ppf(0.5 + confidence / 2)) * np.sqrt(total)
+    half = float(norm.ppf(0.5 + confidence / 2) * np.sqrt(total))
     p_value = 1.0 if total == 0 and mean == 0 else (
         0.0 if total == 0 else float(2 * norm.sf(abs(mean) / np.sqrt(total))))
     return {"k": len(estimates), "mean": mean, "sd": float(np.sqrt(between)), "between_variance": between,
-            "within_variance": mean_within, "total_variance": total, "ci": [mean - half, mean + half],
+            "within_variance": mean_within, "total_variance": total, "ci": [float(mean - half), float(mean + half)],
             "p_value": p_value}
