@@ -8,6 +8,7 @@ import json
 
 import pandas as pd
 import pytest
+from test_experiment import compare_main
 
 from hierarchy.data import duplicate_groups, index_dataset, make_synthetic_dataset, with_phash
 from hierarchy.experiment import resolve_config, run_experiment
@@ -61,7 +62,7 @@ def test_primary_endpoint_leads_the_report_and_summary(run, request):
     out, _, summary = request.getfixturevalue(run)
     assert _sections(out)[:3] == [PRIMARY_TITLE, FAMILY_TITLE, MODELS_TITLE]
     stored = json.loads((out / "summary.json").read_text())
-    assert stored["primary_endpoint"] == summary["primary_endpoint"]
+    assert list(stored)[0] == "primary_endpoint" and stored["primary_endpoint"] == summary["primary_endpoint"]
     primary = stored["primary_endpoint"]
     leaked = set(json.loads((out / "work" / "test_ids_duplicating_train.json").read_text()))
     assert primary["subset"] == "unseen" and primary["models"] == 2
@@ -135,3 +136,13 @@ def test_resume_identity_includes_the_cv_settings(folds, base):
     with pytest.raises(ValueError, match="cv_repeats"):
         run_experiment(resolve_config("demo", overrides={**JOINT, "cv_folds": 2, "cv_repeats": 2}),
                        data_root=base / "synthetic", out_dir=out)
+
+
+@pytest.mark.parametrize(("argv", "message"), [(["--cv", "1"], "'cv_folds' must be 0 (no cross-validation) or an "
+                                                               "integer >= 2"),
+                                               (["--cv-repeats", "2"], "--cv-repeats needs --cv K"),
+                                               (["--cv", "2", "--seeds", "0", "1"], "one seed with cv_folds")])
+def test_script_refuses_bad_cv_flags_before_training(tmp_path, capsys, argv, message):
+    assert compare_main(["--out", str(tmp_path / "out"), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

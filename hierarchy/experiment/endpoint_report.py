@@ -81,7 +81,8 @@ def family_section(summary: dict[str, Any]) -> str:
     family = summary["comparison_family"]
     rows = [[t["dataset"], t["pair"].replace("_vs_", " − "), _points(t["difference"]), _ci(t["ci"]),
              _p(t["p_raw"]), _p(t["p_adjusted"]), "yes" if t["significant"] else "no"] for t in family["tests"]]
-    return (f"The declared family: each route pair of the primary endpoint ({', '.join(summary['primary_endpoint']['differences'])}) "
+    pairs = ", ".join(summary["primary_endpoint"]["differences"])
+    return (f"The declared family: each route pair of the primary endpoint ({pairs}) "
             f"on the primary subset, the whole test split (secondary) and each external set (secondary; "
             f"duplicate-free test sets, not source-disjoint ones), m = {family['m']} tests, adjusted by "
             f"{METHODS[family['method']]} at level {family['level']}. Differences are accuracy points; intervals "
@@ -108,8 +109,8 @@ def models_section(summary: dict[str, Any]) -> str | None:
         per_model = [[model, *(_pct(r["routes"][route]["accuracy"]) for route in routes)]
                      for model, r in result["per_model"].items()]
         combined = result["combined"]
-        per_model.append(["mean ± sd", *(f"{_pct(combined['routes'][r]['mean'])} ± {100 * combined['routes'][r]['sd']:.2f}"
-                                        for r in routes)])
+        spread = combined["routes"]
+        per_model.append(["mean ± sd", *(f"{_pct(spread[r]['mean'])} ± {100 * spread[r]['sd']:.2f}" for r in routes)])
         per_model.append(["combined 95% CI", *(_ci(combined["routes"][r]["ci"]) for r in routes)])
         differences = [[d["compared"] + " − " + d["reference"], f"{_points(d['mean'])} ± {100 * d['sd']:.2f}",
                         _ci(d["ci"]), _p(d["p_value"]), f"{d['between_variance']:.2e}", f"{d['within_variance']:.2e}"]

@@ -2,7 +2,8 @@
 perturbation of the test split, with out-of-distribution referral and conformal prediction sets.
 
 Nothing here fits anything on external data: conformal sets are calibrated on a held-out calibration split's
-(or the validation rows') predictions, and OOD scores come with the prediction tables (fitted by the Router on training rows).
+(or the validation rows') predictions, and OOD scores come with the prediction tables (fitted by the Router on
+training rows).
 """
 
 from __future__ import annotations

@@ -226,8 +226,13 @@ class Experiment:
         config = self.config
         pool, calibration = self.train_all, self.train_all.iloc[:0]
         if config.calibration_fraction:
-            pool, calibration = train_val_split(self.train_all, val_fraction=config.calibration_fraction,
-                                                seed=CALIBRATION_SPLIT_SEED)
+            try:
+                pool, calibration = train_val_split(self.train_all, val_fraction=config.calibration_fraction,
+                                                    seed=CALIBRATION_SPLIT_SEED)
+            except ValueError as err:
+                raise ValueError(f"{self.dataset_name}: cannot hold out calibration_fraction="
+                                 f"{config.calibration_fraction} of the training pool ({err}); set a larger "
+                                 "fraction, or 0 to calibrate the conformal sets on the validation rows") from err
         train, val = train_val_split(pool, val_fraction=config.router.val_fraction, seed=0)
         parts = {"train": train, "val": val, "calibration": calibration}
         write_csv(pd.DataFrame({"id": [i for rows in parts.values() for i in rows["id"]],
@@ -386,10 +391,9 @@ class Experiment:
 
     def seed_evaluations(self, predictions: dict[str, pd.DataFrame], first_metrics: dict) -> dict[str, dict]:
         """Every model's evaluation by name (the first one's is given); only the first one when there is one."""
-        first = self.runs[0].name
-        return {name: first_metrics if name == first else
-                evaluate_predictions(table, n_bootstrap=self.config.n_bootstrap, seed=self.config.seeds[0])
-                for name, table in predictions.items()}
+        return {run.name: first_metrics if run is self.runs[0] else
+                evaluate_predictions(predictions[run.name], n_bootstrap=self.config.n_bootstrap, seed=run.seed)
+                for run in self.runs}
 
     @staticmethod
     def calibration(validation: pd.DataFrame, predictions: pd.DataFrame,
@@ -506,7 +510,7 @@ class Experiment:
                             shortcut=self.shortcut, audit=self.audit, leaked_test_ids=self.leaked_test_ids,
                             weights=self.weights, calibration=calibration, stage_seconds=self.stages.seconds(),
                             train_keys={r.name: f"train_{r.key}" for r in self.runs})
-        summary.update(self.endpoints(predictions, external_by_model))
+        summary = {**self.endpoints(predictions, external_by_model), **summary}  # the declared endpoint first
         summary["calibration_split"] = {"fraction": config.calibration_fraction, "n": len(self.calibration_rows),
                                         "conformal_calibrated_on": generalisation.calibrated_on}
         summary["shortcut_tests"] = shortcut_tests["tests"]["tests"]
