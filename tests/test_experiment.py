@@ -30,7 +30,7 @@ TINY = {"router": {"mode": "frozen", "plane": "simple_cnn", "experts": "simple_c
                    "weights": None, "expert_init": "scratch", "feature_views": 1, "val_fraction": 0.25,
                    "preprocess": {"image_size": 48}, "train": {"num_workers": 0}},
         "flat_fallback_backbone": "simple_cnn", "n_bootstrap": 50, "perturbations": ["jpeg_q75", "downscale_224"],
-        "throughput_images": 8, "calibration_fraction": 0.2,  # 8 images per stratum: 5 groups of folds
+        "throughput_images": 8, "calibration_fraction": 0.2,  # 8 images per stratum: room for 1 in 5
         "synthetic": {"n_per_cell_train": 8, "n_per_cell_test": 4, "image_size": 64}}
 
 
