@@ -312,7 +312,7 @@ def dotted(settings: dict, prefix: str = ""):
 @pytest.fixture(scope="module")
 def two_sources(tmp_path_factory):
     base = tmp_path_factory.mktemp("sources")
-    small = {"n_per_cell_train": 4, "n_per_cell_test": 2, "image_size": 64}
+    small = {"n_per_cell_train": 5, "n_per_cell_test": 2, "image_size": 64}  # 1 in 5 held out for calibration
     return (make_synthetic_dataset(base / "alpha", seed=0, **small),
             make_synthetic_dataset(base / "beta", seed=1, **small), base)
 
