@@ -120,9 +120,9 @@ def test_every_profile_builds_its_components(profile, irv2_weights):
 
 def test_environment_fallbacks_are_recorded_in_the_run_record(monkeypatch):
     monkeypatch.setenv("HIERARCHY_AMP", "off")
-    assert run_record({})["environment"] == {"HIERARCHY_AMP": "off"}
+    assert run_record({}, runtime="cpu")["environment"] == {"HIERARCHY_AMP": "off"}
     monkeypatch.delenv("HIERARCHY_AMP")
-    assert run_record({})["environment"] == {}
+    assert run_record({}, runtime="cpu")["environment"] == {}
     assert "HIERARCHY_AMP" not in os.environ
 
 

@@ -382,7 +382,8 @@ class Experiment:
         calibration = self.calibration(first_router, predictions[first])
         pred = self.with_seed_ensembles(predictions)
 
-        record = run_record(config.to_dict(), seed=first, frames={"train": self.train, "val": self.val, "test": self.test})
+        record = run_record(config.to_dict(), runtime=resolve_runtime().describe(), seed=first,
+                            frames={"train": self.train, "val": self.val, "test": self.test})
         record.update({"command": self.command, "dataset_root_name": self.dataset_name, "weights": self.weights,
                        "stage_seconds": self.stages.seconds(), "profile": config.profile, "seeds": list(config.seeds)})
 
