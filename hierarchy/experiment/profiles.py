@@ -107,13 +107,17 @@ PROFILES: dict[str, ExperimentConfig] = {
     ),
     # Frozen offline-pretrained EfficientNet-Lite0, features cached once, linear heads only. The augmented
     # feature views use the light preset: on BRISC validation it beat the domain-robust one for frozen
-    # features (reports/benchmarks/robustness_ablation).
+    # features (reports/benchmarks/robustness_ablation), and carry counterfactual images (tumours pasted in and
+    # removed), the arm the disease ablation's rule chose for this profile on validation rows
+    # (reports/benchmarks/disease_ablation_quick).
     "quick": ExperimentConfig(
         profile="quick",
         router=RouterConfig(plane="tf_efficientnet_lite0", experts="tf_efficientnet_lite0",
                             flat="inception_resnet_v2", mode="frozen",
                             preprocess=PreprocessConfig(image_size=224, augment="light"),
-                            train=TrainConfig(epochs=5, label_smoothing=0.1, num_workers=2), feature_views=2),
+                            train=TrainConfig(epochs=5, label_smoothing=0.1, num_workers=2,
+                                              paste_p=0.25, removal_p=0.25),
+                            feature_views=2),
         flat_fallback_backbone="tf_efficientnet_lite0",
     ),
     # EfficientNet-Lite0 fine-tuned end to end at 224 px (light augmentation: the recipe ablation chose it over
