@@ -1,8 +1,9 @@
 """How far the routers generalise, from prediction tables alone: BRISC test, each external set and each
 perturbation of the test split, with out-of-distribution referral and conformal prediction sets.
 
-Nothing here fits anything on external data: conformal sets are calibrated on the validation rows'
-predictions, and OOD scores come with the prediction tables (fitted by the Router on training rows).
+Nothing here fits anything on external data: conformal sets are calibrated on a held-out calibration split's
+(or the validation rows') predictions, and OOD scores come with the prediction tables (fitted by the Router on
+training rows).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Generalisation:
     alpha: float
     sources: dict[str, str] = field(default_factory=dict)  # source -> label, when the test set has several
     perturbation_ood: dict[str, dict] = field(default_factory=dict)  # label -> OOD AUROC, test vs perturbed test
+    calibrated_on: str = "validation"  # the rows the conformal sets were calibrated on
 
     def of_kind(self, kind: str) -> dict[str, dict]:
         """The evaluations of the datasets of one kind."""
@@ -152,7 +154,8 @@ def assess_generalisation(test: pd.DataFrame, test_metrics: dict, *, test_label:
                           validation: pd.DataFrame | None,
                           external: Mapping[str, tuple[dict, pd.DataFrame]],
                           perturbed: Mapping[str, pd.DataFrame], n_bootstrap: int, seed: int,
-                          alpha: float = 0.1, sources: Mapping[str, pd.DataFrame] | None = None) -> Generalisation:
+                          alpha: float = 0.1, sources: Mapping[str, pd.DataFrame] | None = None,
+                          calibrated_on: str = "validation") -> Generalisation:
     """Evaluate the test split, every external set and every perturbed copy of the test split.
 
     Parameters
@@ -162,7 +165,8 @@ def assess_generalisation(test: pd.DataFrame, test_metrics: dict, *, test_label:
     test_label : str
         The test split's name in tables and figures.
     validation : DataFrame or None
-        Validation-row predictions; conformal sets are calibrated on them (none when None).
+        Predictions of the rows conformal sets are calibrated on (none when None), named by ``calibrated_on``:
+        a calibration split nothing else has seen, or the validation rows.
     external : mapping of str to (dict, DataFrame)
         Per external set, its cleaning record (``load_external``) and its predictions.
     perturbed : mapping of str to DataFrame
@@ -198,4 +202,5 @@ def assess_generalisation(test: pd.DataFrame, test_metrics: dict, *, test_label:
         conformal = {label: conformal_evaluation(validation, table, alpha=alpha)
                      for label, table in evaluated.items()}
     return Generalisation(datasets=datasets, kinds=kinds, external=externals, conformal=conformal,
-                          alpha=alpha, sources=labels, perturbation_ood=perturbation_ood)
+                          alpha=alpha, sources=labels, perturbation_ood=perturbation_ood,
+                          calibrated_on=calibrated_on)

@@ -145,11 +145,13 @@ def conformal_section(result: Generalisation, files: ReportFiles) -> str:
         return "No validation predictions, so no conformal sets were calibrated."
     return _join(
         f"Split-conformal prediction sets (`crepes`, hinge nonconformity) calibrated per route on the "
-        f"validation rows' predictions, aiming to hold the true class with probability "
+        f"{result.calibrated_on}'s predictions, aiming to hold the true class with probability "
         f"{1 - result.alpha:.0%}. The guarantee assumes images exchangeable with the calibration ones: "
-        "coverage that holds on the test split and falls on an external set measures the shift. The "
-        "validation rows also chose early stopping and temperatures, which can make them slightly "
-        "easier than unseen images.",
+        "coverage that holds on the test split and falls on an external set measures the shift. "
+        + ("The calibration split is held out of the training pool (duplicate groups whole) and seen by nothing "
+           "else: not early stopping, the ensemble weight or the temperatures." if result.calibrated_on != "validation"
+           else "The validation rows also chose early stopping and temperatures, which can make them slightly "
+           "easier than unseen images."),
         files.table(conformal_table(result.conformal), "conformal",
                     "Conformal coverage [95% Wilson CI] and mean set size per dataset and route"))
 

@@ -33,9 +33,9 @@ from matplotlib.figure import Figure
 from hierarchy.fileio import (
     Staging,
     atomic_write_bytes,
+    json_text,
     sha256_file,
     staged_swap,
-    to_jsonable,
     walk_files,
 )
 from hierarchy.reports.latex import Item
@@ -171,7 +171,7 @@ class ReportWriter:
         sha256.update({name: sha256_file(self.out_dir / name) for name in self.adopted})
         record = {"format": MANIFEST_FORMAT, "complete": True, "files": [*self.written, *self.adopted],
                   "sha256": sha256, "local": sorted(self.local)}
-        self._store(MANIFEST, (json.dumps(record, indent=1) + "\n").encode("utf-8"))
+        self._store(MANIFEST, json_text(record).encode("utf-8"))
         self.staging.entries = [p.relative_to(self.staging.path).as_posix() for p in walk_files(self.staging.path)]
         self.staging.replaced = {name for name in self.previous
                                  if name not in self.adopted and (self.out_dir / name).is_file()}
@@ -255,8 +255,8 @@ class ReportFiles:
         return table_markdown(frame, stem, caption, embed=embed)
 
     def json(self, name: str, data: Any) -> None:
-        """``data`` as indented JSON in ``name`` (NaN as null, see ``hierarchy.fileio.to_jsonable``)."""
-        text = json.dumps(to_jsonable(data), indent=2, default=str) + "\n"
+        """``data`` as JSON in ``name`` (``hierarchy.fileio.json_text``)."""
+        text = json_text(data)
         self._pending.append(lambda w: w.write_text(name, text))
 
     def write(self, target: ReportWriter | str | Path) -> None:
