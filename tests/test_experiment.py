@@ -243,8 +243,9 @@ def test_summary_has_generalisation_conformal_and_seed_keys(finished):
 def test_report_has_generalisation_sections_and_files(finished):
     out, _, _ = finished
     report = (out / "report.md").read_text()
-    for section in ("## Generalisation at a glance", "## External validation", "## Out-of-distribution referral",
-                    "## Conformal prediction sets", "Nothing was trained, selected or tuned on external data",
+    for section in ("## Generalisation at a glance", "## Secondary test sets (duplicate-free)",
+                    "## Referral of atypical images (OOD score)",
+                    "## Conformal prediction sets", "Nothing was trained, selected or tuned on the secondary test sets",
                     "flat_seeds", "accuracy mean ± sd"):
         assert section in report
     for name in ("figures/generalisation.png", "figures/roc_external_kaggle.pdf", "figures/confusion_external.png",

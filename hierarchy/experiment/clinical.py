@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from hierarchy.experiment.generalisation import Generalisation
-from hierarchy.experiment.generalisation_report import stem
+from hierarchy.experiment.generalisation_report import CONFUSION_TITLE, stem
 from hierarchy.metrics import clinical_reading, labels_and_probabilities
 from hierarchy.metrics.evaluate import _route_rows
 from hierarchy.metrics.operating_points import NORMAL, TARGETS
@@ -30,7 +30,6 @@ TABLE_THRESHOLDS = tuple(np.round(np.arange(0.05, 1.0, 0.05), 2))  # decision-cu
 READINGS = {"sensitivity_at_specificity": ("sensitivity", "specificity"),
             "specificity_at_sensitivity": ("specificity", "sensitivity")}
 CLINICAL_TITLE = "Tumour versus normal"
-CONFUSION_TITLE = "Confusion matrices by true and by predicted class"
 
 
 @dataclass

@@ -38,6 +38,7 @@ class ExperimentConfig(Settings):
     # with several seeds, one route ``<route>_seeds`` per base route here: probabilities averaged over seeds
     seed_ensemble_routes: tuple[str, ...] = ("flat", "hierarchical")
     conformal_alpha: float = 0.1  # conformal sets aim at coverage 1 - alpha, calibrated on validation rows
+    conformal_allow_empty: bool = True  # False: a set that would be empty holds the most probable class
     holdout_source: str | None = None  # with several dataset roots: train on the others, test on this one
 
     def __post_init__(self) -> None:
