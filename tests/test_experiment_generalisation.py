@@ -219,7 +219,7 @@ def test_ood_auroc_within_classes_and_against_perturbed_copies():
     assert result.perturbation_ood[perturbation_label("gamma_0.8")]["value"] > 0.95
     assert set(external_summary(result)["ext"]["ood_auroc_by_class"]["no_tumor"]) == {"value", "ci", "n_in", "n_out"}
     files = ReportFiles()
-    section = dict(generalisation_sections(result, files))["Out-of-distribution referral"]
+    section = dict(generalisation_sections(result, files))["Referral of atypical images (OOD score)"]
     assert "tables/ood_auroc_detail.csv" in section and "ext, no_tumor only" in section
     few = with_ood(simulate_predictions(30, seed=4), 0.0, 4)  # 7-8 images a class: too few for a per-class AUROC
     small = assess_generalisation(test, evaluate_predictions(test, n_bootstrap=20), test_label="brisc test",
