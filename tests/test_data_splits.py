@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from hierarchy.data import (
+    cv_folds,
     duplicate_groups,
     group_kfold,
     holdout_source,
@@ -180,3 +181,22 @@ def test_duplicates_are_grouped_across_sources(planted, tmp_path):
     assert set(groups[copied.index]) == set(groups[originals.index])
     train, val = train_val_split(both, val_fraction=0.2)
     assert not set(groups[train.index]) & set(groups[val.index])
+
+
+def test_cv_folds_hold_every_row_out_once_per_repeat_with_duplicate_groups_together(planted):
+    frame, _ = planted
+    folds = cv_folds(frame, k=3, repeats=2, seed=0)
+    development = frame[frame["split"] != "test"]
+    groups = duplicate_groups(development).set_axis(development["id"])
+    for repeat in (0, 1):
+        rows = folds[folds["repeat"] == repeat]
+        assert sorted(rows["id"]) == sorted(development["id"])  # every row exactly once
+        assert set(rows["fold"]) == {0, 1, 2}
+        fold_of = rows.set_index("id")["fold"]
+        # each duplicate group (the planted copies have some) lies in one fold
+        assert (fold_of.groupby(groups.loc[fold_of.index].to_numpy()).nunique() == 1).all()
+        assert (groups.value_counts() > 1).any()
+    first, second = (folds[folds["repeat"] == r].set_index("id")["fold"] for r in (0, 1))
+    assert not first.loc[second.index].equals(second)  # another shuffle per repeat
+    with pytest.raises(ValueError, match="repeats must be at least 1"):
+        cv_folds(frame, k=3, repeats=0)

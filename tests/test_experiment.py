@@ -30,7 +30,8 @@ TINY = {"router": {"mode": "frozen", "plane": "simple_cnn", "experts": "simple_c
                    "weights": None, "expert_init": "scratch", "feature_views": 1, "val_fraction": 0.25,
                    "preprocess": {"image_size": 48}, "train": {"num_workers": 0}},
         "flat_fallback_backbone": "simple_cnn", "n_bootstrap": 50, "perturbations": ["jpeg_q75", "downscale_224"],
-        "throughput_images": 8, "synthetic": {"n_per_cell_train": 8, "n_per_cell_test": 4, "image_size": 64}}
+        "throughput_images": 8, "calibration_fraction": 0.2,  # 8 images per stratum: room for 1 in 5
+        "synthetic": {"n_per_cell_train": 8, "n_per_cell_test": 4, "image_size": 64}}
 
 
 KAGGLE_NAMES = {"glioma": "glioma", "meningioma": "meningioma", "pituitary": "pituitary", "no_tumor": "notumor"}
@@ -79,7 +80,7 @@ def test_summary_has_every_headline_key_as_fractions(finished):
     assert 0.0 <= stored["shortcut"]["accuracy"] <= 1.0
     assert stored["weights"]["sources"]["flat"] == "random initialisation"
     scaling = stored["temperature_scaling"]
-    assert set(scaling) == {"flat", "hierarchical", "soft", "ensemble"}
+    assert set(scaling) == {"flat", "hierarchical", "soft", "ensemble", "oracle"}  # frozen mode: no flat_refit
     assert all(v["temperature"] > 0 and 0.0 <= v["ece_calibrated"] <= 1.0 for v in scaling.values())
     shortcut = stored["shortcut_tests"]
     assert set(shortcut) == {"paste_in", "removal", "background_swap", "style_swap"}
@@ -260,7 +261,8 @@ def test_report_has_generalisation_sections_and_files(finished):
         assert {"id", "route", "true_label", "pred_label", "confidence"} <= set(table.columns)
         assert "path" not in table.columns
         assert (out / "gallery" / "errors_kaggle.png").exists()
-    for name in ("val_seed0.csv", "test_jpeg_q75.csv", "test_seed_ensemble.csv", "external_kaggle.csv"):
+    for name in ("val_seed0.csv", "test_jpeg_q75.csv", "test_seed_ensemble.csv", "external_kaggle_seed0.csv",
+                 "external_kaggle_seed1.csv", "calibration_seed0.csv"):
         saved = pd.read_csv(out / "predictions" / name)
         assert "path" not in saved.columns and len(saved) > 0
     assert set(pd.read_csv(out / "predictions" / "test_seed_ensemble.csv")["route"]) == {"flat_seeds",
@@ -311,7 +313,7 @@ def dotted(settings: dict, prefix: str = ""):
 @pytest.fixture(scope="module")
 def two_sources(tmp_path_factory):
     base = tmp_path_factory.mktemp("sources")
-    small = {"n_per_cell_train": 4, "n_per_cell_test": 2, "image_size": 64}
+    small = {"n_per_cell_train": 5, "n_per_cell_test": 2, "image_size": 64}  # 1 in 5 held out for calibration
     return (make_synthetic_dataset(base / "alpha", seed=0, **small),
             make_synthetic_dataset(base / "beta", seed=1, **small), base)
 

@@ -79,7 +79,8 @@ def test_seed_spread_per_seed_and_train_seconds():
     per_seed = per_seed_results(evaluations)
     assert "flat_seeds" not in per_seed and set(per_seed["flat"]) == {"0", "1"}
     assert per_seed["flat"]["1"]["accuracy"] == evaluations[1]["routes"]["flat"]["headline"]["accuracy"]["value"]
-    assert train_seconds({"train_seed0": 12.5, "predict_seed0": 1.0}, [0, 1]) == {"0": 12.5, "1": None}
+    assert train_seconds({"train_seed0": 12.5, "predict_seed0": 1.0},
+                         {"0": "train_seed0", "1": "train_seed1"}) == {"0": 12.5, "1": None}
 
 
 def with_ood(frame: pd.DataFrame, shift: float, seed: int) -> pd.DataFrame:

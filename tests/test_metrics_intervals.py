@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hierarchy.metrics import bootstrap_ci, proportion, wilson_interval
+from hierarchy.metrics import bootstrap_ci, combined_interval, proportion, wilson_interval
 from hierarchy.metrics.intervals import bootstrap_indices
 
 
@@ -105,3 +105,18 @@ def test_cluster_bootstrap_is_not_fooled_by_duplicates():
     assert cluster["value"] == base["value"]
     assert width(naive) < 0.6 * width(base)
     assert 0.75 < width(cluster) / width(base) < 1.33
+
+
+def test_combined_interval_adds_between_model_and_test_sampling_variance():
+    # two models: 0.80 and 0.90 (between-model variance 0.005), bootstrap variances 0.01 and 0.03 (mean 0.02)
+    result = combined_interval([0.80, 0.90], [0.01, 0.03])
+    assert result["mean"] == pytest.approx(0.85) and result["k"] == 2
+    assert result["between_variance"] == pytest.approx(0.005) and result["within_variance"] == pytest.approx(0.02)
+    assert result["total_variance"] == pytest.approx(0.025) and result["sd"] == pytest.approx(np.sqrt(0.005))
+    half = 1.959964 * np.sqrt(0.025)
+    assert result["ci"] == pytest.approx([0.85 - half, 0.85 + half], abs=1e-6)
+    # the interval and the p-value agree: 0 sits on the 95% bound exactly when p = 0.05
+    edge = combined_interval([half, half], [0.025, 0.025])
+    assert edge["ci"][0] == pytest.approx(0.0, abs=1e-6) and edge["p_value"] == pytest.approx(0.05, abs=1e-6)
+    with pytest.raises(ValueError, match="at least two models"):
+        combined_interval([0.9], [0.01])

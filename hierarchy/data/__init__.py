@@ -10,6 +10,7 @@ from hierarchy.data.image_io import ImageReadError, load_image
 from hierarchy.data.index import detect_layout, index_dataset, source_name
 from hierarchy.data.perturb import PERTURBATIONS
 from hierarchy.data.splits import (
+    cv_folds,
     duplicate_groups,
     group_kfold,
     holdout_source,
@@ -30,6 +31,7 @@ __all__ = [
     "PreprocessConfig",
     "audit",
     "augment_preset",
+    "cv_folds",
     "detect_layout",
     "duplicate_groups",
     "eval_transform",

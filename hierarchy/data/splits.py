@@ -119,6 +119,21 @@ def group_kfold(frame: pd.DataFrame, k: int = 5, seed: int = 0, *, near: bool = 
             for train, val in splitter.split(np.zeros(len(rows)), _stratum(rows), groups.to_numpy())]
 
 
+def cv_folds(frame: pd.DataFrame, k: int, repeats: int = 1, seed: int = 0, *, near: bool = True,
+             max_hamming: int = 4) -> pd.DataFrame:
+    """Repeated duplicate-aware grouped ``k``-fold of the non-test rows (:func:`group_kfold`, seed ``seed + r``
+    for repeat ``r``): one row per (repeat, image), columns ``id``, ``repeat`` and ``fold`` (the fold whose
+    held-out part holds the image). Every image is held out exactly once per repeat, and every duplicate group
+    lies in one fold."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    held = [pd.DataFrame({"id": val["id"].to_numpy(), "repeat": r, "fold": fold})
+            for r in range(repeats)
+            for fold, (_, val) in enumerate(group_kfold(frame, k=k, seed=seed + r, near=near,
+                                                        max_hamming=max_hamming))]
+    return pd.concat(held, ignore_index=True)
+
+
 def train_val_split(frame: pd.DataFrame, *, val_fraction: float = 0.15, seed: int = 0, near: bool = True,
                     max_hamming: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split the non-test rows into (train, val), stratified by label x plane, keeping every

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from hierarchy.experiment.clinical import CLINICAL_TITLE
+from hierarchy.experiment.endpoint_report import FAMILY_TITLE, MODELS_TITLE, PRIMARY_TITLE
 from hierarchy.experiment.explanations import SECTION_TITLE as EXPLANATIONS_TITLE
 from hierarchy.experiment.generalisation_report import (
     CONFUSION_TITLE,
@@ -42,13 +43,14 @@ PUBLISHED_COMPARATORS = (
 )
 MANUSCRIPT = "manuscript item: the authors write it; a run cannot"
 
-# (guideline, item, topic, section answering it | ("not applicable" | "not done", why) | ("here", answer))
-Answer = str | tuple[str, str]
+# (guideline, item, topic, answer): the answer is the section answering the item, or a list of sections (the
+# first one the report has answers it), or ("not applicable" | "not done", why), or ("here", the answer itself)
+Answer = str | list[str] | tuple[str, str]
 ITEMS: tuple[tuple[str, str, str, Answer], ...] = (
     ("CLAIM", "1", "title names the AI method", ("not done", MANUSCRIPT)),
     ("CLAIM", "2", "structured abstract", ("not done", MANUSCRIPT + "; its numbers are in summary.json")),
     ("CLAIM", "3", "background, intended use and clinical role", ("not done", MANUSCRIPT)),
-    ("CLAIM", "4", "objectives and hypotheses", "Targets"),
+    ("CLAIM", "4", "objectives and hypotheses", [PRIMARY_TITLE, "Targets"]),
     ("CLAIM", "5", "prospective or retrospective", ("here", "retrospective: public images acquired before the "
                                                      "study")),
     ("CLAIM", "6", "study goal", ("here", "model development and comparison (flat vs hierarchical), "
@@ -77,9 +79,9 @@ ITEMS: tuple[tuple[str, str, str, Answer], ...] = (
     ("CLAIM", "24", "initialisation of parameters", "Starting weights"),
     ("CLAIM", "25", "training details", "Data and methods"),
     ("CLAIM", "26", "selection of the final model", "Data and methods"),
-    ("CLAIM", "27", "ensembling", "Seeds"),
+    ("CLAIM", "27", "ensembling", ["Seeds", MODELS_TITLE]),
     ("CLAIM", "28", "performance metrics", "Results"),
-    ("CLAIM", "29", "statistical significance and uncertainty", "Route comparisons"),
+    ("CLAIM", "29", "statistical significance and uncertainty", [FAMILY_TITLE, "Route comparisons"]),
     ("CLAIM", "30", "robustness or sensitivity analysis", "Robustness to re-encoding"),
     ("CLAIM", "31", "explainability and its validation", EXPLANATIONS_TITLE),
     ("CLAIM", "32", "testing on external data", SECONDARY_TITLE),
@@ -100,7 +102,7 @@ ITEMS: tuple[tuple[str, str, str, Answer], ...] = (
     ("TRIPOD+AI", "2", "abstract", ("not done", MANUSCRIPT)),
     ("TRIPOD+AI", "3", "background, healthcare context, existing models", ("not done", MANUSCRIPT + "; published "
                                                                            "comparators are cited below")),
-    ("TRIPOD+AI", "4", "objectives", "Targets"),
+    ("TRIPOD+AI", "4", "objectives", [PRIMARY_TITLE, "Targets"]),
     ("TRIPOD+AI", "5", "source of data", DATA_TITLE),
     ("TRIPOD+AI", "6", "participants and setting", DATA_TITLE),
     ("TRIPOD+AI", "7", "data preparation", "Data and methods"),
@@ -136,9 +138,11 @@ def checklist_table(titles: Sequence[str]) -> pd.DataFrame:
     present = set(titles)
     rows = []
     for guideline, item, topic, answer in ITEMS:
-        if isinstance(answer, str):
-            status, where = (("answered", f"section '{answer}'") if answer in present else
-                             ("not done", f"its section '{answer}' is not in this report"))
+        if isinstance(answer, (str, list)):
+            sections = [answer] if isinstance(answer, str) else answer
+            found = next((title for title in sections if title in present), None)
+            status, where = (("answered", f"section '{found}'") if found else
+                             ("not done", f"its section '{sections[0]}' is not in this report"))
         else:
             kind, why = answer
             status, where = ("answered", f"here: {why}") if kind == "here" else (kind, why)

@@ -1,8 +1,9 @@
 """How far the routers generalise, from prediction tables alone: BRISC test, each external set and each
 perturbation of the test split, with out-of-distribution referral and conformal prediction sets.
 
-Nothing here fits anything on external data: conformal sets are calibrated on the validation rows'
-predictions, and OOD scores come with the prediction tables (fitted by the Router on training rows).
+Nothing here fits anything on external data: conformal sets are calibrated on a held-out calibration split's
+(or the validation rows') predictions, and OOD scores come with the prediction tables (fitted by the Router on
+training rows).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Generalisation:
     allow_empty: bool = True  # whether a conformal set may be empty (else it holds the most probable class)
     sources: dict[str, str] = field(default_factory=dict)  # source -> label, when the test set has several
     perturbation_ood: dict[str, dict] = field(default_factory=dict)  # label -> OOD AUROC, test vs perturbed test
+    calibrated_on: str = "validation"  # the rows the conformal sets were calibrated on
 
     def of_kind(self, kind: str) -> dict[str, dict]:
         """The evaluations of the datasets of one kind."""
@@ -155,7 +157,7 @@ def assess_generalisation(test: pd.DataFrame, test_metrics: dict, *, test_label:
                           external: Mapping[str, tuple[dict, pd.DataFrame]],
                           perturbed: Mapping[str, pd.DataFrame], n_bootstrap: int, seed: int,
                           alpha: float = 0.1, sources: Mapping[str, pd.DataFrame] | None = None,
-                          allow_empty: bool = True) -> Generalisation:
+                          calibrated_on: str = "validation", allow_empty: bool = True) -> Generalisation:
     """Evaluate the test split, every external set and every perturbed copy of the test split.
 
     Parameters
@@ -165,7 +167,8 @@ def assess_generalisation(test: pd.DataFrame, test_metrics: dict, *, test_label:
     test_label : str
         The test split's name in tables and figures.
     validation : DataFrame or None
-        Validation-row predictions; conformal sets are calibrated on them (none when None).
+        Predictions of the rows conformal sets are calibrated on (none when None), named by ``calibrated_on``:
+        a calibration split nothing else has seen, or the validation rows.
     external : mapping of str to (dict, DataFrame)
         Per external set, its cleaning record (``load_external``) and its predictions.
     perturbed : mapping of str to DataFrame
@@ -210,4 +213,4 @@ def assess_generalisation(test: pd.DataFrame, test_metrics: dict, *, test_label:
                         for label, table in evaluated.items()}
     return Generalisation(datasets=datasets, kinds=kinds, external=externals, conformal=conformal,
                           alpha=alpha, sources=labels, perturbation_ood=perturbation_ood,
-                          conformal_mondrian=mondrian, allow_empty=allow_empty)
+                          calibrated_on=calibrated_on, conformal_mondrian=mondrian, allow_empty=allow_empty)

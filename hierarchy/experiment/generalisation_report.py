@@ -183,11 +183,13 @@ def conformal_section(result: Generalisation, files: ReportFiles) -> str:
                 "No Mondrian (per-class) sets: the calibration rows lack some class.")
     return _join(
         f"Split-conformal prediction sets (`crepes`, hinge nonconformity) calibrated per route on the "
-        f"validation rows' predictions, aiming to hold the true class with probability "
+        f"{result.calibrated_on}'s predictions, aiming to hold the true class with probability "
         f"{1 - result.alpha:.0%}. The guarantee assumes images exchangeable with the calibration ones: "
-        "coverage that holds on the test split and falls on a secondary test set measures the shift. The "
-        "validation rows also chose early stopping and temperatures, which can make them slightly "
-        "easier than unseen images. " + mondrian + " " + empty,
+        "coverage that holds on the test split and falls on a secondary test set measures the shift. "
+        + ("The calibration split is held out of the training pool (duplicate groups whole) and seen by nothing "
+           "else: not early stopping, the ensemble weight or the temperatures. " if result.calibrated_on != "validation"
+           else "The validation rows also chose early stopping and temperatures, which can make them slightly "
+           "easier than unseen images. ") + mondrian + " " + empty,
         "Coverage [95% Wilson CI] and empty-set rate on the test split and on each secondary test set, side by side:",
         files.table(_coverage_by_dataset(result), "conformal_by_dataset",
                     "Conformal coverage [95% Wilson CI] and empty-set rate per route and dataset"),

@@ -8,9 +8,13 @@ from typing import Any
 
 from hierarchy.data import PERTURBATIONS, PreprocessConfig
 from hierarchy.fileio import read_json
+from hierarchy.metrics.multiplicity import METHODS
 from hierarchy.routing.config import RouterConfig
 from hierarchy.settings import Settings, merge_settings
 from hierarchy.training import TrainConfig
+
+PRIMARY_SUBSETS = {"unseen": "test images with no exact or near duplicate in the training pool",
+                   "all": "the whole test split"}
 
 
 @dataclass(frozen=True)
@@ -21,7 +25,8 @@ class ExperimentConfig(Settings):
     ``RouterConfig`` of one seed. ``router.flat`` is the intended flat baseline; when its ImageNet
     weights cannot be found the run says so and trains ``flat_fallback_backbone`` (offline-pretrained)
     instead, plus the intended backbone from random initialisation when ``flat_random_init_too`` is set.
-    The other fields are the experiment's own: seeds, bootstrap size, perturbations, side evaluations.
+    The other fields are the experiment's own: seeds (or cross-validation folds), bootstrap size, perturbations,
+    side evaluations, the declared primary endpoint and the multiplicity adjustment of its family of tests.
     """
 
     profile: str
@@ -40,6 +45,16 @@ class ExperimentConfig(Settings):
     conformal_alpha: float = 0.1  # conformal sets aim at coverage 1 - alpha, calibrated on validation rows
     conformal_allow_empty: bool = True  # False: a set that would be empty holds the most probable class
     holdout_source: str | None = None  # with several dataset roots: train on the others, test on this one
+    # The declared primary endpoint: accuracy of primary_routes[1] minus primary_routes[0] on primary_subset,
+    # "unseen" (test images with no exact or near duplicate in the training pool) or "all" (the whole test split)
+    primary_routes: tuple[str, ...] = ("flat", "hierarchical")
+    primary_subset: str = "unseen"
+    multiplicity: str = "holm"  # adjustment over the family of flat-vs-hierarchical tests: "holm" or "bh"
+    # share of the training pool held out (duplicate groups whole) to calibrate conformal sets and nothing else;
+    # 0: none, conformal sets are then calibrated on the validation rows
+    calibration_fraction: float = 0.1
+    cv_folds: int = 0  # K >= 2: grouped K-fold of the training pool, one model per fold in place of seeds
+    cv_repeats: int = 1  # repeats of the K-fold, each with another shuffle
 
     def __post_init__(self) -> None:
         """Ranges, checked when the configuration is made (types are checked by ``from_dict``), so that a bad
@@ -51,6 +66,15 @@ class ExperimentConfig(Settings):
             (self.throughput_images >= 1, "throughput_images", "an integer >= 1"),
             (self.explain_images >= 0, "explain_images", "an integer >= 0"),
             (0.0 < self.conformal_alpha < 1.0, "conformal_alpha", "a number in (0, 1)"),
+            (len(self.primary_routes) == 2 and len(set(self.primary_routes)) == 2, "primary_routes",
+             "two different routes [reference, compared]"),
+            (self.primary_subset in PRIMARY_SUBSETS, "primary_subset", f"one of {sorted(PRIMARY_SUBSETS)}"),
+            (self.multiplicity in METHODS, "multiplicity", f"one of {sorted(METHODS)}"),
+            (0.0 <= self.calibration_fraction < 0.5, "calibration_fraction", "a number in [0, 0.5)"),
+            (self.cv_folds == 0 or self.cv_folds >= 2, "cv_folds", "0 (no cross-validation) or an integer >= 2"),
+            (self.cv_repeats >= 1, "cv_repeats", "an integer >= 1"),
+            (self.cv_folds == 0 or len(self.seeds) == 1, "seeds",
+             "one seed with cv_folds (the fold models stand in for seeds)"),
         ]
         for ok, name, wanted in checks:
             if not ok:
@@ -108,25 +132,33 @@ PROFILES: dict[str, ExperimentConfig] = {
     ),
     # Frozen offline-pretrained EfficientNet-Lite0, features cached once, linear heads only. The augmented
     # feature views use the light preset: on BRISC validation it beat the domain-robust one for frozen
-    # features (reports/benchmarks/robustness_ablation).
+    # features (reports/benchmarks/robustness_ablation), and carry counterfactual images (tumours pasted in and
+    # removed), the arm the disease ablation's rule chose for this profile on validation rows
+    # (reports/benchmarks/disease_ablation_quick).
     "quick": ExperimentConfig(
         profile="quick",
         router=RouterConfig(plane="tf_efficientnet_lite0", experts="tf_efficientnet_lite0",
                             flat="inception_resnet_v2", mode="frozen",
                             preprocess=PreprocessConfig(image_size=224, augment="light"),
-                            train=TrainConfig(epochs=5, label_smoothing=0.1, num_workers=2), feature_views=2),
+                            train=TrainConfig(epochs=5, label_smoothing=0.1, num_workers=2,
+                                              paste_p=0.25, removal_p=0.25),
+                            feature_views=2),
         flat_fallback_backbone="tf_efficientnet_lite0",
     ),
     # EfficientNet-Lite0 fine-tuned end to end at 224 px (light augmentation: the recipe ablation chose it over
     # the robust preset on validation, reports/benchmarks/recipe_ablation) on the tumour label and
     # the plane at once (mode "joint", one backbone name for all three): its plane head is the plane classifier
-    # and the expert heads are fitted on its frozen trunk, so every route costs one trunk pass. ~1 h on 2 CPU cores.
+    # and the expert heads are fitted on its frozen trunk, so every route costs one trunk pass. The trunk must
+    # look at the tumour: mask supervision, counterfactual paste-in/removal and class-independent style swaps,
+    # the recipe the disease ablation's declared rule chose on validation rows (all_three,
+    # reports/benchmarks/disease_ablation). ~1.5 h on 2 CPU cores.
     "cpu": ExperimentConfig(
         profile="cpu",
         router=RouterConfig(plane="tf_efficientnet_lite0", experts="tf_efficientnet_lite0",
                             flat="tf_efficientnet_lite0", mode="joint",
                             preprocess=PreprocessConfig(image_size=224, augment="light"),
-                            train=TrainConfig(epochs=4, lr=1e-3, batch_size=32, label_smoothing=0.1, num_workers=2),
+                            train=TrainConfig(epochs=4, lr=1e-3, batch_size=32, label_smoothing=0.1, num_workers=2,
+                                              mask_weight=1.0, paste_p=0.25, removal_p=0.25, style_swap_p=0.5),
                             feature_views=2),
         flat_fallback_backbone="tf_efficientnet_lite0",
     ),

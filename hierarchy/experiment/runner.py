@@ -20,6 +20,8 @@ import pandas as pd
 from hierarchy.csv_io import read_csv, write_csv
 from hierarchy.data import (
     audit,
+    cv_folds,
+    duplicate_groups,
     holdout_source,
     index_dataset,
     make_synthetic_dataset,
@@ -31,6 +33,8 @@ from hierarchy.data.splits import duplicating_ids
 from hierarchy.experiment.checklist import TITLE as CHECKLIST_TITLE
 from hierarchy.experiment.checklist import reporting_checklist
 from hierarchy.experiment.clinical import assess_clinical, clinical_sections, clinical_summary
+from hierarchy.experiment.endpoint_report import lead_sections
+from hierarchy.experiment.endpoints import comparison_family, estimate, evaluate_datasets
 from hierarchy.experiment.explanations import (
     SECTION_TITLE,
     explain_test_images,
@@ -45,7 +49,9 @@ from hierarchy.experiment.label_quality import (
     label_quality_section,
     label_quality_summary,
 )
-from hierarchy.experiment.profiles import ExperimentConfig
+from hierarchy.experiment.model_runs import ModelRun, fold_runs, seed_runs
+from hierarchy.experiment.profiles import PRIMARY_SUBSETS, ExperimentConfig
+from hierarchy.experiment.refit_control import CONTROL, refit_flat_head
 from hierarchy.experiment.resume import (
     CONFIG_FILE,
     OUTPUTS_FILE,
@@ -73,6 +79,7 @@ from hierarchy.metrics import (
     compare_routes,
     evaluate_predictions,
     expected_calibration_error,
+    fit_temperature,
     labels_and_probabilities,
 )
 from hierarchy.predictions import ROUTES, prob_column
@@ -92,6 +99,9 @@ DataRoots = str | Path | Sequence[str | Path] | None
 SHORTCUT_TITLE = "Shortcut tests: does the answer follow the tumour?"
 SHORTCUT_ROUTES = ("flat", "hierarchical", "soft", "ensemble")
 SHORTCUT_EXAMPLES = "shortcut_examples.png"
+CALIBRATION_SPLIT_SEED = 1  # the conformal calibration split's shuffle, apart from the validation split's (0)
+# routes of the primary endpoint, the family of tests and the per-model results, when present
+ENDPOINT_ROUTES = ("flat", CONTROL, "hierarchical", "soft", "ensemble")
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -118,6 +128,15 @@ def _fit_router(settings: RouterConfig, train: pd.DataFrame, val: pd.DataFrame, 
 def _fit_classifier(model: ImageClassifier, train: pd.DataFrame, val: pd.DataFrame, out_dir: Path) -> ImageClassifier:
     """``model`` trained (resuming in ``out_dir``): a job every rank runs."""
     return model.fit(train, val, out_dir=out_dir, resume=True)
+
+
+def _with_probabilities(rows: pd.DataFrame, proba: np.ndarray, classes: list[str], route: str) -> pd.DataFrame:
+    """``rows`` (one route's prediction table) with another model's probabilities, arg-max and route name."""
+    rows = rows.copy()
+    for i, label in enumerate(classes):
+        rows[prob_column(label)] = proba[:, i]
+    rows["pred_label"] = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    return rows.assign(route=route)
 
 
 def _routes_for(frame: pd.DataFrame) -> tuple[str, ...]:
@@ -157,6 +176,7 @@ class Experiment:
         for folder in (self.work, self.predictions_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self.stages = StageLog(self.work / "stages.json")
+        self._controls: dict[str, ImageClassifier] = {}  # refit controls by run key, fitted when first needed
         self.data_roots = [Path(r) for r in roots] or [self.stages.run(
             "synthetic_data", lambda: make_synthetic_dataset(self.work / "synthetic", seed=0, **config.synthetic),
             lambda: self.work / "synthetic")]
@@ -189,6 +209,15 @@ class Experiment:
         assigned = self.train_all["id"].map(subsets)
         self.train = self.train_all[assigned == "train"].reset_index(drop=True)
         self.val = self.train_all[assigned == "val"].reset_index(drop=True)
+        self.calibration_rows = self.train_all[assigned == "calibration"].reset_index(drop=True)
+        if self.config.cv_folds:
+            folds = read_csv(self.work / "folds.csv", "fold list", dtype={"id": str})
+            pool = self.train_all[assigned != "calibration"].reset_index(drop=True)
+            self.runs = fold_runs(pool, folds, self.config.seeds[0])
+        else:
+            self.runs = seed_runs(self.config.seeds, self.train, self.val)
+        # duplicate group of every image (exact or near): intervals on the test split resample whole groups
+        self.groups = dict(zip(self.frame["id"], duplicate_groups(self.frame, near=True), strict=True))
         self.leaked_test_ids = self.stages.run("leakage", self._leakage,
                                                lambda: read_json(self.work / "test_ids_duplicating_train.json"))
         self.shortcut = self.stages.run("shortcut", self._shortcut, lambda: read_json(self.work / "shortcut.json"))
@@ -201,9 +230,25 @@ class Experiment:
         return report.to_dict()
 
     def _split(self) -> None:
-        train, val = train_val_split(self.train_all, val_fraction=self.config.router.val_fraction, seed=0)
-        write_csv(pd.DataFrame({"id": [*train["id"], *val["id"]],
-                                "subset": ["train"] * len(train) + ["val"] * len(val)}), self.work / "split.csv")
+        """The calibration split (conformal sets only), then train/validation of the rest; with ``cv_folds`` also
+        the folds of the rest (the training pool), every duplicate group kept on one side of each cut."""
+        config = self.config
+        pool, calibration = self.train_all, self.train_all.iloc[:0]
+        if config.calibration_fraction:
+            try:
+                pool, calibration = train_val_split(self.train_all, val_fraction=config.calibration_fraction,
+                                                    seed=CALIBRATION_SPLIT_SEED)
+            except ValueError as err:
+                raise ValueError(f"{self.dataset_name}: cannot hold out calibration_fraction="
+                                 f"{config.calibration_fraction} of the training pool ({err}); set a larger "
+                                 "fraction, or 0 to calibrate the conformal sets on the validation rows") from err
+        train, val = train_val_split(pool, val_fraction=config.router.val_fraction, seed=0)
+        parts = {"train": train, "val": val, "calibration": calibration}
+        write_csv(pd.DataFrame({"id": [i for rows in parts.values() for i in rows["id"]],
+                                "subset": [name for name, rows in parts.items() for _ in range(len(rows))]}),
+                  self.work / "split.csv")
+        if config.cv_folds:
+            write_csv(cv_folds(pool, config.cv_folds, config.cv_repeats, seed=0), self.work / "folds.csv")
 
     def _leakage(self) -> list[str]:
         """Test images that duplicate (exactly or by perceptual hash) some training image."""
@@ -217,41 +262,57 @@ class Experiment:
         return result
 
     # -- models --------------------------------------------------------------------------------
-    def fit_router(self, seed: int) -> Router:
-        seed_dir = self.work / f"seed_{seed}"
+    def fit_router(self, run: ModelRun) -> Router:
+        run_dir = self.work / run.folder
 
         def fit() -> Router:
-            settings = self.config.router_config(seed, self.weights["flat_backbone"])
-            router = self.dist.share_job(partial(_fit_router, settings, self.train, self.val, seed_dir))
-            router.save(seed_dir / "router", overwrite=True)
+            settings = self.config.router_config(run.seed, self.weights["flat_backbone"])
+            router = self.dist.share_job(partial(_fit_router, settings, run.train, run.val, run_dir))
+            router.save(run_dir / "router", overwrite=True)
             return router
-        router = self.stages.run(f"train_seed{seed}", fit, lambda: Router.load(seed_dir / "router"))
-        return router
+        return self.stages.run(f"train_{run.key}", fit, lambda: Router.load(run_dir / "router"))
 
-    def random_init_flat(self, seed: int, router: Router) -> pd.DataFrame:
+    def refit_control(self, run: ModelRun, router: Router) -> ImageClassifier | None:
+        """The ``flat_refit`` control of ``run``'s Router (``joint`` and ``shared`` modes; None otherwise): a
+        linear head over every training row on the flat trunk, fitted like the experts. Fitted once per run
+        (from the Router's feature cache) and only when a prediction stage needs it."""
+        if router.mode not in ("joint", "shared"):
+            return None
+        if run.key not in self._controls:
+            self._controls[run.key] = refit_flat_head(router, run.train, run.val,
+                                                      work=self.work / run.folder / "training")
+        return self._controls[run.key]
+
+    def predict_rows(self, run: ModelRun, router: Router, frame: pd.DataFrame) -> pd.DataFrame:
+        """Every route of ``router`` on ``frame``, plus the ``flat_refit`` control where there is one."""
+        table = router.predict_routes(frame, _routes_for(frame))
+        control = self.refit_control(run, router)
+        if control is None:
+            return table
+        rows = _with_probabilities(table[table["route"] == "flat"], control.predict_proba(frame),
+                                   list(router.classes_), CONTROL)
+        return pd.concat([table, rows], ignore_index=True)
+
+    def random_init_flat(self, run: ModelRun, router: Router) -> pd.DataFrame:
         """The intended flat backbone trained from random initialisation, as an extra, clearly named route."""
         backbone = self.weights["random_init_flat_backbone"]
-        settings = self.config.router_config(seed, self.weights["flat_backbone"])
+        settings = self.config.router_config(run.seed, self.weights["flat_backbone"])
         model = ImageClassifier(backbone, Task("label", router.classes_), weights=None, mode="finetune",
                                 preprocess=settings.preprocess, train_config=settings.train_config("flat"))
-        model = self.dist.share_job(partial(_fit_classifier, model, self.train, self.val,
-                                            self.work / f"seed_{seed}" / "training" / "flat_random_init"))
-        rows = router.predict(self.test, "flat", progress=False)
-        proba = model.predict_proba(self.test)
-        for i, label in enumerate(router.classes_):
-            rows[prob_column(label)] = proba[:, i]
-        rows["pred_label"] = np.asarray(router.classes_, dtype=object)[proba.argmax(axis=1)]
-        return rows.assign(route=f"flat_{backbone}_random_init")
+        model = self.dist.share_job(partial(_fit_classifier, model, run.train, run.val,
+                                            self.work / run.folder / "training" / "flat_random_init"))
+        return _with_probabilities(router.predict(self.test, "flat", progress=False), model.predict_proba(self.test),
+                                   list(router.classes_), f"flat_{backbone}_random_init")
 
-    def predict_test(self, seed: int, router: Router) -> pd.DataFrame:
-        path = self.predictions_dir / f"test_seed{seed}.csv"
+    def predict_test(self, run: ModelRun, router: Router) -> pd.DataFrame:
+        path = self.predictions_dir / f"test_{run.key}.csv"
 
         def predict() -> None:
-            table = router.predict_routes(self.test, _routes_for(self.test))
+            table = self.predict_rows(run, router, self.test)
             if self.weights["random_init_flat_backbone"]:
-                table = pd.concat([table, self.random_init_flat(seed, router)], ignore_index=True)
+                table = pd.concat([table, self.random_init_flat(run, router)], ignore_index=True)
             _save_predictions(table, path)
-        self.stages.run(f"predict_seed{seed}", predict, lambda: None)
+        self.stages.run(f"predict_{run.key}", predict, lambda: None)
         self.outputs.append(path)
         return _load_predictions(path, self.test)
 
@@ -270,29 +331,31 @@ class Experiment:
             tables[perturbation] = _load_predictions(path, self.test)
         return tables
 
-    def external(self, roots: list[str] | tuple[str, ...], router: Router) -> dict[str, tuple[dict, pd.DataFrame]]:
-        """Per external set: its cleaning record and its predictions, saved (ids, no paths) under ``predictions/``."""
+    def external(self, roots: list[str] | tuple[str, ...], run: ModelRun,
+                 router: Router) -> dict[str, tuple[dict, pd.DataFrame]]:
+        """Per external set: its cleaning record and ``run``'s predictions, saved (ids, no paths) under
+        ``predictions/``."""
         results = {}
         for root in roots:
             name = external_name(root)
             frame, record = load_external(root, self.train_all, self.external_frames.get(name))
-            path = self.predictions_dir / f"external_{name}.csv"
+            path = self.predictions_dir / f"external_{name}_{run.key}.csv"
 
             def predict(frame: pd.DataFrame = frame, path: Path = path) -> None:
-                _save_predictions(router.predict_routes(frame, _routes_for(frame)), path)
-            self.stages.run(f"external_{name}", predict, lambda: None)
+                _save_predictions(self.predict_rows(run, router, frame), path)
+            self.stages.run(f"external_{name}_{run.key}", predict, lambda: None)
             self.outputs.append(path)
             results[name] = (record, _load_predictions(path, frame))
         return results
 
-    def predict_validation(self, seed: int, router: Router) -> pd.DataFrame:
-        """The validation rows predicted once (conformal sets are calibrated on them), saved like test predictions."""
-        path = self.predictions_dir / f"val_seed{seed}.csv"
-        self.stages.run(f"predict_val_seed{seed}",
-                        lambda: _save_predictions(router.predict_routes(self.val, _routes_for(self.val)), path),
-                        lambda: None)
+    def predict_held_out(self, subset: str, frame: pd.DataFrame, run: ModelRun, router: Router) -> pd.DataFrame:
+        """``run``'s predictions of its validation rows (``subset="val"``: temperatures) or of the calibration
+        split (``"calibration"``: conformal sets), predicted once and saved like test predictions."""
+        path = self.predictions_dir / f"{subset}_{run.key}.csv"
+        self.stages.run(f"predict_{subset}_{run.key}",
+                        lambda: _save_predictions(self.predict_rows(run, router, frame), path), lambda: None)
         self.outputs.append(path)
-        return _load_predictions(path, self.val)
+        return _load_predictions(path, frame)
 
     def throughput(self, router: Router) -> dict[str, float]:
         sample = self.test.sample(n=min(self.config.throughput_images, len(self.test)), random_state=0)
@@ -335,29 +398,36 @@ class Experiment:
             return result
         return self.stages.run("shortcut_tests", run, lambda: read_json(path))
 
-    def seed_evaluations(self, predictions: dict[int, pd.DataFrame], first_metrics: dict) -> dict[int, dict]:
-        """Every seed's evaluation (the first seed's is given); only the first one when there is one seed."""
-        return {seed: first_metrics if seed == self.config.seeds[0] else
-                evaluate_predictions(table, n_bootstrap=self.config.n_bootstrap, seed=seed)
-                for seed, table in predictions.items()}
+    def seed_evaluations(self, predictions: dict[str, pd.DataFrame], first_metrics: dict) -> dict[str, dict]:
+        """Every model's evaluation by name (the first one's is given); only the first one when there is one."""
+        return {run.name: first_metrics if run is self.runs[0] else
+                evaluate_predictions(predictions[run.name], n_bootstrap=self.config.n_bootstrap, seed=run.seed)
+                for run in self.runs}
 
     @staticmethod
-    def calibration(router: Router, predictions: pd.DataFrame) -> dict[str, dict[str, float]]:
-        """Per route: the temperature fitted on validation data, and test ECE and Brier before and after it."""
+    def calibration(validation: pd.DataFrame, predictions: pd.DataFrame,
+                    classes: list[str]) -> dict[str, dict[str, float]]:
+        """Per route predicted on both: a temperature fitted on the validation rows' predictions (minimum NLL of
+        their log-probabilities), and test ECE and Brier before and after it."""
         result = {}
-        for route in router.temperatures_:
-            rows = predictions[predictions["route"] == route]
-            y_true, proba = labels_and_probabilities(rows, router.classes_)
-            scaled = apply_temperature(proba, router.temperature(route), are_probabilities=True)
-            result[route] = {"temperature": router.temperature(route),
+        for route in dict.fromkeys(predictions["route"]):
+            val_rows = validation[validation["route"] == route]
+            if val_rows.empty:
+                continue
+            y_val, proba_val = labels_and_probabilities(val_rows, classes)
+            temperature = fit_temperature(np.log(np.maximum(proba_val, 1e-12)), y_val)
+            y_true, proba = labels_and_probabilities(predictions[predictions["route"] == route], classes)
+            scaled = apply_temperature(proba, temperature, are_probabilities=True)
+            result[route] = {"temperature": temperature,
                              "ece": expected_calibration_error(y_true, proba),
                              "ece_calibrated": expected_calibration_error(y_true, scaled),
                              "brier": brier_score(y_true, proba), "brier_calibrated": brier_score(y_true, scaled)}
         return result
 
-    def with_seed_ensembles(self, predictions: dict[int, pd.DataFrame]) -> pd.DataFrame:
-        """The first seed's test predictions plus, with several seeds, the seed-ensemble routes (also saved)."""
-        first = predictions[self.config.seeds[0]]
+    def with_seed_ensembles(self, predictions: dict[str, pd.DataFrame]) -> pd.DataFrame:
+        """The first model's test predictions plus, with several models, the ensemble routes ``<route>_seeds``
+        (probabilities averaged over seeds or fold models; also saved)."""
+        first = predictions[self.runs[0].name]
         routes = [r for r in self.config.seed_ensemble_routes if r in set(first["route"])]
         if len(predictions) < 2 or not routes:
             return first
@@ -365,6 +435,39 @@ class Experiment:
         _save_predictions(ensembles, self.predictions_dir / "test_seed_ensemble.csv")
         self.outputs.append(self.predictions_dir / "test_seed_ensemble.csv")
         return pd.concat([first, ensembles], ignore_index=True)
+
+    def endpoints(self, predictions: dict[str, pd.DataFrame],
+                  external: dict[str, dict[str, tuple[dict, pd.DataFrame]]]) -> dict[str, Any]:
+        """The primary endpoint, the adjusted family of flat-vs-hierarchical tests and, with several models, every
+        model's results with the combined intervals (``summary.json`` keys ``primary_endpoint``,
+        ``comparison_family`` and ``cross_model``)."""
+        config = self.config
+        leaked = set(self.leaked_test_ids)
+        subset = {name: table[~table["id"].isin(leaked)] if config.primary_subset == "unseen" else table
+                  for name, table in predictions.items()}
+        primary_label = f"{self.test_label}, {config.primary_subset}"
+        datasets = {primary_label: (subset, self.groups)}
+        if config.primary_subset != "all":
+            datasets[f"{self.test_label}, all"] = (predictions, self.groups)
+        for name in next(iter(external.values()), {}):
+            datasets[name] = ({model: tables[name][1] for model, tables in external.items()}, None)
+        evaluations = evaluate_datasets(datasets, ENDPOINT_ROUTES, config.primary_routes,
+                                        n_bootstrap=config.n_bootstrap, seed=config.seeds[0])
+        declared = estimate(evaluations[primary_label])
+        first = next(iter(evaluations[primary_label]["per_model"].values()))
+        primary = {"metric": "accuracy", "subset": config.primary_subset,
+                   "subset_description": PRIMARY_SUBSETS[config.primary_subset], "dataset": primary_label,
+                   "reference": config.primary_routes[0], "compared": config.primary_routes[1],
+                   "multiplicity": config.multiplicity, **declared,
+                   "first_model": None if declared["models"] == 1 else first}
+        cross = None
+        if len(self.runs) > 1:
+            cross = {"kind": "folds" if config.cv_folds else "seeds", "models": [r.name for r in self.runs],
+                     "cv": {"folds": config.cv_folds, "repeats": config.cv_repeats} if config.cv_folds else None,
+                     "datasets": {label: {"per_model": e["per_model"], "combined": e["combined"]}
+                                  for label, e in evaluations.items()}}
+        return {"primary_endpoint": primary, "cross_model": cross,
+                "comparison_family": comparison_family(evaluations, method=config.multiplicity)}
 
     # -- the whole run -------------------------------------------------------------------------
     def run(self, external: Sequence[str | Path] | None = None) -> dict[str, Any]:
@@ -374,35 +477,42 @@ class Experiment:
         external = self.external_roots if external is None else list(external)
         self.load_data()
         self.weights = plan_weights(config)
-        predictions = {}
-        for seed in config.seeds:
-            router = self.fit_router(seed)
-            predictions[seed] = self.predict_test(seed, router)
-            if seed == config.seeds[0]:
+        predictions, external_by_model = {}, {}
+        for run in self.runs:
+            router = self.fit_router(run)
+            predictions[run.name] = self.predict_test(run, router)
+            external_by_model[run.name] = self.external(external, run, router)
+            if run is self.runs[0]:
                 first_router = router
         self.dist.end_jobs()  # every model is trained: the other ranks may exit
-        first = config.seeds[0]
-        validation = self.predict_validation(first, first_router)
+        first_run, first = self.runs[0], config.seeds[0]
+        validation = self.predict_held_out("val", first_run.val, first_run, first_router)
+        calibration_set = (self.predict_held_out("calibration", self.calibration_rows, first_run, first_router)
+                           if len(self.calibration_rows) else validation)
         perturbed = self.robustness(first_router)
-        external_predictions = self.external(external, first_router)
+        external_predictions = external_by_model[first_run.name]
         throughput = self.throughput(first_router)
-        explanations = self.explanations(first_router, predictions[first])
+        explanations = self.explanations(first_router, predictions[first_run.name])
         shortcut_tests = self.shortcut_tests(first_router)
-        calibration = self.calibration(first_router, predictions[first])
+        calibration = self.calibration(validation, predictions[first_run.name], list(first_router.classes_))
         pred = self.with_seed_ensembles(predictions)
 
-        record = run_record(config.to_dict(), seed=first, frames={"train": self.train, "val": self.val, "test": self.test})
+        record = run_record(config.to_dict(), seed=first, frames={"train": first_run.train, "val": first_run.val,
+                                                                  "calibration": self.calibration_rows,
+                                                                  "test": self.test})
         record.update({"command": self.command, "dataset_root_name": self.dataset_name, "weights": self.weights,
-                       "stage_seconds": self.stages.seconds(), "profile": config.profile, "seeds": list(config.seeds)})
+                       "stage_seconds": self.stages.seconds(), "profile": config.profile, "seeds": list(config.seeds),
+                       "models": [r.name for r in self.runs]})
 
         metrics = evaluate_predictions(pred, n_bootstrap=config.n_bootstrap, seed=first)
         pairs = [*COMPARISONS, *((seed_route(a), seed_route(b)) for a, b in COMPARISONS)]
         comparisons = [compare_routes(pred, a, b, n_bootstrap=config.n_bootstrap, seed=first)
                        for a, b in pairs if a in metrics["routes"] and b in metrics["routes"]]
         generalisation = assess_generalisation(
-            pred, metrics, test_label=self.test_label, validation=validation,
+            pred, metrics, test_label=self.test_label, validation=calibration_set,
             external=external_predictions, perturbed=perturbed, n_bootstrap=config.n_bootstrap, seed=first,
             alpha=config.conformal_alpha, sources=split_by_source(pred, self.test),
+            calibrated_on="calibration split" if len(self.calibration_rows) else "validation",
             allow_empty=config.conformal_allow_empty)
         clinical = assess_clinical(generalisation, pred, n_bootstrap=config.n_bootstrap, seed=first)
         quality = assess_label_quality(self.audit, pred, generalisation, dataset=self.dataset_name,
@@ -411,29 +521,35 @@ class Experiment:
                             predictions=pred, seed_evaluations=self.seed_evaluations(predictions, metrics),
                             generalisation=generalisation, throughput=throughput,
                             shortcut=self.shortcut, audit=self.audit, leaked_test_ids=self.leaked_test_ids,
-                            weights=self.weights, calibration=calibration, stage_seconds=self.stages.seconds())
+                            weights=self.weights, calibration=calibration, stage_seconds=self.stages.seconds(),
+                            train_keys={r.name: f"train_{r.key}" for r in self.runs})
+        summary = {**self.endpoints(predictions, external_by_model), **summary}  # the declared endpoint first
+        summary["calibration_split"] = {"fraction": config.calibration_fraction, "n": len(self.calibration_rows),
+                                        "conformal_calibrated_on": generalisation.calibrated_on}
         summary["shortcut_tests"] = shortcut_tests["tests"]["tests"]
         summary["attribution_vs_mask"] = shortcut_tests["attribution"]
         summary.update(clinical_summary(clinical), **label_quality_summary(quality))
         training_logs = {name: log for name in ("flat", "plane", *first_router.planes_)
-                         if (log := self.work / f"seed_{first}" / "training" / name / "log.csv").exists()}
+                         if (log := self.work / first_run.folder / "training" / name / "log.csv").exists()}
         files = ReportFiles()
         files.json("run_record.json", record)
-        sections = [*report_sections(summary, command=self.command,
-                                     generalisation=generalisation_sections(generalisation, files)),
+        leading = lead_sections(summary)
+        sections = [*((title, body) for title, body in report_sections(
+                        summary, command=self.command, generalisation=generalisation_sections(generalisation, files))
+                      if not (title == "Seeds" and config.cv_folds)),
                     *clinical_sections(clinical, files), (DATA_TITLE, label_quality_section(quality, files)),
                     (SHORTCUT_TITLE, shortcut_section(shortcut_tests["tests"], shortcut_tests["attribution"],
                                                      examples=f"gallery/{SHORTCUT_EXAMPLES}")),
                     (SECTION_TITLE, explanation_section(explanations, files, self.explanation_arrays))]
-        checklist, summary["checklist"] = reporting_checklist([title for title, _ in sections], files)
+        checklist, summary["checklist"] = reporting_checklist([title for title, _ in [*leading, *sections]], files)
         sections.append((CHECKLIST_TITLE, checklist))
         files.json("summary.json", summary)
         overlays = {r["id"]: self.out / r["overlay"] for r in explanations["rows"] if r["route"] == "hierarchical"}
         audit_files = sorted(p for p in (self.out / "audit").rglob("*") if p.is_file())
         examples = self.out / "gallery" / SHORTCUT_EXAMPLES
         build_report(pred, self.out, run_record=record, training_logs=training_logs, extra_sections=sections,
-                     overlays=overlays, metrics=metrics, compared=comparisons, n_bootstrap=config.n_bootstrap,
-                     seed=first, files=files, overwrite=True,
+                     lead_sections=leading, overlays=overlays, metrics=metrics, compared=comparisons,
+                     n_bootstrap=config.n_bootstrap, seed=first, files=files, overwrite=True,
                      adopt=[p.relative_to(self.out).as_posix() for p in [*self.outputs, *audit_files] if p.is_file()],
                      adopt_local=sorted({r["overlay"] for r in explanations["rows"]}
                                         | ({f"gallery/{SHORTCUT_EXAMPLES}"} if examples.is_file() else set())))

@@ -107,6 +107,7 @@ def seed_spread(evaluations: Mapping[int, dict]) -> dict | None:
     return aggregate_seeds(list(evaluations.values()))
 
 
-def train_seconds(stage_seconds: Mapping[str, float], seeds: Sequence[int]) -> dict[str, float | None]:
-    """Wall time of each seed's training stage (``train_seed<seed>`` in the stage log), None if unlogged."""
-    return {str(seed): stage_seconds.get(f"train_seed{seed}") for seed in seeds}
+def train_seconds(stage_seconds: Mapping[str, float], stages: Mapping[str, str]) -> dict[str, float | None]:
+    """Wall time of each model's training stage (``stages``: model name -> its stage in the stage log, such as
+    ``train_seed0``), None if unlogged."""
+    return {name: stage_seconds.get(stage) for name, stage in stages.items()}

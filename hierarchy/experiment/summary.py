@@ -62,7 +62,7 @@ def conformal_summary(result: Generalisation) -> dict[str, Any] | None:
     if not result.conformal:
         return None
     first = next(iter(result.conformal.values()))
-    return {"alpha": first["alpha"], "score": first["score"], "calibrated_on": "validation",
+    return {"alpha": first["alpha"], "score": first["score"], "calibrated_on": result.calibrated_on,
             "allow_empty": result.allow_empty, "datasets": _conformal_datasets(result.conformal),
             "mondrian": _conformal_datasets(result.conformal_mondrian) if result.conformal_mondrian else None}
 
@@ -144,12 +144,14 @@ def with_seed_spread(routes: dict[str, dict[str, Any]], spread: dict[str, Any] |
 
 
 def summarise(*, config: ExperimentConfig, dataset: str, metrics: dict[str, Any], comparisons: list[dict[str, Any]],
-              predictions: pd.DataFrame, seed_evaluations: dict[int, dict[str, Any]],
+              predictions: pd.DataFrame, seed_evaluations: dict[str, dict[str, Any]],
               generalisation: Generalisation, throughput: dict[str, float], shortcut: dict[str, Any],
               audit: dict[str, Any], leaked_test_ids: list[str], weights: dict[str, Any],
-              calibration: dict[str, dict[str, float]], stage_seconds: dict[str, float]) -> dict[str, Any]:
-    """Assemble ``summary.json`` from the evaluation of the first seed (``metrics``, which holds the
-    seed-ensemble routes too), every seed's evaluation and the run's side results."""
+              calibration: dict[str, dict[str, float]], stage_seconds: dict[str, float],
+              train_keys: dict[str, str]) -> dict[str, Any]:
+    """Assemble ``summary.json`` from the evaluation of the first model (``metrics``, which holds the
+    seed-ensemble routes too), every model's evaluation (seeds or folds, by name) and the run's side results;
+    ``train_keys`` names each model's training stage."""
     spread = seed_spread(seed_evaluations)
     routes = with_seed_spread({route: route_summary(m, throughput.get(route))
                                for route, m in metrics["routes"].items()}, spread)
@@ -177,7 +179,7 @@ def summarise(*, config: ExperimentConfig, dataset: str, metrics: dict[str, Any]
         "comparisons": compared,
         "seeds_aggregate": spread,
         "per_seed": per_seed_results(seed_evaluations),
-        "train_seconds": train_seconds(stage_seconds, config.seeds),
+        "train_seconds": train_seconds(stage_seconds, train_keys),
         "robustness": robustness_summary(generalisation, config.perturbations, clean),
         "external": external_summary(generalisation),
         "ood_auroc_perturbed": {label: _auroc_summary(a) for label, a in generalisation.perturbation_ood.items()},

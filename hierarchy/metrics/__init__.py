@@ -39,6 +39,7 @@ from hierarchy.metrics.intervals import (
                                            bootstrap_ci,
                                            bootstrap_cis,
                                            cluster_bootstrap_indices,
+                                           combined_interval,
                                            proportion,
                                            wilson_interval,
 )
@@ -56,7 +57,7 @@ from hierarchy.temperature import apply_temperature, fit_temperature
 
 __all__ = [
     "ConformalSets", "HEADLINE_METRICS", "accuracy", "adjust_family", "adjust_p_values", "auc_interval",
-    "bootstrap_test", "clinical_reading", "cluster_bootstrap_indices", "decision_curve", "delong_covariance",
+    "bootstrap_test", "clinical_reading", "cluster_bootstrap_indices", "combined_interval", "decision_curve", "delong_covariance",
     "delong_test", "operating_point", "operating_points", "accuracy_coverage_curve", "aggregate_seeds",
     "apply_temperature", "balanced_accuracy", "bootstrap_ci", "bootstrap_cis", "brier_score",
     "class_auc", "compare_routes", "conformal_evaluation", "confusion", "evaluate_predictions",

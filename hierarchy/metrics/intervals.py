@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from itertools import islice
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, norm
 
 from hierarchy.metrics.classification import batched
 
@@ -214,3 +214,41 @@ def bootstrap_ci(metric_fn: MetricFn, y_true: np.ndarray, proba: np.ndarray, *,
                                 stratified=stratified, groups=groups)
     return {"value": float(metric_fn(y_true, proba)),
             "ci": percentile_interval(samples, confidence)}
+
+
+def combined_interval(estimates: np.ndarray, within_variances: np.ndarray, confidence: float = 0.95) -> dict:
+    """A normal interval for the mean of one metric over several models (folds or seeds) evaluated on one test
+    set, combining how the models differ with how the test set was sampled.
+
+    Total variance = between-model variance of ``estimates`` (sample variance, ``ddof=1``) + the mean of
+    ``within_variances`` (each model's bootstrap variance over test images); the interval is
+    ``mean ± z * sqrt(total)`` and ``p_value`` the two-sided normal test of "mean = 0" (for a difference), so
+    the interval excludes 0 exactly when ``p_value < 1 - confidence``.
+
+    Returns
+    -------
+    dict
+        ``{"k", "mean", "sd" (between models), "between_variance", "within_variance", "total_variance",
+        "ci": [lo, hi], "p_value"}``.
+
+    Raises
+    ------
+    ValueError
+        Fewer than two models, unpaired inputs, or a negative or non-finite value.
+    """
+    _check_confidence(confidence)
+    estimates = np.asarray(estimates, dtype=float)
+    within = np.asarray(within_variances, dtype=float)
+    if estimates.ndim != 1 or estimates.shape != within.shape or len(estimates) < 2:
+        raise ValueError(f"need one estimate and one within-model variance per model, at least two models; got "
+                         f"shapes {estimates.shape} and {within.shape}")
+    if not (np.isfinite(estimates).all() and np.isfinite(within).all() and (within >= 0).all()):
+        raise ValueError("estimates and within-model variances must be finite, variances >= 0")
+    mean, between, mean_within = float(estimates.mean()), float(estimates.var(ddof=1)), float(within.mean())
+    total = between + mean_within
+    half = float(norm.ppf(0.5 + confidence / 2) * np.sqrt(total))
+    p_value = 1.0 if total == 0 and mean == 0 else (
+        0.0 if total == 0 else float(2 * norm.sf(abs(mean) / np.sqrt(total))))
+    return {"k": len(estimates), "mean": mean, "sd": float(np.sqrt(between)), "between_variance": between,
+            "within_variance": mean_within, "total_variance": total, "ci": [float(mean - half), float(mean + half)],
+            "p_value": p_value}

@@ -206,6 +206,7 @@ def _training(w: _Writer, training_logs: Mapping[str, str | Path]) -> None:
 def build_report(pred: pd.DataFrame, out_dir: str | Path, *, run_record: dict | None = None,
                  training_logs: Mapping[str, str | Path] | None = None,
                  extra_sections: Sequence[tuple[str, str]] | None = None,
+                 lead_sections: Sequence[tuple[str, str]] = (),
                  overlays: Mapping[str, str | Path] | None = None, n_bootstrap: int = 1000,
                  seed: int = 0, comparisons: Sequence[tuple[str, str]] = COMPARISONS,
                  metrics: dict | None = None, compared: list[dict] | None = None,
@@ -215,7 +216,7 @@ def build_report(pred: pd.DataFrame, out_dir: str | Path, *, run_record: dict | 
 
     ``training_logs`` maps a model name to its ``log.csv``; ``overlays`` maps an image id to an
     explanation image shown beside missed tumours; ``extra_sections`` are (title, Markdown) pairs
-    appended at the end, and ``files`` the figures and tables they show (collected while their Markdown
+    appended at the end, ``lead_sections`` pairs the report opens with (a declared primary endpoint), and ``files`` the figures and tables they show (collected while their Markdown
     was composed). ``adopt`` / ``adopt_local`` name files (relative to ``out_dir``) that earlier stages of
     the same run wrote there, to be listed in the manifest too (``_local``: image-derived, kept out of
     published copies). Only ``comparisons`` whose two routes are present are run.
@@ -243,7 +244,8 @@ def build_report(pred: pd.DataFrame, out_dir: str | Path, *, run_record: dict | 
         raise FileExistsError(f"{', '.join(str(out_dir / n) for n in taken)} already exist(s) and no earlier "
                               f"report's {MANIFEST} lists them; move them away or choose another folder")
     w = _Writer(writer)
-    _write_report(w, pred, metrics, compared, run_record, training_logs, extra_sections, overlays, files)
+    _write_report(w, pred, metrics, compared, run_record, training_logs, extra_sections, overlays, files,
+                  lead_sections)
     writer.adopt(adopt)
     writer.adopt(adopt_local, local=True)
     writer.finish()
@@ -263,7 +265,8 @@ def uncommitted_note(run_record: Mapping | None) -> str:
 def _write_report(w: _Writer, pred: pd.DataFrame, metrics: dict, compared: list[dict],
                   run_record: Mapping | None, training_logs: Mapping[str, str | Path] | None,
                   extra_sections: Sequence[tuple[str, str]] | None,
-                  overlays: Mapping[str, str | Path] | None, files: ReportFiles | None) -> None:
+                  overlays: Mapping[str, str | Path] | None, files: ReportFiles | None,
+                  lead_sections: Sequence[tuple[str, str]] = ()) -> None:
     w.files.write_text("metrics.json", json.dumps(metrics, indent=1, allow_nan=False))
     w.files.write_text("comparisons.json", json.dumps(compared, indent=1, allow_nan=False))
     w.add("# Evaluation report", "")
@@ -272,6 +275,8 @@ def _write_report(w: _Writer, pred: pd.DataFrame, metrics: dict, compared: list[
     w.add("Machine-readable numbers: [metrics.json](metrics.json), [comparisons.json](comparisons.json); "
           f"every table and figure in one LaTeX document: [{SUPPLEMENT}]({SUPPLEMENT}) "
           f"(`pdflatex {SUPPLEMENT}` in this folder); every file with its sha256: [{MANIFEST}]({MANIFEST}).", "")
+    for title, body in lead_sections:
+        w.add(f"## {title}", "", body, "")
     sections: list[Callable[[], None]] = [
         lambda: _data_and_methods(w, pred, metrics, run_record),
         lambda: _results(w, metrics),
