@@ -40,6 +40,7 @@ from hierarchy.experiment.ood_suite import (
     synthetic_pictures,
 )
 from hierarchy.fileio import atomic_write_text, write_json
+from hierarchy.logs import configure_logging
 from hierarchy.predictions import HEADER_ROUTE, series_predictions
 from hierarchy.reports.tables import markdown_table
 from hierarchy.routing import Router
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="at most this many images per set (tests)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    configure_logging(fmt="%(asctime)s %(message)s")
     out = Path(args.out)
     work = out / "work"
     router = Router.load(args.router)

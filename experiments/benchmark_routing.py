@@ -27,6 +27,7 @@ import torch
 
 from hierarchy.data import PreprocessConfig, index_dataset
 from hierarchy.labels import PLANES, TUMOR_CLASSES
+from hierarchy.logs import configure_logging
 from hierarchy.provenance import command_line
 from hierarchy.routing import ImageClassifier, Router, Task, route_throughput
 from hierarchy.training import TrainConfig, resolve_runtime
@@ -73,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     routes = [r for r in ROUTES if r in {"flat", "hierarchical", *args.routes}]
-    logging.basicConfig(level=logging.ERROR)
+    configure_logging(level=logging.ERROR)
     torch.set_num_threads(args.threads)
     frame = index_dataset(args.root)
     paths = frame[frame["split"] == "test"].sample(args.images, random_state=0)["path"].tolist()

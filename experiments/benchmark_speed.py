@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from hierarchy.data.preprocess import PreprocessConfig, eval_transform, train_transform
+from hierarchy.logs import configure_logging
 from hierarchy.models import build_architecture
 from hierarchy.provenance import software_versions
 
@@ -172,7 +173,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging(fmt="%(message)s")
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

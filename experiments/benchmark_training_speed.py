@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader
 
 from hierarchy.data import ImageDataset, index_dataset
 from hierarchy.data.preprocess import PreprocessConfig
+from hierarchy.logs import configure_logging
 from hierarchy.metrics import expected_calibration_error
 from hierarchy.metrics.evaluate import labels_and_probabilities
 from hierarchy.models import create
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks/training_speed.md"))
     args = parser.parse_args(argv)
     args.load_before = os.getloadavg()[0]
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging(fmt="%(message)s")
     speed = speed_rows(args)
     loading, agree = [], None
     if args.data is not None:

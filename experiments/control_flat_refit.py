@@ -31,6 +31,7 @@ from hierarchy.fileio import write_json
 from hierarchy.logs import configure_logging
 from hierarchy.provenance import command_line, run_record
 from hierarchy.routing import Router
+from hierarchy.training import resolve_runtime
 
 logger = logging.getLogger("control_flat_refit")
 
@@ -67,8 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              "plane's rows. Hierarchical: plane head, then that plane's expert. Nothing was tuned on these sets.")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    record = run_record({"profile": args.profile, "overrides": args.overrides, "arms": args.arms}, seed=0,
-                        frames={"train": train, "val": val, **sets})
+    record = run_record({"profile": args.profile, "overrides": args.overrides, "arms": args.arms},
+                        runtime=resolve_runtime().describe(), seed=0, frames={"train": train, "val": val, **sets})
     record["command"] = command
     write_json(out / "refit_control.json", {"results": results, "record": record})
     text = refit_markdown(results, title="Refit control: flat head, refitted flat head and hierarchy on one trunk",

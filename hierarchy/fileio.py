@@ -114,14 +114,16 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: str | os.PathLike, data: Any, *, sort_keys: bool = False) -> Path:
-    """Write ``data`` as indented JSON to ``path`` atomically; returns ``path``.
+def json_text(data: Any, *, sort_keys: bool = False) -> str:
+    """``data`` as the text of a JSON file: indented, ending in a newline; numpy values become plain numbers
+    and NaN becomes ``null`` (see ``to_jsonable``); any other value JSON cannot hold (a ``Path``, a timestamp)
+    becomes its ``str``. The one format of every JSON file the library writes."""
+    return json.dumps(to_jsonable(data), indent=2, sort_keys=sort_keys, default=str) + "\n"
 
-    numpy values become plain numbers and NaN becomes ``null`` (see ``to_jsonable``); any other
-    value JSON cannot hold (a ``Path``, a timestamp) is written as its ``str``.
-    """
-    text = json.dumps(to_jsonable(data), indent=2, sort_keys=sort_keys, default=str)
-    return atomic_write_text(path, text + "\n")
+
+def write_json(path: str | os.PathLike, data: Any, *, sort_keys: bool = False) -> Path:
+    """Write ``data`` as JSON (``json_text``) to ``path`` atomically; returns ``path``."""
+    return atomic_write_text(path, json_text(data, sort_keys=sort_keys))
 
 
 def read_json(path: str | os.PathLike, *, what: str = "JSON file") -> Any:

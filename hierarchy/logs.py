@@ -14,12 +14,16 @@ THIRD_PARTY_LOGGERS: tuple[str, ...] = ("fontTools", "matplotlib", "PIL")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def configure_logging(*, verbose: bool = False, fmt: str = LOG_FORMAT) -> None:
-    """Log the project's INFO messages (DEBUG when ``verbose``) to standard error, third parties' WARNINGs.
+def configure_logging(*, verbose: bool = False, fmt: str = LOG_FORMAT, level: int | None = None) -> None:
+    """Log the project's INFO messages (DEBUG when ``verbose``, or ``level`` when given) to standard error,
+    third parties' WARNINGs.
 
-    For programs (the CLI, the experiment scripts); a library call never configures logging itself.
+    For programs (the CLI, the experiment scripts); a library call never configures logging itself. The one
+    place that calls ``logging.basicConfig``.
     """
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt)
+    if level is None:
+        level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format=fmt)
     for name in THIRD_PARTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -14,8 +14,9 @@ One row per (image, route). Columns:
   with its ``plane_source`` (``header`` or ``oblique``) and ``plane_angle``, the slice's axis, index and
   position, and whether it holds ``brain``
 
-The class and plane lists default to BRISC's (``hierarchy.labels``); pass a Router's ``classes_`` and
-``planes_`` for other label sets. ``prediction_table`` builds one route's rows.
+The label sets are the table's own: ``table_classes`` and ``table_planes`` read them from the
+``prob_<class>`` and ``plane_prob_<plane>`` columns (in column order); every reader (``probabilities``,
+metrics, reports) uses them unless given others. ``prediction_table`` builds one route's rows.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from hierarchy.labels import PLANES, TUMOR_CLASSES, to_indices
+from hierarchy.labels import to_indices
 
 ROUTES: tuple[str, ...] = ("flat", "hierarchical", "soft", "ensemble", "oracle")
 # Routes by the plane from the DICOM/NIfTI geometry where a slice has one (else as ``hierarchical``); only for
@@ -49,17 +50,43 @@ def plane_prob_column(plane: str) -> str:
     return f"plane_prob_{plane}"
 
 
+def table_classes(frame: pd.DataFrame) -> list[str]:
+    """The tumour classes of a prediction table: its ``prob_<class>`` columns, in column order.
+
+    Raises ``KeyError`` when the table has none.
+    """
+    classes = [str(c).removeprefix("prob_") for c in frame.columns if str(c).startswith("prob_")]
+    if not classes:
+        raise KeyError("prediction table has no prob_<class> columns, so its classes are unknown")
+    return classes
+
+
+def table_planes(frame: pd.DataFrame) -> list[str]:
+    """The planes (parent groups) of a prediction table: its ``plane_prob_<plane>`` columns in column order;
+    without such columns (a flat-only table), the sorted ``true_plane`` and ``pred_plane`` values."""
+    planes = [str(c).removeprefix("plane_prob_") for c in frame.columns if str(c).startswith("plane_prob_")]
+    if planes:
+        return planes
+    found = set()
+    for column in ("true_plane", "pred_plane"):
+        if column in frame.columns:
+            found |= {str(v) for v in frame[column].dropna() if str(v)}
+    return sorted(found)
+
+
 def _row_name(frame: pd.DataFrame, position: int) -> str:
     row = frame.iloc[position]
     named = [f"{key} {row[key]!r}" for key in ("id", "route") if key in frame.columns]
     return f"row {position + 1}" + (f" ({', '.join(named)})" if named else "")
 
 
-def probabilities(frame: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASSES) -> np.ndarray:
-    """The (n, len(classes)) tumour-probability matrix of a prediction table.
+def probabilities(frame: pd.DataFrame, classes: Sequence[str] | None = None) -> np.ndarray:
+    """The (n, len(classes)) tumour-probability matrix of a prediction table (``classes``: the table's own,
+    ``table_classes``, unless given).
 
     A value outside [0, 1] (or missing) raises ``ValueError`` naming the first such row; it is never clipped.
     """
+    classes = table_classes(frame) if classes is None else classes
     missing = [prob_column(c) for c in classes if prob_column(c) not in frame.columns]
     if missing:
         raise KeyError(f"prediction table lacks probability columns {missing}")
@@ -75,15 +102,17 @@ def probabilities(frame: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASSES) -
     return proba
 
 
-def plane_probabilities(frame: pd.DataFrame, planes: Sequence[str] = PLANES) -> np.ndarray:
-    """The (n, len(planes)) plane-probability matrix of a prediction table."""
+def plane_probabilities(frame: pd.DataFrame, planes: Sequence[str] | None = None) -> np.ndarray:
+    """The (n, len(planes)) plane-probability matrix of a prediction table (``planes``: the table's own
+    ``plane_prob_<plane>`` columns unless given)."""
+    planes = table_planes(frame) if planes is None else planes
     missing = [plane_prob_column(p) for p in planes if plane_prob_column(p) not in frame.columns]
     if missing:
         raise KeyError(f"prediction table lacks plane-probability columns {missing}")
     return frame[[plane_prob_column(p) for p in planes]].to_numpy(dtype=float)
 
 
-def label_indices(labels: Sequence[str], classes: Sequence[str] = TUMOR_CLASSES) -> np.ndarray:
+def label_indices(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
     """Integer indices of ``labels`` in ``classes``; ``hierarchy.labels.to_indices`` with tumour classes."""
     return to_indices(labels, classes)
 
@@ -123,7 +152,7 @@ def prediction_table(ids: Sequence[str], route: str, proba: np.ndarray, *, class
 SERIES_TOP_SLICES = 3  # slices listed as having driven a series prediction
 
 
-def series_predictions(table: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASSES) -> pd.DataFrame:
+def series_predictions(table: pd.DataFrame, classes: Sequence[str] | None = None) -> pd.DataFrame:
     """One prediction per (route, series) from a prediction table of DICOM/NIfTI slices.
 
     The aggregation: the mean tumour probability over the series' brain slices (``brain`` True; all its
@@ -133,9 +162,11 @@ def series_predictions(table: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASS
     used slices whose predicted plane is the header's), ``referred_fraction`` and the mean ``ood_score`` when
     the table has them, and ``true_label`` when every slice of the series has the same one. Rows without a
     series (plain images) are left out; a table without a ``series`` column gives an empty frame.
+    ``classes``: the table's own (``table_classes``) unless given.
     """
     if "series" not in table.columns:
         return pd.DataFrame()
+    classes = table_classes(table) if classes is None else list(classes)
     rows = []
     slices = table[table["series"].notna()]
     for (route, series), group in slices.groupby(["route", "series"], sort=True):

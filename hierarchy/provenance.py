@@ -89,13 +89,11 @@ def command_line(parts: Sequence[str]) -> str:
     return " ".join([*env, *parts])
 
 
-def run_record(config: dict[str, Any], *, seed: int | None = None,
+def run_record(config: dict[str, Any], *, runtime: str, seed: int | None = None,
                frames: dict[str, pd.DataFrame] | None = None) -> dict[str, Any]:
-    """A JSON-ready record of a run: when, what code, which software, which data, which settings, and the
-    runtime that models run under by default here (``cpu/bfloat16/channels_last``...)."""
-    # imported here, not at the top: hierarchy.training imports this module
-    from hierarchy.training.runtime import resolve_runtime
-
+    """A JSON-ready record of a run: when, what code, which software, which data, which settings, and
+    ``runtime``, the caller's resolved runtime (``hierarchy.training.resolve_runtime().describe()``, e.g.
+    ``cpu/bfloat16/channels_last``; passed in because hierarchy.training imports this module)."""
     commit = git_commit(Path(__file__).resolve().parent)
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -103,7 +101,7 @@ def run_record(config: dict[str, Any], *, seed: int | None = None,
         # a run from a working tree with local edits is reproduced by no commit; reports say so at the top
         "uncommitted_changes": None if commit is None else commit.endswith("+dirty"),
         "versions": software_versions(),
-        "runtime": resolve_runtime().describe(),
+        "runtime": runtime,
         "seed": seed,
         "environment": {name: os.environ[name] for name in RESULT_ENV if os.environ.get(name)},
         "config": config,

@@ -61,7 +61,14 @@ def _type_name(hint: Any) -> str:
 
 class Settings:
     """``to_dict()`` and ``from_dict()`` for a dataclass; a key that is not a setting, or a value not of the
-    setting's type (``epochs="three"``, ``epochs=3.5``), is refused."""
+    setting's type (``epochs="three"``, ``epochs=3.5``), is refused.
+
+    ``RETIRED`` maps a removed setting to the value the code now always uses: files saved before its removal
+    (a Router's ``router.json``, a bundle's ``config.json``, an ablation's arms) still load when they hold
+    that value, and name the setting when they hold another.
+    """
+
+    RETIRED: typing.ClassVar[dict[str, Any]] = {}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every setting."""
@@ -71,6 +78,11 @@ class Settings:
     def from_dict(cls: type[T], values: dict[str, Any]) -> T:
         """Build from ``to_dict()`` output; unknown keys and values of the wrong type raise ``ValueError``."""
         known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        changed = sorted(k for k in set(values) & set(cls.RETIRED) if values[k] != cls.RETIRED[k])
+        if changed:
+            raise ValueError(f"{cls.__name__} settings {changed} were removed; the code always uses "
+                             f"{ {k: cls.RETIRED[k] for k in changed} }")
+        values = {k: v for k, v in values.items() if k not in cls.RETIRED}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys are {sorted(known)}")

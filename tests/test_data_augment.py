@@ -22,6 +22,7 @@ from hierarchy.data import (
     train_transform,
 )
 from hierarchy.data.augment import RandomCurve, RandomDihedral, RandomGIN
+from hierarchy.data.preprocess import NORM_MEAN, NORM_STD
 
 SIZE = 48
 # One switch per part, set so the part always runs.
@@ -58,7 +59,7 @@ def _cfg(augment="none", **kwargs) -> PreprocessConfig:
 
 
 def _unnormalised(tensor: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
-    return tensor * cfg.std + cfg.mean
+    return tensor * NORM_STD + NORM_MEAN
 
 
 def test_config_round_trips_through_json_and_enters_the_fingerprint():
@@ -164,7 +165,7 @@ def test_head_scaling_ignores_the_background_level():
     dark, grey = _phantom(10), _phantom(40)
     inside = _unnormalised(eval_transform(image)(dark), image) > 0.05
     def shift(cfg: PreprocessConfig) -> float:  # mean change inside the head, on the [0, 1] scale
-        return float((eval_transform(cfg)(dark) - eval_transform(cfg)(grey))[inside].abs().median() * cfg.std)
+        return float((eval_transform(cfg)(dark) - eval_transform(cfg)(grey))[inside].abs().median() * NORM_STD)
 
     assert shift(head) < 1e-4 < 0.02 < shift(image)
     assert _unnormalised(eval_transform(head)(grey), head)[inside].min() < 0.02  # darkest tissue -> 0

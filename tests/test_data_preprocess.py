@@ -16,7 +16,7 @@ from hierarchy.data import (
     make_loader,
     train_transform,
 )
-from hierarchy.data.preprocess import crop_to_foreground
+from hierarchy.data.preprocess import NORM_MEAN, NORM_STD, crop_to_foreground
 
 CFG = PreprocessConfig(image_size=48)
 
@@ -39,14 +39,17 @@ def test_config_round_trip_and_fingerprint():
     assert len(cfg.fingerprint()) == 16
     with pytest.raises(ValueError, match="imagesize"):
         PreprocessConfig.from_dict({"imagesize": 64})
-    with pytest.raises(ValueError, match="std"):
-        PreprocessConfig(std=0)
+    # a removed setting still loads from an older file at the value the pipeline now always uses
+    assert PreprocessConfig.from_dict({"image_size": 64, "std": 0.226, "clahe_clip_limit": 0.01}) \
+        == PreprocessConfig(image_size=64)
+    with pytest.raises(ValueError, match=r"\['std'\] were removed"):
+        PreprocessConfig.from_dict({"std": 0.5})
 
 
 def test_eval_output_shape_dtype_and_normalisation(slice_image):
     tensor = eval_transform(CFG)(slice_image)
     assert tensor.shape == (1, 48, 48) and tensor.dtype == torch.float32
-    raw = tensor * CFG.std + CFG.mean  # back to the [0, 1] scale
+    raw = tensor * NORM_STD + NORM_MEAN  # back to the [0, 1] scale
     assert raw.min() >= -1e-6 and raw.max() <= 1 + 1e-6
     assert raw.max() > 0.99  # robust scaling stretches to the full range
     assert torch.equal(tensor, eval_transform(CFG)(slice_image))  # deterministic
@@ -66,7 +69,7 @@ def test_linear_contrast_and_brightness_are_removed(slice_image):
     array = np.asarray(slice_image).astype(np.float32)
     dimmer = Image.fromarray(np.clip(array * 0.6 + 30, 0, 255).astype(np.uint8))
     difference = (eval_transform(CFG)(slice_image) - eval_transform(CFG)(dimmer)).abs()
-    assert difference.mean() * CFG.std < 0.01  # under 1 % of the intensity range on average
+    assert difference.mean() * NORM_STD < 0.01  # under 1 % of the intensity range on average
 
 
 def test_rgb_and_grey_give_the_same_tensor(slice_image):

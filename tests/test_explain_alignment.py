@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hierarchy.data.preprocess import PreprocessConfig, eval_transform, foreground_box
+from hierarchy.data.preprocess import NORM_STD, PreprocessConfig, eval_transform, foreground_box
 from hierarchy.explain import align_mask_to_input, letterbox_mask, score_against_mask
 
 # BRISC 2025 test slices with lesion masks (512 px JPEGs: decoded at a reduced DCT scale), one per class.
@@ -79,6 +79,6 @@ def test_aligned_brisc_mask_covers_the_tumour_in_the_model_input(brisc_root, cas
         return Image.fromarray(np.where(np.asarray(on_grid), 0, np.asarray(decoded)).astype(np.uint8))
 
     transform = eval_transform(preprocess)
-    darkened = ((transform(image, perturb=blacken) - transform(image))[0].numpy() * preprocess.std) < -0.05
+    darkened = ((transform(image, perturb=blacken) - transform(image))[0].numpy() * NORM_STD) < -0.05
     assert aligned.shape == (224, 224)
     assert (aligned & darkened).sum() / (aligned | darkened).sum() > 0.8

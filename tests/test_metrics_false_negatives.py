@@ -20,7 +20,8 @@ def table():
     ]
     frame = pd.DataFrame(rows, columns=["id", "true_label", "pred_label", "true_plane", "pred_plane"])
     frame["route"] = "hierarchical"
-    frame["prob_glioma"] = 0.25
+    for name in ("glioma", "meningioma", "pituitary", "no_tumor"):  # the table's classes
+        frame[f"prob_{name}"] = 0.25
     return frame
 
 

@@ -11,6 +11,7 @@ from hierarchy.provenance import (
     ordered_data_fingerprint,
     run_record,
 )
+from hierarchy.training import resolve_runtime
 
 FRAME = pd.DataFrame({"id": ["a", "b", "c"], "sha256": ["1", "2", "3"], "label": ["glioma", "glioma", "no_tumor"],
                       "path": ["/x/a.png", "/x/b.png", "/x/c.png"]})
@@ -41,4 +42,5 @@ def test_command_line_starts_with_the_environment_that_changes_results(monkeypat
 
 def test_run_record_names_the_default_runtime(monkeypatch):
     monkeypatch.setenv("HIERARCHY_AMP", "off")
-    assert run_record({})["runtime"].startswith(("cpu/float32/", "cuda/float32/"))
+    assert resolve_runtime().describe().startswith(("cpu/float32/", "cuda/float32/"))
+    assert run_record({}, runtime="cpu/float32/contiguous")["runtime"] == "cpu/float32/contiguous"

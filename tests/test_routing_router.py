@@ -280,7 +280,7 @@ def test_calibrated_output_keeps_the_argmax(router, frames):
 
 
 def test_temperature_scaling_lowers_validation_nll(router, val_rows):
-    y_val = label_indices(val_rows["label"])
+    y_val = label_indices(val_rows["label"], router.classes_)
     plain = router.predict_routes(val_rows, CALIBRATED, progress=False)
     calibrated = router.predict_routes(val_rows, CALIBRATED, progress=False, calibrated=True)
 

@@ -4,7 +4,9 @@ and every profile's components build (the ``full`` one with and without Inceptio
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
 from dataclasses import replace
 
 import pytest
@@ -14,7 +16,7 @@ from hierarchy.cli.train import router_config
 from hierarchy.data import PreprocessConfig
 from hierarchy.data.augment import augment_preset
 from hierarchy.experiment.ablation import Arm, arm_config
-from hierarchy.experiment.profiles import PROFILES, resolve_config
+from hierarchy.experiment.profiles import PROFILES, ExperimentConfig, resolve_config
 from hierarchy.experiment.weights_plan import plan_weights
 from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.provenance import run_record
@@ -120,11 +122,44 @@ def test_every_profile_builds_its_components(profile, irv2_weights):
 
 def test_environment_fallbacks_are_recorded_in_the_run_record(monkeypatch):
     monkeypatch.setenv("HIERARCHY_AMP", "off")
-    assert run_record({})["environment"] == {"HIERARCHY_AMP": "off"}
+    assert run_record({}, runtime="cpu")["environment"] == {"HIERARCHY_AMP": "off"}
     monkeypatch.delenv("HIERARCHY_AMP")
-    assert run_record({})["environment"] == {}
+    assert run_record({}, runtime="cpu")["environment"] == {}
     assert "HIERARCHY_AMP" not in os.environ
 
 
 def test_preprocess_presets_are_the_public_interface():
     assert PreprocessConfig(augment="robust").augment == augment_preset("robust")
+
+
+def _leaf_settings(kind: type) -> list[str]:
+    """Every setting of ``kind`` as a dotted key, groups of settings expanded (``train.epochs``)."""
+    hints = typing.get_type_hints(kind)
+    keys = []
+    for f in dataclasses.fields(kind):
+        group = hints[f.name]
+        keys += ([f"{f.name}.{k}" for k in _leaf_settings(group)] if dataclasses.is_dataclass(group)
+                 else [f.name])
+    return keys
+
+
+def test_the_settings_are_counted():
+    # issue 23: 84 settings before (71 in RouterConfig); 8 that nothing set were removed; the study design
+    # (issue 22) added 6, set by --cv/--cv-repeats or --set and tested (primary_routes, primary_subset,
+    # multiplicity, calibration_fraction, cv_folds, cv_repeats). A new setting changes these numbers: give it a profile, an
+    # ablation arm or a documented extension point with a test.
+    assert len(_leaf_settings(RouterConfig)) == 63
+    assert len(_leaf_settings(ExperimentConfig)) == 82
+    removed = {"train.max_steps_per_epoch", "train.compile", "train.persistent_workers", "train.prefetch_factor",
+               "train.sync_batchnorm", "preprocess.mean", "preprocess.std", "preprocess.clahe_clip_limit"}
+    assert not removed & set(_leaf_settings(RouterConfig))
+
+
+def test_removed_settings_load_from_older_files_only_at_their_fixed_value():
+    old = RouterConfig().to_dict()
+    old["train"] |= {"compile": False, "sync_batchnorm": True, "max_steps_per_epoch": None}
+    old["preprocess"] |= {"mean": 0.449, "std": 0.226}
+    assert RouterConfig.from_dict(old) == RouterConfig()
+    old["train"]["persistent_workers"] = True
+    with pytest.raises(ValueError, match=r"TrainConfig settings \['persistent_workers'\] were removed"):
+        RouterConfig.from_dict(old)

@@ -3,13 +3,15 @@ every caller uses."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from hierarchy.experiment.ablation import detection_by_route
-from hierarchy.metrics.false_negatives import detection_rates, tumour_detection
+from hierarchy.fileio import json_text
+from hierarchy.metrics.false_negatives import detection_rates, missed_mask, tumour_detection
 from hierarchy.provenance import json_sha256
 from hierarchy.routing.persistence import content_checksum
 from hierarchy.training import feature_cache_key
@@ -38,3 +40,30 @@ def test_canonical_json_hash_has_one_home():
     compact = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
                if 'separators=(",", ":")' in p.read_text()]
     assert compact == ["provenance.py"]
+
+
+ROOT = PACKAGE.parent
+# (what, pattern, the only files allowed to match it): each job's one home
+SINGLE_HOMES = (
+    ("logging set-up", re.compile(r"basicConfig\("), {"hierarchy/logs.py"}),
+    ("progress bars", re.compile(r"\btqdm\("), {"hierarchy/progress.py"}),
+    ("canonical-JSON hashing", re.compile(r"sha256\([^\n]*json\.dumps|json\.dumps\([^\n]*(separators|sort_keys=True)"),
+     {"hierarchy/provenance.py"}),
+    ("JSON file formatting", re.compile(r"json\.dumps\([^\n]*indent"), {"hierarchy/fileio.py"}),
+    ("the missed-tumour definition",
+     re.compile(r"(!=|==) (NO_TUMOR|\"no_tumor\")[^\n]*(!=|==) (NO_TUMOR|\"no_tumor\")"),
+     {"hierarchy/metrics/false_negatives.py"}),
+)
+
+
+@pytest.mark.parametrize(("what", "pattern", "homes"), SINGLE_HOMES, ids=[s[0] for s in SINGLE_HOMES])
+def test_each_job_has_one_home(what, pattern, homes):
+    found = {p.relative_to(ROOT).as_posix() for folder in ("hierarchy", "experiments", "examples")
+             for p in (ROOT / folder).rglob("*.py") if pattern.search(p.read_text(encoding="utf-8"))}
+    assert found <= homes, f"{what} outside its home: {sorted(found - homes)}"
+
+
+def test_missed_tumour_definition_and_json_text():
+    tumour, missed = missed_mask(["glioma", "no_tumor", "pituitary"], ["no_tumor", "no_tumor", "glioma"])
+    assert tumour.tolist() == [True, False, True] and missed.tolist() == [True, False, False]
+    assert json_text({"b": float("nan"), "a": 1}, sort_keys=True) == '{\n  "a": 1,\n  "b": null\n}\n'

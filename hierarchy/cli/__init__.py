@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
 import hierarchy
+from hierarchy.logs import configure_logging
 
 # Each module defines ``add_parser(subparsers)`` that registers its sub-command and sets
 # ``func`` (taking the parsed arguments, returning an exit code) as its default.
@@ -68,8 +68,7 @@ def error_line(err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(verbose=args.verbose, fmt="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
     except EXPECTED_ERRORS as err:

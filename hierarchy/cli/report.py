@@ -16,6 +16,13 @@ def _named_path(text: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected distinct comma-separated names, got {text!r}")
+    return names
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("report", help="write a paper-ready report from predictions",
                                    description=__doc__)
@@ -29,6 +36,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="run.json of the run that made the predictions (data hashes, config)")
     parser.add_argument("--training-log", type=_named_path, action="append", default=[],
                         metavar="NAME=LOG.CSV", help="a training log to plot; repeat for several")
+    parser.add_argument("--classes", type=_names, metavar="A,B,C",
+                        help="tumour classes in order (default: the table's prob_<class> columns)")
+    parser.add_argument("--planes", type=_names, metavar="X,Y",
+                        help="planes (parent groups) in order (default: the table's plane_prob_<plane> columns)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the report in a non-empty --out folder")
     parser.set_defaults(func=run)
@@ -61,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         report = build_report(predictions, args.out, run_record=run_record,
                               training_logs=dict(args.training_log) or None,
                               n_bootstrap=args.n_bootstrap, seed=args.seed,
-                              overwrite=args.overwrite)
+                              overwrite=args.overwrite, classes=args.classes, planes=args.planes)
     except (KeyError, ValueError) as err:  # what is wrong with the table, said about its file
         raise ValueError(f"{args.predictions}: {error_line(err)}") from err
     print(report)

@@ -3,7 +3,6 @@ among duplicates, metadata confounders, unreadable files."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from hierarchy.data.index import index_dataset
 from hierarchy.data.splits import duplicate_groups, with_phash
+from hierarchy.fileio import atomic_write_text, write_json
 
 _TARGETS = ("label", "plane")
 _LISTED_NEAR_GROUPS = 50  # near-duplicate groups listed in the Markdown (all are in the JSON)
@@ -77,8 +77,8 @@ class AuditReport:
         if existing and not overwrite:
             raise FileExistsError(f"{', '.join(existing)} already exist; pass overwrite=True (--overwrite)")
         out_dir.mkdir(parents=True, exist_ok=True)
-        md_path.write_text(self.to_markdown(), encoding="utf-8")
-        json_path.write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
+        atomic_write_text(md_path, self.to_markdown())
+        write_json(json_path, self.to_dict())
         return md_path, json_path
 
 

@@ -11,12 +11,10 @@ are built from ``PreprocessConfig.augment`` (see :mod:`hierarchy.data.augment`).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -34,6 +32,7 @@ from hierarchy.data.augment import (
 )
 from hierarchy.data.image_io import ImageSource, load_image
 from hierarchy.data.perturb import resize_longer_side
+from hierarchy.provenance import json_sha256
 from hierarchy.settings import Settings
 
 # Bump when the pipeline's code changes what it outputs, so cached features and checkpoints are invalidated.
@@ -44,6 +43,9 @@ INTENSITY_SCALINGS = ("image", "head")
 BASE_MARGIN = 1.15
 _FOREGROUND_LEVEL = 0.1  # fraction of the robust intensity range above which a pixel is "head"
 _PERCENTILES = (0.5, 99.5)
+# Normalisation of the [0, 1] greyscale image: ImageNet's RGB mean and std averaged over the channels.
+NORM_MEAN, NORM_STD = 0.449, 0.226
+CLAHE_CLIP_LIMIT = 0.01  # scikit-image's equalize_adapthist default
 
 
 @dataclass
@@ -52,7 +54,7 @@ class PreprocessConfig(Settings):
 
     ``intensity_scaling``: the 0.5th-99.5th percentiles that map to [0, 1] are taken over the whole
     (cropped) ``"image"`` or over the ``"head"`` only (:func:`head_mask`). ``clahe``: contrast-limited adaptive
-    histogram equalisation (scikit-image) after scaling, with ``clahe_clip_limit``. Both apply at
+    histogram equalisation (scikit-image) after scaling, with ``CLAHE_CLIP_LIMIT``. Both apply at
     training and evaluation time. ``augment``: the train-time augmentation, an
     :class:`~hierarchy.data.augment.AugmentConfig`, its dict, or a preset name (``"light"``, the
     default, ``"robust"`` or ``"none"``).
@@ -60,23 +62,18 @@ class PreprocessConfig(Settings):
 
     image_size: int = 224
     crop_foreground: bool = True
-    mean: float = 0.449
-    std: float = 0.226
     intensity_scaling: str = "image"
     clahe: bool = False
-    clahe_clip_limit: float = 0.01
     augment: AugmentConfig = field(default_factory=lambda: augment_preset("light"))
+    # removed settings that nothing set, at the value the pipeline now always uses (see Settings.RETIRED)
+    RETIRED: ClassVar[dict[str, Any]] = {"mean": NORM_MEAN, "std": NORM_STD, "clahe_clip_limit": CLAHE_CLIP_LIMIT}
 
     def __post_init__(self) -> None:
         if int(self.image_size) != self.image_size or self.image_size < 8:
             raise ValueError(f"image_size must be an integer >= 8, got {self.image_size!r}")
-        if not self.std > 0:
-            raise ValueError(f"std must be positive, got {self.std!r}")
         if self.intensity_scaling not in INTENSITY_SCALINGS:
             raise ValueError(f"intensity_scaling must be one of {INTENSITY_SCALINGS}, "
                              f"got {self.intensity_scaling!r}")
-        if not 0 < self.clahe_clip_limit <= 1:
-            raise ValueError(f"clahe_clip_limit must be in (0, 1], got {self.clahe_clip_limit!r}")
         if isinstance(self.augment, str):
             self.augment = augment_preset(self.augment)
         elif isinstance(self.augment, dict):
@@ -91,9 +88,9 @@ class PreprocessConfig(Settings):
         return math.ceil(BASE_MARGIN * self.image_size)
 
     def fingerprint(self) -> str:
-        """Stable 16-hex-digit hash of the settings (augmentation included) and the pipeline version."""
-        payload = json.dumps({"pipeline_version": PIPELINE_VERSION, **self.to_dict()}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        """Stable 16-hex-digit hash of the settings (augmentation included) and the pipeline version
+        (``hierarchy.provenance.json_sha256``)."""
+        return json_sha256({"pipeline_version": PIPELINE_VERSION, **self.to_dict()})[:16]
 
     def eval_fingerprint(self) -> str:
         """Like :meth:`fingerprint`, without the train-time augmentation, which evaluation images never see:
@@ -164,12 +161,17 @@ def scale_intensity(image: Image.Image, mask: np.ndarray | None = None) -> torch
     return torch.from_numpy(np.clip(scaled, 0.0, 1.0))[None]
 
 
+def unnormalise(x: torch.Tensor) -> torch.Tensor:
+    """The [0, 1] greyscale image of a normalised tensor (the inverse of the pipeline's last step), clamped."""
+    return (x * NORM_STD + NORM_MEAN).clamp(0.0, 1.0)
+
+
 def standardise_intensity(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
     """``image`` as a (1, H, W) [0, 1] tensor by ``cfg``'s intensity scaling, then CLAHE if set."""
     mask = head_mask(image) if cfg.intensity_scaling == "head" else None
     tensor = scale_intensity(image, mask)
     if cfg.clahe:
-        equalised = equalize_adapthist(tensor[0].numpy(), clip_limit=cfg.clahe_clip_limit)
+        equalised = equalize_adapthist(tensor[0].numpy(), clip_limit=CLAHE_CLIP_LIMIT)
         tensor = torch.from_numpy(equalised.astype(np.float32))[None]
     return tensor
 
@@ -255,7 +257,7 @@ class Preprocess:
         tensor, moved = tensor[:1], tensor[1:]
         if self.intensity is not None:
             tensor = self.intensity(tensor).clamp(0.0, 1.0)
-        x = ((tensor - self.cfg.mean) / self.cfg.std).float()
+        x = ((tensor - NORM_MEAN) / NORM_STD).float()
         return x if mask is None else (x, moved[0].clamp(0.0, 1.0))
 
     def __call__(self, source: ImageSource, perturb: Callable[[Image.Image], Image.Image] | None = None,

@@ -30,6 +30,7 @@ from hierarchy.provenance import data_hashes, run_record
 from hierarchy.reports.tables import markdown_table
 from hierarchy.routing import Router, RouterConfig
 from hierarchy.settings import merge_settings
+from hierarchy.training import resolve_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +282,8 @@ def run_study(base: RouterConfig, arms: Mapping[str, Arm], names: Sequence[str],
     external = {Path(root).name: index_dataset(root) for root in externals}
     results = [run_arm(arms[name], arm_config(base, arms[name]), train, val, test, external, work, extras=extras,
                        selection=selection) for name in names]
-    record = run_record(dict(settings), seed=0, frames={"train": train, "val": val, "test": test, **external})
+    record = run_record(dict(settings), runtime=resolve_runtime().describe(), seed=0,
+                        frames={"train": train, "val": val, "test": test, **external})
     record["command"] = command
     return write_ablation(out, results, arms, record, title=title, setup=setup, dataset=Path(data).name,
                           selection=selection, extra_markdown=extra_markdown)

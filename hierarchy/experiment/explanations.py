@@ -14,6 +14,7 @@ import torch
 
 from hierarchy.data import eval_transform
 from hierarchy.data.counterfactual import head_of
+from hierarchy.data.preprocess import unnormalise
 from hierarchy.explain import (
     align_mask_to_input,
     explain_predictions,
@@ -134,7 +135,7 @@ def _explain_chosen(router: Router, chosen: pd.DataFrame, predictions: pd.DataFr
     preprocess = router.plane_model_.preprocess_
     transform = eval_transform(preprocess)
     images = torch.stack([transform(path) for path in chosen["path"]])
-    shown = (images[:, 0] * preprocess.std + preprocess.mean).clamp(0.0, 1.0).numpy()
+    shown = unnormalise(images[:, 0]).numpy()
     masks = [align_mask_to_input(mask, path, preprocess)
              for mask, path in zip(chosen["mask_path"], chosen["path"], strict=True)]
     models = {name: component.check_fitted() for name, component in router.components_.items() if name != "plane"}

@@ -18,8 +18,6 @@ record_depths` attached, cached under a work folder so that an interrupted run r
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from sklearn.metrics import roc_auc_score
 
 from hierarchy.metrics.shift import risk_coverage_area
 from hierarchy.predictions import HEADER_ROUTE, prob_column
+from hierarchy.provenance import json_sha256
 from hierarchy.routing.depth_features import depth_inputs, record_depths
 from hierarchy.routing.ood import DEPTH_KINDS, MultiDepthOODScorer, energy_score
 
@@ -142,7 +141,7 @@ def run_pass(router, suite_set: SuiteSet, cache: Path | None = None, *, routes: 
     planes) with its depths recorded; cached in ``cache`` (``<name>-<hash of the ids>.csv`` and ``.npz``)."""
     inputs = suite_set.inputs
     ids = suite_set.ids if suite_set.ids is not None else inputs["id"].astype(str).tolist()
-    stem = f"{suite_set.name}-{hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:12]}"  # which images
+    stem = f"{suite_set.name}-{json_sha256(list(ids))[:12]}"  # which images
     if cache is not None and (cache / f"{stem}.npz").is_file():
         stored = np.load(cache / f"{stem}.npz")
         stages = [stored[f"stage{i}"] for i in range(int(stored["n_stages"]))]

@@ -497,9 +497,9 @@ class Experiment:
         calibration = self.calibration(validation, predictions[first_run.name], list(first_router.classes_))
         pred = self.with_seed_ensembles(predictions)
 
-        record = run_record(config.to_dict(), seed=first, frames={"train": first_run.train, "val": first_run.val,
-                                                                  "calibration": self.calibration_rows,
-                                                                  "test": self.test})
+        record = run_record(config.to_dict(), runtime=resolve_runtime().describe(), seed=first,
+                            frames={"train": first_run.train, "val": first_run.val,
+                                    "calibration": self.calibration_rows, "test": self.test})
         record.update({"command": self.command, "dataset_root_name": self.dataset_name, "weights": self.weights,
                        "stage_seconds": self.stages.seconds(), "profile": config.profile, "seeds": list(config.seeds),
                        "models": [r.name for r in self.runs]})

@@ -43,6 +43,7 @@ from hierarchy.data.counterfactual import (
     swap_background,
 )
 from hierarchy.data.masks import read_mask
+from hierarchy.data.preprocess import unnormalise
 from hierarchy.explain import align_mask_to_input, explain_predictions, score_against_mask
 from hierarchy.explain.mask_scores import mask_score_baselines
 from hierarchy.labels import NO_TUMOR, is_missing
@@ -233,7 +234,7 @@ def attribution_scores(router: Any, frame: pd.DataFrame, *, n: int = 100, seed: 
     preprocess = router.plane_model_.preprocess_
     transform = eval_transform(preprocess)
     images = torch.stack([transform(path) for path in chosen["path"]])
-    shown = ((images[:, 0] * preprocess.std + preprocess.mean).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    shown = (unnormalise(images[:, 0]) * 255).round().to(torch.uint8).numpy()
     masks = [align_mask_to_input(m, p, preprocess) for m, p in zip(chosen["mask_path"], chosen["path"], strict=True)]
     baselines = pd.DataFrame([mask_score_baselines(mask, head_of(image)) for mask, image in zip(masks, shown, strict=True)])
     table = router.predict_routes(chosen, routes)

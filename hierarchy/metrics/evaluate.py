@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from hierarchy.fileio import to_jsonable
-from hierarchy.labels import PLANES, TUMOR_CLASSES, to_indices
+from hierarchy.labels import NO_TUMOR, to_indices
 from hierarchy.metrics.calibration import brier_score, expected_calibration_error, reliability_curve
 from hierarchy.metrics.classification import (
     HEADLINE_METRICS,
@@ -61,10 +61,9 @@ from hierarchy.metrics.delong import auc_interval, delong_test
 from hierarchy.metrics.false_negatives import false_negative_analysis, rows_with_planes
 from hierarchy.metrics.intervals import bootstrap_cis, proportion, wilson_interval
 from hierarchy.metrics.paired import mcnemar_exact, paired_bootstrap_difference
-from hierarchy.predictions import ROUTES, probabilities
+from hierarchy.predictions import ROUTES, probabilities, table_classes, table_planes
 
 COMPARED_METRICS = ("accuracy", "macro_f1", "macro_auc")
-NO_TUMOR = "no_tumor"
 _WILSON_RATIOS = {"precision": ("tp", "fp"), "recall": ("tp", "fn"), "specificity": ("tn", "fp"),
                   "npv": ("tn", "fn")}
 _CURVE_POINTS = 101
@@ -81,7 +80,7 @@ def _route_rows(pred: pd.DataFrame, route: str) -> pd.DataFrame:
     return rows
 
 
-def labels_and_probabilities(frame: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASSES) -> tuple[np.ndarray, np.ndarray]:
+def labels_and_probabilities(frame: pd.DataFrame, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Validated truth indices and probabilities of one route's rows."""
     for column in ("id", "route", "true_label", "pred_label"):
         if column not in frame.columns:
@@ -136,23 +135,27 @@ def _class_auc_interval(positive: np.ndarray, scores: np.ndarray, confidence: fl
     return auc_interval(positive, scores, confidence=confidence)
 
 
-def _per_plane(frame, y_true, proba, confidence, n_bootstrap, seed) -> dict:
+def _ordered_planes(planes: Sequence[str], values: set) -> list[str]:
+    """``planes`` followed by any other plane the rows name (sorted)."""
+    return list(planes) + sorted({str(v) for v in values if isinstance(v, str) and v} - set(planes))
+
+
+def _per_plane(frame, planes, y_true, proba, confidence, n_bootstrap, seed) -> dict:
     if "true_plane" not in frame.columns:
         return {}
-    planes = frame["true_plane"].to_numpy()
-    found = [p for p in PLANES if p in set(planes)] + sorted(
-        {str(p) for p in planes if isinstance(p, str) and p and p not in PLANES})
-    return {p: {"n": int(np.sum(planes == p)),
-                "headline": bootstrap_cis(headline_scores, y_true[planes == p], proba[planes == p],
+    truth = frame["true_plane"].to_numpy()
+    found = [p for p in _ordered_planes(planes, set(truth)) if p in set(truth)]
+    return {p: {"n": int(np.sum(truth == p)),
+                "headline": bootstrap_cis(headline_scores, y_true[truth == p], proba[truth == p],
                                           n_resamples=n_bootstrap, seed=seed, confidence=confidence)}
             for p in found}
 
 
-def _plane_classifier(frame: pd.DataFrame, confidence: float) -> dict | None:
+def _plane_classifier(frame: pd.DataFrame, planes: Sequence[str], confidence: float) -> dict | None:
     known = rows_with_planes(frame)
     if known is None:
         return None
-    labels = list(PLANES) + sorted((set(known["true_plane"]) | set(known["pred_plane"])) - set(PLANES))
+    labels = _ordered_planes(planes, set(known["true_plane"]) | set(known["pred_plane"]))
     true_idx = to_indices(known["true_plane"], labels, what="true_plane")
     pred_idx = to_indices(known["pred_plane"], labels, what="pred_plane")
     correct = int(np.sum(true_idx == pred_idx))
@@ -179,7 +182,7 @@ def _coverage(y_true, proba, referred, confidence) -> dict | None:
                       "accuracy": (np.cumsum(correct[order])[points] / kept[points]).tolist()}}
 
 
-def _evaluate_route(frame, classes, n_bootstrap, seed, confidence, reject_column) -> dict:
+def _evaluate_route(frame, classes, planes, n_bootstrap, seed, confidence, reject_column) -> dict:
     y_true, proba = labels_and_probabilities(frame, classes)
     scores = bootstrap_cis(headline_scores, y_true, proba,
                            n_resamples=n_bootstrap, seed=seed, confidence=confidence)
@@ -193,8 +196,8 @@ def _evaluate_route(frame, classes, n_bootstrap, seed, confidence, reject_column
                         "brier": brier_score(y_true, proba),
                         "reliability": reliability_curve(y_true, proba)},
         "false_negatives": false_negative_analysis(frame, classes, confidence),
-        "per_plane": _per_plane(frame, y_true, proba, confidence, n_bootstrap, seed),
-        "plane": _plane_classifier(frame, confidence),
+        "per_plane": _per_plane(frame, planes, y_true, proba, confidence, n_bootstrap, seed),
+        "plane": _plane_classifier(frame, planes, confidence),
         "coverage": _coverage(y_true, proba, _referred(frame, reject_column), confidence),
     }
 
@@ -207,8 +210,8 @@ def present_routes(pred: pd.DataFrame) -> list[str]:
     return [r for r in ROUTES if r in found] + sorted(found - set(ROUTES))
 
 
-def evaluate_predictions(pred: pd.DataFrame, *, classes: Sequence[str] = TUMOR_CLASSES,
-                         n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95,
+def evaluate_predictions(pred: pd.DataFrame, *, classes: Sequence[str] | None = None,
+                         planes: Sequence[str] | None = None, n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95,
                          reject_column: str | None = "referred") -> dict:
     """Evaluate every route of a prediction table.
 
@@ -217,7 +220,10 @@ def evaluate_predictions(pred: pd.DataFrame, *, classes: Sequence[str] = TUMOR_C
     pred
         A prediction table (``hierarchy.predictions``) with ground truth ``true_label``.
     classes
-        The tumour classes, in the order of the ``prob_<class>`` columns.
+        The tumour classes; the table's own ``prob_<class>`` columns (``table_classes``) unless given.
+    planes
+        The planes (parent groups); the table's own (``table_planes``) unless given. Planes the rows name
+        beyond these follow them, sorted.
     n_bootstrap, seed
         Resamples and seed of the stratified percentile bootstrap; the same seed gives the same intervals.
     confidence
@@ -241,16 +247,18 @@ def evaluate_predictions(pred: pd.DataFrame, *, classes: Sequence[str] = TUMOR_C
     routes = present_routes(pred)
     if not routes:
         raise ValueError("prediction table has no rows")
+    classes = table_classes(pred) if classes is None else list(classes)
+    planes = table_planes(pred) if planes is None else list(planes)
     return to_jsonable({
-        "classes": list(classes), "planes": list(PLANES),
+        "classes": classes, "planes": planes,
         "n_bootstrap": n_bootstrap, "seed": seed, "confidence": confidence,
-        "routes": {r: _evaluate_route(_route_rows(pred, r), classes, n_bootstrap, seed, confidence,
+        "routes": {r: _evaluate_route(_route_rows(pred, r), classes, planes, n_bootstrap, seed, confidence,
                                       reject_column) for r in routes},
     })
 
 
 def compare_routes(pred: pd.DataFrame, route_a: str, route_b: str, *,
-                   classes: Sequence[str] = TUMOR_CLASSES, n_bootstrap: int = 1000, seed: int = 0,
+                   classes: Sequence[str] | None = None, n_bootstrap: int = 1000, seed: int = 0,
                    confidence: float = 0.95, groups: Mapping[str, Any] | None = None) -> dict:
     """Paired comparison of two routes on the same images.
 
@@ -279,6 +287,7 @@ def compare_routes(pred: pd.DataFrame, route_a: str, route_b: str, *,
     ValueError
         The two routes were not run on the same images, or either is missing from ``pred``.
     """
+    classes = table_classes(pred) if classes is None else list(classes)
     a = _route_rows(pred, route_a).set_index("id")
     b = _route_rows(pred, route_b).set_index("id")
     if set(a.index) != set(b.index):

@@ -1,7 +1,10 @@
 """Missed tumours: tumour-vs-no-tumour sensitivity, per-class misses, and errors caused by routing.
 
 Functions take the prediction-table rows of one route (see :mod:`hierarchy.predictions`) with a
-``true_label`` column; predictions are the table's ``pred_label``.
+``true_label`` column; predictions are the table's ``pred_label``. A missed tumour is a tumour image
+(``true_label`` not ``no_tumor``) called ``no_tumor``: ``missed_mask`` is that definition's one home. The
+classes are the table's own (``table_classes``) unless given; without a ``no_tumor`` class there is no
+missed tumour to count and ``false_negative_analysis`` gives None.
 """
 
 from __future__ import annotations
@@ -11,20 +14,27 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from hierarchy.labels import NO_TUMOR, TUMOR_CLASSES
+from hierarchy.labels import NO_TUMOR
 from hierarchy.metrics.intervals import proportion
-from hierarchy.predictions import prob_column
+from hierarchy.predictions import prob_column, table_classes
 
 MISSED_COLUMNS = ("id", "route", "true_label", "pred_label", "true_plane", "pred_plane", "expert")
+
+
+def missed_mask(true_labels: Sequence[str], pred_labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(tumour, missed): which images are tumours (truth not ``no_tumor``) and which of them were called
+    ``no_tumor``; the one definition of a missed tumour (tumour false negative)."""
+    tumour = np.asarray(true_labels, dtype=object) != NO_TUMOR
+    return tumour, tumour & (np.asarray(pred_labels, dtype=object) == NO_TUMOR)
 
 
 def tumour_detection(frame: pd.DataFrame, confidence: float = 0.95) -> dict:
     """Tumour-vs-no-tumour sensitivity and false-negative rate (tumour called ``no_tumor``), both
     as ``{"value", "ci" (Wilson), "successes", "n"}``, and the false-positive count."""
-    tumour = frame["true_label"] != NO_TUMOR
-    called_clear = frame["pred_label"] == NO_TUMOR
+    tumour, missed_tumour = missed_mask(frame["true_label"], frame["pred_label"])
+    called_clear = frame["pred_label"].to_numpy(dtype=object) == NO_TUMOR
     n_tumours = int(tumour.sum())
-    missed = int((tumour & called_clear).sum())
+    missed = int(missed_tumour.sum())
     return {
         "n_tumours": n_tumours,
         "n_missed": missed,
@@ -38,21 +48,21 @@ def detection_rates(true_labels: Sequence[str], pred_labels: Sequence[str],
                     confidence: float = 0.95) -> dict[str, dict | None]:
     """No-tumour recall and tumour false-negative rate (a tumour called ``no_tumor``) of paired label lists,
     each a ``proportion`` dict (Wilson CI); None where there is no such image."""
-    truth = np.asarray(true_labels, dtype=object)
+    tumour, missed = missed_mask(true_labels, pred_labels)
+    normal = ~tumour
     called_clear = np.asarray(pred_labels, dtype=object) == NO_TUMOR
-    normal = truth == NO_TUMOR
     return {"no_tumor_recall": proportion(int((normal & called_clear).sum()), int(normal.sum()), confidence)
             if normal.any() else None,
-            "tumor_fnr": proportion(int((~normal & called_clear).sum()), int((~normal).sum()), confidence)
-            if (~normal).any() else None}
+            "tumor_fnr": proportion(int(missed.sum()), int(tumour.sum()), confidence)
+            if tumour.any() else None}
 
 
-def per_class_misses(frame: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASSES,
+def per_class_misses(frame: pd.DataFrame, classes: Sequence[str] | None = None,
                      confidence: float = 0.95) -> pd.DataFrame:
     """Per tumour class: images, how many were called ``no_tumor`` (with rate and Wilson CI), and
     how many were given another tumour class."""
     rows = []
-    for name in classes:
+    for name in table_classes(frame) if classes is None else classes:
         if name == NO_TUMOR:
             continue
         truth = frame[frame["true_label"] == name]
@@ -66,10 +76,11 @@ def per_class_misses(frame: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASSES
     return pd.DataFrame(rows)
 
 
-def missed_tumours(frame: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASSES) -> pd.DataFrame:
+def missed_tumours(frame: pd.DataFrame, classes: Sequence[str] | None = None) -> pd.DataFrame:
     """Every tumour image predicted ``no_tumor``: id, route, labels, planes, expert, path and the
     class probabilities (columns the table lacks are left out)."""
-    missed = frame[(frame["true_label"] != NO_TUMOR) & (frame["pred_label"] == NO_TUMOR)]
+    classes = table_classes(frame) if classes is None else classes
+    missed = frame[missed_mask(frame["true_label"], frame["pred_label"])[1]]
     columns = [c for c in MISSED_COLUMNS if c in frame.columns]
     columns += [prob_column(c) for c in classes if prob_column(c) in frame.columns]
     return missed[columns].reset_index(drop=True)
@@ -106,10 +117,13 @@ def routing_errors(frame: pd.DataFrame) -> dict | None:
     }
 
 
-def false_negative_analysis(frame: pd.DataFrame, classes: Sequence[str] = TUMOR_CLASSES,
-                            confidence: float = 0.95) -> dict:
+def false_negative_analysis(frame: pd.DataFrame, classes: Sequence[str] | None = None,
+                            confidence: float = 0.95) -> dict | None:
     """All of the above for one route, JSON-ready: ``{"detection", "per_class" (records),
-    "missed" (records), "routing"}``."""
+    "missed" (records), "routing"}``; None when ``classes`` has no ``no_tumor``."""
+    classes = table_classes(frame) if classes is None else classes
+    if NO_TUMOR not in classes:
+        return None
     missed = missed_tumours(frame, classes).astype(object)
     return {
         "detection": tumour_detection(frame, confidence),

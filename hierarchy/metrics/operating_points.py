@@ -19,17 +19,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hierarchy.labels import TUMOR_CLASSES
+from hierarchy.labels import NO_TUMOR, TUMOR_CLASSES
 from hierarchy.metrics.classification import check_inputs
 from hierarchy.metrics.intervals import _check_confidence, percentile_interval
 
-NORMAL = "no_tumor"
 TARGETS = (0.95, 0.99)
 DECISION_THRESHOLDS = tuple(np.round(np.arange(0.01, 1.0, 0.01), 2))
 
 
 def tumour_scores(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str] = TUMOR_CLASSES,
-                  normal: str = NORMAL) -> tuple[np.ndarray, np.ndarray]:
+                  normal: str = NO_TUMOR) -> tuple[np.ndarray, np.ndarray]:
     """``(tumour, score)``: whether each image holds a tumour, and its tumour probability ``1 - p(normal)``."""
     y_true, proba = check_inputs(y_true, proba)
     if normal not in classes:
@@ -131,6 +130,6 @@ def clinical_reading(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[st
     positive, scores = tumour_scores(y_true, proba, classes)
     if positive.all() or not positive.any():
         return None
-    return {"score": f"1 - p({NORMAL})",
+    return {"score": f"1 - p({NO_TUMOR})",
             **operating_points(positive, scores, n_resamples=n_resamples, seed=seed, confidence=confidence),
             "decision_curve": decision_curve(positive, scores)}

@@ -10,7 +10,6 @@ those the new report does not write; nothing else in the folder is deleted or wr
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -18,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from hierarchy.labels import PLANES
+from hierarchy.fileio import json_text
+from hierarchy.labels import NO_TUMOR
 from hierarchy.metrics.evaluate import compare_routes, evaluate_predictions
 from hierarchy.provenance import software_versions
 from hierarchy.reports import figures, tables
@@ -84,7 +84,7 @@ def _data_and_methods(w: _Writer, pred: pd.DataFrame, metrics: dict,
                                    "sha256": d.get("sha256")} for name, d in data.items()]),
                     "data_subsets", "Data subsets (image count and fingerprint of each split)")
         w.add("### Configuration", "", "```json",
-              json.dumps(run_record.get("config", {}), indent=2, sort_keys=True, default=str),
+              json_text(run_record.get("config", {}), sort_keys=True).rstrip("\n"),
               "```", "")
         versions = run_record.get("versions") or {}
         if versions:
@@ -98,7 +98,7 @@ def _data_and_methods(w: _Writer, pred: pd.DataFrame, metrics: dict,
           "- true classes: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
     if "true_plane" in first.columns and first["true_plane"].notna().any():
         planes = first["true_plane"].value_counts()
-        w.add("- true planes: " + ", ".join(f"{p} {int(planes.get(p, 0))}" for p in PLANES))
+        w.add("- true planes: " + ", ".join(f"{p} {int(planes.get(p, 0))}" for p in metrics["planes"]))
     w.add("", "### Statistical methods", "",
           f"Predictions are the most probable class. 95% confidence intervals "
           f"(confidence {metrics['confidence']}) are percentile bootstrap intervals over "
@@ -151,8 +151,12 @@ def _comparisons(w: _Writer, comparisons: list[dict]) -> None:
 
 def _false_negatives(w: _Writer, metrics: dict, overlays: Mapping[str, str | Path] | None,
                      paths: Mapping[str, str]) -> None:
-    w.add("## False-negative analysis", "",
-          "A false negative is a tumour image predicted `no_tumor`. Tumour-class errors are split "
+    w.add("## False-negative analysis", "")
+    if any(result["false_negatives"] is None for result in metrics["routes"].values()):
+        w.add(f"The classes ({', '.join(metrics['classes'])}) have no `{NO_TUMOR}`, so no image can be a "
+              "missed tumour; no false-negative analysis.", "")
+        return
+    w.add("A false negative is a tumour image predicted `no_tumor`. Tumour-class errors are split "
           "by whether the plane classifier sent the image to the right expert.", "")
     w.table(tables.false_negative_table(metrics), "false_negatives",
             "Tumour detection per route [95% Wilson CI]")
@@ -211,15 +215,19 @@ def build_report(pred: pd.DataFrame, out_dir: str | Path, *, run_record: dict | 
                  seed: int = 0, comparisons: Sequence[tuple[str, str]] = COMPARISONS,
                  metrics: dict | None = None, compared: list[dict] | None = None,
                  files: ReportFiles | None = None, adopt: Sequence[str] = (), adopt_local: Sequence[str] = (),
-                 overwrite: bool = False) -> Path:
+                 overwrite: bool = False, classes: Sequence[str] | None = None,
+                 planes: Sequence[str] | None = None) -> Path:
     """Evaluate ``pred`` and write the full report under ``out_dir``; returns ``report.md``'s path.
 
     ``training_logs`` maps a model name to its ``log.csv``; ``overlays`` maps an image id to an
     explanation image shown beside missed tumours; ``extra_sections`` are (title, Markdown) pairs
-    appended at the end, ``lead_sections`` pairs the report opens with (a declared primary endpoint), and ``files`` the figures and tables they show (collected while their Markdown
+    appended at the end, ``lead_sections`` pairs the report opens with (a declared primary endpoint), and
+    ``files`` the figures and tables they show (collected while their Markdown
     was composed). ``adopt`` / ``adopt_local`` name files (relative to ``out_dir``) that earlier stages of
     the same run wrote there, to be listed in the manifest too (``_local``: image-derived, kept out of
-    published copies). Only ``comparisons`` whose two routes are present are run.
+    published copies). Only ``comparisons`` whose two routes are present are run. ``classes`` and ``planes``
+    are the label sets; the table's own (``hierarchy.predictions.table_classes`` / ``table_planes``)
+    unless given.
 
     Every file goes through one :class:`~hierarchy.reports.writer.ReportWriter`: written atomically and
     listed with its sha256 in ``manifest.json``; ``supplement.tex`` inputs every table and figure in the
@@ -234,9 +242,9 @@ def build_report(pred: pd.DataFrame, out_dir: str | Path, *, run_record: dict | 
     logger.info("evaluating %d prediction rows with %d bootstrap resamples (minutes for large "
                 "test sets; lower n_bootstrap for a quick look)", len(pred), n_bootstrap)
     if metrics is None:
-        metrics = evaluate_predictions(pred, n_bootstrap=n_bootstrap, seed=seed)
+        metrics = evaluate_predictions(pred, classes=classes, planes=planes, n_bootstrap=n_bootstrap, seed=seed)
     if compared is None:
-        compared = [compare_routes(pred, a, b, n_bootstrap=n_bootstrap, seed=seed)
+        compared = [compare_routes(pred, a, b, classes=metrics["classes"], n_bootstrap=n_bootstrap, seed=seed)
                     for a, b in comparisons if a in metrics["routes"] and b in metrics["routes"]]
     writer = ReportWriter(out_dir)
     taken = [name for name in _FIXED_OUTPUTS if (out_dir / name).exists() and name not in writer.previous]
@@ -267,8 +275,8 @@ def _write_report(w: _Writer, pred: pd.DataFrame, metrics: dict, compared: list[
                   extra_sections: Sequence[tuple[str, str]] | None,
                   overlays: Mapping[str, str | Path] | None, files: ReportFiles | None,
                   lead_sections: Sequence[tuple[str, str]] = ()) -> None:
-    w.files.write_text("metrics.json", json.dumps(metrics, indent=1, allow_nan=False))
-    w.files.write_text("comparisons.json", json.dumps(compared, indent=1, allow_nan=False))
+    w.files.write_text("metrics.json", json_text(metrics))
+    w.files.write_text("comparisons.json", json_text(compared))
     w.add("# Evaluation report", "")
     if note := uncommitted_note(run_record):
         w.add(note, "")

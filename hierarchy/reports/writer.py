@@ -27,7 +27,13 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from hierarchy.fileio import atomic_write_bytes, atomic_write_text, sha256_file, to_jsonable
+from hierarchy.fileio import (
+    atomic_write_bytes,
+    atomic_write_text,
+    json_text,
+    sha256_file,
+    write_json,
+)
 from hierarchy.reports.latex import Item
 from hierarchy.reports.style import figure_bytes
 from hierarchy.reports.tables import table_texts, to_markdown
@@ -153,7 +159,7 @@ class ReportWriter:
         if complete:
             record["sha256"] = {name: sha256_file(self.out_dir / name) for name in files}
         record["local"] = sorted(self.local)
-        atomic_write_text(self.out_dir / MANIFEST, json.dumps(record, indent=1) + "\n")
+        write_json(self.out_dir / MANIFEST, record)
 
     def finish(self) -> list[str]:
         """Remove what an earlier report listed and this one did not write, then write the complete
@@ -242,8 +248,8 @@ class ReportFiles:
         self._pending.append(lambda w: w.write_text(name, text))
 
     def json(self, name: str, data: Any) -> None:
-        """``data`` as indented JSON in ``name`` (NaN as null, see ``hierarchy.fileio.to_jsonable``)."""
-        text = json.dumps(to_jsonable(data), indent=2, default=str) + "\n"
+        """``data`` as JSON in ``name`` (``hierarchy.fileio.json_text``)."""
+        text = json_text(data)
         self._pending.append(lambda w: w.write_text(name, text))
 
     def write(self, target: ReportWriter | str | Path) -> None:

@@ -497,7 +497,11 @@ def untrusted_code(directory: str | Path, trusted: Sequence[str] = ()) -> list[s
     """The names of code that loading the component in ``directory`` would import or call and that neither
     the library nor ``trusted`` vouches for; nothing is imported or run to find them."""
     kind, config = _saved_kind(Path(directory))
-    return sorted(set(kind.code_named(Path(directory), config)) - set(trusted))
+    return _untrusted(kind, Path(directory), config, trusted)
+
+
+def _untrusted(kind: type[Component], directory: Path, config: dict[str, Any], trusted: Sequence[str]) -> list[str]:
+    return sorted(set(kind.code_named(directory, config)) - set(trusted))
 
 
 def untrusted_message(where: str | Path, names: Sequence[str]) -> str:
@@ -516,7 +520,7 @@ def load_component(directory: str | Path, *, trusted: Sequence[str] = ()) -> Com
     """
     directory = Path(directory)
     kind, config = _saved_kind(directory)
-    untrusted = sorted(set(kind.code_named(directory, config)) - set(trusted))
+    untrusted = _untrusted(kind, directory, config, trusted)
     if untrusted:
         raise UntrustedCodeError(untrusted_message(directory, untrusted))
     return kind._from_saved(directory, config, tuple(trusted))

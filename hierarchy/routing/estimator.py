@@ -65,7 +65,7 @@ from hierarchy.routing.routes import (
     combine_routes,
 )
 from hierarchy.temperature import apply_temperature, fit_temperature
-from hierarchy.training import TrainConfig
+from hierarchy.training import TrainConfig, resolve_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -293,7 +293,8 @@ feature_views, seed, ood
         self.calibrate(val, routes=CALIBRATED_ROUTES if flat is not None else ("hierarchical", "soft"))
         self.record_ = run_record({**self.settings(), "classes": list(classes), "planes": list(planes),
                                    "ensemble_weight": self.ensemble_weight_, "temperatures": self.temperatures_},
-                                  seed=self.seed, frames={"train": train, "val": val})
+                                  runtime=resolve_runtime().describe(), seed=self.seed,
+                                  frames={"train": train, "val": val})
         return self
 
     def build_components(self, classes: Sequence[str], planes: Sequence[str]) -> dict[str, Component]:

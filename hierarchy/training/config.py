@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from hierarchy.settings import Settings
 from hierarchy.training.runtime import AMP_MODES, CHANNELS_LAST_MODES
@@ -18,7 +19,6 @@ class TrainConfig(Settings):
     the CPU runs it natively), ``bf16``, ``fp16`` (CUDA only) or ``off`` (fp32). ``channels_last``:
     ``auto`` (on CUDA and oneDNN CPUs), ``on`` or ``off``; see :func:`hierarchy.training.runtime.resolve_runtime`.
     ``early_stopping_patience``: epochs without improvement of ``monitor`` before stopping (None: never).
-    ``max_steps_per_epoch``: cap on optimiser steps per epoch (None: the whole training set).
 
     Recipe switches (all off by default): ``aux_weight`` weighs the auxiliary loss of joint training
     (:func:`hierarchy.training.train_joint`). ``ema_decay``: keep an exponential moving average of the
@@ -26,11 +26,8 @@ class TrainConfig(Settings):
     ``mixup_alpha`` / ``cutmix_alpha``: timm ``Mixup`` (per batch, either one when both are set) with
     ``label_smoothing``; needs an even per-process batch and excludes ``class_balanced``.
     ``progressive_sizes``: image size of epochs 1, 2, ... (batches are resized on the fly); later epochs
-    and validation use the data's own size. ``compile``: ``torch.compile`` the training forward.
-    ``persistent_workers`` / ``prefetch_factor``: DataLoader settings (with ``num_workers`` > 0); persistent
-    workers keep their random state across epochs, so a resumed run repeats worker-side augmentation only
-    with ``persistent_workers=False``. ``sync_batchnorm``: under ``torchrun`` with several processes,
-    BatchNorm layers become ``SyncBatchNorm``, so the result does not depend on the number of processes.
+    and validation use the data's own size. Under ``torchrun`` with several processes, BatchNorm layers
+    always become ``SyncBatchNorm``, so the result does not depend on the number of processes.
 
     Switches that make a model look at the tumour (all off by default; they need tumour masks, a
     ``mask_path`` column, for the tumour rows): ``mask_weight`` weighs a segmentation loss (joint mode): a
@@ -55,20 +52,18 @@ class TrainConfig(Settings):
     monitor: str = "val_balanced_accuracy"
     seed: int = 0
     num_workers: int = 0
-    max_steps_per_epoch: int | None = None
     aux_weight: float = 1.0
     ema_decay: float | None = None
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
     progressive_sizes: tuple[int, ...] = ()
-    compile: bool = False
-    persistent_workers: bool = False
-    prefetch_factor: int | None = None
-    sync_batchnorm: bool = True
     mask_weight: float = 0.0
     paste_p: float = 0.0
     removal_p: float = 0.0
     style_swap_p: float = 0.0
+    # removed settings that nothing set, at the value the trainer now always uses (see Settings.RETIRED)
+    RETIRED: ClassVar[dict[str, Any]] = {"max_steps_per_epoch": None, "compile": False, "persistent_workers": False,
+                                         "prefetch_factor": None, "sync_batchnorm": True}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "progressive_sizes", tuple(self.progressive_sizes))  # a JSON list round-trips
@@ -92,8 +87,6 @@ class TrainConfig(Settings):
             raise ValueError(f"monitor must be one of {sorted(MONITORS)}, got {self.monitor!r}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
-        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
-            raise ValueError(f"max_steps_per_epoch must be >= 1 or None, got {self.max_steps_per_epoch}")
         if self.aux_weight < 0:
             raise ValueError(f"aux_weight must be >= 0, got {self.aux_weight}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
@@ -114,8 +107,6 @@ class TrainConfig(Settings):
         for name in ("paste_p", "removal_p", "style_swap_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
-        if self.prefetch_factor is not None and self.prefetch_factor < 1:
-            raise ValueError(f"prefetch_factor must be >= 1 or None, got {self.prefetch_factor}")
 
     @property
     def counterfactual(self) -> bool:

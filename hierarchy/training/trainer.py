@@ -26,8 +26,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
+from hierarchy.progress import progress_bar
 from hierarchy.training.checkpoint import load_checkpoint, save_checkpoint
 from hierarchy.training.config import MONITORS, TrainConfig
 from hierarchy.training.distributed import (
@@ -85,7 +85,7 @@ def _num_classes(model: nn.Module) -> int:
 def _batches(loader: DataLoader, steps: int, runtime: Runtime, desc: str, progress: bool,
              size: int | None = None) -> Iterable[list[torch.Tensor]]:
     """Batches as ``[x, y]`` or ``[x, y, aux]`` on the runtime's device, ``x`` resized to ``size`` if given."""
-    for x, *targets in tqdm(islice(loader, steps), total=steps, desc=desc, disable=not progress, leave=False):
+    for x, *targets in progress_bar(islice(loader, steps), enabled=progress, total=steps, desc=desc, leave=False):
         if size is not None and x.shape[-1] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         yield [runtime.batch(x), *(t.to(runtime.device, non_blocking=True) for t in targets)]
@@ -195,7 +195,6 @@ def _train_one_epoch(model: nn.Module, loader: DataLoader, steps: int, objective
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    model = getattr(model, "_orig_mod", model)  # torch.compile
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
@@ -271,9 +270,7 @@ def _loader(dataset: Dataset, sampler: torch.utils.data.Sampler, batch_size: int
             config: TrainConfig, runtime: Runtime, generator: torch.Generator | None = None) -> DataLoader:
     workers = config.num_workers
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
-                      pin_memory=runtime.device.type == "cuda", generator=generator,
-                      persistent_workers=config.persistent_workers and workers > 0,
-                      prefetch_factor=config.prefetch_factor if workers > 0 else None)
+                      pin_memory=runtime.device.type == "cuda", generator=generator)
 
 
 def train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config: TrainConfig,
@@ -283,7 +280,7 @@ def train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config
 
     AdamW (no decay on norms and biases), linear warm-up then per-step cosine decay, gradient clipping,
     optional label smoothing and inverse-frequency class weights, early stopping on ``config.monitor``, and
-    the recipe switches of :class:`TrainConfig` (EMA, mixup/cutmix, progressive resizing, compile).
+    the recipe switches of :class:`TrainConfig` (EMA, mixup/cutmix, progressive resizing).
     A :class:`~hierarchy.training.JointModel` trains on ``(x, y, aux)`` items instead (see :func:`train_joint`).
     Each epoch appends a row to ``out_dir/log.csv`` and ``log.jsonl`` and rewrites ``checkpoint_last.pt``
     (and ``checkpoint_best.pt`` when the monitored metric improved); a checkpoint's ``model`` holds the
@@ -329,7 +326,7 @@ def _train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, confi
     if aux_classes and len(train_dataset[0]) < 3:
         raise ValueError("joint training needs (x, label_index, aux_index) items; wrap the dataset in "
                          "AuxTargetDataset")
-    if world > 1 and config.sync_batchnorm:
+    if world > 1:  # BatchNorm statistics over every process: the result does not depend on their number
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     runtime.prepare(model)
     columns = LOG_COLUMNS + (AUX_LOG_COLUMNS if aux_classes else ())
@@ -338,8 +335,7 @@ def _train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, confi
                if config.class_balanced else None)
     objective = _Objective(config, _num_classes(model), aux_classes, weights)
     drop_last = len(train_dataset) > config.batch_size  # a lone last item would break BatchNorm
-    batches = len(train_dataset) // config.batch_size if drop_last else 1
-    steps = min(batches, config.max_steps_per_epoch or batches)
+    steps = len(train_dataset) // config.batch_size if drop_last else 1
     optimizer = create_optimizer_v2(model, "adamw", lr=config.lr, weight_decay=config.weight_decay)
     scheduler = warmup_cosine_scheduler(optimizer, warmup_steps=config.warmup_epochs * steps,
                                         total_steps=config.epochs * steps)
@@ -350,16 +346,11 @@ def _train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, confi
     if world > 1:
         step_model = DistributedDataParallel(
             model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
-    if config.compile:
-        step_model = torch.compile(step_model)
     params = list(model.parameters())
     val_loader = _loader(val_dataset, ShardSampler(len(val_dataset), rank=dist_ctx.rank, world_size=world),
                          config.batch_size, False, config, runtime)
     sampler = EpochBatchShardSampler(len(train_dataset), config.batch_size, seed=config.seed, rank=dist_ctx.rank,
                                      world_size=world, drop_last=drop_last)
-    persistent_loader = (_loader(train_dataset, sampler, config.batch_size // world, drop_last, config, runtime,
-                                 epoch_generator(config.seed, 0, stream=dist_ctx.rank))
-                         if config.persistent_workers and config.num_workers > 0 else None)
     data: dict[str, Any] = {"n_train": len(train_dataset), "n_val": len(val_dataset),
                             "key_sha256": feature_cache_key(**data_key) if data_key is not None else None}
     mode = MONITORS[config.monitor]
@@ -393,8 +384,8 @@ def _train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, confi
             break
         started = time.perf_counter()
         sampler.set_epoch(epoch)
-        loader = persistent_loader or _loader(train_dataset, sampler, config.batch_size // world, drop_last, config,
-                                              runtime, epoch_generator(config.seed, epoch, stream=dist_ctx.rank))
+        loader = _loader(train_dataset, sampler, config.batch_size // world, drop_last, config, runtime,
+                         epoch_generator(config.seed, epoch, stream=dist_ctx.rank))
         row: dict[str, Any] = {"epoch": epoch}
         row |= _train_one_epoch(step_model, loader, steps, objective, optimizer, scheduler, scaler, ema, params,
                                 config, runtime, dist_ctx, config.image_size(epoch),
