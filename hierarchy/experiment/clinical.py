@@ -17,9 +17,10 @@ import pandas as pd
 
 from hierarchy.experiment.generalisation import Generalisation
 from hierarchy.experiment.generalisation_report import CONFUSION_TITLE, stem
+from hierarchy.labels import NO_TUMOR
 from hierarchy.metrics import clinical_reading, labels_and_probabilities
 from hierarchy.metrics.evaluate import _route_rows
-from hierarchy.metrics.operating_points import NORMAL, TARGETS
+from hierarchy.metrics.operating_points import TARGETS
 from hierarchy.reports import markdown_table
 from hierarchy.reports.figures import both_confusions_figure, decision_curve_figure
 from hierarchy.reports.writer import ReportFiles
@@ -35,7 +36,7 @@ CLINICAL_TITLE = "Tumour versus normal"
 @dataclass
 class ClinicalResults:
     """Per dataset (test split first, then each secondary test set) and route: the tumour-vs-normal reading
-    (None when a dataset has only tumours or only normals) and the confusion matrix."""
+    (None when a dataset has only tumours or only normals, or no normal class) and the confusion matrix."""
 
     readings: dict[str, dict[str, dict | None]]
     confusions: dict[str, dict[str, dict]]
@@ -56,7 +57,7 @@ def assess_clinical(generalisation: Generalisation, test_predictions: pd.DataFra
         names = classes or metrics["classes"]
         readings[label] = {route: clinical_reading(*labels_and_probabilities(_route_rows(table, route), names),
                                                    names, n_resamples=n_bootstrap, seed=seed)
-                           for route in routes}
+                           if NO_TUMOR in names else None for route in routes}
         confusions[label] = {route: metrics["routes"][route]["confusion"] for route in routes}
     routes = [r for by_route in confusions.values() for r in by_route]
     return ClinicalResults(readings, confusions, MAIN_ROUTE if MAIN_ROUTE in routes else routes[0])
@@ -142,7 +143,7 @@ def clinical_section(results: ClinicalResults, files: ReportFiles) -> str:
     curves = {dataset: {route: reading["decision_curve"] for route, reading in by_route.items() if reading}
               for dataset, by_route in results.readings.items()}
     return "\n\n".join([
-        f"The four-class probabilities read as one tumour score, `1 - p({NORMAL})`. At each target specificity "
+        f"The four-class probabilities read as one tumour score, `1 - p({NO_TUMOR})`. At each target specificity "
         f"({targets}) the threshold is the lowest one whose specificity on the normal images reaches the target, "
         "and the sensitivity at it is given (and the reverse for each target sensitivity). The threshold is chosen "
         "on the very images it is reported on, so these are the best operating points the scores allow, not the "
