@@ -244,8 +244,9 @@ def test_summary_has_generalisation_conformal_and_seed_keys(finished):
 def test_report_has_generalisation_sections_and_files(finished):
     out, _, _ = finished
     report = (out / "report.md").read_text()
-    for section in ("## Generalisation at a glance", "## External validation", "## Out-of-distribution referral",
-                    "## Conformal prediction sets", "Nothing was trained, selected or tuned on external data",
+    for section in ("## Generalisation at a glance", "## Secondary test sets (duplicate-free)",
+                    "## Referral of atypical images (OOD score)",
+                    "## Conformal prediction sets", "Nothing was trained, selected or tuned on the secondary test sets",
                     "flat_seeds", "accuracy mean ± sd"):
         assert section in report
     for name in ("figures/generalisation.png", "figures/roc_external_kaggle.pdf", "figures/confusion_external.png",
@@ -345,3 +346,25 @@ def test_script_refuses_an_unknown_setting_with_the_known_ones(tmp_path, capsys)
     error = capsys.readouterr().err
     assert "unknown TrainConfig keys ['epoch']" in error and "'epochs'" in error and "Traceback" not in error
     assert not (tmp_path / "out").exists()
+
+
+def test_report_reads_clinically_describes_the_data_and_carries_its_checklist(finished):
+    out, _, _ = finished
+    report = (out / "report.md").read_text()
+    for section in ("## Tumour versus normal", "## Confusion matrices by true and by predicted class",
+                    "## Label quality and data description", "## Reporting checklist",
+                    "kaggle is a duplicate-free secondary test set"):
+        assert section in report
+    for name in ("checklist.md", "tables/checklist.csv", "tables/tumour_vs_normal.csv", "figures/decision_curve.pdf",
+                 "figures/confusion_hierarchical_both.png", "tables/confusion_all.csv", "tables/label_conflicts.csv",
+                 "tables/test_set_composition.csv", "tables/conformal_mondrian.csv", "tables/conformal_per_class.csv"):
+        assert (out / name).stat().st_size > 0, name
+    checklist = (out / "checklist.md").read_text()
+    assert "is not in this report" not in checklist  # every item points at a section the report has
+    stored = json.loads((out / "summary.json").read_text())
+    assert set(stored["tumour_vs_normal"]) == set(stored["confusion"]) == {"synthetic test", "kaggle"}
+    point = stored["tumour_vs_normal"]["kaggle"]["hierarchical"]["sensitivity_at_specificity"]["0.95"]
+    assert point["ci"][0] <= point["value"] <= point["ci"][1]
+    assert stored["conformal"]["allow_empty"] is True and stored["conformal"]["mondrian"] is not None
+    assert set(stored["label_quality"]["accuracy"]) >= {"all test images", "without either"}
+    assert sum(stored["checklist"]["CLAIM"].values()) == 42

@@ -148,11 +148,16 @@ def test_summary_blocks(assessed):
 def test_sections_collect_files_written_after_the_report(assessed, tmp_path):
     files = ReportFiles()
     sections = dict(generalisation_sections(assessed, files))
-    assert "Nothing was trained, selected or tuned on external data" in sections["External validation"]
+    secondary = sections["Secondary test sets (duplicate-free)"]
+    assert "Nothing was trained, selected or tuned on the secondary test sets" in secondary
+    assert "duplicate-free, not source-disjoint" in secondary
     assert "figures/generalisation.png" in sections["Generalisation at a glance"]
-    assert "tables/ood_auroc.csv" in sections["Out-of-distribution referral"]
-    assert "figures/ood_coverage.png" in sections["Out-of-distribution referral"]
-    assert "tables/conformal.csv" in sections["Conformal prediction sets"]
+    assert "tables/ood_auroc.csv" in sections["Referral of atypical images (OOD score)"]
+    assert "figures/ood_coverage.png" in sections["Referral of atypical images (OOD score)"]
+    conformal = sections["Conformal prediction sets"]
+    assert "tables/conformal.csv" in conformal and "tables/conformal_mondrian.csv" in conformal
+    assert "Empty sets are allowed" in conformal
+    assert "| sets | route | brisc test | ext |" in conformal  # coverage per secondary set beside the test split
     assert not (tmp_path / "figures").exists()
     files.write(tmp_path)
     for name in ("figures/generalisation.pdf", "figures/ood_coverage.png", "figures/confusion_external.png",
@@ -161,13 +166,39 @@ def test_sections_collect_files_written_after_the_report(assessed, tmp_path):
     assert not (tmp_path / "gallery").exists()  # simulated rows have no image paths
 
 
+def test_mondrian_sets_per_class_coverage_and_no_empty_sets():
+    # confident routes at alpha 0.5: the threshold sits near p = 1, so a less confident image gets an empty set
+    test = simulate_predictions(80, skill=3.0, seed=0)
+    validation = simulate_predictions(80, skill=3.0, seed=2)
+    metrics = evaluate_predictions(test, n_bootstrap=5)
+    options = {"test_label": "t", "validation": validation, "external": {}, "perturbed": {}, "n_bootstrap": 5,
+               "seed": 0, "alpha": 0.5}
+    allowed = assess_generalisation(test, metrics, **options)
+    forbidden = assess_generalisation(test, metrics, allow_empty=False, **options)
+    assert allowed.conformal["t"]["routes"]["flat"]["empty"] > 0
+    for result in (forbidden.conformal, forbidden.conformal_mondrian):
+        assert all(r["empty"] == 0 for r in result["t"]["routes"].values())
+    assert forbidden.conformal_mondrian["t"]["class_conditional"] is True
+    flat = allowed.conformal_mondrian["t"]["routes"]["flat"]
+    assert [c["class"] for c in flat["per_class"]] == list(TUMOR_CLASSES) and all(c["n"] == 20 for c in flat["per_class"])
+    summary = conformal_summary(forbidden)
+    assert summary["allow_empty"] is False and summary["mondrian"]["t"]["flat"]["empty"] == 0
+    assert set(summary["mondrian"]["t"]["flat"]["coverage_per_class"]) == set(TUMOR_CLASSES)
+    text = dict(generalisation_sections(forbidden, ReportFiles()))["Conformal prediction sets"]
+    assert "Empty sets are not allowed" in text and "empty 0.0%" in text
+    # calibration rows without some class: no Mondrian sets, said so
+    partial = assess_generalisation(test, metrics, **{**options, "validation": validation[
+        validation["true_label"] != "pituitary"]})
+    assert partial.conformal_mondrian == {} and conformal_summary(partial)["mondrian"] is None
+
+
 def test_sections_without_ood_scores_or_external_sets():
     plain = assess_generalisation(simulate_predictions(40, seed=0),
                                   evaluate_predictions(simulate_predictions(40, seed=0), n_bootstrap=20),
                                   test_label="test", validation=None, external={}, perturbed={},
                                   n_bootstrap=20, seed=0)
     sections = dict(generalisation_sections(plain, ReportFiles()))
-    assert sections["External validation"].startswith("No external dataset")
+    assert sections["Secondary test sets (duplicate-free)"].startswith("No secondary test set")
     assert sections["Conformal prediction sets"].startswith("No validation predictions")
     assert conformal_summary(plain) is None and external_summary(plain) == {}
 
@@ -189,7 +220,7 @@ def test_ood_auroc_within_classes_and_against_perturbed_copies():
     assert result.perturbation_ood[perturbation_label("gamma_0.8")]["value"] > 0.95
     assert set(external_summary(result)["ext"]["ood_auroc_by_class"]["no_tumor"]) == {"value", "ci", "n_in", "n_out"}
     files = ReportFiles()
-    section = dict(generalisation_sections(result, files))["Out-of-distribution referral"]
+    section = dict(generalisation_sections(result, files))["Referral of atypical images (OOD score)"]
     assert "tables/ood_auroc_detail.csv" in section and "ext, no_tumor only" in section
     few = with_ood(simulate_predictions(30, seed=4), 0.0, 4)  # 7-8 images a class: too few for a per-class AUROC
     small = assess_generalisation(test, evaluate_predictions(test, n_bootstrap=20), test_label="brisc test",

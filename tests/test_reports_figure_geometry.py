@@ -13,6 +13,7 @@ from matplotlib.text import Text
 from PIL import Image
 
 from hierarchy.metrics import evaluate_predictions, simulate_predictions
+from hierarchy.metrics.operating_points import decision_curve
 from hierarchy.metrics.shift import accuracy_coverage_curve
 from hierarchy.reports import figures
 from hierarchy.reports.style import (
@@ -66,7 +67,14 @@ def _figures(metrics, images):
                  "mask": mask, "maps": {"flat": rng.random((48, 48)), "hierarchical": rng.random((48, 48))},
                  "pred": {"flat": "glioma", "hierarchical": "meningioma" if k % 2 else "glioma"}}
                 for k, p in enumerate(images[:6])]
+    positive = np.arange(60) % 3 > 0
+    curves = {r: decision_curve(positive, np.clip(positive * 0.4 + rng.random(60) * 0.6, 0.001, 0.999))
+              for r in [*ROUTES4, "flat_seeds"]}
     return [
+        ("decision_curve", figures.decision_curve_figure({"test": curves, "secondary": {"flat": curves["flat"]}})),
+        ("decision_curve_one_panel", figures.decision_curve_figure({"test": {"flat": curves["flat"]}})),
+        ("both_confusions", figures.both_confusions_figure(
+            {name: metrics["routes"]["hierarchical"]["confusion"] for name in ("test", "secondary")})),
         ("attribution", figures.attribution_figure(examples, ["flat", "hierarchical"])),
         ("roc", figures.roc_figure(metrics, ROUTES4)),
         ("pr", figures.pr_figure(metrics, ROUTES4)),
@@ -118,6 +126,21 @@ def test_lines_in_one_panel_differ_without_colour_and_stop_at_four():
     assert len({(s["ls"], s["marker"]) for s in styles.values()}) == 4
     with pytest.raises(ValueError, match="at most 4"):
         line_styles([*ROUTES4, "oracle"])
+
+
+def test_decision_curve_panels_hold_four_routes_and_the_reference_strategies():
+    positive = np.arange(40) % 2 > 0
+    curve = decision_curve(positive, np.where(positive, 0.8, 0.2))
+    fig = figures.decision_curve_figure({"test": dict.fromkeys([*ROUTES4, "oracle"], curve)})
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 2 and fig.get_size_inches()[0] == DOUBLE_COLUMN
+    labels = [line.get_label() for line in panels[0].get_lines()]
+    assert labels == [*ROUTES4, "treat all", "treat none"]
+    assert panels[0].get_ylim()[1] == pytest.approx(0.5 * 1.08)  # prevalence plus a margin
+    single = figures.decision_curve_figure({"test": {"flat": curve}})
+    assert single.get_size_inches()[0] == SINGLE_COLUMN
+    with pytest.raises(ValueError, match="no decision curves"):
+        figures.decision_curve_figure({"test": {}})
 
 
 def test_training_curves_use_whole_epochs_and_keep_the_plane_loss_apart():

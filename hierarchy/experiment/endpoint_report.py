@@ -69,7 +69,7 @@ def primary_section(summary: dict[str, Any]) -> str:
             f"of **{compared}** minus that of **{reference}** on {primary['subset_description']} "
             f"({primary['n']} images{groups}), estimated by {models}. `{CONTROL}` is the flat route refitted as "
             f"the experts are (a linear head on the same trunk, same solver): like for like with the per-plane "
-            f"heads.{control} The whole test split and the external sets are secondary (next section).\n\n"
+            f"heads.{control} The whole test split and the secondary test sets (`--external`: duplicate-free, not source-disjoint) are secondary (next section).\n\n"
             + markdown_table(["route", "accuracy", "95% CI"], rows) + "\n\n"
             + markdown_table(["difference", "points", "95% CI", "p (raw)",
                               f"p ({primary['multiplicity']}-adjusted)", "McNemar b/c"], differences)
@@ -83,8 +83,8 @@ def family_section(summary: dict[str, Any]) -> str:
              _p(t["p_raw"]), _p(t["p_adjusted"]), "yes" if t["significant"] else "no"] for t in family["tests"]]
     pairs = ", ".join(summary["primary_endpoint"]["differences"])
     return (f"The declared family: each route pair of the primary endpoint ({pairs}) "
-            f"on the primary subset, the whole test split (secondary) and each external set (secondary; "
-            f"duplicate-free test sets, not source-disjoint ones), m = {family['m']} tests, adjusted by "
+            f"on the primary subset, the whole test split (secondary) and each secondary test set "
+            f"(duplicate-free, not source-disjoint), m = {family['m']} tests, adjusted by "
             f"{METHODS[family['method']]} at level {family['level']}. Differences are accuracy points; intervals "
             "and raw p-values as in the primary endpoint (BRISC test subsets: cluster bootstrap over duplicate "
             "groups).\n\n"
@@ -102,7 +102,7 @@ def models_section(summary: dict[str, Any]) -> str | None:
            "calibration split excluded), grouped so that every exact or near-duplicate group lies in one fold; "
            "each fold's model trained on the other folds, with the held-out fold as its validation split (early "
            "stopping, ensemble weight, temperatures), and evaluated on the official test split and every "
-           "external set" if cv else f"{len(cross['models'])} training seeds on one train/validation split")
+           "secondary test set" if cv else f"{len(cross['models'])} training seeds on one train/validation split")
     parts = [f"Models: {how}. Combined interval: {COMBINED_METHOD}."]
     for label, result in cross["datasets"].items():
         routes = list(result["combined"]["routes"])

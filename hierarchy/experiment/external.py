@@ -1,4 +1,5 @@
-"""External validation sets: another dataset, cleaned of anything the models trained on."""
+"""Secondary test sets (`--external`): another dataset, cleaned of anything the models trained on (duplicate-free,
+which does not make it source-disjoint)."""
 
 from __future__ import annotations
 

@@ -54,6 +54,8 @@ class Generalisation:
     external: dict[str, ExternalResult]
     conformal: dict[str, dict]  # label -> conformal_evaluation result (test and external sets)
     alpha: float
+    conformal_mondrian: dict[str, dict] = field(default_factory=dict)  # the same, one threshold per true class
+    allow_empty: bool = True  # whether a conformal set may be empty (else it holds the most probable class)
     sources: dict[str, str] = field(default_factory=dict)  # source -> label, when the test set has several
     perturbation_ood: dict[str, dict] = field(default_factory=dict)  # label -> OOD AUROC, test vs perturbed test
     calibrated_on: str = "validation"  # the rows the conformal sets were calibrated on
@@ -155,7 +157,7 @@ def assess_generalisation(test: pd.DataFrame, test_metrics: dict, *, test_label:
                           external: Mapping[str, tuple[dict, pd.DataFrame]],
                           perturbed: Mapping[str, pd.DataFrame], n_bootstrap: int, seed: int,
                           alpha: float = 0.1, sources: Mapping[str, pd.DataFrame] | None = None,
-                          calibrated_on: str = "validation") -> Generalisation:
+                          calibrated_on: str = "validation", allow_empty: bool = True) -> Generalisation:
     """Evaluate the test split, every external set and every perturbed copy of the test split.
 
     Parameters
@@ -177,6 +179,10 @@ def assess_generalisation(test: pd.DataFrame, test_metrics: dict, *, test_label:
         Conformal miscoverage: sets aim to hold the true class with probability ``1 - alpha``.
     sources : mapping of str to DataFrame, optional
         Per source of a multi-source test set, its rows of ``test`` (see :func:`split_by_source`).
+    allow_empty : bool
+        Whether conformal sets may be empty; False puts the most probable class into a set that would be.
+        Sets are made marginal (one threshold) and Mondrian (one per true class; only when the calibration
+        rows hold every class).
     """
     externals = {name: assess_external(record, table, test, n_bootstrap=n_bootstrap, seed=seed)
                  for name, (record, table) in external.items()}
@@ -196,11 +202,15 @@ def assess_generalisation(test: pd.DataFrame, test_metrics: dict, *, test_label:
         auroc = ood_auroc_between(test, table, n_bootstrap=n_bootstrap, seed=seed)
         if auroc is not None:
             perturbation_ood[label] = auroc
-    conformal = {}
+    conformal, mondrian = {}, {}
     if validation is not None:
         evaluated = {test_label: test, **{name: r.predictions for name, r in externals.items()}}
-        conformal = {label: conformal_evaluation(validation, table, alpha=alpha)
+        conformal = {label: conformal_evaluation(validation, table, alpha=alpha, allow_empty=allow_empty)
                      for label, table in evaluated.items()}
+        if set(validation["true_label"]) >= set(test_metrics["classes"]):
+            mondrian = {label: conformal_evaluation(validation, table, alpha=alpha, allow_empty=allow_empty,
+                                                    class_conditional=True)
+                        for label, table in evaluated.items()}
     return Generalisation(datasets=datasets, kinds=kinds, external=externals, conformal=conformal,
                           alpha=alpha, sources=labels, perturbation_ood=perturbation_ood,
-                          calibrated_on=calibrated_on)
+                          calibrated_on=calibrated_on, conformal_mondrian=mondrian, allow_empty=allow_empty)

@@ -43,6 +43,7 @@ class ExperimentConfig(Settings):
     # with several seeds, one route ``<route>_seeds`` per base route here: probabilities averaged over seeds
     seed_ensemble_routes: tuple[str, ...] = ("flat", "hierarchical")
     conformal_alpha: float = 0.1  # conformal sets aim at coverage 1 - alpha, calibrated on validation rows
+    conformal_allow_empty: bool = True  # False: a set that would be empty holds the most probable class
     holdout_source: str | None = None  # with several dataset roots: train on the others, test on this one
     # The declared primary endpoint: accuracy of primary_routes[1] minus primary_routes[0] on primary_subset,
     # "unseen" (test images with no exact or near duplicate in the training pool) or "all" (the whole test split)

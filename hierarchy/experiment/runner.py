@@ -30,6 +30,9 @@ from hierarchy.data import (
     with_phash,
 )
 from hierarchy.data.splits import duplicating_ids
+from hierarchy.experiment.checklist import TITLE as CHECKLIST_TITLE
+from hierarchy.experiment.checklist import reporting_checklist
+from hierarchy.experiment.clinical import assess_clinical, clinical_sections, clinical_summary
 from hierarchy.experiment.endpoint_report import lead_sections
 from hierarchy.experiment.endpoints import comparison_family, estimate, evaluate_datasets
 from hierarchy.experiment.explanations import (
@@ -40,6 +43,12 @@ from hierarchy.experiment.explanations import (
 from hierarchy.experiment.external import external_name, load_external
 from hierarchy.experiment.generalisation import assess_generalisation, split_by_source
 from hierarchy.experiment.generalisation_report import generalisation_sections
+from hierarchy.experiment.label_quality import TITLE as DATA_TITLE
+from hierarchy.experiment.label_quality import (
+    assess_label_quality,
+    label_quality_section,
+    label_quality_summary,
+)
 from hierarchy.experiment.model_runs import ModelRun, fold_runs, seed_runs
 from hierarchy.experiment.profiles import PRIMARY_SUBSETS, ExperimentConfig
 from hierarchy.experiment.refit_control import CONTROL, refit_flat_head
@@ -503,7 +512,11 @@ class Experiment:
             pred, metrics, test_label=self.test_label, validation=calibration_set,
             external=external_predictions, perturbed=perturbed, n_bootstrap=config.n_bootstrap, seed=first,
             alpha=config.conformal_alpha, sources=split_by_source(pred, self.test),
-            calibrated_on="calibration split" if len(self.calibration_rows) else "validation")
+            calibrated_on="calibration split" if len(self.calibration_rows) else "validation",
+            allow_empty=config.conformal_allow_empty)
+        clinical = assess_clinical(generalisation, pred, n_bootstrap=config.n_bootstrap, seed=first)
+        quality = assess_label_quality(self.audit, pred, generalisation, dataset=self.dataset_name,
+                                       external_roots=external)
         summary = summarise(config=config, dataset=self.dataset_name, metrics=metrics, comparisons=comparisons,
                             predictions=pred, seed_evaluations=self.seed_evaluations(predictions, metrics),
                             generalisation=generalisation, throughput=throughput,
@@ -515,18 +528,22 @@ class Experiment:
                                         "conformal_calibrated_on": generalisation.calibrated_on}
         summary["shortcut_tests"] = shortcut_tests["tests"]["tests"]
         summary["attribution_vs_mask"] = shortcut_tests["attribution"]
+        summary.update(clinical_summary(clinical), **label_quality_summary(quality))
         training_logs = {name: log for name in ("flat", "plane", *first_router.planes_)
                          if (log := self.work / first_run.folder / "training" / name / "log.csv").exists()}
         files = ReportFiles()
         files.json("run_record.json", record)
-        files.json("summary.json", summary)
         leading = lead_sections(summary)
         sections = [*((title, body) for title, body in report_sections(
                         summary, command=self.command, generalisation=generalisation_sections(generalisation, files))
                       if not (title == "Seeds" and config.cv_folds)),
+                    *clinical_sections(clinical, files), (DATA_TITLE, label_quality_section(quality, files)),
                     (SHORTCUT_TITLE, shortcut_section(shortcut_tests["tests"], shortcut_tests["attribution"],
                                                      examples=f"gallery/{SHORTCUT_EXAMPLES}")),
                     (SECTION_TITLE, explanation_section(explanations, files, self.explanation_arrays))]
+        checklist, summary["checklist"] = reporting_checklist([title for title, _ in [*leading, *sections]], files)
+        sections.append((CHECKLIST_TITLE, checklist))
+        files.json("summary.json", summary)
         overlays = {r["id"]: self.out / r["overlay"] for r in explanations["rows"] if r["route"] == "hierarchical"}
         audit_files = sorted(p for p in (self.out / "audit").rglob("*") if p.is_file())
         examples = self.out / "gallery" / SHORTCUT_EXAMPLES

@@ -47,17 +47,24 @@ def generalisation_summary(result: Generalisation) -> dict[str, Any]:
             for label, metrics in result.datasets.items()}
 
 
+def _conformal_datasets(evaluations: dict[str, dict]) -> dict[str, Any]:
+    return {label: {route: {"n": r["n"], "coverage": r["coverage"]["value"], "coverage_ci": r["coverage"]["ci"],
+                            "mean_set_size": r["mean_set_size"], "empty": r["empty"], "singleton": r["singleton"],
+                            "coverage_per_class": {c["class"]: c["coverage"] for c in r["per_class"]}}
+                    for route, r in evaluation["routes"].items()}
+            for label, evaluation in evaluations.items()}
+
+
 def conformal_summary(result: Generalisation) -> dict[str, Any] | None:
-    """Coverage (with CI) and mean set size of the conformal sets, per dataset and route."""
+    """Coverage (with CI), mean set size, empty and singleton fractions and coverage per true class of the
+    conformal sets, per dataset and route: marginal (``datasets``) and Mondrian (``mondrian``, None when not
+    calibrated), with the ``allow_empty`` setting."""
     if not result.conformal:
         return None
     first = next(iter(result.conformal.values()))
     return {"alpha": first["alpha"], "score": first["score"], "calibrated_on": result.calibrated_on,
-            "datasets": {label: {route: {"n": r["n"], "coverage": r["coverage"]["value"],
-                                         "coverage_ci": r["coverage"]["ci"],
-                                         "mean_set_size": r["mean_set_size"]}
-                                 for route, r in evaluation["routes"].items()}
-                         for label, evaluation in result.conformal.items()}}
+            "allow_empty": result.allow_empty, "datasets": _conformal_datasets(result.conformal),
+            "mondrian": _conformal_datasets(result.conformal_mondrian) if result.conformal_mondrian else None}
 
 
 def source_summary(result: Generalisation) -> dict[str, Any]:

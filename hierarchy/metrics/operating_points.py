@@ -106,7 +106,8 @@ def operating_points(positive: np.ndarray, scores: np.ndarray, *, targets: Seque
 def decision_curve(positive: np.ndarray, scores: np.ndarray,
                    thresholds: Sequence[float] = DECISION_THRESHOLDS) -> dict[str, list[float]]:
     """Net benefit of acting on ``scores >= p_t`` at each threshold probability ``p_t`` in (0, 1), beside
-    treating all and none: ``{"threshold", "model", "treat_all", "treat_none"}`` (lists)."""
+    treating all and none: ``{"threshold", "model", "treat_all", "treat_none"}`` (lists) and ``"prevalence"``
+    (the largest net benefit any strategy can reach)."""
     positive, scores = _check_binary(positive, scores)
     t = np.asarray(thresholds, dtype=float)
     if t.ndim != 1 or np.any((t <= 0) | (t >= 1)):
@@ -118,7 +119,8 @@ def decision_curve(positive: np.ndarray, scores: np.ndarray,
     false_pos = (called & ~positive).sum(axis=1) / n
     prevalence = positive.mean()
     return {"threshold": t.tolist(), "model": (true_pos - false_pos * odds).tolist(),
-            "treat_all": (prevalence - (1 - prevalence) * odds).tolist(), "treat_none": [0.0] * len(t)}
+            "treat_all": (prevalence - (1 - prevalence) * odds).tolist(), "treat_none": [0.0] * len(t),
+            "prevalence": float(prevalence)}
 
 
 def clinical_reading(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str] = TUMOR_CLASSES, *,

@@ -495,3 +495,55 @@ def attribution_figure(examples: Sequence[Mapping], routes: Sequence[str], *, me
     fig.colorbar(heat, ax=axes, location="bottom", shrink=0.4, aspect=30,
                  label=f"{method} attribution (normalised); cyan: radiologist's mask")
     return fig
+
+
+@styled
+def both_confusions_figure(matrices: Mapping[str, Mapping]) -> Figure:
+    """Confusion matrices of one route, one per dataset, each drawn twice: normalised by true class (rows sum
+    to 1: recall on the diagonal) and by predicted class (columns sum to 1: precision on the diagonal), with
+    the counts in every cell; four matrices a row across 7.2 in.
+
+    ``matrices`` maps each dataset to a :func:`hierarchy.metrics.classification.confusion` result (an
+    ``evaluate_predictions`` route's ``"confusion"``).
+    """
+    if not matrices:
+        raise ValueError("no confusion matrices to draw")
+    cells = [cell for dataset, matrix in matrices.items()
+             for cell in ((f"{dataset}\nby true class", matrix),
+                          (f"{dataset}\nby predicted class",
+                           {**matrix, "normalized": matrix["normalized_by_predicted"]}))]
+    return _confusion_grid(cells, min(4, len(cells)), "predicted", "true")
+
+
+@styled
+def decision_curve_figure(curves: Mapping[str, Mapping[str, Mapping]]) -> Figure:
+    """Net benefit against threshold probability (decision curves, Vickers & Elkin 2006) for the
+    tumour-vs-normal reading: one panel per dataset (two a row; single column for one dataset), up to four
+    routes a panel (a dataset with more gets a panel per four), beside treating every image and none.
+
+    ``curves`` is ``{dataset: {route: decision_curve(...)}}`` (see
+    :func:`hierarchy.metrics.operating_points.decision_curve`). The net-benefit axis runs from slightly below
+    0 to slightly above the prevalence, the largest benefit any strategy can have.
+    """
+    cells = [(dataset, group, by_route) for dataset, by_route in curves.items() if by_route
+             for group in line_groups(list(by_route))]
+    if not cells:
+        raise ValueError("no decision curves to draw")
+    n = len(cells)
+    fig, axes = grid(n, width=SINGLE_COLUMN if n == 1 else DOUBLE_COLUMN, ncols=min(2, n), aspect=0.75)
+    for ax, (dataset, group, by_route) in zip(axes, cells, strict=True):
+        styles = line_styles(group)
+        first = by_route[group[0]]
+        threshold = np.asarray(first["threshold"])
+        prevalence = first["prevalence"]
+        for route in group:
+            curve = by_route[route]
+            ax.plot(curve["threshold"], curve["model"], label=route,
+                    **{**styles[route], "markevery": max(1, len(threshold) // 6)})
+        ax.plot(threshold, first["treat_all"], color="0.45", lw=0.8, ls=(0, (4, 1, 1, 1, 1, 1)), label="treat all")
+        ax.plot(threshold, first["treat_none"], color="0.7", lw=0.8, ls="-", label="treat none")
+        margin = 0.08 * prevalence
+        ax.set(title=dataset, xlabel="threshold probability", ylabel="net benefit", xlim=(0, 1),
+               ylim=(-margin, prevalence + margin))
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncols=3)
+    return fig

@@ -332,3 +332,13 @@ def conformal_table(results: Mapping[str, Mapping]) -> pd.DataFrame:
             row.update({k: summary[k] for k in ("mean_set_size", "empty", "singleton")})
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def conformal_per_class_table(results: Mapping[str, Mapping]) -> pd.DataFrame:
+    """One row per (dataset, route, true class): images, coverage and mean set size within the class (Mondrian
+    coverage when the sets were calibrated per class); values are ``conformal_evaluation`` results."""
+    return pd.DataFrame([{"dataset": dataset, "route": route, "class": row["class"], "n": row["n"],
+                          "target_coverage": 1 - result["alpha"], "coverage": row["coverage"],
+                          "mean_set_size": row["mean_set_size"]}
+                         for dataset, result in results.items()
+                         for route, summary in result["routes"].items() for row in summary["per_class"]])

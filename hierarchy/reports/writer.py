@@ -254,6 +254,10 @@ class ReportFiles:
         self._pending.append(lambda w: w.table(frame, stem, caption, embed=embed))
         return table_markdown(frame, stem, caption, embed=embed)
 
+    def text(self, name: str, text: str) -> None:
+        """``text`` (UTF-8) in ``name``, a file beside ``report.md`` (e.g. ``checklist.md``)."""
+        self._pending.append(lambda w: w.write_text(name, text))
+
     def json(self, name: str, data: Any) -> None:
         """``data`` as JSON in ``name`` (``hierarchy.fileio.json_text``)."""
         text = json_text(data)
