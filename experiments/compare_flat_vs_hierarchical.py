@@ -38,7 +38,7 @@ import os
 import sys
 from pathlib import Path
 
-from hierarchy.cli import EXPECTED_ERRORS, error_line
+from hierarchy.cli import EXPECTED_ERRORS, OneLineParser, error_line
 from hierarchy.cli.outputs import check_output_dir
 from hierarchy.experiment import parse_override, resolve_config, run_experiment
 from hierarchy.logs import configure_logging
@@ -46,7 +46,7 @@ from hierarchy.provenance import command_line
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", action="append", metavar="ROOT",
                         help="dataset root (BRISC 2025, Kaggle layout or CSV), repeatable: several roots are "
                              "indexed together and metrics are also given per source; synthetic when omitted")

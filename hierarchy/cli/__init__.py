@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import hierarchy
 from hierarchy.logs import configure_logging
@@ -23,8 +24,16 @@ _SUBCOMMANDS = ("audit", "train", "evaluate", "predict", "report")
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose refusals are one line (``prog: error: ...``, exit 2), like every other
+    expected failure; ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hierarchy", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="hierarchy", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {hierarchy.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.add_argument("--debug", action="store_true",
