@@ -106,3 +106,19 @@ def test_clear_errors(fitted, tmp_path: Path) -> None:
         explain_test_images(router, test, mixture, tmp_path, n_images=2, routes=("soft",))
     with pytest.raises(KeyError, match="mask_path"):
         explain_test_images(router, test.drop(columns="mask_path"), predictions, tmp_path)
+
+
+def test_missed_means_called_no_tumor_and_misclassified_tumours_come_next(fitted) -> None:
+    _, test, predictions = fitted
+    tumours = test[test["mask_path"].notna() & (test["label"] != NO_TUMOR)]
+    label = tumours["label"].value_counts().index[0]
+    ids = tumours.loc[tumours["label"] == label, "id"].tolist()
+    assert len(ids) >= 3
+    missed_id, misclassified_id = ids[-1], ids[-2]  # last in test order, so ranking alone can lift them
+    other = next(c for c in sorted(set(tumours["label"])) if c != label)
+    wrong = predictions.copy()
+    wrong["pred_label"] = wrong["true_label"]
+    wrong.loc[wrong["id"] == missed_id, "pred_label"] = NO_TUMOR
+    wrong.loc[wrong["id"] == misclassified_id, "pred_label"] = other
+    chosen = choose_images(test, wrong, len(tumours), ROUTES, seed=0)
+    assert chosen.loc[chosen["label"] == label, "id"].tolist()[:2] == [missed_id, misclassified_id]

@@ -26,6 +26,7 @@ from hierarchy.explain import (
 from hierarchy.explain.mask_scores import mask_score_baselines
 from hierarchy.fileio import atomic_write
 from hierarchy.labels import NO_TUMOR, TUMOR_CLASSES
+from hierarchy.metrics.false_negatives import missed_mask
 from hierarchy.reports import ReportFiles, markdown_table
 from hierarchy.reports.build import GALLERY_DIR
 from hierarchy.reports.figures import attribution_figure
@@ -51,16 +52,21 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 def choose_images(test: pd.DataFrame, predictions: pd.DataFrame, n_images: int, routes: Sequence[str],
                   seed: int) -> pd.DataFrame:
     """Up to ``n_images`` tumour rows of ``test`` with a mask, shared equally among the tumour classes:
-    within each class, the tumours a route in ``routes`` missed come first (test order), then a
-    ``seed``-ed sample of the rest; a class with too few images leaves its share to the others."""
+    within each class, the tumours a route in ``routes`` missed (called ``no_tumor``,
+    :func:`~hierarchy.metrics.false_negatives.missed_mask`) come first, then the other misclassified tumours
+    (called another tumour class; both in test order), then a ``seed``-ed sample of the rest; a class with too
+    few images leaves its share to the others."""
     candidates = test[test["mask_path"].notna() & (test["label"] != NO_TUMOR)]
     scored = predictions[predictions["route"].isin(routes)]
-    missed_ids = set(scored.loc[scored["true_label"] != scored["pred_label"], "id"])
+    _, missed = missed_mask(scored["true_label"], scored["pred_label"])
+    missed_ids = set(scored.loc[missed, "id"])
+    misclassified_ids = set(scored.loc[scored["true_label"] != scored["pred_label"], "id"]) - missed_ids
     ranked = []
     for _, rows in candidates.groupby("label", sort=True):
         is_missed = rows["id"].isin(missed_ids)
-        rest = rows[~is_missed].sample(frac=1.0, random_state=seed)
-        ranked.append(pd.concat([rows[is_missed], rest]).assign(_rank=range(len(rows))))
+        is_misclassified = rows["id"].isin(misclassified_ids) & ~is_missed
+        rest = rows[~is_missed & ~is_misclassified].sample(frac=1.0, random_state=seed)
+        ranked.append(pd.concat([rows[is_missed], rows[is_misclassified], rest]).assign(_rank=range(len(rows))))
     if not ranked:
         return candidates.iloc[:0]
     chosen = pd.concat(ranked).sort_values(["_rank", "label"], kind="stable").head(n_images)
@@ -216,8 +222,8 @@ def explanation_section(result: dict[str, Any], files: ReportFiles | None = None
     if not result["n_images"]:
         return "No tumour in the test split has a lesion mask, so no explanation was scored."
     routes = sorted({r["route"] for r in result["rows"]})
-    intro = (f"{result['n_images']} test tumours with a radiologist mask (every missed tumour first, then a seeded "
-             f"random sample) were explained with **{result['method']}** for the predicted class, by the model "
+    intro = (f"{result['n_images']} test tumours with a radiologist mask (every missed tumour, one called "
+             f"`{NO_TUMOR}`, first, then every tumour called another tumour class, then a seeded random sample) were explained with **{result['method']}** for the predicted class, by the model "
              f"that decided each one on routes {', '.join(f'`{r}`' for r in routes)} (the flat model, or the expert "
              "the plane classifier chose). Each map is compared with the mask aligned to the model input.")
     table = markdown_table(["route", "true class", "images", "attribution inside mask", "even spread (chance)",

@@ -415,7 +415,8 @@ def _thumbnail(path: object, mode: str) -> np.ndarray | None:
 @styled
 def missed_gallery_figure(missed: pd.DataFrame, *, overlays: Mapping[str, str | Path] | None = None,
                           max_images: int = 24) -> Figure | None:
-    """Thumbnails of missed tumours (from their ``path``), each with its explanation overlay beside
+    """Thumbnails of the rows of ``missed`` (from their ``path``: the missed tumours of a report, or any
+    misclassified images of an external dataset's gallery), each with its explanation overlay beside
     it when ``overlays`` maps its id to an image. Rows whose image file is absent are skipped; None
     when no image is available (e.g. a report built from a CSV alone)."""
     if "path" not in missed.columns:
