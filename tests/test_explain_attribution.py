@@ -123,11 +123,13 @@ def test_model_mode_restored_and_errors() -> None:
 
 def test_explain_predictions_uses_the_deciding_expert() -> None:
     experts = {"axial": SquareModel(SQUARE), "flat": SquareModel(ELSEWHERE)}
-    pred = pd.DataFrame({"expert": ["flat", "axial", "flat"], "pred_label": ["glioma"] * 3})
-    maps = explain_predictions(experts, _noise(3), pred)
+    pred = pd.DataFrame({"expert": ["flat", "axial", "flat"], "pred_label": ["cyst"] * 3})
+    with pytest.raises(ValueError, match="give classes"):  # names, and no BRISC fallback to look them up in
+        explain_predictions(experts, _noise(3), pred)
+    maps = explain_predictions(experts, _noise(3), pred, classes=("cyst", "mass", "normal"))
     looked_at = [SQUARE if e == "axial" else ELSEWHERE for e in pred["expert"]]
     for attribution, box in zip(maps, looked_at, strict=True):
         assert score_against_mask(attribution, _box_mask(box))["inside_fraction"] > 0.8
     mixture = pred.assign(expert="mixture")
     with pytest.raises(ValueError, match="mixture"):
-        explain_predictions(experts, _noise(3), mixture)
+        explain_predictions(experts, _noise(3), mixture, classes=("cyst", "mass", "normal"))

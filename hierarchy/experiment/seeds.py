@@ -12,9 +12,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from hierarchy.labels import TUMOR_CLASSES
 from hierarchy.metrics import aggregate_seeds
-from hierarchy.predictions import plane_prob_column, prob_column
+from hierarchy.predictions import plane_prob_column, prob_column, table_classes
 
 SEED_SUFFIX = "_seeds"
 # Columns recomputed from the averaged probabilities; every other column is copied from the first seed.
@@ -34,7 +33,7 @@ def _route_rows(table: pd.DataFrame, route: str, seed: int) -> pd.DataFrame:
 
 
 def seed_ensemble(predictions: Mapping[int, pd.DataFrame], routes: Sequence[str], *,
-                  classes: Sequence[str] = TUMOR_CLASSES) -> pd.DataFrame:
+                  classes: Sequence[str] | None = None) -> pd.DataFrame:
     """Rows of the routes ``<route>_seeds``: per image, the mean over seeds of ``route``'s probabilities.
 
     Parameters
@@ -44,7 +43,8 @@ def seed_ensemble(predictions: Mapping[int, pd.DataFrame], routes: Sequence[str]
     routes : sequence of str
         Base routes to average; each gives one route ``<route>_seeds``.
     classes : sequence of str
-        Tumour classes, in the order of the probability columns.
+        Tumour classes, in the order of the probability columns; by default the first seed's
+        ``prob_<class>`` columns.
 
     Returns
     -------
@@ -61,6 +61,7 @@ def seed_ensemble(predictions: Mapping[int, pd.DataFrame], routes: Sequence[str]
     if len(predictions) < 2:
         raise ValueError(f"a seed ensemble needs at least two seeds, got {list(predictions)}")
     seeds = list(predictions)
+    classes = table_classes(predictions[seeds[0]]) if classes is None else list(classes)
     tables = []
     for route in routes:
         per_seed = [_route_rows(predictions[seed], route, seed) for seed in seeds]

@@ -10,13 +10,15 @@ import torch
 from torch import nn
 
 from hierarchy.explain.attribution import explain
-from hierarchy.labels import TUMOR_CLASSES, to_indices
+from hierarchy.labels import to_indices
 
 
-def _class_indices(labels: pd.Series, classes: Sequence[str]) -> np.ndarray:
-    """``pred_label`` values as class indices; integers pass through, names are looked up."""
+def _class_indices(labels: pd.Series, classes: Sequence[str] | None) -> np.ndarray:
+    """``pred_label`` values as class indices; integers pass through, names are looked up in ``classes``."""
     if pd.api.types.is_integer_dtype(labels):
         return labels.to_numpy(dtype=int)
+    if classes is None:
+        raise ValueError("pred_label holds class names: give classes (the model's classes_) to map them to outputs")
     return to_indices(labels, classes, what="pred_label")
 
 
@@ -26,13 +28,14 @@ def explain_predictions(
     pred: pd.DataFrame,
     *,
     method: str = "gradcam",
-    classes: Sequence[str] = TUMOR_CLASSES,
+    classes: Sequence[str] | None = None,
     **kwargs,
 ) -> np.ndarray:
     """Attribution maps (N, H, W) for prediction rows ``pred``, row ``i`` describing ``images[i]``.
 
     Each image is explained by the model named in its ``expert`` column (a plane whose expert
-    decided, or ``flat``), for its ``pred_label`` (a class index or a name in ``classes``).
+    decided, or ``flat``), for its ``pred_label`` (a class index, or a name in ``classes``, which is then
+    required).
     ``method`` and ``kwargs`` go to :func:`hierarchy.explain.explain`. Mixture rows (soft,
     ensemble routes) have no single deciding model and raise ``ValueError``, as does an expert
     missing from ``models_by_expert``.

@@ -35,7 +35,6 @@ import pandas as pd
 from crepes import ConformalClassifier
 from crepes.extras import hinge, margin
 
-from hierarchy.labels import TUMOR_CLASSES
 from hierarchy.metrics.classification import check_inputs
 from hierarchy.metrics.evaluate import (
     _route_rows,
@@ -44,6 +43,7 @@ from hierarchy.metrics.evaluate import (
     to_jsonable,
 )
 from hierarchy.metrics.intervals import wilson_interval
+from hierarchy.predictions import table_classes
 
 NONCONFORMITY = {"hinge": hinge, "margin": margin}
 
@@ -150,18 +150,20 @@ def set_summary(sets: np.ndarray, y_true: np.ndarray, classes: Sequence[str],
 
 
 def conformal_evaluation(calibration: pd.DataFrame, evaluation: pd.DataFrame, *, alpha: float = 0.1,
-                         classes: Sequence[str] = TUMOR_CLASSES, routes: Sequence[str] | None = None,
+                         classes: Sequence[str] | None = None, routes: Sequence[str] | None = None,
                          score: str = "hinge", class_conditional: bool = False, allow_empty: bool = True,
                          confidence: float = 0.95) -> dict:
     """Calibrate each route on ``calibration`` rows (a split nothing else has seen), evaluate its prediction
     sets on ``evaluation`` rows (BRISC test or an external set); the structure is in the module
-    docstring. ``routes`` defaults to every route present in both tables."""
+    docstring. ``classes`` defaults to the evaluation table's ``prob_<class>`` columns, ``routes`` to every route
+    present in both tables."""
     shared = [r for r in present_routes(calibration) if r in set(present_routes(evaluation))]
     chosen = shared if routes is None else list(routes)
     missing = [r for r in chosen if r not in shared]
     if missing or not chosen:
         raise ValueError(f"routes {missing or chosen} are not in both the calibration and the "
                          f"evaluation table (both have {shared})")
+    classes = table_classes(evaluation) if classes is None else list(classes)
     results = {}
     for route in chosen:
         y_cal, proba_cal = labels_and_probabilities(_route_rows(calibration, route), classes)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hierarchy.labels import NO_TUMOR, TUMOR_CLASSES
+from hierarchy.labels import NO_TUMOR
 from hierarchy.metrics.classification import check_inputs
 from hierarchy.metrics.intervals import _check_confidence, percentile_interval
 
@@ -27,9 +27,10 @@ TARGETS = (0.95, 0.99)
 DECISION_THRESHOLDS = tuple(np.round(np.arange(0.01, 1.0, 0.01), 2))
 
 
-def tumour_scores(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str] = TUMOR_CLASSES,
+def tumour_scores(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str],
                   normal: str = NO_TUMOR) -> tuple[np.ndarray, np.ndarray]:
-    """``(tumour, score)``: whether each image holds a tumour, and its tumour probability ``1 - p(normal)``."""
+    """``(tumour, score)``: whether each image holds a tumour, and its tumour probability ``1 - p(normal)``;
+    ``classes`` names the columns of ``proba`` (the data's own label set, no default)."""
     y_true, proba = check_inputs(y_true, proba)
     if normal not in classes:
         raise ValueError(f"the normal class {normal!r} is not among the classes {list(classes)}")
@@ -123,7 +124,7 @@ def decision_curve(positive: np.ndarray, scores: np.ndarray,
             "prevalence": float(prevalence)}
 
 
-def clinical_reading(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str] = TUMOR_CLASSES, *,
+def clinical_reading(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str], *,
                      n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict | None:
     """Operating points and decision curve of the tumour-vs-normal reading of four-class predictions;
     None when the images are all tumours or all normal (nothing to trade off)."""

@@ -16,10 +16,9 @@ import pandas as pd
 
 from hierarchy.csv_io import csv_text
 from hierarchy.fileio import atomic_write_text
-from hierarchy.labels import TUMOR_CLASSES
 from hierarchy.metrics.classification import HEADLINE_METRICS
 from hierarchy.metrics.evaluate import COMPARED_METRICS, present_routes
-from hierarchy.predictions import prob_column, probabilities
+from hierarchy.predictions import prob_column, probabilities, table_classes
 from hierarchy.reports.latex import latex_table
 
 DECIMALS = 3
@@ -255,17 +254,19 @@ def per_class_recall_table(results: Mapping[str, Mapping]) -> pd.DataFrame:
 
 
 def error_table(pred: pd.DataFrame, *, ood_scores: Mapping[str, float] | pd.Series | None = None,
-                classes: Sequence[str] = TUMOR_CLASSES) -> pd.DataFrame:
+                classes: Sequence[str] | None = None) -> pd.DataFrame:
     """Every misclassified image of a prediction table, so a reader can tell the model's errors from
     the labels': id, route, true and predicted label, confidence (top probability), the class
     probabilities and, when ``ood_scores`` maps ids to scores, each image's OOD score.
 
     Errors are listed per route, most confident first (confident errors are where wrong labels
-    hide). Paths are left out: the table is committed, the images are not.
+    hide). Paths are left out: the table is committed, the images are not. ``classes`` defaults to the
+    table's ``prob_<class>`` columns.
     """
     missing = [c for c in ("id", "route", "true_label", "pred_label") if c not in pred.columns]
     if missing:
         raise KeyError(f"prediction table lacks columns {missing}")
+    classes = table_classes(pred) if classes is None else list(classes)
     errors = pred[pred["true_label"] != pred["pred_label"]]
     table = errors[["id", "route", "true_label", "pred_label"]].copy()
     proba = probabilities(errors, classes)
