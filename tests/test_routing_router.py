@@ -196,7 +196,7 @@ def test_frozen_mode_shares_one_trunk_pass(frozen_router, frames, monkeypatch):
     flat = router.flat_model_.predict_proba(frames[1])
     np.testing.assert_allclose(probabilities(table[table["route"] == "flat"]), flat, atol=1e-6)
     soft = soft_route(router.plane_model_.predict_proba(frames[1]),
-                      {p: router.experts_[p].predict_proba(frames[1]) for p in PLANES})
+                      {p: router.experts_[p].predict_proba(frames[1]) for p in PLANES}, planes=PLANES)
     np.testing.assert_allclose(probabilities(table[table["route"] == "soft"]), soft, atol=1e-6)
 
 

@@ -1,7 +1,7 @@
 """The routes as pure numpy functions: how plane and expert probabilities become a tumour prediction.
 
-Conventions: ``plane_proba`` is (n, len(planes)) with columns in ``planes`` order (default
-``hierarchy.labels.PLANES``); ``expert_proba`` maps each plane to that expert's (n, k) tumour
+Conventions: ``plane_proba`` is (n, len(planes)) with columns in ``planes`` order (the caller's
+label set, always given: the Router's ``planes_``); ``expert_proba`` maps each plane to that expert's (n, k) tumour
 probabilities for every image; every probability row sums to 1.
 """
 
@@ -11,8 +11,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from hierarchy.labels import PLANES
 
 _ATOL = 1e-4
 
@@ -43,7 +41,7 @@ def _stack_experts(expert_proba: Mapping[str, np.ndarray], planes: Sequence[str]
 
 
 def hard_route(plane_proba: np.ndarray, expert_proba: Mapping[str, np.ndarray], *,
-               planes: Sequence[str] = PLANES) -> tuple[np.ndarray, np.ndarray]:
+               planes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Send each image to the expert of its most probable plane.
 
     Returns the (n, k) tumour probabilities and the (n,) array of planes whose expert decided.
@@ -56,7 +54,7 @@ def hard_route(plane_proba: np.ndarray, expert_proba: Mapping[str, np.ndarray], 
 
 
 def soft_route(plane_proba: np.ndarray, expert_proba: Mapping[str, np.ndarray], *,
-               planes: Sequence[str] = PLANES) -> np.ndarray:
+               planes: Sequence[str]) -> np.ndarray:
     """Mixture of experts weighted by the plane posterior: P(t|x) = sum_p P(p|x) P(t|x,p)."""
     plane_proba = _check_proba(plane_proba, "plane_proba", len(planes))
     experts = _stack_experts(expert_proba, planes, len(plane_proba))
@@ -75,7 +73,7 @@ def ensemble_route(flat_proba: np.ndarray, soft_proba: np.ndarray, weight: float
 
 
 def oracle_route(true_planes: Sequence[str], expert_proba: Mapping[str, np.ndarray], *,
-                 planes: Sequence[str] = PLANES) -> np.ndarray:
+                 planes: Sequence[str]) -> np.ndarray:
     """Each image decided by the expert of its true plane: the upper bound of plane routing."""
     true_planes = list(true_planes)
     lookup = {p: i for i, p in enumerate(planes)}
@@ -89,7 +87,7 @@ def oracle_route(true_planes: Sequence[str], expert_proba: Mapping[str, np.ndarr
 
 def header_route(header_planes: Sequence[str | None], plane_proba: np.ndarray,
                  expert_proba: Mapping[str, np.ndarray], *,
-                 planes: Sequence[str] = PLANES) -> tuple[np.ndarray, np.ndarray]:
+                 planes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Each image decided by the expert of its plane from the DICOM/NIfTI geometry where it has one among
     ``planes`` (None or an oblique slice: the most probable plane, as the hierarchical route).
 
