@@ -156,9 +156,17 @@ def _curve_panels(metrics: dict, routes: Sequence[str], kind: str, zoom: tuple[f
             else:
                 drawn.append((route, curve["recall"], curve["precision"], curve["average_precision"],
                               f"{curve['average_precision']:.4f}"))
-        # the inset sits where good curves never go: lower right for ROC, lower left for PR
+        if kind == "roc":
+            (x_lo, x_hi), (y_lo, y_hi) = (0, zoom[0]), (zoom[1], 1 + (1 - zoom[1]) / 50)
+        else:
+            (x_lo, x_hi), (y_lo, y_hi) = (zoom[0], 1 + (1 - zoom[0]) / 50), (zoom[1], 1 + (1 - zoom[1]) / 50)
+        # an inset only where some curve enters the magnified corner (an empty one tells a reader nothing);
+        # it sits where good curves never go: lower right for ROC, lower left for PR
+        near_perfect = any(value is not None and value >= INSET_FROM for *_, value, _ in drawn)
+        enters = any(np.any((np.asarray(x) >= x_lo) & (np.asarray(x) <= x_hi) & (np.asarray(y) >= y_lo)
+                            & (np.asarray(y) <= y_hi)) for _, x, y, *_ in drawn)
         inset = ax.inset_axes([0.5, 0.1, 0.46, 0.46] if kind == "roc" else [0.1, 0.1, 0.46, 0.46]) \
-            if any(value is not None and value >= INSET_FROM for *_, value, _ in drawn) else None
+            if near_perfect and enters else None
         for route, x, y, _, area in drawn:
             style = {**styles[route], "markevery": max(1, len(x) // 6), "ms": 3,
                      "drawstyle": "default" if kind == "roc" else "steps-post"}
@@ -166,12 +174,10 @@ def _curve_panels(metrics: dict, routes: Sequence[str], kind: str, zoom: tuple[f
             if inset is not None:
                 inset.plot(x, y, **style)
         if kind == "roc":
-            (x_lo, x_hi), (y_lo, y_hi) = (0, zoom[0]), (zoom[1], 1 + (1 - zoom[1]) / 50)
             ax.plot([0, 1], [0, 1], ls=":", color="0.6", lw=0.6)
             ax.set(title=name, xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01))
             legend_title = "AUC [95% CI]"
         else:
-            (x_lo, x_hi), (y_lo, y_hi) = (zoom[0], 1 + (1 - zoom[0]) / 50), (zoom[1], 1 + (1 - zoom[1]) / 50)
             ax.set(title=name, xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01))
             legend_title = "average precision"
         if inset is not None:
@@ -268,7 +274,9 @@ def plane_confusion_figure(metrics: dict) -> Figure | None:
     cells = []
     for route in routes:
         plane = metrics["routes"][route]["plane"]
-        cells.append((f"{route}\naccuracy {_fmt_ci(plane['accuracy']['value'], plane['accuracy']['ci'])}",
+        # the interval on its own line: on one line, four panels' titles run into each other at 7.2 in
+        accuracy = _fmt_ci(plane["accuracy"]["value"], plane["accuracy"]["ci"]).replace(" [", "\n[", 1)
+        cells.append((f"{route}\naccuracy {accuracy}",
                       plane["confusion"]))
     return _confusion_grid(cells, min(4, len(routes)), "predicted plane", "true plane")
 
