@@ -20,7 +20,13 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from hierarchy.data import index_dataset, load_image
 from hierarchy.data.dicom import read_dicom_file
 from hierarchy.data.image_io import ImageReadError
-from hierarchy.data.volume import OBLIQUE_DEGREES, brain_slices, plane_from_orientation, plane_source, to_uint8
+from hierarchy.data.volume import (
+    OBLIQUE_DEGREES,
+    brain_slices,
+    plane_from_orientation,
+    plane_source,
+    to_uint8,
+)
 from hierarchy.data.volume_io import load_volume, parse_slice_ref, slice_ref
 
 SCANNER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scanner_samples"
