@@ -80,6 +80,8 @@ def _figures(metrics, images):
         ("roc", figures.roc_figure(metrics, ROUTES4)),
         ("pr", figures.pr_figure(metrics, ROUTES4)),
         ("confusion", figures.confusion_figure(metrics)),
+        ("confusion_one_route", figures.confusion_figure(metrics, ["flat"])),
+        ("dataset_confusion_one_route", figures.dataset_confusion_figure({"secondary": metrics}, ["flat"])),
         ("plane_confusion", figures.plane_confusion_figure(metrics)),
         ("reliability", figures.reliability_figure(metrics)),
         ("coverage", figures.coverage_figure(metrics)),
@@ -110,6 +112,8 @@ def test_every_figure_prints_at_a_journal_width_with_readable_text_and_clear_leg
     for name, fig in _figures(metrics, images):
         width, height = fig.get_size_inches()
         assert width in (SINGLE_COLUMN, DOUBLE_COLUMN) and height <= 9.5, (name, width, height)
+        if name.endswith("one_route"):  # a lone matrix at page width filled a supplement page
+            assert width == SINGLE_COLUMN, name
         renderer = FigureCanvasAgg(fig).get_renderer()
         fig.draw(renderer)
         texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]

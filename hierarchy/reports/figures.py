@@ -231,8 +231,9 @@ def _draw_confusion(ax, matrix: dict, title: str, xlabel: str, ylabel: str, *, s
 
 
 def _confusion_grid(matrices: Sequence[tuple[str, dict | None]], ncols: int, xlabel: str, ylabel: str) -> Figure:
-    """Confusion matrices as small multiples, ``ncols`` a row across 7.2 in; y labels on the first column."""
-    fig, axes = grid(len(matrices), width=DOUBLE_COLUMN, ncols=ncols, aspect=1.15)
+    """Confusion matrices as small multiples, ``ncols`` a row across 7.2 in (one column: 3.5 in, else a lone
+    matrix fills a page); y labels on the first column."""
+    fig, axes = grid(len(matrices), width=SINGLE_COLUMN if ncols == 1 else DOUBLE_COLUMN, ncols=ncols, aspect=1.15)
     for k, (ax, (title, matrix)) in enumerate(zip(axes, matrices, strict=True)):
         if matrix is None:
             ax.axis("off")
