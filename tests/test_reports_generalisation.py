@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +15,7 @@ from hierarchy.metrics import (
     simulate_predictions,
 )
 from hierarchy.reports.figures import (
+    INSET_FROM,
     dataset_confusion_figure,
     generalisation_figure,
     missed_gallery_figure,
@@ -182,3 +185,18 @@ def test_ood_and_conformal_tables_and_coverage_figure(predictions, tmp_path):
     assert table["target_coverage"].tolist() == pytest.approx([0.9, 0.9])
     assert table["mean_set_size"].tolist() == [
         conformal["external"]["routes"][r]["mean_set_size"] for r in ROUTES]
+
+
+def test_roc_inset_only_where_a_curve_reaches_into_the_magnified_corner(results):
+    metrics = copy.deepcopy(results["BRISC test"])
+    flat = metrics["routes"]["flat"]
+    for row in flat["per_class"]:
+        row["auc"] = max(row["auc"], INSET_FROM)  # every panel qualifies by area
+    first, second = metrics["classes"][:2]
+    # grazing: the curve meets the corner's outer edge only (the glioma panel of the cpu report's flat_refit)
+    flat["curves"]["roc"][first] = {"fpr": [0.0, 0.05, 0.1, 0.1, 1.0], "tpr": [0.0, 0.6, 0.9, 0.905, 1.0]}
+    # reaching in: sensitivity 0.97 at a false-positive rate of 0.02
+    flat["curves"]["roc"][second] = {"fpr": [0.0, 0.02, 0.1, 1.0], "tpr": [0.0, 0.97, 0.99, 1.0]}
+    fig = roc_figure(metrics, routes=["flat"])
+    insets = {ax.get_title(): len(ax.child_axes) for ax in fig.axes}
+    assert insets[first] == 0 and insets[second] == 1

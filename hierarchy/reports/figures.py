@@ -160,10 +160,13 @@ def _curve_panels(metrics: dict, routes: Sequence[str], kind: str, zoom: tuple[f
             (x_lo, x_hi), (y_lo, y_hi) = (0, zoom[0]), (zoom[1], 1 + (1 - zoom[1]) / 50)
         else:
             (x_lo, x_hi), (y_lo, y_hi) = (zoom[0], 1 + (1 - zoom[0]) / 50), (zoom[1], 1 + (1 - zoom[1]) / 50)
-        # an inset only where some curve enters the magnified corner (an empty one tells a reader nothing);
-        # it sits where good curves never go: lower right for ROC, lower left for PR
+        # an inset only where some curve reaches a quarter of the way into the magnified corner (an empty one,
+        # or one a curve only grazes at its edge, tells a reader nothing); it sits where good curves never go:
+        # lower right for ROC, lower left for PR
         near_perfect = any(value is not None and value >= INSET_FROM for *_, value, _ in drawn)
-        enters = any(np.any((np.asarray(x) >= x_lo) & (np.asarray(x) <= x_hi) & (np.asarray(y) >= y_lo)
+        x_in, y_in = (x_hi - x_lo) / 4, (y_hi - y_lo) / 4
+        x_from, x_to = (x_lo, x_hi - x_in) if kind == "roc" else (x_lo + x_in, x_hi)
+        enters = any(np.any((np.asarray(x) >= x_from) & (np.asarray(x) <= x_to) & (np.asarray(y) >= y_lo + y_in)
                             & (np.asarray(y) <= y_hi)) for _, x, y, *_ in drawn)
         inset = ax.inset_axes([0.5, 0.1, 0.46, 0.46] if kind == "roc" else [0.1, 0.1, 0.46, 0.46]) \
             if near_perfect and enters else None
