@@ -45,6 +45,7 @@ from hierarchy.experiment.ood_suite import (
 from hierarchy.fileio import atomic_write_text, read_json, write_json
 from hierarchy.logs import configure_logging
 from hierarchy.predictions import HEADER_ROUTE, series_predictions
+from hierarchy.provenance import git_commit
 from hierarchy.reports.tables import markdown_table
 from hierarchy.routing import Router
 
@@ -231,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = _targets(runs, by_tier, tiers, aurc, chosen, chosen_conf, atypical, plane_frame,
                        {s: {k: scores[s][k] > thresholds[s] for k in runs} for s in ("mahalanobis", chosen)})
     _gallery(runs, healthy, atypical, out / "gallery")
-    summary = {"router": Path(args.router).name, "router_identity": router_identity(args.router), "q": args.q, "thresholds": thresholds, "chosen_scorer": chosen,
+    summary = {"router": Path(args.router).name, "router_identity": router_identity(args.router),
+               "git_commit": git_commit(Path(__file__).resolve().parent), "q": args.q, "thresholds": thresholds, "chosen_scorer": chosen,
                "choice_auroc": choice, "choice_mean_auroc": choice_mean, "valid_shift_referred": shift_referred,
                "sets": tiers, "tiers": by_tier,
                "selective_aurc": aurc.to_dict(orient="records"), "chosen_confidence": chosen_conf,
@@ -322,7 +324,7 @@ def _report(summary, healthy, planes, header, series, aurc, chosen, chosen_conf,
     limit = f"{MAX_VALID_SHIFT_REFERRED:.0%}"
     lines = [f"# Graded out-of-distribution suite (refer_atypical = {q})", "",
              f"Router: `{Path(summary['router']).name}` ({_identity(summary['router_identity'])}). "
-             f"Command: `{summary['command']}`.", "",
+             f"Command: `{summary['command']}`, from commit `{summary['git_commit']}`.", "",
              "Scores (higher: more atypical), all fitted on BRISC training rows only: `mahalanobis` (the Router's "
              "own, last-layer features), `energy` (flat model logits), `depth_means` and `depth_stats` "
              "(Mahalanobis at every stage of the network and the pooled features, channel means or means and "
