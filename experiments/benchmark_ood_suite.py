@@ -107,7 +107,8 @@ def build_sets(args) -> tuple[dict[str, SuiteSet], pd.DataFrame, pd.DataFrame]:
     # valid shifts: one of each fitted training row (fit) and fresh draws on validation rows (choice); seeds
     # apart from each other and from the corruptions'; histograms matched to other training images
     references = [load_image(p) for p in train.sample(min(16, len(train)), random_state=args.seed + 3)["path"]]
-    sets["train_shift"] = _shifted("train_shift", "fit", train_sample, args.seed + 1, references)
+    sets["train_shift"] = _shifted("train_shift", "fit", train_sample.head(args.shift_sample), args.seed + 1,
+                                   references)
     sets["val_shift"] = _shifted("val_shift", "choice", val, args.seed + 2, references)
     rng = np.random.default_rng(args.seed)
     chosen = val.sample(min(args.corrupt_sample, len(val)), random_state=args.seed)
@@ -147,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--q", type=float, default=0.95, help="refer_atypical quantile")
     parser.add_argument("--train-sample", type=int, default=2000, help="training rows the new scorers fit on")
+    parser.add_argument("--shift-sample", type=int,
+                        help="fitted training rows that get a valid shift for the *_shift scorers (default: all)")
     parser.add_argument("--corrupt-sample", type=int, default=150, help="validation images per corruption")
     parser.add_argument("--val-sample", type=int, help="validation rows (default: all)")
     parser.add_argument("--external-sample", type=int, help="rows of each external set (default: all)")
@@ -331,7 +334,8 @@ def _report(summary, healthy, planes, header, series, aurc, chosen, chosen_conf,
              f"standard deviations, summed as z-scores; fitted on {args.train_sample} training rows). "
              "`mahalanobis_shift` (last-layer features, as the Router's own), `depth_means_shift` and `knn_shift` "
              "(distance to the 10th nearest neighbour, last-layer features; Sun et al. 2022) fit their typical set "
-             f"on the same {args.train_sample} training rows *and* one valid acquisition shift of each "
+             f"on the same {args.train_sample} training rows *and* one valid acquisition shift of "
+             f"{'each' if args.shift_sample is None else f'the first {args.shift_sample}'} "
              "(`hierarchy.data.valid_shift`: lower resolution, isotropic or along one axis; histogram matched to "
              "another training image; small rotation, zoom and shift; gamma, brightness, contrast, bias field, "
              "mild blur; Rician noise), an image and its shift in one fold of the out-of-fold reference scores. "

@@ -179,7 +179,7 @@ def test_the_benchmark_runs_every_tier_with_a_tiny_router(synthetic_root, tmp_pa
     out = tmp_path / "suite"
     argv = ["--router", str(tmp_path / "router"), "--data", str(synthetic_root), "--scanner",
             str(_fake_scanner(tmp_path / "scanner")), "--out", str(out), "--limit", "12", "--train-sample", "40",
-            "--corrupt-sample", "6"]
+            "--shift-sample", "30", "--corrupt-sample", "6"]
     assert module.main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["tiers"]) == {"shifted_valid", "near_ood", "far_ood"}

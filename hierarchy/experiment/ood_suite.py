@@ -176,7 +176,7 @@ def run_pass(router, suite_set: SuiteSet, cache: Path | None = None, *, routes: 
 class Scorers:
     """Every OOD score of the suite, fitted on training rows only: ``mahalanobis`` (the Router's own),
     ``energy`` (of the flat model's logits), ``depth_means`` and ``depth_stats`` (:class:`MultiDepthOODScorer`);
-    with ``shift`` (a pass of one valid acquisition shift of each training row, in the same order) also
+    with ``shift`` (a pass of one valid acquisition shift of each of the first training rows, in order) also
     ``mahalanobis_shift`` (last-layer features, as the Router's own), ``depth_means_shift`` and ``knn_shift``
     (:class:`KNNOODScorer`, last-layer features), fitted on the training rows and their shifts together, each image
     and its shift in one fold of the out-of-fold reference scores."""
@@ -193,9 +193,10 @@ class Scorers:
         self.names = self.base_names
         if shift is None:
             return
-        if len(shift.pooled) != len(train.pooled):
-            raise ValueError(f"the shift pass has {len(shift.pooled)} images for {len(train.pooled)} training rows")
-        labels2, groups = [*labels, *labels], np.tile(np.arange(len(labels)), 2)
+        m = len(shift.pooled)
+        if not 0 < m <= len(train.pooled):
+            raise ValueError(f"the shift pass has {m} images for {len(train.pooled)} training rows")
+        labels2, groups = [*labels, *labels[:m]], np.r_[np.arange(len(labels)), np.arange(m)]
         pooled = np.concatenate([train.pooled, shift.pooled])
         stages = [np.concatenate(pair) for pair in zip(train.stages, shift.stages, strict=True)]
         self.fitted.update(
