@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics import simulate_predictions
 from hierarchy.reports import build_report
 
@@ -22,7 +23,8 @@ args = parser.parse_args()
 # 1. Some tool saved predictions (any routes; here flat, hierarchical and ensemble).
 args.out.mkdir(parents=True, exist_ok=True)
 saved = args.out / "predictions.csv"
-simulate_predictions(120, routes=("flat", "hierarchical", "ensemble"), seed=0).to_csv(saved, index=False)
+simulate_predictions(120, classes=TUMOR_CLASSES, planes=PLANES,
+                     routes=("flat", "hierarchical", "ensemble"), seed=0).to_csv(saved, index=False)
 
 # 2. Read them back and write the report: per-class ROC/AUC, CIs, McNemar, calibration, false negatives.
 report = build_report(pd.read_csv(saved), args.out / "report", n_bootstrap=200, seed=0)

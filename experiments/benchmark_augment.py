@@ -66,7 +66,7 @@ def epoch_rates(frame, runs: int) -> list[str]:
                                           ("train, robust", True, "robust", 2)):
         cfg = PreprocessConfig(image_size=224, augment=augment)
         for cache in (False, True):
-            dataset = ImageDataset(frame, cfg, train=train, seed=0, cache=cache)
+            dataset = ImageDataset(frame, cfg, target=None, train=train, seed=0, cache=cache)
             if cache:
                 start = time.perf_counter()
                 dataset.prefill()

@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     frame = index_dataset(args.root).sample(args.images, random_state=0)
-    dataset = ImageDataset(frame, PreprocessConfig(image_size=224))
+    dataset = ImageDataset(frame, PreprocessConfig(image_size=224), target=None)
     lines = ["# Evaluation loader speed", "",
              f"{args.images} BRISC images, 224 px, batch 32, median of {args.runs} runs; "
              f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s) "

@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader
 
 from hierarchy.data import ImageDataset, index_dataset
 from hierarchy.data.preprocess import PreprocessConfig
+from hierarchy.labels import TUMOR_CLASSES
 from hierarchy.logs import configure_logging
 from hierarchy.metrics import expected_calibration_error
 from hierarchy.metrics.evaluate import labels_and_probabilities
@@ -136,7 +137,7 @@ def loading_rows(args: argparse.Namespace, frame) -> list[dict]:
         settings["in-memory cache (second epoch), 0 DataLoader workers"] = ({"cache": True}, 0)
     rows = []
     for name, (kwargs, workers) in settings.items():
-        dataset = ImageDataset(rows_frame, preprocess, train=True, **kwargs)
+        dataset = ImageDataset(rows_frame, preprocess, classes=TUMOR_CLASSES, train=True, **kwargs)
         if kwargs:  # fill the cache with one pass, as the first epoch would
             for i in range(len(dataset)):
                 dataset[i]
@@ -165,7 +166,7 @@ def agreement(args: argparse.Namespace, frame) -> dict:
         rows = frame[frame["split"] == split]
         rows = rows.iloc[np.sort(rng.choice(len(rows), size=min(n, len(rows)), replace=False))] if split == "train" \
             else rows.iloc[:n]
-        dataset = ImageDataset(rows.reset_index(drop=True), preprocess)
+        dataset = ImageDataset(rows.reset_index(drop=True), preprocess, classes=TUMOR_CLASSES)
         parts = [trunk_features(model, x, runtime=runtime) for x, _ in DataLoader(dataset, batch_size=args.batch_size)]
         return torch.cat(parts).numpy(), dataset.targets
 

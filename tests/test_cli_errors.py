@@ -10,6 +10,7 @@ import pytest
 
 import hierarchy
 from hierarchy.cli import main
+from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics import simulate_predictions
 
 
@@ -44,7 +45,7 @@ def test_audit_json_pointing_at_a_folder_fails_before_the_audit(synthetic_root, 
 
 def test_report_out_under_a_file_fails_before_the_evaluation(tmp_path, capsys):
     csv = tmp_path / "pred.csv"
-    simulate_predictions(20, routes=("flat",)).to_csv(csv, index=False)
+    simulate_predictions(20, classes=TUMOR_CLASSES, planes=PLANES, routes=("flat",)).to_csv(csv, index=False)
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     assert main(["report", "--predictions", str(csv), "--out", str(blocker / "r")]) == 2
@@ -70,7 +71,7 @@ def test_bad_dataset_csv_names_the_file(tmp_path, capsys, content):
 
 
 def test_probabilities_outside_0_1_are_refused_with_the_row_named(tmp_path, capsys):
-    pred = simulate_predictions(20, routes=("flat",), seed=1)
+    pred = simulate_predictions(20, classes=TUMOR_CLASSES, planes=PLANES, routes=("flat",), seed=1)
     columns = [c for c in pred.columns if c.startswith("prob_")]
     pred.loc[3, columns] = [-0.5, 1.5, 0.0, 0.0]
     pred.loc[3, "pred_label"] = columns[1].removeprefix("prob_")

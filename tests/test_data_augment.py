@@ -188,8 +188,8 @@ def test_decoded_image_is_bounded(frame):
 def test_cache_gives_the_same_items_and_decodes_once(frame, monkeypatch):
     rows = frame.head(6)
     for train in (False, True):
-        plain = ImageDataset(rows, _cfg("robust"), train=train, seed=3)
-        cached = ImageDataset(rows, _cfg("robust"), train=train, seed=3, cache=True)
+        plain = ImageDataset(rows, _cfg("robust"), target=None, train=train, seed=3)
+        cached = ImageDataset(rows, _cfg("robust"), target=None, train=train, seed=3, cache=True)
         for i in range(len(rows)):
             assert torch.equal(plain[i][0], cached[i][0])
     calls = []
@@ -197,12 +197,12 @@ def test_cache_gives_the_same_items_and_decodes_once(frame, monkeypatch):
     monkeypatch.setattr(cached._eval, "decode", lambda *a: calls.append(1) or original(*a))
     [cached[i] for i in range(len(rows))]
     assert calls == []  # every row came from the cache
-    assert ImageDataset(rows, _cfg(), cache=True).prefill()._decoded.keys() == set(range(len(rows)))
+    assert ImageDataset(rows, _cfg(), target=None, cache=True).prefill()._decoded.keys() == set(range(len(rows)))
 
 
 def test_seeded_dataset_items_do_not_depend_on_order_or_workers(frame):
     rows = frame.head(8)
-    dataset = ImageDataset(rows, _cfg("robust"), train=True, seed=5, cache=True)
+    dataset = ImageDataset(rows, _cfg("robust"), target=None, train=True, seed=5, cache=True)
     forwards = torch.stack([dataset[i][0] for i in range(8)])
     backwards = torch.stack([dataset[i][0] for i in reversed(range(8))]).flip(0)
     assert torch.equal(forwards, backwards)
@@ -210,7 +210,7 @@ def test_seeded_dataset_items_do_not_depend_on_order_or_workers(frame):
     assert torch.equal(loaded, forwards)
     dataset.set_epoch(1)
     assert not torch.equal(dataset[0][0], forwards[0])
-    other_seed = ImageDataset(rows, _cfg("robust"), train=True, seed=6)
+    other_seed = ImageDataset(rows, _cfg("robust"), target=None, train=True, seed=6)
     assert not torch.equal(other_seed[0][0], forwards[0])
 
 

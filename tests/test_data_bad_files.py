@@ -99,7 +99,7 @@ def test_training_dataset_decodes_through_the_guarded_path(tmp_path, synthetic_r
     root, folder = _kaggle_copy(tmp_path, synthetic_root)
     (folder / "corrupt.png").write_bytes(corrupt_png_bytes())
     frame = index_dataset(root)
-    dataset = ImageDataset(frame, PreprocessConfig(image_size=32))
+    dataset = ImageDataset(frame, PreprocessConfig(image_size=32), target=None)
     bad = int(np.flatnonzero(frame["path"].str.endswith("corrupt.png"))[0])
     with pytest.raises(ImageReadError, match="corrupt.png"):
         dataset[bad]

@@ -17,6 +17,7 @@ from hierarchy.data import (
     train_transform,
 )
 from hierarchy.data.preprocess import NORM_MEAN, NORM_STD, crop_to_foreground
+from hierarchy.labels import PLANES, TUMOR_CLASSES
 
 CFG = PreprocessConfig(image_size=48)
 
@@ -115,35 +116,35 @@ def test_gamma_direction(slice_image):
 
 
 def test_dataset_targets_and_items(frame):
-    by_label = ImageDataset(frame, CFG)
+    by_label = ImageDataset(frame, CFG, classes=TUMOR_CLASSES)
     x, y = by_label[0]
     assert x.shape == (1, 48, 48) and x.dtype == torch.float32
     assert by_label.classes == ("glioma", "meningioma", "pituitary", "no_tumor")
     assert y == by_label.classes.index(frame.label.iloc[0])
-    by_plane = ImageDataset(frame, CFG, target="plane")
+    by_plane = ImageDataset(frame, CFG, target="plane", classes=PLANES)
     assert [by_plane.classes[i] for i in by_plane.targets] == list(frame.plane)
     assert set(ImageDataset(frame, CFG, target=None).targets) == {-1}
     missing = frame.copy()
     missing.loc[0, "plane"] = None
-    assert ImageDataset(missing, CFG, target="plane")[0][1] == -1
+    assert ImageDataset(missing, CFG, target="plane", classes=PLANES)[0][1] == -1
 
 
 def test_dataset_errors_name_the_file(frame):
     bad = frame.head(3).copy()
     bad.loc[1, "label"] = "astrocytoma"
     with pytest.raises(ValueError, match=bad.path.iloc[1]):
-        ImageDataset(bad, CFG)
+        ImageDataset(bad, CFG, classes=TUMOR_CLASSES)
     with pytest.raises(ValueError, match="unknown perturbation"):
-        ImageDataset(frame, CFG, perturbation="blur")
+        ImageDataset(frame, CFG, target=None, perturbation="blur")
 
 
 def test_dataset_perturbation_changes_the_input(frame):
-    clean = ImageDataset(frame.head(2), CFG)[0][0]
-    assert not torch.equal(clean, ImageDataset(frame.head(2), CFG, perturbation="gamma_0.8")[0][0])
+    clean = ImageDataset(frame.head(2), CFG, target=None)[0][0]
+    assert not torch.equal(clean, ImageDataset(frame.head(2), CFG, target=None, perturbation="gamma_0.8")[0][0])
 
 
 def test_loader_is_seeded(frame):
-    dataset = ImageDataset(frame.head(20), CFG, train=True)
+    dataset = ImageDataset(frame.head(20), CFG, target=None, train=True)
     first = [torch.cat([x for x, _ in make_loader(dataset, 5, shuffle=True, num_workers=1, seed=s)])
              for s in (3, 3, 4)]
     assert first[0].shape == (20, 1, 48, 48)

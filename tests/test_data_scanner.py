@@ -23,13 +23,11 @@ from hierarchy.data.image_io import ImageReadError
 from hierarchy.data.volume import (
     OBLIQUE_DEGREES,
     brain_slices,
-    load_volume,
-    parse_slice_ref,
     plane_from_orientation,
     plane_source,
-    slice_ref,
     to_uint8,
 )
+from hierarchy.data.volume_io import load_volume, parse_slice_ref, slice_ref
 
 SCANNER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scanner_samples"
 

@@ -13,6 +13,7 @@ from hierarchy.experiment.checklist import (
     checklist_table,
     reporting_checklist,
 )
+from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics import simulate_predictions
 from hierarchy.reports import build_report
 from hierarchy.reports.writer import ReportFiles
@@ -61,6 +62,7 @@ def test_checklist_file_table_summary_and_comparators(tmp_path):
 
 
 def test_built_sections_are_headings_of_every_report(tmp_path):
-    report = build_report(simulate_predictions(24, seed=0), tmp_path / "r", n_bootstrap=5)
+    report = build_report(simulate_predictions(24, classes=TUMOR_CLASSES, planes=PLANES,
+                                               seed=0), tmp_path / "r", n_bootstrap=5)
     headings = {line[3:] for line in report.read_text().splitlines() if line.startswith("## ")}
     assert set(BUILT_SECTIONS) <= headings and TITLE not in BUILT_SECTIONS

@@ -20,7 +20,7 @@ from hierarchy.experiment.summary import (
     generalisation_summary,
     robustness_summary,
 )
-from hierarchy.labels import TUMOR_CLASSES
+from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics import evaluate_predictions, simulate_predictions
 from hierarchy.reports.writer import ReportFiles
 
@@ -57,7 +57,7 @@ def test_seed_ensemble_averages_probabilities_per_image():
 
 
 def test_seed_ensemble_keeps_planes_and_refuses_bad_input():
-    tables = {s: simulate_predictions(30, seed=s) for s in (0, 1)}
+    tables = {s: simulate_predictions(30, classes=TUMOR_CLASSES, planes=PLANES, seed=s) for s in (0, 1)}
     out = seed_ensemble(tables, ["hierarchical", "flat"])
     hier = out[out["route"] == "hierarchical_seeds"]
     assert hier["pred_plane"].notna().all() and out[out["route"] == "flat_seeds"]["pred_plane"].isna().all()
@@ -66,11 +66,13 @@ def test_seed_ensemble_keeps_planes_and_refuses_bad_input():
     with pytest.raises(ValueError, match="no predictions of route 'soft'"):
         seed_ensemble({0: tables[0], 1: tables[1][tables[1]["route"] != "soft"]}, ["soft"])
     with pytest.raises(ValueError, match="different images"):
-        seed_ensemble({0: tables[0], 1: simulate_predictions(31, seed=1)}, ["flat"])
+        seed_ensemble({0: tables[0], 1: simulate_predictions(31, classes=TUMOR_CLASSES, planes=PLANES,
+                                                             seed=1)}, ["flat"])
 
 
 def test_seed_spread_per_seed_and_train_seconds():
-    evaluations = {s: evaluate_predictions(simulate_predictions(60, seed=s), n_bootstrap=20) for s in (0, 1)}
+    evaluations = {s: evaluate_predictions(simulate_predictions(60, classes=TUMOR_CLASSES, planes=PLANES,
+                                                                seed=s), n_bootstrap=20) for s in (0, 1)}
     assert seed_spread({0: evaluations[0]}) is None
     spread = seed_spread(evaluations)
     accuracy = spread["routes"]["flat"]["accuracy"]
@@ -90,7 +92,7 @@ def with_ood(frame: pd.DataFrame, shift: float, seed: int) -> pd.DataFrame:
 
 
 def test_ood_scores_and_coverage_curves():
-    pred = simulate_predictions(40, seed=0)
+    pred = simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES, seed=0)
     assert ood_scores(pred) is None
     scored = with_ood(pred, 0.0, 0)
     scores = ood_scores(scored, "hierarchical")
@@ -104,10 +106,11 @@ def test_ood_scores_and_coverage_curves():
 
 @pytest.fixture(scope="module")
 def assessed():
-    test = with_ood(simulate_predictions(80, seed=0), 0.0, 0)
-    external = with_ood(simulate_predictions(60, seed=1, routes=("flat", "hierarchical", "soft")), 3.0, 1)
-    validation = simulate_predictions(70, seed=2)
-    perturbed = {"jpeg_q75": simulate_predictions(80, seed=3)}
+    test = with_ood(simulate_predictions(80, classes=TUMOR_CLASSES, planes=PLANES, seed=0), 0.0, 0)
+    external = with_ood(simulate_predictions(60, classes=TUMOR_CLASSES, planes=PLANES,
+                                             seed=1, routes=("flat", "hierarchical", "soft")), 3.0, 1)
+    validation = simulate_predictions(70, classes=TUMOR_CLASSES, planes=PLANES, seed=2)
+    perturbed = {"jpeg_q75": simulate_predictions(80, classes=TUMOR_CLASSES, planes=PLANES, seed=3)}
     record = {"n_indexed": 65, "n_removed_as_training_duplicates": 5, "n_evaluated": 60}
     metrics = evaluate_predictions(test, n_bootstrap=30)
     return assess_generalisation(test, metrics, test_label="brisc test", validation=validation,
@@ -168,8 +171,8 @@ def test_sections_collect_files_written_after_the_report(assessed, tmp_path):
 
 def test_mondrian_sets_per_class_coverage_and_no_empty_sets():
     # confident routes at alpha 0.5: the threshold sits near p = 1, so a less confident image gets an empty set
-    test = simulate_predictions(80, skill=3.0, seed=0)
-    validation = simulate_predictions(80, skill=3.0, seed=2)
+    test = simulate_predictions(80, classes=TUMOR_CLASSES, planes=PLANES, skill=3.0, seed=0)
+    validation = simulate_predictions(80, classes=TUMOR_CLASSES, planes=PLANES, skill=3.0, seed=2)
     metrics = evaluate_predictions(test, n_bootstrap=5)
     options = {"test_label": "t", "validation": validation, "external": {}, "perturbed": {}, "n_bootstrap": 5,
                "seed": 0, "alpha": 0.5}
@@ -193,8 +196,9 @@ def test_mondrian_sets_per_class_coverage_and_no_empty_sets():
 
 
 def test_sections_without_ood_scores_or_external_sets():
-    plain = assess_generalisation(simulate_predictions(40, seed=0),
-                                  evaluate_predictions(simulate_predictions(40, seed=0), n_bootstrap=20),
+    plain = assess_generalisation(simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES, seed=0),
+                                  evaluate_predictions(simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES,
+                                                                            seed=0), n_bootstrap=20),
                                   test_label="test", validation=None, external={}, perturbed={},
                                   n_bootstrap=20, seed=0)
     sections = dict(generalisation_sections(plain, ReportFiles()))
@@ -204,10 +208,10 @@ def test_sections_without_ood_scores_or_external_sets():
 
 
 def test_ood_auroc_within_classes_and_against_perturbed_copies():
-    test = with_ood(simulate_predictions(80, seed=0), 0.0, 0)
-    external = with_ood(simulate_predictions(80, seed=1), 0.0, 1)
+    test = with_ood(simulate_predictions(80, classes=TUMOR_CLASSES, planes=PLANES, seed=0), 0.0, 0)
+    external = with_ood(simulate_predictions(80, classes=TUMOR_CLASSES, planes=PLANES, seed=1), 0.0, 1)
     external["ood_score"] += np.where(external["true_label"] == "no_tumor", 4.0, 0.0)  # only normals shifted
-    perturbed = {"gamma_0.8": with_ood(simulate_predictions(80, seed=3), 5.0, 3)}
+    perturbed = {"gamma_0.8": with_ood(simulate_predictions(80, classes=TUMOR_CLASSES, planes=PLANES, seed=3), 5.0, 3)}
     record = {"n_indexed": 80, "n_removed_as_training_duplicates": 0, "n_evaluated": 80}
     result = assess_generalisation(test, evaluate_predictions(test, n_bootstrap=20), test_label="brisc test",
                                    validation=None, external={"ext": (record, external)}, perturbed=perturbed,
@@ -222,7 +226,8 @@ def test_ood_auroc_within_classes_and_against_perturbed_copies():
     files = ReportFiles()
     section = dict(generalisation_sections(result, files))["Referral of atypical images (OOD score)"]
     assert "tables/ood_auroc_detail.csv" in section and "ext, no_tumor only" in section
-    few = with_ood(simulate_predictions(30, seed=4), 0.0, 4)  # 7-8 images a class: too few for a per-class AUROC
+    few = with_ood(simulate_predictions(30, classes=TUMOR_CLASSES, planes=PLANES,
+                                        seed=4), 0.0, 4)  # 7-8 images a class: too few for a per-class AUROC
     small = assess_generalisation(test, evaluate_predictions(test, n_bootstrap=20), test_label="brisc test",
                                   validation=None, external={"ext": (record, few)}, perturbed={},
                                   n_bootstrap=20, seed=0)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from hierarchy.fileio import atomic_write_text
+from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.routing.persistence import (
     FORMAT_VERSION,
     ROUTER_FILE,
@@ -322,7 +323,7 @@ def test_evaluate_overwrite_on_a_full_disk_keeps_the_old_predictions(synthetic_r
             return ("flat",)
 
         def predict_routes(self, frame, routes, progress=False):
-            return simulate_predictions(len(frame), routes=routes)
+            return simulate_predictions(len(frame), classes=TUMOR_CLASSES, planes=PLANES, routes=routes)
 
     monkeypatch.setattr(hierarchy.routing.Router, "load", classmethod(lambda cls, *a, **k: FakeRouter()))
     out = tmp_path / "predictions.csv"
@@ -381,7 +382,8 @@ def report_case(tmp_path):
     tables = {}
     for name, routes in (("old", ("flat",)), ("new", ("flat", "hierarchical"))):
         tables[name] = tmp_path / f"{name}.csv"
-        simulate_predictions(40, routes=routes, seed=4).to_csv(tables[name], index=False)
+        simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES,
+                             routes=routes, seed=4).to_csv(tables[name], index=False)
 
     def make(name: str) -> Path:
         out = tmp_path / name / "report"

@@ -12,6 +12,7 @@ import pytest
 
 from hierarchy.cli import main
 from hierarchy.csv_io import neutralise_cell, read_csv, write_csv
+from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics import simulate_predictions
 from hierarchy.reports.tables import markdown_table, write_table
 
@@ -54,7 +55,7 @@ def test_report_tables_are_neutralised_and_markdown_escaped(tmp_path):
 def test_experiment_predictions_round_trip_through_the_safe_writer(tmp_path):
     from hierarchy.experiment.runner import _load_predictions, _save_predictions
 
-    table = simulate_predictions(6, routes=("flat",))
+    table = simulate_predictions(6, classes=TUMOR_CLASSES, planes=PLANES, routes=("flat",))
     table["id"] = ["=cmd|' /C calc'!A0", "-x.png", "+y.png", "@z.png", "a.png", "b.png"]
     table["path"] = [f"/data/{i}" for i in table["id"]]
     _save_predictions(table, tmp_path / "p.csv")
@@ -96,7 +97,7 @@ def test_report_predictions_folder_and_list_run_record(tmp_path, capsys):
     assert main(["report", "--predictions", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     _one_line(capsys, str(tmp_path), "is a folder")
     pred = tmp_path / "pred.csv"
-    simulate_predictions(20, routes=("flat",)).to_csv(pred, index=False)
+    simulate_predictions(20, classes=TUMOR_CLASSES, planes=PLANES, routes=("flat",)).to_csv(pred, index=False)
     record = tmp_path / "run.json"
     record.write_text(json.dumps([1, 2]))
     assert main(["report", "--predictions", str(pred), "--out", str(tmp_path / "r"),

@@ -1,12 +1,17 @@
-"""Functions that take prediction tables read the label set from the table's prob_<class> columns, and those
-that take arrays require it: a 3-class, 2-plane table whose names are not BRISC's goes through each of them
-with no BRISC fallback (issue 23)."""
+"""Functions that take prediction tables read the label set from the table's prob_<class> columns, those that
+take explained rows from their labels, and those that take arrays, simulate tables or build datasets require
+it: a 3-class, 2-plane label set whose names are not BRISC's goes through each of them with no BRISC fallback
+(issue 23)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 
+from hierarchy.data import ImageDataset, PreprocessConfig
+from hierarchy.experiment.explanations import attribution_examples
 from hierarchy.experiment.seeds import seed_ensemble
 from hierarchy.metrics.conformal import conformal_evaluation
 from hierarchy.metrics.evaluate import labels_and_probabilities
@@ -63,3 +68,48 @@ def test_operating_points_require_the_classes():
         clinical_reading(y, proba)
     reading = clinical_reading(y, proba, CLASSES, n_resamples=20)
     assert reading["decision_curve"]["prevalence"] == pytest.approx(tumour.mean())
+
+
+def test_simulated_tables_take_the_label_sets_they_are_given():
+    with pytest.raises(TypeError):
+        simulate_predictions(30)  # no BRISC default
+    table = _table(0, OTHER)
+    assert [c for c in table.columns if c.startswith("prob_")] == [f"prob_{c}" for c in OTHER]
+    assert [c for c in table.columns if c.startswith("plane_prob_")] == [f"plane_prob_{p}" for p in PLANES]
+    assert set(table["pred_label"]) <= set(OTHER) and set(table["true_plane"]) == set(PLANES)
+    assert table.groupby("route")["true_label"].value_counts().tolist() == [30] * 6
+
+
+def test_image_dataset_takes_the_classes_it_is_given(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(paths[-1])
+    frame = pd.DataFrame({"path": [str(p) for p in paths], "label": ["scar", "cyst", "lesion", None],
+                          "plane": ["front", "side", "side", None]})
+    with pytest.raises(ValueError, match="pass classes="):
+        ImageDataset(frame, PreprocessConfig(image_size=32))  # no BRISC default
+    # training: each plane of the frame, none of them BRISC's, gets its augmentation
+    dataset = ImageDataset(frame, PreprocessConfig(image_size=32, augment="robust"), classes=OTHER, train=True,
+                           seed=0)
+    assert dataset.targets.tolist() == [2, 0, 1, -1]
+    items = [dataset[i] for i in range(len(frame))]
+    assert [y for _, y in items] == [2, 0, 1, -1] and all(x.shape == (1, 32, 32) for x, _ in items)
+    by_plane = ImageDataset(frame, PreprocessConfig(image_size=32), target="plane", classes=PLANES)
+    assert by_plane.targets.tolist() == [0, 1, 1, -1]
+
+
+def test_attribution_examples_take_the_classes_from_the_explained_rows(tmp_path):
+    ids, labels = ["a", "b", "c", "d"], ["scar", "cyst", "lesion", "cyst"]
+    rows = [{"id": i, "route": route, "true_label": label,
+             "pred_label": "scar" if (i, route) == ("d", "hierarchical") else label}
+            for i, label in zip(ids, labels, strict=True) for route in ("flat", "hierarchical")]
+    arrays = tmp_path / "explanations.npz"
+    blank = np.zeros((len(ids), 8, 8), dtype=np.float16)
+    np.savez(arrays, ids=np.array(ids), images=blank, masks=blank > 0, maps_flat=blank, maps_hierarchical=blank)
+    examples = attribution_examples({"rows": rows}, arrays)
+    # per class in name order, the first image every route got right, then the first one some route got wrong
+    assert [(e["label"], e["id"]) for e in examples] == [("cyst", "b"), ("cyst", "d"), ("lesion", "c"),
+                                                         ("scar", "a")]
+    assert examples[1]["pred"] == {"flat": "cyst", "hierarchical": "scar"}

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.logs import THIRD_PARTY_LOGGERS, configure_logging, third_party_quiet
 from hierarchy.metrics import simulate_predictions
 from hierarchy.reports import build_report
@@ -15,7 +16,8 @@ def test_building_a_report_with_pdf_figures_logs_no_font_subsetting(tmp_path, ca
     # Another test's configure_logging() may have set the level already; start from the library's default.
     monkeypatch.setattr(logging.getLogger("fontTools"), "level", logging.NOTSET)
     caplog.set_level(logging.INFO)
-    build_report(simulate_predictions(40, seed=1), tmp_path / "out", n_bootstrap=5, seed=0)
+    build_report(simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES,
+                                      seed=1), tmp_path / "out", n_bootstrap=5, seed=0)
     assert list((tmp_path / "out" / "figures").glob("*.pdf"))
     assert [r for r in caplog.records if r.name.split(".")[0] in THIRD_PARTY_LOGGERS] == []
     assert any(r.name.startswith("hierarchy.") for r in caplog.records)  # the project's own messages stay

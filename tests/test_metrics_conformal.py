@@ -3,7 +3,7 @@ import pytest
 from crepes.extras import hinge
 from scipy.special import softmax
 
-from hierarchy.labels import TUMOR_CLASSES
+from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics.conformal import ConformalSets, conformal_evaluation, set_summary
 from hierarchy.metrics.simulate import simulate_predictions
 
@@ -64,8 +64,10 @@ def test_set_summary_counts_by_hand():
 
 
 def test_conformal_evaluation_per_route_from_prediction_tables():
-    calibration = simulate_predictions(400, routes=("flat", "hierarchical"), skill=1.0, seed=0)
-    evaluation = simulate_predictions(400, routes=("flat", "hierarchical", "soft"), skill=1.0,
+    calibration = simulate_predictions(400, classes=TUMOR_CLASSES, planes=PLANES,
+                                       routes=("flat", "hierarchical"), skill=1.0, seed=0)
+    evaluation = simulate_predictions(400, classes=TUMOR_CLASSES, planes=PLANES,
+                                      routes=("flat", "hierarchical", "soft"), skill=1.0,
                                       seed=1)
     result = conformal_evaluation(calibration, evaluation, alpha=0.1)
     assert list(result["routes"]) == ["flat", "hierarchical"]
@@ -74,7 +76,7 @@ def test_conformal_evaluation_per_route_from_prediction_tables():
     assert flat["coverage"]["ci"][0] < 0.9 + 0.05 and flat["coverage"]["value"] > 0.8
     assert len(flat["per_class"]) == 4
     # a sharper evaluation set than the calibration one gets small sets
-    sharp = simulate_predictions(400, routes=("flat",), skill=8.0, seed=2)
+    sharp = simulate_predictions(400, classes=TUMOR_CLASSES, planes=PLANES, routes=("flat",), skill=8.0, seed=2)
     assert conformal_evaluation(calibration, sharp, routes=["flat"])["routes"]["flat"][
         "mean_set_size"] < flat["mean_set_size"]
     with pytest.raises(ValueError, match="not in both"):

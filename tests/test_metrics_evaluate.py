@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics import (
     aggregate_seeds,
     compare_routes,
@@ -15,7 +16,7 @@ from hierarchy.predictions import ROUTES, prob_column
 
 @pytest.fixture(scope="module")
 def pred():
-    return simulate_predictions(80, refer_below=0.6, seed=1)
+    return simulate_predictions(80, classes=TUMOR_CLASSES, planes=PLANES, refer_below=0.6, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,7 @@ def test_aggregate_seeds(result):
 
 
 def test_probabilities_a_few_ulps_off_one_are_accepted():
-    pred = simulate_predictions(60, routes=("flat",), seed=1)
+    pred = simulate_predictions(60, classes=TUMOR_CLASSES, planes=PLANES, routes=("flat",), seed=1)
     column = prob_column("glioma")
     top = pred[column].idxmax()
     pred.loc[top, column] += 1e-7  # as after a float32 softmax

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics import (
     HEADLINE_METRICS,
     bootstrap_ci,
@@ -121,7 +122,7 @@ def test_evaluate_predictions_calls_scikit_learn_a_fixed_number_of_times(monkeyp
     for name in ("roc_auc_score", "accuracy_score", "f1_score", "balanced_accuracy_score"):
         original = getattr(skm, name)
         monkeypatch.setattr(skm, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
-    pred = simulate_predictions(300, seed=0)
+    pred = simulate_predictions(300, classes=TUMOR_CLASSES, planes=PLANES, seed=0)
     counts = []
     for n_bootstrap in (20, 200):
         calls.clear()

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from hierarchy.fileio import sha256_file
+from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics import simulate_predictions
 from hierarchy.reports import build_report, figures
 from hierarchy.reports.writer import unresolved_links
@@ -20,7 +21,7 @@ TABLES = ("headline", "per_class", "comparisons", "false_negatives", "false_nega
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
-    pred = simulate_predictions(60, skill=1.5, refer_below=0.5, seed=2)
+    pred = simulate_predictions(60, classes=TUMOR_CLASSES, planes=PLANES, skill=1.5, refer_below=0.5, seed=2)
     image = root / "scan.png"
     Image.fromarray((np.random.default_rng(0).random((32, 32)) * 255).astype("uint8")).save(image)
     pred["path"] = str(image)
@@ -75,7 +76,7 @@ def test_metrics_json_and_comparisons(report):
 
 
 def test_only_present_routes_are_compared_and_no_images_is_fine(tmp_path):
-    pred = simulate_predictions(40, routes=("flat", "soft"), seed=3)
+    pred = simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES, routes=("flat", "soft"), seed=3)
     build_report(pred, tmp_path / "r", n_bootstrap=5)
     compared = json.loads((tmp_path / "r" / "comparisons.json").read_text())
     assert [(c["route_a"], c["route_b"]) for c in compared] == [("flat", "soft")]
@@ -84,7 +85,7 @@ def test_only_present_routes_are_compared_and_no_images_is_fine(tmp_path):
 
 
 def test_refuses_to_overwrite_unless_asked(tmp_path):
-    pred = simulate_predictions(40, routes=("flat",), seed=4)
+    pred = simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES, routes=("flat",), seed=4)
     out = tmp_path / "r"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
@@ -96,13 +97,15 @@ def test_refuses_to_overwrite_unless_asked(tmp_path):
 
 def test_overwrite_removes_only_what_the_previous_report_wrote(tmp_path):
     out = tmp_path / "r"
-    build_report(simulate_predictions(40, routes=("flat", "hierarchical"), seed=4), out, n_bootstrap=5)
+    build_report(simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES,
+                                      routes=("flat", "hierarchical"), seed=4), out, n_bootstrap=5)
     manifest = json.loads((out / "manifest.json").read_text())
     assert "figures/roc.png" in manifest["files"] and "report.md" in manifest["files"]
     (out / "figures" / "my_figure.png").write_bytes(b"mine")
     (out / "tables" / "my_table.csv").write_text("mine")
     (out / "notes.txt").write_text("mine")
-    build_report(simulate_predictions(40, routes=("flat",), seed=5), out, n_bootstrap=5, overwrite=True)
+    build_report(simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES,
+                                      routes=("flat",), seed=5), out, n_bootstrap=5, overwrite=True)
     for user_file in ("figures/my_figure.png", "tables/my_table.csv", "notes.txt"):
         assert (out / user_file).exists(), user_file
     assert not (out / "tables" / "comparisons.csv").exists()  # only the earlier report wrote it
@@ -114,22 +117,26 @@ def test_overwrite_never_replaces_a_file_it_did_not_write(tmp_path):
     (out / "figures").mkdir(parents=True)
     (out / "figures" / "roc.png").write_bytes(b"the user's own roc.png")
     with pytest.raises(FileExistsError, match="roc.png"):
-        build_report(simulate_predictions(40, routes=("flat",), seed=4), out, n_bootstrap=5, overwrite=True)
+        build_report(simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES,
+                                          routes=("flat",), seed=4), out, n_bootstrap=5, overwrite=True)
     assert (out / "figures" / "roc.png").read_bytes() == b"the user's own roc.png"
     (out / "report.md").write_text("user's")
     with pytest.raises(FileExistsError, match="report.md"):
-        build_report(simulate_predictions(40, routes=("flat",), seed=4), out, n_bootstrap=5, overwrite=True)
+        build_report(simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES,
+                                          routes=("flat",), seed=4), out, n_bootstrap=5, overwrite=True)
 
 
 def test_a_manifest_cannot_delete_outside_the_report_folder(tmp_path):
     out = tmp_path / "r"
-    build_report(simulate_predictions(40, routes=("flat",), seed=4), out, n_bootstrap=5)
+    build_report(simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES,
+                                      routes=("flat",), seed=4), out, n_bootstrap=5)
     victim = tmp_path / "victim.txt"
     victim.write_text("keep")
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["files"] += ["../victim.txt", str(victim)]
     (out / "manifest.json").write_text(json.dumps(manifest))
-    build_report(simulate_predictions(40, routes=("flat",), seed=4), out, n_bootstrap=5, overwrite=True)
+    build_report(simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES,
+                                      routes=("flat",), seed=4), out, n_bootstrap=5, overwrite=True)
     assert victim.read_text() == "keep"
 
 
@@ -184,10 +191,11 @@ def test_manifest_lists_every_file_with_its_sha256_and_every_link_resolves(repor
 
 def test_stale_outputs_go_and_an_interrupted_run_changes_nothing(tmp_path, monkeypatch):
     out = tmp_path / "r"
-    build_report(simulate_predictions(40, routes=("flat",), seed=4), out, n_bootstrap=5)
+    build_report(simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES,
+                                      routes=("flat",), seed=4), out, n_bootstrap=5)
     assert not (out / "figures" / "plane_confusion.png").exists()
     before = {name: sha256_file(out / name) for name in _files_under(out)}
-    both = simulate_predictions(40, routes=("flat", "hierarchical"), seed=4)
+    both = simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES, routes=("flat", "hierarchical"), seed=4)
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
@@ -199,14 +207,15 @@ def test_stale_outputs_go_and_an_interrupted_run_changes_nothing(tmp_path, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no staged files left beside it
     build_report(both, out, n_bootstrap=5, overwrite=True)
     assert (out / "figures" / "plane_confusion.png").exists()
-    build_report(simulate_predictions(40, routes=("flat",), seed=4), out, n_bootstrap=5, overwrite=True)
+    build_report(simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES,
+                                      routes=("flat",), seed=4), out, n_bootstrap=5, overwrite=True)
     manifest = json.loads((out / "manifest.json").read_text())
     assert _files_under(out) == {*manifest["files"], "manifest.json"}
     assert not (out / "figures" / "plane_confusion.png").exists() and not (out / "tables" / "plane_classifier.csv").exists()
 
 
 def test_a_run_from_uncommitted_code_says_so_at_the_top(tmp_path):
-    pred = simulate_predictions(40, routes=("flat",), seed=4)
+    pred = simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES, routes=("flat",), seed=4)
     build_report(pred, tmp_path / "dirty", n_bootstrap=5, run_record={"git_commit": "abc123+dirty"})
     top = (tmp_path / "dirty" / "report.md").read_text().splitlines()[:4]
     assert any("uncommitted" in line and "`abc123`" in line for line in top)

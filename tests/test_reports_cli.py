@@ -1,12 +1,14 @@
 import json
 
 from hierarchy.cli import main
+from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics import simulate_predictions
 
 
 def test_report_command_end_to_end(tmp_path, capsys):
     csv = tmp_path / "pred.csv"
-    simulate_predictions(40, routes=("flat", "hierarchical"), refer_below=0.5, seed=5).to_csv(csv, index=False)
+    simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES,
+                         routes=("flat", "hierarchical"), refer_below=0.5, seed=5).to_csv(csv, index=False)
     record = tmp_path / "run.json"
     record.write_text(json.dumps({"git_commit": "deadbeef", "seed": 1, "config": {"a": 1}}))
     out = tmp_path / "report"
@@ -29,7 +31,8 @@ def test_report_command_errors(tmp_path, capsys):
                  str(tmp_path / "r")]) == 2
     assert "does not exist" in capsys.readouterr().err
     csv = tmp_path / "pred.csv"
-    simulate_predictions(20, routes=("flat",)).drop(columns="true_label").to_csv(csv, index=False)
+    simulate_predictions(20, classes=TUMOR_CLASSES, planes=PLANES,
+                         routes=("flat",)).drop(columns="true_label").to_csv(csv, index=False)
     assert main(["report", "--predictions", str(csv), "--out", str(tmp_path / "r"),
                  "--n-bootstrap", "5"]) == 2
     assert "true_label" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 from PIL import Image
 
+from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics import evaluate_predictions, simulate_predictions
 from hierarchy.metrics.operating_points import decision_curve
 from hierarchy.metrics.shift import accuracy_coverage_curve
@@ -30,7 +31,7 @@ ROUTES4 = ["flat", "hierarchical", "soft", "ensemble"]
 
 @pytest.fixture(scope="module")
 def metrics():
-    pred = simulate_predictions(80, skill=1.5, refer_below=0.5, seed=3)
+    pred = simulate_predictions(80, classes=TUMOR_CLASSES, planes=PLANES, skill=1.5, refer_below=0.5, seed=3)
     return evaluate_predictions(pred, n_bootstrap=10)
 
 
@@ -54,7 +55,7 @@ def _log(aux: bool) -> pd.DataFrame:
 
 def _figures(metrics, images):
     """(name, figure) of every figure type the reports draw."""
-    pred = simulate_predictions(60, seed=5)
+    pred = simulate_predictions(60, classes=TUMOR_CLASSES, planes=PLANES, seed=5)
     rng = np.random.default_rng(0)
     ood = {"external": {r: accuracy_coverage_curve((rows["true_label"] == rows["pred_label"]).to_numpy(),
                                                    rng.random(len(rows)))

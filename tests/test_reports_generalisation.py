@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 from matplotlib.container import ErrorbarContainer
 
+from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics import (
     accuracy_coverage_curve,
     compare_routes,
@@ -34,9 +35,12 @@ ROUTES = ("flat", "hierarchical")
 
 @pytest.fixture(scope="module")
 def predictions():
-    return {"BRISC test": simulate_predictions(80, routes=ROUTES, skill=4.0, seed=0),
-            "external": simulate_predictions(80, routes=ROUTES, skill=1.5, seed=1),
-            "gamma 0.8": simulate_predictions(80, routes=("flat",), skill=3.0, seed=2)}
+    return {"BRISC test": simulate_predictions(80, classes=TUMOR_CLASSES, planes=PLANES,
+                                               routes=ROUTES, skill=4.0, seed=0),
+            "external": simulate_predictions(80, classes=TUMOR_CLASSES, planes=PLANES,
+                                             routes=ROUTES, skill=1.5, seed=1),
+            "gamma 0.8": simulate_predictions(80, classes=TUMOR_CLASSES, planes=PLANES,
+                                              routes=("flat",), skill=3.0, seed=2)}
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ import json
 import pytest
 
 from hierarchy.cli import main
+from hierarchy.labels import PLANES as BRISC_PLANES
+from hierarchy.labels import TUMOR_CLASSES
 from hierarchy.metrics import evaluate_predictions, simulate_predictions
 from hierarchy.predictions import table_classes, table_planes
 from hierarchy.reports import build_report
@@ -61,6 +63,7 @@ def test_report_command_overrides_the_label_sets(table, tmp_path, capsys):
 
 
 def test_brisc_table_keeps_its_order_without_a_router():
-    metrics = evaluate_predictions(simulate_predictions(24, routes=("hierarchical",), seed=0), n_bootstrap=5)
+    table = simulate_predictions(24, classes=TUMOR_CLASSES, planes=BRISC_PLANES, routes=("hierarchical",), seed=0)
+    metrics = evaluate_predictions(table, n_bootstrap=5)
     assert metrics["classes"] == ["glioma", "meningioma", "pituitary", "no_tumor"]
     assert metrics["planes"] == ["axial", "coronal", "sagittal"]

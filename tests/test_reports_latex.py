@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics import simulate_predictions
 from hierarchy.reports import build_report
 from hierarchy.reports.latex import LONG_TABLE_ROWS, latex_escape
@@ -41,7 +42,7 @@ def test_tables_escape_caption_headers_and_cells():
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("latex")
-    pred = simulate_predictions(60, skill=1.5, refer_below=0.5, seed=2)
+    pred = simulate_predictions(60, classes=TUMOR_CLASSES, planes=PLANES, skill=1.5, refer_below=0.5, seed=2)
     image = root / "scan.png"  # missed tumours get a gallery: an image-derived, local figure
     Image.fromarray((np.random.default_rng(0).random((32, 32)) * 255).astype("uint8")).save(image)
     pred["path"] = str(image)

@@ -158,13 +158,14 @@ def test_the_same_rows_in_another_order_are_not_a_stale_cache_hit(model, synthet
     # the key callers pass: an order-free fingerprint of the rows
     key = {**KEY, "data": data_fingerprint(frame)}
     assert data_fingerprint(reversed_frame) == data_fingerprint(frame)
-    first = extract_features(model, ImageDataset(frame, preprocess), cache_dir=tmp_path, key=key, progress=False)
+    first = extract_features(model, ImageDataset(frame, preprocess, target=None), cache_dir=tmp_path, key=key,
+                             progress=False)
     calls = _count_forward_features(model, monkeypatch)
-    second = extract_features(model, ImageDataset(reversed_frame, preprocess), cache_dir=tmp_path, key=key,
+    second = extract_features(model, ImageDataset(reversed_frame, preprocess, target=None), cache_dir=tmp_path, key=key,
                               progress=False)
     assert sum(calls) == len(frame)  # computed, not read from the cache of the other order
     np.testing.assert_allclose(second, first[::-1], rtol=1e-5, atol=1e-6)
-    again = extract_features(model, ImageDataset(reversed_frame, preprocess), cache_dir=tmp_path, key=key,
+    again = extract_features(model, ImageDataset(reversed_frame, preprocess, target=None), cache_dir=tmp_path, key=key,
                              progress=False)
     assert sum(calls) == len(frame)  # now a hit, for this order
     np.testing.assert_array_equal(again, second)

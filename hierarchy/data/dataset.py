@@ -15,18 +15,17 @@ from hierarchy.data.counterfactual_augment import CounterfactualAugment
 from hierarchy.data.masks import mask_on_decoded
 from hierarchy.data.perturb import get_perturbation
 from hierarchy.data.preprocess import Preprocess, PreprocessConfig, eval_transform, train_transform
-from hierarchy.labels import NO_TUMOR, PLANES, TUMOR_CLASSES, is_missing, to_indices
+from hierarchy.labels import NO_TUMOR, is_missing, to_indices
 from hierarchy.progress import progress_bar
-
-_DEFAULT_CLASSES = {"label": TUMOR_CLASSES, "plane": PLANES}
 
 
 class ImageDataset(Dataset):
     """Rows of a dataset index as ``(tensor (1, S, S) float32, target index)`` pairs.
 
-    ``target`` names the column to predict (``"label"`` or ``"plane"``); the index is -1 when
-    ``target`` is None or the row's value is missing. ``train=True`` adds the augmentation of
-    ``preprocess.augment``, with horizontal flips only where the row's plane allows them.
+    ``target`` names the column to predict (``"label"`` or ``"plane"``) and ``classes`` its values in index
+    order (required with a target: there is no default label set); the index is -1 when ``target`` is None
+    or the row's value is missing. ``train=True`` adds the augmentation of ``preprocess.augment``, with
+    horizontal flips only where the row's plane allows them.
     ``perturbation`` (a name in ``PERTURBATIONS``) is applied to the decoded image before preprocessing.
 
     ``cache=True`` keeps each row's decoded, cropped greyscale image (uint8, longer side at most
@@ -56,9 +55,7 @@ class ImageDataset(Dataset):
         if target is not None and target not in frame.columns:
             raise KeyError(f"dataset frame has no {target!r} column to use as the target")
         if classes is None and target is not None:
-            if target not in _DEFAULT_CLASSES:
-                raise ValueError(f"pass classes= for target column {target!r}")
-            classes = _DEFAULT_CLASSES[target]
+            raise ValueError(f"pass classes= (the values of {target!r} in index order) with target={target!r}")
         self.frame = frame.reset_index(drop=True)
         self.preprocess = preprocess
         self.target = target
@@ -73,7 +70,8 @@ class ImageDataset(Dataset):
                         to_indices(self.frame[target], self.classes, what=target,
                                    sources=self.frame["path"].tolist(), allow_missing=True))
         self._eval = eval_transform(preprocess)
-        self._train = {plane: train_transform(preprocess, plane) for plane in (*PLANES, None)} if train else {}
+        planes = set(self.frame["plane"].dropna()) if "plane" in self.frame.columns else set()
+        self._train = {plane: train_transform(preprocess, plane) for plane in (*planes, None)} if train else {}
         self._decoded: dict[int, np.ndarray] = {}
         if counterfactual is not None and (not train or target != "label"):
             raise ValueError("counterfactual augmentation is for training datasets whose target is 'label'")

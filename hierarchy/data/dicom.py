@@ -8,7 +8,9 @@ else window centre/width) when the header has one, and then :func:`~hierarchy.da
 Colour files (RGB, YBR, palette) become luminance. A series (one SeriesInstanceUID of single-frame files
 with one orientation and size) is stacked in the order of ImagePositionPatient along the slice normal
 (InstanceNumber without positions); its geometry becomes a RAS+ affine and the volume is reoriented with
-``nibabel.as_closest_canonical``.
+``nibabel.as_closest_canonical``. pydicom and nibabel are imported by the functions that read a file, so
+importing this module (as :mod:`hierarchy.data.image_io` does, through :mod:`hierarchy.data.volume_io`) needs
+neither.
 """
 
 from __future__ import annotations
@@ -19,15 +21,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nibabel as nib
 import numpy as np
-import pydicom
-from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
-from hierarchy.data.image_io import ImageReadError
+from hierarchy.data.read_errors import ImageReadError
 from hierarchy.data.volume import Volume, dicom_files, to_uint8
+
+if TYPE_CHECKING:
+    import pydicom
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +47,7 @@ def read_header(path: str | Path) -> pydicom.Dataset:
 
 @lru_cache(maxsize=4096)
 def _header(path: str, _mtime: int, _size: int) -> pydicom.Dataset:
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
-    except (InvalidDicomError, OSError, ValueError, EOFError) as err:
-        raise ImageReadError(f"{path}: not a readable DICOM file ({err})") from err
+    return _read(Path(path), stop_before_pixels=True)
 
 
 @contextmanager
@@ -64,15 +63,22 @@ def _naming(source: str | Path) -> Iterator[None]:
                              f"{err})") from err
 
 
-def _read(path: Path) -> pydicom.Dataset:
+def _read(path: Path, *, stop_before_pixels: bool = False) -> pydicom.Dataset:
+    """The DICOM dataset of ``path`` (without pixel data when ``stop_before_pixels``); ``ImageReadError``
+    naming the file otherwise."""
+    import pydicom  # noqa: PLC0415  (only when a DICOM file is read)
+    from pydicom.errors import InvalidDicomError  # noqa: PLC0415
+
     try:
-        return pydicom.dcmread(path)
+        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
     except (InvalidDicomError, OSError, ValueError, EOFError) as err:
         raise ImageReadError(f"{path}: not a readable DICOM file ({err})") from err
 
 
 def _pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     """Decoded pixel data as (frames, rows, cols) greyscale numbers (colour as luminance)."""
+    from pydicom.pixels import apply_color_lut  # noqa: PLC0415  (only when a DICOM file is read)
+
     if "PixelData" not in ds:
         raise ImageReadError(f"{path}: DICOM file without pixel data ({ds.get('Modality', 'no modality')}, "
                              f"SOP class {ds.get('SOPClassUID', '?')})")
@@ -96,6 +102,8 @@ def _pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
 def _window(ds: pydicom.Dataset, values: np.ndarray) -> tuple[np.ndarray, tuple[float, float] | None]:
     """``values`` after ``apply_voi_lut`` and the window of its output (its range for the lowest and highest
     input), or the values unchanged and None when ``ds`` has no VOI LUT or window."""
+    from pydicom.pixels import apply_voi_lut  # noqa: PLC0415  (only when a DICOM file is read)
+
     if "VOILUTSequence" not in ds and "WindowCenter" not in ds:
         return values, None
     bounds = apply_voi_lut(np.array([-1e12, 1e12]), ds)
@@ -108,6 +116,8 @@ def _is_colour(ds: pydicom.Dataset) -> bool:
 
 def _scaled(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     """(frames, rows, cols) values after the modality LUT (colour: luminance 0-255 as it is)."""
+    from pydicom.pixels import apply_modality_lut  # noqa: PLC0415  (only when a DICOM file is read)
+
     pixels = _pixels(ds, path)
     return pixels.astype(np.float64) if _is_colour(ds) else np.asarray(apply_modality_lut(pixels, ds), float)
 
@@ -168,6 +178,8 @@ def _affine(orientation: np.ndarray, spacing: np.ndarray, positions: np.ndarray,
 def _volume(values: np.ndarray, window: tuple[float, float] | None, invert: bool, ds: pydicom.Dataset,
             positions: np.ndarray | None, source: str, n_files: int) -> Volume:
     """(slices, rows, cols) values -> canonical 8-bit :class:`Volume`."""
+    import nibabel as nib  # noqa: PLC0415  (only when a DICOM file is read)
+
     array = to_uint8(np.moveaxis(values, 0, -1), window, invert=invert)
     info = {"format": "dicom", "modality": str(ds.get("Modality", "")),
             "series_description": str(ds.get("SeriesDescription", "")),

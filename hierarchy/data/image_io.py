@@ -23,6 +23,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from hierarchy.data.read_errors import ImageReadError
+from hierarchy.data.volume_io import read_slice
+
 # Modes whose conversion to 8-bit greyscale would silently clip or mis-map intensities.
 UNSUPPORTED_MODES = {
     "I": "32-bit integer (16-bit scans decode to this); convert to 8-bit first",
@@ -44,10 +47,6 @@ _EXIF_ORIENTATION = 0x0112
 
 
 log = logging.getLogger(__name__)
-
-
-class ImageReadError(ValueError):
-    """An image that cannot be read, is truncated, or has an unsupported pixel format."""
 
 
 def link_problem(path: str | Path) -> str | None:
@@ -153,8 +152,6 @@ def open_image_file(path: str | Path, target_size: int | None = None) -> Image.I
     """
     path = Path(path)
     if "#axis" in path.name and not path.exists():  # a slice of a DICOM or NIfTI volume
-        from hierarchy.data.volume import read_slice  # noqa: PLC0415  (it imports this module)
-
         with guarded_decode(str(path)):
             return read_slice(path)
     if path.is_dir():

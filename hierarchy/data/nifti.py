@@ -3,21 +3,21 @@
 The image is reoriented with ``nibabel.as_closest_canonical`` (RAS+) before anything is sliced; its values
 are nibabel's scaled ``get_fdata`` (scl_slope and scl_inter applied), mapped to 8 bits by
 :func:`~hierarchy.data.volume.to_uint8` with the 0.5th-99.5th percentiles of the whole volume (NIfTI has no
-display window). A 4-D file must be cut to one volume first.
+display window). A 4-D file must be cut to one volume first. nibabel is imported only when a file is read.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
-
-from hierarchy.data.image_io import ImageReadError
+from hierarchy.data.read_errors import ImageReadError
 from hierarchy.data.volume import Volume, to_uint8
 
 
 def read_nifti(path: str | Path) -> Volume:
     """The canonical 8-bit :class:`Volume` of a NIfTI file; ``ImageReadError`` naming the file otherwise."""
+    import nibabel as nib  # noqa: PLC0415  (only when a NIfTI file is read)
+
     path = Path(path)
     try:
         image = nib.load(path)

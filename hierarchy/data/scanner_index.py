@@ -4,7 +4,7 @@
 volume per stackable series and one per remaining file) into index rows, one per slice, with the columns of
 :data:`hierarchy.data.index.COLUMNS` plus :data:`SCANNER_COLUMNS`: ``plane`` is the plane from the geometry
 (see :mod:`hierarchy.data.volume`) unless the slice is oblique or the caller gives one, ``path`` is the slice
-reference :func:`~hierarchy.data.volume.read_slice` decodes. ``axes="acquired"`` (default) takes the slices as
+reference :func:`~hierarchy.data.volume_io.read_slice` decodes. ``axes="acquired"`` (default) takes the slices as
 the file stored them; ``"all"`` or a sequence of canonical axes (0 sagittal, 1 coronal, 2 axial for an
 unrotated head) reslices the volume.
 """
@@ -16,15 +16,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from hierarchy.data.image_io import ImageReadError
-from hierarchy.data.volume import (
-    Volume,
-    brain_slices,
-    is_nifti,
-    load_volume,
-    plane_source,
-    slice_ref,
-)
+from hierarchy.data.dicom import series_of, stackable
+from hierarchy.data.read_errors import ImageReadError
+from hierarchy.data.volume import Volume, brain_slices, is_nifti, plane_source
+from hierarchy.data.volume_io import load_volume, slice_ref
 
 SCANNER_COLUMNS: tuple[str, ...] = ("series", "header_plane", "plane_source", "plane_angle", "slice_axis",
                                     "slice_index", "slice_position", "brain", "modality", "series_description",
@@ -36,8 +31,6 @@ def _volumes(path: Path) -> list[tuple[Path, str | None]]:
     """(path, series) of every volume at ``path``."""
     if is_nifti(path) or path.is_file():
         return [(path, None)]
-    from hierarchy.data.dicom import series_of, stackable  # noqa: PLC0415  (pydicom only when needed)
-
     found: list[tuple[Path, str | None]] = []
     for uid, files in sorted(series_of(path).items()):
         folder = Path(os.path.commonpath([f.parent for f in files]))  # the series' own folder

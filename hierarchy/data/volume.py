@@ -27,24 +27,19 @@ leaves out the ears, the face and the back of the head); an axial slice when it 
 same area floor (which leaves out the scalp above the brain and the neck below it, whose cross-section is as
 large as the head's). A volume of one slice along the axis is judged by the area floor alone.
 
-Slices travel through the rest of the library as *slice references*, strings ``"<file or folder>#axis<a>:
-slice<k>"`` that :func:`read_slice` decodes (volumes are cached, so the slices of one volume read it once).
+Reading a volume from its file and naming its slices is :mod:`hierarchy.data.volume_io`'s job.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from scipy.ndimage import uniform_filter
-
-from hierarchy.data.image_io import ImageReadError
 
 PLANE_OF_AXIS = ("sagittal", "coronal", "axial")  # patient axis x, y, z
 OBLIQUE_DEGREES = 20.0
@@ -55,7 +50,6 @@ BRAIN_BELOW_VERTEX_MM = (10.0, 110.0)
 _VERTEX_AREA_CM2 = 10.0
 _HEAD_LEVEL = 0.1
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-_REF = re.compile(r"^(?P<path>.+)#axis(?P<axis>[012]):slice(?P<index>\d+)$")
 
 
 def to_uint8(values: np.ndarray, window: tuple[float, float] | None = None, *,
@@ -248,62 +242,3 @@ def is_scanner_path(path: str | Path) -> bool:
     if path.is_dir():
         return any(is_dicom_file(p) for p in path.rglob("*") if not p.name.startswith("."))
     return is_dicom_file(path)
-
-
-def _identity(path: Path) -> tuple[str, int, int]:
-    stat = path.stat()
-    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
-
-
-@lru_cache(maxsize=4)
-def _load_cached(identity: tuple[str, int, int], series: str | None) -> Volume:
-    from hierarchy.data import dicom, nifti  # noqa: PLC0415  (they import this module)
-
-    path = Path(identity[0])
-    if is_nifti(path):
-        return nifti.read_nifti(path)
-    return dicom.read_dicom_volume(path, series)
-
-
-def load_volume(path: str | Path, series: str | None = None) -> Volume:
-    """The :class:`Volume` of a NIfTI file, a DICOM file, or one series of a DICOM folder (``series``: its
-    SeriesInstanceUID; None when the folder holds one series). Recently read volumes are cached (keyed by
-    path, modification time and size). Raises ``ImageReadError`` naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise ImageReadError(f"{path}: file not found")
-    return _load_cached(_identity(path), series)
-
-
-def slice_ref(path: str | Path, axis: int, index: int, series: str | None = None) -> str:
-    """The string that names slice ``index`` along ``axis`` of a volume (a DICOM folder's ``series`` as
-    ``folder/@<SeriesInstanceUID>``)."""
-    base = str(Path(path).resolve())
-    if series is not None:
-        base += f"/@{series}"
-    return f"{base}#axis{axis}:slice{index}"
-
-
-def parse_slice_ref(source: str | Path) -> tuple[Path, str | None, int, int] | None:
-    """(path, series, axis, index) of a slice reference, or None when ``source`` is not one."""
-    match = _REF.match(str(source))
-    if match is None:
-        return None
-    path, series = match["path"], None
-    head, _, tail = path.rpartition("/@")
-    if head and "/" not in tail:
-        path, series = head, tail
-    return Path(path), series, int(match["axis"]), int(match["index"])
-
-
-def read_slice(source: str | Path) -> Image.Image:
-    """The 8-bit (mode "L") image of a slice reference (see :func:`slice_ref`)."""
-    parsed = parse_slice_ref(source)
-    if parsed is None:
-        raise ValueError(f"{source} is not a slice reference (<path>#axis<a>:slice<k>)")
-    path, series, axis, index = parsed
-    volume = load_volume(path, series)
-    try:
-        return Image.fromarray(volume.slice(axis, index))
-    except ValueError as err:
-        raise ImageReadError(str(err)) from err

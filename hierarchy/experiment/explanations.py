@@ -25,7 +25,7 @@ from hierarchy.explain import (
 )
 from hierarchy.explain.mask_scores import mask_score_baselines
 from hierarchy.fileio import atomic_write
-from hierarchy.labels import NO_TUMOR, TUMOR_CLASSES
+from hierarchy.labels import NO_TUMOR
 from hierarchy.metrics.false_negatives import missed_mask
 from hierarchy.reports import ReportFiles, markdown_table
 from hierarchy.reports.build import GALLERY_DIR
@@ -185,9 +185,10 @@ def _with_baselines(summary: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.Dat
 
 
 def attribution_examples(result: dict[str, Any], arrays_path: str | Path) -> list[dict[str, Any]]:
-    """Examples for :func:`hierarchy.reports.figures.attribution_figure`: per tumour class, the first
-    explained image every route got right and the first one some route got wrong, from ``result`` (an
-    :func:`explain_test_images` dict) and the arrays it saved; [] when they were not saved."""
+    """Examples for :func:`hierarchy.reports.figures.attribution_figure`: per tumour class among the explained
+    images (in name order), the first explained image every route got right and the first one some route got
+    wrong, from ``result`` (an :func:`explain_test_images` dict) and the arrays it saved; [] when they were not
+    saved."""
     arrays_path = Path(arrays_path)
     if not result["rows"] or not arrays_path.is_file():
         return []
@@ -196,7 +197,7 @@ def attribution_examples(result: dict[str, Any], arrays_path: str | Path) -> lis
     index = {str(image_id): i for i, image_id in enumerate(arrays["ids"])}
     rows = pd.DataFrame(result["rows"])
     examples = []
-    for label in [c for c in TUMOR_CLASSES if c in set(rows["true_label"])]:
+    for label in sorted(set(rows["true_label"])):
         of_class = rows[rows["true_label"] == label]
         right = of_class.groupby("id", sort=False).apply(lambda g: bool((g["pred_label"] == g["true_label"]).all()))
         for wanted in (True, False):

@@ -48,6 +48,7 @@ from hierarchy.explain import align_mask_to_input, explain_predictions, score_ag
 from hierarchy.explain.mask_scores import mask_score_baselines
 from hierarchy.labels import NO_TUMOR, is_missing
 from hierarchy.metrics import wilson_interval
+from hierarchy.reports.tables import markdown_table
 
 logger = logging.getLogger(__name__)
 
@@ -264,8 +265,6 @@ def shortcut_section(tests: dict[str, Any], attribution: dict[str, Any] | None =
                      split: str = "test", examples: str | None = None) -> str:
     """Markdown body of the report section on shortcut tests (and attribution, when given); ``examples`` is the
     path, relative to the report, of the figure of example images (:func:`save_examples`)."""
-    from hierarchy.reports.tables import markdown_table
-
     routes = tests.get("routes", list(DEFAULT_ROUTES))
     lines = [f"Counterfactual images built from the {split} split's own images and radiologist masks "
              f"(up to {tests.get('n_per_test')} per test, tumours shared equally among the classes, seed "

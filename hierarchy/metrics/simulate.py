@@ -8,17 +8,16 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
-from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.predictions import ROUTES, plane_prob_column, prob_column
 
 
-def simulate_predictions(n_images: int = 200, *, routes: Sequence[str] = ROUTES,
-                         skill: float = 2.5, plane_skill: float = 4.0, refer_below: float | None = None,
-                         seed: int = 0, classes: Sequence[str] = TUMOR_CLASSES,
-                         planes: Sequence[str] = PLANES) -> pd.DataFrame:
+def simulate_predictions(n_images: int = 200, *, classes: Sequence[str], planes: Sequence[str],
+                         routes: Sequence[str] = ROUTES, skill: float = 2.5, plane_skill: float = 4.0,
+                         refer_below: float | None = None, seed: int = 0) -> pd.DataFrame:
     """A prediction table (see ``hierarchy.predictions``) for ``n_images`` simulated images per route.
 
-    ``classes`` and ``planes`` are the label sets (BRISC's unless given).
+    ``classes`` and ``planes`` are the label sets, required (``hierarchy.labels.TUMOR_CLASSES`` and ``PLANES``
+    for tables like BRISC's).
     Each route's logits are ``skill`` on the true class plus unit Gaussian noise; the plane
     classifier's likewise with ``plane_skill``; the flat route has no plane columns. Rows whose top
     probability is below ``refer_below`` are marked ``referred``. Not data: never report these numbers.

@@ -20,7 +20,8 @@ from hierarchy.data.image_io import link_problem
 from hierarchy.data.index import IMAGE_SUFFIXES
 from hierarchy.data.perturb import get_perturbation
 from hierarchy.data.scanner_index import SCANNER_COLUMNS, scanner_rows
-from hierarchy.data.volume import is_dicom_file, is_nifti, is_scanner_path, parse_slice_ref
+from hierarchy.data.volume import is_dicom_file, is_nifti, is_scanner_path
+from hierarchy.data.volume_io import parse_slice_ref
 from hierarchy.training.runtime import resolve_runtime
 
 

@@ -60,8 +60,8 @@ class AuxTargetDataset(Dataset):
     """``(x, label_index, aux_index, ...)`` items: ``base``'s ``(x, label_index)`` plus ``aux_targets[i]`` (-1:
     unknown), then whatever else ``base`` gives (a tumour mask).
 
-    E.g. ``AuxTargetDataset(ImageDataset(frame, pp, target="label"),
-    ImageDataset(frame, pp, target="plane").targets)``.
+    E.g. ``AuxTargetDataset(ImageDataset(frame, pp, target="label", classes=classes),
+    ImageDataset(frame, pp, target="plane", classes=planes).targets)``.
     """
 
     def __init__(self, base: Dataset, aux_targets: Sequence[int] | np.ndarray) -> None:
