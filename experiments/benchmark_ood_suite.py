@@ -7,7 +7,9 @@
 Writes ``report.md`` and ``summary.json`` under ``--out`` (image galleries under ``gallery/``, git-ignored);
 the Router's passes are cached under ``--out``/work (git-ignored), so a re-run resumes. See
 ``hierarchy.experiment.ood_suite`` for the tiers, scorers and the rule that chooses a scorer (valid acquisition
-shifts and synthetic corruptions of BRISC validation images only).
+shifts and synthetic corruptions of BRISC validation images only). With ``--folds work/folds.csv --fold K`` (the
+fold list of the experiment that trained a cross-validated Router, fold K's model) the validation rows are fold
+K's and the scorers are fitted on the other folds' rows, so that the choice is made on rows the Router never saw.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from hierarchy.data.image_io import load_image
 from hierarchy.data.scanner_index import scanner_rows
 from hierarchy.data.valid_shift import valid_shift
 from hierarchy.experiment.ablation import study_frames
+from hierarchy.experiment.model_runs import saved_fold_run
 from hierarchy.experiment.ood_suite import (
     CONFIDENCES,
     CORRUPTIONS,
@@ -42,7 +45,7 @@ from hierarchy.experiment.ood_suite import (
     selective,
     synthetic_pictures,
 )
-from hierarchy.fileio import atomic_write_text, read_json, write_json
+from hierarchy.fileio import atomic_write_text, read_json, sha256_file, write_json
 from hierarchy.logs import configure_logging
 from hierarchy.predictions import HEADER_ROUTE, series_predictions
 from hierarchy.provenance import git_commit
@@ -93,12 +96,23 @@ def _shifted(name: str, tier: str, frame: pd.DataFrame, seed: int, references: l
     return SuiteSet(name, tier, images, [f"shift{seed}/{i}" for i in frame["id"]])
 
 
-def build_sets(args) -> tuple[dict[str, SuiteSet], pd.DataFrame, pd.DataFrame]:
-    """Every set of the suite (by name), and the training and validation frames."""
+def study_rows(args) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Training (fit), validation (choice) and test rows: with ``--folds``, the other folds' rows and fold
+    ``--fold`` of repeat ``--repeat`` (the Router's own training and validation rows when it is that fold's
+    model); without, the Router's train/validation split of the train split (its ``val_fraction``)."""
+    if not args.folds:
+        return study_frames(args.data, args.val_fraction)
+    frame = index_dataset(args.data)
+    run = saved_fold_run(frame[frame["split"] == "train"], args.folds, args.fold, args.repeat)
+    return run.train, run.val, frame[frame["split"] == "test"].reset_index(drop=True)
+
+
+def build_sets(args, train: pd.DataFrame, val: pd.DataFrame,
+               test: pd.DataFrame) -> tuple[dict[str, SuiteSet], pd.DataFrame, pd.DataFrame]:
+    """Every set of the suite (by name) from the training, validation and test rows of :func:`study_rows`,
+    and the training and validation frames sampled from them."""
     from pydicom.data import get_testdata_file
 
-    router_val = args.val_fraction
-    train, val, test = study_frames(args.data, router_val)
     train_sample = _limit(train, args.train_sample, args.seed)
     val = _limit(val, args.val_sample or args.limit, args.seed)
     sets = {"train": SuiteSet("train", "fit", train_sample), "val": SuiteSet("val", "choice", val),
@@ -156,14 +170,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-sample", type=int, help="BRISC test rows (default: all)")
     parser.add_argument("--scanner-sample", type=int, help="healthy slices of each scanner set (default: all)")
     parser.add_argument("--limit", type=int, help="at most this many images per set (tests)")
+    parser.add_argument("--folds", help="fold list of the experiment that trained the Router (work/folds.csv): "
+                        "validation rows = fold --fold, fit rows = the other folds' rows")
+    parser.add_argument("--fold", type=int, help="the Router's validation fold in --folds")
+    parser.add_argument("--repeat", type=int, default=0, help="repeat of --folds (default 0)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if (args.folds is None) != (args.fold is None):
+        parser.error("--folds and --fold go together")
     configure_logging(fmt="%(asctime)s %(message)s")
     out = Path(args.out)
     work = out / "work"
     router = Router.load(args.router)
     args.val_fraction = router.val_fraction
-    sets, train, val = build_sets(args)
+    rows = study_rows(args)
+    folds = None if args.folds is None else {
+        "file": args.folds, "sha256": sha256_file(args.folds), "repeat": args.repeat, "fold": args.fold,
+        "fit_rows": len(rows[0]), "validation_rows": len(rows[1])}
+    identity = router_identity(args.router)
+    if folds and identity["train_images"] not in (None, folds["fit_rows"]):
+        log.warning("the Router trained on %s images, fold %d's other folds hold %d rows: another fold's model?",
+                    identity["train_images"], args.fold, folds["fit_rows"])
+    sets, train, val = build_sets(args, *rows)
     runs = {}
     for name, suite_set in sets.items():
         log.info("pass: %s (%d images)", name, len(suite_set.inputs))
@@ -235,8 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     targets = _targets(runs, by_tier, tiers, aurc, chosen, chosen_conf, atypical, plane_frame,
                        {s: {k: scores[s][k] > thresholds[s] for k in runs} for s in ("mahalanobis", chosen)})
     _gallery(runs, healthy, atypical, out / "gallery")
-    summary = {"router": Path(args.router).name, "router_identity": router_identity(args.router),
-               "git_commit": git_commit(Path(__file__).resolve().parent), "q": args.q, "thresholds": thresholds, "chosen_scorer": chosen,
+    summary = {"router": Path(args.router).name, "router_identity": identity,
+               "git_commit": git_commit(Path(__file__).resolve().parent), "folds": folds, "q": args.q,
+               "thresholds": thresholds, "chosen_scorer": chosen,
                "choice_auroc": choice, "choice_mean_auroc": choice_mean, "valid_shift_referred": shift_referred,
                "sets": tiers, "tiers": by_tier,
                "selective_aurc": aurc.to_dict(orient="records"), "chosen_confidence": chosen_conf,
@@ -317,6 +346,17 @@ def _identity(identity: dict) -> str:
             "training images")
 
 
+def _rows_line(folds: dict | None, args) -> str:
+    """Which BRISC rows the scorers are fitted on and chosen on."""
+    if folds is None:
+        return ("Rows: the Router's own train/validation split of BRISC's train split "
+                f"(grouped, val_fraction {args.val_fraction}, seed 0).")
+    return (f"Rows: fold {folds['fold']} of repeat {folds['repeat']} of `{folds['file']}` (sha256 "
+            f"`{folds['sha256']}`): validation rows (choice of scorer and confidence) = that fold's "
+            f"{folds['validation_rows']} rows, fit rows = the other folds' {folds['fit_rows']} rows, the Router's "
+            "training rows when it is that fold's model.")
+
+
 def _md(frame: pd.DataFrame) -> str:
     return markdown_table(list(frame.columns), frame.itertuples(index=False)) if len(frame) else "(none)\n"
 
@@ -328,6 +368,7 @@ def _report(summary, healthy, planes, header, series, aurc, chosen, chosen_conf,
     lines = [f"# Graded out-of-distribution suite (refer_atypical = {q})", "",
              f"Router: `{Path(summary['router']).name}` ({_identity(summary['router_identity'])}). "
              f"Command: `{summary['command']}`, from commit `{summary['git_commit']}`.", "",
+             _rows_line(summary["folds"], args), "",
              "Scores (higher: more atypical), all fitted on BRISC training rows only: `mahalanobis` (the Router's "
              "own, last-layer features), `energy` (flat model logits), `depth_means` and `depth_stats` "
              "(Mahalanobis at every stage of the network and the pooled features, channel means or means and "

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pydicom
 import pytest
 import torch
@@ -19,7 +20,9 @@ from sklearn.model_selection import StratifiedKFold
 
 from hierarchy.data import PreprocessConfig, index_dataset, train_val_split
 from hierarchy.data.valid_shift import lower_resolution, rician_noise, valid_shift
+from hierarchy.experiment.model_runs import saved_fold_run
 from hierarchy.experiment.ood_suite import CORRUPTIONS, choose_scorer, corrupt, synthetic_pictures
+from hierarchy.fileio import sha256_file
 from hierarchy.metrics.shift import risk_coverage_area
 from hierarchy.routing import Router
 from hierarchy.routing.knn_ood import KNNOODScorer
@@ -28,6 +31,42 @@ from hierarchy.training import TrainConfig
 
 TINY = {"plane": "simple_cnn", "experts": "simple_cnn", "flat": "simple_cnn", "weights": None,
         "expert_init": "scratch", "preprocess": PreprocessConfig(image_size=48)}
+
+
+def _fold_list(ids, path: Path) -> Path:
+    """Two repeats of three folds over ``ids`` (repeat 1 the reverse of repeat 0), written to ``path``."""
+    ids = list(ids)
+    pd.DataFrame({"id": ids * 2, "repeat": [0] * len(ids) + [1] * len(ids),
+                  "fold": [i % 3 for i in range(len(ids))] + [2 - i % 3 for i in range(len(ids))]}).to_csv(
+        path, index=False)
+    return path
+
+
+def test_a_saved_fold_gives_the_routers_own_rows_and_bad_fold_lists_are_refused(tmp_path):
+    frame = pd.DataFrame({"id": [f"train/a/{i}.jpg" for i in range(12)], "label": ["a", "b"] * 6})
+    path = _fold_list(frame["id"][:9], tmp_path / "folds.csv")  # the last 3 rows: in no fold (calibration)
+    run = saved_fold_run(frame, path, fold=1)
+    assert run.val["id"].tolist() == ["train/a/1.jpg", "train/a/4.jpg", "train/a/7.jpg"]
+    assert sorted(run.train["id"]) == sorted({f"train/a/{i}.jpg" for i in range(9)} - set(run.val["id"]))
+    assert saved_fold_run(frame, path, fold=1, repeat=1).val["id"].tolist() == run.val["id"].tolist()
+    assert saved_fold_run(frame, path, fold=0, repeat=1).val["id"].tolist() == ["train/a/2.jpg", "train/a/5.jpg",
+                                                                                "train/a/8.jpg"]
+    with pytest.raises(ValueError, match=r"folds\.csv: no fold 3 in repeat 0 \(folds: \[0, 1, 2\]\)"):
+        saved_fold_run(frame, path, fold=3)
+    with pytest.raises(ValueError, match=r"folds\.csv: no repeat 2"):
+        saved_fold_run(frame, path, fold=0, repeat=2)
+    other = _fold_list(["test/a/0.jpg", *frame["id"][:5]], tmp_path / "other.csv")
+    with pytest.raises(ValueError, match=r"other\.csv: 1 of its 6 ids .* not in the data root's index.*test/a/0"):
+        saved_fold_run(frame, other, fold=0)
+    pd.DataFrame({"id": frame["id"], "fold": 0}).to_csv(tmp_path / "no_repeat.csv", index=False)
+    with pytest.raises(ValueError, match=r"no_repeat\.csv.*repeat"):
+        saved_fold_run(frame, tmp_path / "no_repeat.csv", fold=0)
+    pd.DataFrame({"id": frame["id"], "repeat": 0, "fold": "x"}).to_csv(tmp_path / "text.csv", index=False)
+    with pytest.raises(ValueError, match=r"text\.csv: column 'fold' holds non-integer"):
+        saved_fold_run(frame, tmp_path / "text.csv", fold=0)
+    twice = _fold_list([*frame["id"][:4], frame["id"][0]], tmp_path / "twice.csv")
+    with pytest.raises(ValueError, match=r"twice\.csv: 1 id\(s\) listed twice"):
+        saved_fold_run(frame, twice, fold=0)
 
 
 def test_corruptions_keep_the_size_and_change_the_image():
@@ -195,6 +234,20 @@ def test_the_benchmark_runs_every_tier_with_a_tiny_router(synthetic_root, tmp_pa
     assert "Choice of scorer" in report and "risk-coverage" in report and "Healthy brains" in report
     assert report.index("Rule: among the scorers") < report.index("## Targets")  # declared before the results
     assert summary["router_identity"]["checksum"] and "checksum" in report
+    assert summary["folds"] is None and "val_fraction 0.25" in report
     # a re-run resumes from the cached passes and gives the same numbers
     assert module.main(argv) == 0
     assert json.loads((out / "summary.json").read_text())["tiers"] == summary["tiers"]
+    # with the fold list of the experiment: validation rows = one fold, fit rows = the others
+    train_all = frame[frame["split"] == "train"]
+    folds = _fold_list(train_all["id"], tmp_path / "folds.csv")
+    assert module.main([*argv, "--folds", str(folds), "--fold", "2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    held = len(train_all) // 3  # ids 2, 5, 8, ...: fold 2 of repeat 0
+    assert summary["folds"] == {"file": str(folds), "sha256": sha256_file(folds), "repeat": 0, "fold": 2,
+                                "fit_rows": len(train_all) - held, "validation_rows": held}
+    assert f"fold 2 of repeat 0 of `{folds}` (sha256 `{summary['folds']['sha256']}`)" in (out / "report.md").read_text()
+    with pytest.raises(ValueError, match="folds.csv: no fold 5"):
+        module.main([*argv, "--folds", str(folds), "--fold", "5"])
+    with pytest.raises(SystemExit):
+        module.main([*argv, "--fold", "1"])  # --fold without --folds
