@@ -16,6 +16,8 @@ DATA ?=
 PROFILE ?= demo
 OUT ?= reports/demo
 FLOORS_VENV ?= .venv-floors
+# pytest-xdist workers for make test / test-all (one per core; 0 runs in one process)
+TEST_WORKERS ?= auto
 # Installed at exactly their floors by test-floors (their own dependencies resolve freely).
 FLOOR_PACKAGES ?= numpy pandas scikit-learn scipy pillow matplotlib jinja2 imagehash tqdm crepes
 # The tests that need no torch. test-floors runs them without torch installed, so one that starts
@@ -48,10 +50,10 @@ tex:
 		echo "pdflatex not installed here: the LaTeX supplement build test will be skipped"
 
 test: venv tex
-	$(PY) -m pytest -q -rs -m "not slow"
+	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) -m "not slow"
 
 test-all: venv tex
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs -n $(TEST_WORKERS)
 
 $(FLOORS_VENV)/.installed: pyproject.toml
 	rm -rf $(FLOORS_VENV)

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -160,11 +160,11 @@ class _Objective:
         return loss, logits
 
 
-def _train_one_epoch(model: nn.Module, loader: DataLoader, steps: int, objective: _Objective,
-                     optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                     scaler: torch.amp.GradScaler, ema: ModelEmaV3 | None, params: list[nn.Parameter],
-                     config: TrainConfig, runtime: Runtime, dist_ctx: DistContext, size: int | None,
-                     desc: str, progress: bool) -> dict[str, float]:
+def _train_one_epoch(model: nn.Module, state: _TrainingState, loader: DataLoader, steps: int,
+                     objective: _Objective, params: list[nn.Parameter], config: TrainConfig, runtime: Runtime,
+                     dist_ctx: DistContext, size: int | None, desc: str, progress: bool) -> dict[str, float]:
+    """One pass of ``model`` (``state.model``, or its DDP wrapper) over ``loader``, stepping ``state``."""
+    optimizer, scheduler, scaler, ema = state.optimizer, state.scheduler, state.scaler, state.ema
     model.train()
     loss_sum, correct, seen, lr = 0.0, 0, 0, float("nan")
     for batch in _batches(loader, steps, runtime, desc, progress, size):
@@ -266,6 +266,81 @@ def _check_resumable(checkpoint: dict[str, Any], config: TrainConfig, data: dict
                          f"{world_size}; resume with the same number of processes")
 
 
+def _check_inputs(train_dataset: Dataset, val_dataset: Dataset, config: TrainConfig, out_dir: Path, *,
+                  resume: bool, world: int) -> None:
+    """Refuse a used ``out_dir`` (unless resuming), empty datasets and batches the processes cannot split."""
+    existing = [p.name for p in (out_dir / LAST_CHECKPOINT, out_dir / BEST_CHECKPOINT, out_dir / LOG_CSV,
+                                 out_dir / LOG_JSONL) if p.exists()]
+    if existing and not resume:
+        raise FileExistsError(f"{out_dir} already holds a training run ({', '.join(existing)}); pass "
+                              "resume=True to continue it, or choose another out_dir")
+    if len(train_dataset) == 0 or len(val_dataset) == 0:
+        raise ValueError(f"train and validation datasets must be non-empty, got {len(train_dataset)} "
+                         f"and {len(val_dataset)} items")
+    if config.batch_size % world or (world > 1 and len(train_dataset) < config.batch_size):
+        raise ValueError(f"with {world} processes batch_size ({config.batch_size}) must be a multiple of {world} "
+                         f"and at most the training set size ({len(train_dataset)})")
+    if config.mixing and (config.batch_size // world) % 2:
+        raise ValueError(f"mixup/cutmix needs an even batch per process, got {config.batch_size // world}")
+
+
+@dataclass
+class _TrainingState:
+    """What a checkpoint carries between epochs: weights, EMA, optimiser, schedule, scaler, log rows, best epoch."""
+
+    model: nn.Module
+    ema: ModelEmaV3 | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_metric: float | None = None
+
+    @classmethod
+    def create(cls, model: nn.Module, config: TrainConfig, runtime: Runtime, steps: int) -> _TrainingState:
+        """A fresh state for ``model``: AdamW, warm-up cosine schedule over ``steps`` per epoch, scaler, EMA."""
+        optimizer = create_optimizer_v2(model, "adamw", lr=config.lr, weight_decay=config.weight_decay)
+        scheduler = warmup_cosine_scheduler(optimizer, warmup_steps=config.warmup_epochs * steps,
+                                            total_steps=config.epochs * steps)
+        scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
+        ema = ModelEmaV3(model, decay=config.ema_decay, use_warmup=True) if config.ema_decay is not None else None
+        return cls(model, ema, optimizer, scheduler, scaler)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The model that is validated and checkpointed: the EMA's copy when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def restore(self, path: Path, config: TrainConfig, data: dict[str, Any], dist_ctx: DistContext) -> None:
+        """Continue from checkpoint ``path`` (refused unless resumable), with this rank's saved RNG state."""
+        checkpoint = load_checkpoint(path)
+        _check_resumable(checkpoint, config, data, dist_ctx.world_size, path)
+        self.model.load_state_dict(checkpoint.get("train_model", checkpoint["model"]))
+        if self.ema is not None:
+            self.ema.module.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        states = checkpoint["rng"] if isinstance(checkpoint["rng"], list) else [checkpoint["rng"]]
+        set_rng_state(states[dist_ctx.rank])
+        self.history, self.best_epoch, self.best_metric = (checkpoint["history"], checkpoint["best_epoch"],
+                                                           checkpoint["best_metric"])
+
+    def payload(self, epoch: int, steps: int, rng_states: list[dict[str, Any]], config: TrainConfig,
+                data: dict[str, Any]) -> dict[str, Any]:
+        """The checkpoint written after ``epoch``, given every rank's RNG state in rank order (one per process)."""
+        world = len(rng_states)
+        payload = {"model": self.eval_model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                   "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "epoch": epoch,
+                   "step": epoch * steps, "rng": rng_states if world > 1 else rng_states[0],
+                   "history": self.history, "best_epoch": self.best_epoch, "best_metric": self.best_metric,
+                   "config": config.to_dict(), "data": data, "world_size": world}
+        if self.ema is not None:
+            payload["train_model"] = self.model.state_dict()
+        return payload
+
+
 def _loader(dataset: Dataset, sampler: torch.utils.data.Sampler, batch_size: int, drop_last: bool,
             config: TrainConfig, runtime: Runtime, generator: torch.Generator | None = None) -> DataLoader:
     workers = config.num_workers
@@ -307,20 +382,10 @@ def train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config
 def _train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config: TrainConfig, out_dir: Path, *,
            resume: bool, progress: bool, runtime: Runtime, dist_ctx: DistContext,
            data_key: dict[str, Any] | None) -> TrainResult:
-    last_path, best_path = out_dir / LAST_CHECKPOINT, out_dir / BEST_CHECKPOINT
-    existing = [p.name for p in (last_path, best_path, out_dir / LOG_CSV, out_dir / LOG_JSONL) if p.exists()]
-    if existing and not resume:
-        raise FileExistsError(f"{out_dir} already holds a training run ({', '.join(existing)}); pass "
-                              "resume=True to continue it, or choose another out_dir")
-    if len(train_dataset) == 0 or len(val_dataset) == 0:
-        raise ValueError(f"train and validation datasets must be non-empty, got {len(train_dataset)} "
-                         f"and {len(val_dataset)} items")
+    """:func:`train` on this process's runtime and place in the job."""
     world = dist_ctx.world_size
-    if config.batch_size % world or (world > 1 and len(train_dataset) < config.batch_size):
-        raise ValueError(f"with {world} processes batch_size ({config.batch_size}) must be a multiple of {world} "
-                         f"and at most the training set size ({len(train_dataset)})")
-    if config.mixing and (config.batch_size // world) % 2:
-        raise ValueError(f"mixup/cutmix needs an even batch per process, got {config.batch_size // world}")
+    _check_inputs(train_dataset, val_dataset, config, out_dir, resume=resume, world=world)
+    last_path, best_path = out_dir / LAST_CHECKPOINT, out_dir / BEST_CHECKPOINT
     seed_everything(config.seed + dist_ctx.rank)
     aux_classes = model.aux_classes if isinstance(model, JointModel) else None
     if aux_classes and len(train_dataset[0]) < 3:
@@ -336,12 +401,7 @@ def _train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, confi
     objective = _Objective(config, _num_classes(model), aux_classes, weights)
     drop_last = len(train_dataset) > config.batch_size  # a lone last item would break BatchNorm
     steps = len(train_dataset) // config.batch_size if drop_last else 1
-    optimizer = create_optimizer_v2(model, "adamw", lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = warmup_cosine_scheduler(optimizer, warmup_steps=config.warmup_epochs * steps,
-                                        total_steps=config.epochs * steps)
-    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
-    ema = ModelEmaV3(model, decay=config.ema_decay, use_warmup=True) if config.ema_decay is not None else None
-    eval_model = ema.module if ema is not None else model
+    state = _TrainingState.create(model, config, runtime, steps)
     step_model: nn.Module = model
     if world > 1:
         step_model = DistributedDataParallel(
@@ -355,31 +415,20 @@ def _train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, confi
                             "key_sha256": feature_cache_key(**data_key) if data_key is not None else None}
     mode = MONITORS[config.monitor]
 
-    history: list[dict[str, Any]] = []
-    best_epoch, best_metric = 0, None
     if resume and last_path.exists():
-        checkpoint = load_checkpoint(last_path)
-        _check_resumable(checkpoint, config, data, world, last_path)
-        model.load_state_dict(checkpoint.get("train_model", checkpoint["model"]))
-        if ema is not None:
-            ema.module.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        states = checkpoint["rng"] if isinstance(checkpoint["rng"], list) else [checkpoint["rng"]]
-        set_rng_state(states[dist_ctx.rank])
-        history, best_epoch, best_metric = checkpoint["history"], checkpoint["best_epoch"], checkpoint["best_metric"]
-        logger.info("resuming %s after epoch %d", out_dir, len(history))
+        state.restore(last_path, config, data, dist_ctx)
+        logger.info("resuming %s after epoch %d", out_dir, len(state.history))
     elif resume:
         logger.info("no %s in %s; starting a fresh run", LAST_CHECKPOINT, out_dir)
     dist_ctx.barrier()  # every rank has checked out_dir before rank 0 writes to it
     if dist_ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _append_logs(out_dir, history, columns, rewrite=True)  # drops rows of an epoch whose checkpoint was never written
+        # drops rows of an epoch whose checkpoint was never written
+        _append_logs(out_dir, state.history, columns, rewrite=True)
 
     patience = config.early_stopping_patience
-    for epoch in range(len(history) + 1, config.epochs + 1):
-        if patience is not None and len(history) - best_epoch >= patience:
+    for epoch in range(len(state.history) + 1, config.epochs + 1):
+        if patience is not None and len(state.history) - state.best_epoch >= patience:
             logger.info("early stopping: no %s improvement for %d epochs", config.monitor, patience)
             break
         started = time.perf_counter()
@@ -387,34 +436,28 @@ def _train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, confi
         loader = _loader(train_dataset, sampler, config.batch_size // world, drop_last, config, runtime,
                          epoch_generator(config.seed, epoch, stream=dist_ctx.rank))
         row: dict[str, Any] = {"epoch": epoch}
-        row |= _train_one_epoch(step_model, loader, steps, objective, optimizer, scheduler, scaler, ema, params,
-                                config, runtime, dist_ctx, config.image_size(epoch),
-                                f"epoch {epoch}/{config.epochs} train", progress)
-        row |= _validate(eval_model, val_loader, runtime, dist_ctx, f"epoch {epoch}/{config.epochs} val", progress)
+        row |= _train_one_epoch(step_model, state, loader, steps, objective, params, config, runtime, dist_ctx,
+                                config.image_size(epoch), f"epoch {epoch}/{config.epochs} train", progress)
+        row |= _validate(state.eval_model, val_loader, runtime, dist_ctx, f"epoch {epoch}/{config.epochs} val",
+                         progress)
         row["seconds"] = time.perf_counter() - started
-        history.append({k: row[k] for k in columns})
-        improved = _improved(row[config.monitor], best_metric, mode)
+        state.history.append({k: row[k] for k in columns})
+        improved = _improved(row[config.monitor], state.best_metric, mode)
         if improved:
-            best_epoch, best_metric = epoch, row[config.monitor]
+            state.best_epoch, state.best_metric = epoch, row[config.monitor]
         states = dist_ctx.gather(rng_state())
         if dist_ctx.is_main:
-            payload = {"model": eval_model.state_dict(), "optimizer": optimizer.state_dict(),
-                       "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                       "step": epoch * steps, "rng": states if world > 1 else states[0], "history": history,
-                       "best_epoch": best_epoch, "best_metric": best_metric, "config": config.to_dict(),
-                       "data": data, "world_size": world}
-            if ema is not None:
-                payload["train_model"] = model.state_dict()
+            payload = state.payload(epoch, steps, states, config, data)
             if improved:  # best before last: a crash in between leaves a last checkpoint that agrees with it
                 save_checkpoint(best_path, payload)
             save_checkpoint(last_path, payload)
-            _append_logs(out_dir, history[-1:], columns)
+            _append_logs(out_dir, state.history[-1:], columns)
         dist_ctx.barrier()
         logger.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
 
     model.load_state_dict(load_checkpoint(best_path)["model"])
-    return TrainResult(pd.DataFrame(history, columns=list(columns)), best_epoch, float(best_metric),
-                       best_path, last_path)
+    return TrainResult(pd.DataFrame(state.history, columns=list(columns)), state.best_epoch,
+                       float(state.best_metric), best_path, last_path)
 
 
 def train_joint(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, config: TrainConfig,
