@@ -6,8 +6,10 @@
 
 Writes ``report.md`` and ``summary.json`` under ``--out`` (image galleries under ``gallery/``, git-ignored);
 the Router's passes are cached under ``--out``/work (git-ignored), so a re-run resumes. See
-``hierarchy.experiment.ood_suite`` for the tiers, scorers and the rule that chooses a scorer (synthetic
-corruptions of BRISC validation images only).
+``hierarchy.experiment.ood_suite`` for the tiers, scorers and the rule that chooses a scorer (valid acquisition
+shifts and synthetic corruptions of BRISC validation images only). With ``--folds work/folds.csv --fold K`` (the
+fold list of the experiment that trained a cross-validated Router, fold K's model) the validation rows are fold
+K's and the scorers are fitted on the other folds' rows, so that the choice is made on rows the Router never saw.
 """
 
 from __future__ import annotations
@@ -25,23 +27,28 @@ from PIL import Image
 from hierarchy.data import index_dataset
 from hierarchy.data.image_io import load_image
 from hierarchy.data.scanner_index import scanner_rows
+from hierarchy.data.valid_shift import valid_shift
 from hierarchy.experiment.ablation import study_frames
+from hierarchy.experiment.model_runs import saved_fold_run
 from hierarchy.experiment.ood_suite import (
     CONFIDENCES,
     CORRUPTIONS,
+    MAX_VALID_SHIFT_REFERRED,
     Scorers,
     SuiteSet,
     auroc,
     bundled_photos,
+    choose_scorer,
     corrupt,
     healthy_table,
     run_pass,
     selective,
     synthetic_pictures,
 )
-from hierarchy.fileio import atomic_write_text, write_json
+from hierarchy.fileio import atomic_write_text, read_json, sha256_file, write_json
 from hierarchy.logs import configure_logging
 from hierarchy.predictions import HEADER_ROUTE, series_predictions
+from hierarchy.provenance import git_commit
 from hierarchy.reports.tables import markdown_table
 from hierarchy.routing import Router
 
@@ -82,17 +89,41 @@ def _limit(frame: pd.DataFrame, limit: int | None, seed: int = 0) -> pd.DataFram
     return frame.sample(limit, random_state=seed).sort_index().reset_index(drop=True)
 
 
-def build_sets(args) -> tuple[dict[str, SuiteSet], pd.DataFrame, pd.DataFrame]:
-    """Every set of the suite (by name), and the training and validation frames."""
+def _shifted(name: str, tier: str, frame: pd.DataFrame, seed: int, references: list) -> SuiteSet:
+    """One valid acquisition shift of each image of ``frame``, drawn from the generator seeded ``seed``."""
+    rng = np.random.default_rng(seed)
+    images = [valid_shift(load_image(p), rng, references) for p in frame["path"]]
+    return SuiteSet(name, tier, images, [f"shift{seed}/{i}" for i in frame["id"]])
+
+
+def study_rows(args) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Training (fit), validation (choice) and test rows: with ``--folds``, the other folds' rows and fold
+    ``--fold`` of repeat ``--repeat`` (the Router's own training and validation rows when it is that fold's
+    model); without, the Router's train/validation split of the train split (its ``val_fraction``)."""
+    if not args.folds:
+        return study_frames(args.data, args.val_fraction)
+    frame = index_dataset(args.data)
+    run = saved_fold_run(frame[frame["split"] == "train"], args.folds, args.fold, args.repeat)
+    return run.train, run.val, frame[frame["split"] == "test"].reset_index(drop=True)
+
+
+def build_sets(args, train: pd.DataFrame, val: pd.DataFrame,
+               test: pd.DataFrame) -> tuple[dict[str, SuiteSet], pd.DataFrame, pd.DataFrame]:
+    """Every set of the suite (by name) from the training, validation and test rows of :func:`study_rows`,
+    and the training and validation frames sampled from them."""
     from pydicom.data import get_testdata_file
 
-    router_val = args.val_fraction
-    train, val, test = study_frames(args.data, router_val)
     train_sample = _limit(train, args.train_sample, args.seed)
     val = _limit(val, args.val_sample or args.limit, args.seed)
     sets = {"train": SuiteSet("train", "fit", train_sample), "val": SuiteSet("val", "choice", val),
             "brisc_test": SuiteSet("brisc_test", "in_distribution", _limit(test, args.test_sample or args.limit,
                                                                           args.seed))}
+    # valid shifts: one of each fitted training row (fit) and fresh draws on validation rows (choice); seeds
+    # apart from each other and from the corruptions'; histograms matched to other training images
+    references = [load_image(p) for p in train.sample(min(16, len(train)), random_state=args.seed + 3)["path"]]
+    sets["train_shift"] = _shifted("train_shift", "fit", train_sample.head(args.shift_sample), args.seed + 1,
+                                   references)
+    sets["val_shift"] = _shifted("val_shift", "choice", val, args.seed + 2, references)
     rng = np.random.default_rng(args.seed)
     chosen = val.sample(min(args.corrupt_sample, len(val)), random_state=args.seed)
     for kind in CORRUPTIONS:
@@ -131,34 +162,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--q", type=float, default=0.95, help="refer_atypical quantile")
     parser.add_argument("--train-sample", type=int, default=2000, help="training rows the new scorers fit on")
+    parser.add_argument("--shift-sample", type=int,
+                        help="fitted training rows that get a valid shift for the *_shift scorers (default: all)")
     parser.add_argument("--corrupt-sample", type=int, default=150, help="validation images per corruption")
     parser.add_argument("--val-sample", type=int, help="validation rows (default: all)")
     parser.add_argument("--external-sample", type=int, help="rows of each external set (default: all)")
     parser.add_argument("--test-sample", type=int, help="BRISC test rows (default: all)")
     parser.add_argument("--scanner-sample", type=int, help="healthy slices of each scanner set (default: all)")
     parser.add_argument("--limit", type=int, help="at most this many images per set (tests)")
+    parser.add_argument("--folds", help="fold list of the experiment that trained the Router (work/folds.csv): "
+                        "validation rows = fold --fold, fit rows = the other folds' rows")
+    parser.add_argument("--fold", type=int, help="the Router's validation fold in --folds")
+    parser.add_argument("--repeat", type=int, default=0, help="repeat of --folds (default 0)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if (args.folds is None) != (args.fold is None):
+        parser.error("--folds and --fold go together")
     configure_logging(fmt="%(asctime)s %(message)s")
     out = Path(args.out)
     work = out / "work"
     router = Router.load(args.router)
     args.val_fraction = router.val_fraction
-    sets, train, val = build_sets(args)
+    rows = study_rows(args)
+    folds = None if args.folds is None else {
+        "file": args.folds, "sha256": sha256_file(args.folds), "repeat": args.repeat, "fold": args.fold,
+        "fit_rows": len(rows[0]), "validation_rows": len(rows[1])}
+    identity = router_identity(args.router)
+    if folds and identity["train_images"] not in (None, folds["fit_rows"]):
+        log.warning("the Router trained on %s images, fold %d's other folds hold %d rows: another fold's model?",
+                    identity["train_images"], args.fold, folds["fit_rows"])
+    sets, train, val = build_sets(args, *rows)
     runs = {}
     for name, suite_set in sets.items():
         log.info("pass: %s (%d images)", name, len(suite_set.inputs))
         runs[name] = run_pass(router, suite_set, work)
-    scorers = Scorers(router, runs["train"], train["label"].tolist())
-    names = Scorers.names
+    scorers = Scorers(router, runs["train"], train["label"].tolist(), runs["train_shift"])
+    names = scorers.names
     scores = {s: {k: scorers.score(s, r) for k, r in runs.items()} for s in names}
     thresholds = {s: scorers.threshold(s, args.q) for s in names}
 
-    # choice of scorer: synthetic corruptions of validation images against the clean validation images
+    # choice of scorer, on validation images only: at most MAX_VALID_SHIFT_REFERRED of their valid shifts
+    # referred, then the highest mean AUROC of clean validation images against their corruptions
     choice = {s: {k: auroc(scores[s]["val"], scores[s][f"val_{k}"]) for k in CORRUPTIONS} for s in names}
     choice_mean = {s: float(np.mean(list(v.values()))) for s, v in choice.items()}
-    chosen = max(names, key=lambda s: choice_mean[s])
-    log.info("scorer chosen on the corruption tier: %s", chosen)
+    shift_referred = {s: float((scores[s]["val_shift"] > thresholds[s]).mean()) for s in names}
+    chosen = choose_scorer(choice_mean, shift_referred)
+    log.info("scorer chosen on validation images: %s", chosen)
 
     tiers = {}
     for name, suite_set in sets.items():
@@ -214,8 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     targets = _targets(runs, by_tier, tiers, aurc, chosen, chosen_conf, atypical, plane_frame,
                        {s: {k: scores[s][k] > thresholds[s] for k in runs} for s in ("mahalanobis", chosen)})
     _gallery(runs, healthy, atypical, out / "gallery")
-    summary = {"router": Path(args.router).name, "q": args.q, "thresholds": thresholds, "chosen_scorer": chosen,
-               "choice_auroc": choice, "choice_mean_auroc": choice_mean, "sets": tiers, "tiers": by_tier,
+    summary = {"router": Path(args.router).name, "router_identity": identity,
+               "git_commit": git_commit(Path(__file__).resolve().parent), "folds": folds, "q": args.q,
+               "thresholds": thresholds, "chosen_scorer": chosen,
+               "choice_auroc": choice, "choice_mean_auroc": choice_mean, "valid_shift_referred": shift_referred,
+               "sets": tiers, "tiers": by_tier,
                "selective_aurc": aurc.to_dict(orient="records"), "chosen_confidence": chosen_conf,
                "targets": targets, "healthy": healthy_frame.to_dict(orient="records"), "header_route": header_rows,
                "plane_against_header": plane_rows, "series": series_frame.to_dict(orient="records"),
@@ -278,33 +330,76 @@ def _gallery(runs, healthy, atypical, folder: Path, limit: int = 24) -> None:
     Image.fromarray(np.vstack(rows)).save(folder / "healthy_called_tumour.png")
 
 
+def router_identity(folder: str | Path) -> dict:
+    """What identifies a saved Router: its save's checksum and generation, when and from which commit it was
+    trained, and how many training rows it saw."""
+    manifest = read_json(Path(folder) / "router.json", what="Router manifest")
+    record = manifest.get("record", {})
+    return {"checksum": manifest.get("checksum"), "generation": manifest.get("generation"),
+            "created": record.get("created"), "git_commit": record.get("git_commit"),
+            "train_images": record.get("data", {}).get("train", {}).get("n_images")}
+
+
+def _identity(identity: dict) -> str:
+    return (f"checksum {str(identity['checksum'])[:12]}, save {identity['generation']}, trained "
+            f"{identity['created']} at commit {str(identity['git_commit'])[:7]} on {identity['train_images']} "
+            "training images")
+
+
+def _rows_line(folds: dict | None, args) -> str:
+    """Which BRISC rows the scorers are fitted on and chosen on."""
+    if folds is None:
+        return ("Rows: the Router's own train/validation split of BRISC's train split "
+                f"(grouped, val_fraction {args.val_fraction}, seed 0).")
+    return (f"Rows: fold {folds['fold']} of repeat {folds['repeat']} of `{folds['file']}` (sha256 "
+            f"`{folds['sha256']}`): validation rows (choice of scorer and confidence) = that fold's "
+            f"{folds['validation_rows']} rows, fit rows = the other folds' {folds['fit_rows']} rows, the Router's "
+            "training rows when it is that fold's model.")
+
+
 def _md(frame: pd.DataFrame) -> str:
     return markdown_table(list(frame.columns), frame.itertuples(index=False)) if len(frame) else "(none)\n"
 
 
 def _report(summary, healthy, planes, header, series, aurc, chosen, chosen_conf, args) -> str:
-    names = ("mahalanobis", "energy", "depth_means", "depth_stats")
+    names = list(summary["choice_mean_auroc"])
     q = summary["q"]
+    limit = f"{MAX_VALID_SHIFT_REFERRED:.0%}"
     lines = [f"# Graded out-of-distribution suite (refer_atypical = {q})", "",
-             f"Router: `{Path(summary['router']).name}`. Command: `{summary['command']}`.", "",
+             f"Router: `{Path(summary['router']).name}` ({_identity(summary['router_identity'])}). "
+             f"Command: `{summary['command']}`, from commit `{summary['git_commit']}`.", "",
+             _rows_line(summary["folds"], args), "",
              "Scores (higher: more atypical), all fitted on BRISC training rows only: `mahalanobis` (the Router's "
              "own, last-layer features), `energy` (flat model logits), `depth_means` and `depth_stats` "
              "(Mahalanobis at every stage of the network and the pooled features, channel means or means and "
              f"standard deviations, summed as z-scores; fitted on {args.train_sample} training rows). "
-             f"Referral threshold: the {q}-quantile of each score on training rows.", "",
-             "## Targets", "", _md(pd.DataFrame(summary["targets"])), "",
-             "## Choice of scorer (synthetic corruptions of BRISC validation images only)", "",
-             "AUROC of clean validation images against each corruption:", ""]
-    choice = pd.DataFrame([{"scorer": s, **summary["choice_auroc"][s], "mean": summary["choice_mean_auroc"][s]}
-                           for s in names])
-    lines += [_md(choice), "", f"Chosen: **{chosen}** (highest mean). The suite below was not used for it.", "",
+             "`mahalanobis_shift` (last-layer features, as the Router's own), `depth_means_shift` and `knn_shift` "
+             "(distance to the 10th nearest neighbour, last-layer features; Sun et al. 2022) fit their typical set "
+             f"on the same {args.train_sample} training rows *and* one valid acquisition shift of "
+             f"{'each' if args.shift_sample is None else f'the first {args.shift_sample}'} "
+             "(`hierarchy.data.valid_shift`: lower resolution, isotropic or along one axis; histogram matched to "
+             "another training image; small rotation, zoom and shift; gamma, brightness, contrast, bias field, "
+             "mild blur; Rician noise), an image and its shift in one fold of the out-of-fold reference scores. "
+             f"Referral threshold: the {q}-quantile of each score on its fitted rows (out of fold).", "",
+             "## Choice of scorer (BRISC validation images only; rule fixed before any result)", "",
+             f"Rule: among the scorers that refer at most {limit} of the *valid-shift tier* (one fresh valid "
+             "acquisition shift of each validation image, drawn with another seed than the fitted shifts), the one "
+             "with the highest mean AUROC of clean validation images against their synthetic corruptions (noise, "
+             "inverted contrast, wrapped intensities, shuffled tiles, heavy blur); if none refers at most "
+             f"{limit}, the one that refers the fewest valid shifts. The suite below is not used for it.", ""]
+    choice = pd.DataFrame([{"scorer": s, **summary["choice_auroc"][s], "mean": summary["choice_mean_auroc"][s],
+                            "valid shift referred": summary["valid_shift_referred"][s]} for s in names])
+    lines += [_md(choice), "", f"Chosen: **{chosen}**.", "",
+              "## Targets", "", _md(pd.DataFrame(summary["targets"])), "",
               "## AUROC against BRISC test and fraction referred, per tier", ""]
-    rows = [{"tier": t, "n": v["n"], **{f"{s} AUROC": v[s]["auroc"] for s in names},
-             **{f"{s} referred": v[s]["referred"] for s in names}} for t, v in summary["tiers"].items()]
-    lines += [_md(pd.DataFrame(rows)), "", "Per set:", ""]
-    rows = [{"set": n, "tier": v["tier"], "n": v["n"], **{f"{s} AUROC": v[s]["auroc"] for s in names},
-             **{f"{s} referred": v[s]["referred"] for s in names}} for n, v in summary["sets"].items()]
-    lines += [_md(pd.DataFrame(rows)), "",
+    for key, what in (("auroc", "AUROC against BRISC test"), ("referred", "Fraction referred")):
+        rows = [{"tier": t, "n": v["n"], **{s: v[s][key] for s in names}} for t, v in summary["tiers"].items()]
+        lines += [f"{what}, per tier:", "", _md(pd.DataFrame(rows)), ""]
+    for key, what in (("auroc", "AUROC against BRISC test"), ("referred", "Fraction referred")):
+        rows = [{"set": n, "tier": v["tier"], "n": v["n"], **{s: v[s][key] for s in names}}
+                for n, v in summary["sets"].items()]
+        lines += [f"{what}, per set:", "", _md(pd.DataFrame(rows)), ""]
+    lines += ["",
               "## Selective prediction (hierarchical route): area under the risk-coverage curve (lower is better)", "",
               "Confidences: `softmax` (top probability, the baseline), `margin`, `route_agreement` (lowest "
               "probability that flat, hierarchical and ensemble give the predicted label), `agreement_typical` "

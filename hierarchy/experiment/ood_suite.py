@@ -8,9 +8,13 @@ files) and ``far_ood`` (CT and other modalities from pydicom's test files, photo
 bundled with scikit-image and scikit-learn, blank, noise and text images).
 
 Scorers are compared by AUROC against BRISC test and by the fraction referred at ``refer_atypical = q``
-(the q-quantile of the training rows' scores). The better scorer is *chosen* on a tier of synthetic
-corruptions of BRISC validation images only (:func:`corrupt`), never on the suite. Selective prediction
-compares confidence scores by the area under the risk-coverage curve, chosen on BRISC validation rows too.
+(the q-quantile of the training rows' scores). The ``*_shift`` scorers fit their typical set on training images
+*and* one valid acquisition shift of each (:func:`hierarchy.data.valid_shift.valid_shift`), so that a healthy
+brain from another scanner is not referred for its acquisition alone. The scorer is *chosen* on BRISC validation
+images only, never on the suite (:func:`choose_scorer`): among the scorers that refer at most
+:data:`MAX_VALID_SHIFT_REFERRED` of fresh valid shifts of validation images, the one with the highest mean AUROC
+against synthetic corruptions of them (:func:`corrupt`). Selective prediction compares confidence scores by the
+area under the risk-coverage curve, chosen on BRISC validation rows too.
 
 Every pass through the Router is one ``predict_routes`` call with :func:`hierarchy.routing.depth_features.
 record_depths` attached, cached under a work folder so that an interrupted run resumes.
@@ -32,13 +36,15 @@ from hierarchy.metrics.shift import risk_coverage_area
 from hierarchy.predictions import HEADER_ROUTE, prob_column
 from hierarchy.provenance import json_sha256
 from hierarchy.routing.depth_features import depth_inputs, record_depths
-from hierarchy.routing.ood import DEPTH_KINDS, MultiDepthOODScorer, energy_score
+from hierarchy.routing.knn_ood import KNNOODScorer
+from hierarchy.routing.ood import DEPTH_KINDS, FeatureOODScorer, MultiDepthOODScorer, energy_score
 
 log = logging.getLogger(__name__)
 
 TIERS = ("in_distribution", "shifted_valid", "near_ood", "far_ood")
 ROUTES = ("flat", "hierarchical", "ensemble")
 CORRUPTIONS = ("noise", "invert", "wrap", "shuffle", "blur")
+MAX_VALID_SHIFT_REFERRED = 0.10
 
 
 @dataclass
@@ -169,30 +175,62 @@ def run_pass(router, suite_set: SuiteSet, cache: Path | None = None, *, routes: 
 # -- scorers --------------------------------------------------------------------------------------------------
 class Scorers:
     """Every OOD score of the suite, fitted on training rows only: ``mahalanobis`` (the Router's own),
-    ``energy`` (of the flat model's logits), ``depth_means`` and ``depth_stats`` (:class:`MultiDepthOODScorer`)."""
+    ``energy`` (of the flat model's logits), ``depth_means`` and ``depth_stats`` (:class:`MultiDepthOODScorer`);
+    with ``shift`` (a pass of one valid acquisition shift of each of the first training rows, in order) also
+    ``mahalanobis_shift`` (last-layer features, as the Router's own), ``depth_means_shift`` and ``knn_shift``
+    (:class:`KNNOODScorer`, last-layer features), fitted on the training rows and their shifts together, each image
+    and its shift in one fold of the out-of-fold reference scores."""
 
-    names = ("mahalanobis", "energy", "depth_means", "depth_stats")
+    base_names = ("mahalanobis", "energy", "depth_means", "depth_stats")
+    shift_names = ("mahalanobis_shift", "depth_means_shift", "knn_shift")
 
-    def __init__(self, router, train: Pass, labels: Sequence[str]) -> None:
+    def __init__(self, router, train: Pass, labels: Sequence[str], shift: Pass | None = None) -> None:
         self.router = router
-        self.multi = {kind: MultiDepthOODScorer().fit(depth_inputs(kind, train.stages, train.pooled), labels)
-                      for kind in DEPTH_KINDS}
+        self.fitted = {kind: MultiDepthOODScorer().fit(depth_inputs(kind, train.stages, train.pooled), labels)
+                       for kind in DEPTH_KINDS}
         # the energy threshold comes from the training rows' own energies (no fold is needed: no fit)
         self.energy_train = energy_score(train.logits) if train.logits is not None else None
+        self.names = self.base_names
+        if shift is None:
+            return
+        m = len(shift.pooled)
+        if not 0 < m <= len(train.pooled):
+            raise ValueError(f"the shift pass has {m} images for {len(train.pooled)} training rows")
+        labels2, groups = [*labels, *labels[:m]], np.r_[np.arange(len(labels)), np.arange(m)]
+        pooled = np.concatenate([train.pooled, shift.pooled])
+        stages = [np.concatenate(pair) for pair in zip(train.stages, shift.stages, strict=True)]
+        self.fitted.update(
+            mahalanobis_shift=FeatureOODScorer("l2", cv=5).fit(pooled, labels2, groups),
+            depth_means_shift=MultiDepthOODScorer().fit(depth_inputs("depth_means", stages, pooled), labels2, groups),
+            knn_shift=KNNOODScorer(k=10, cv=5).fit(pooled, labels2, groups))
+        self.names = (*self.base_names, *self.shift_names)
 
     def score(self, name: str, run: Pass) -> np.ndarray:
         if name == "mahalanobis":
             return run.route("hierarchical")["ood_score"].to_numpy(float)
         if name == "energy":
             return energy_score(run.logits)
-        return self.multi[name].score(depth_inputs(name, run.stages, run.pooled))
+        if name in ("mahalanobis_shift", "knn_shift"):
+            return self.fitted[name].score(run.pooled)
+        return self.fitted[name].score(depth_inputs(name.removesuffix("_shift"), run.stages, run.pooled))
 
     def threshold(self, name: str, q: float) -> float:
         if name == "mahalanobis":
             return self.router.ood_scorer_.threshold(q)
         if name == "energy":
             return float(np.quantile(self.energy_train, q))
-        return self.multi[name].threshold(q)
+        return self.fitted[name].threshold(q)
+
+
+def choose_scorer(corruption_auroc: dict[str, float], valid_shift_referred: dict[str, float],
+                  limit: float = MAX_VALID_SHIFT_REFERRED) -> str:
+    """The scorer with the highest mean corruption AUROC among those that refer at most ``limit`` of the valid
+    shifts (ties: the first named); when none does, the one that refers the fewest valid shifts."""
+    names = list(corruption_auroc)
+    allowed = [s for s in names if valid_shift_referred[s] <= limit]
+    if allowed:
+        return max(allowed, key=lambda s: corruption_auroc[s])
+    return min(names, key=lambda s: valid_shift_referred[s])
 
 
 def auroc(inside: np.ndarray, outside: np.ndarray) -> float:

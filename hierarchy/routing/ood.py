@@ -33,7 +33,7 @@ from safetensors.numpy import load_file, save_file
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator
 from sklearn.covariance import LedoitWolf
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from hierarchy.fileio import read_json, write_json
@@ -82,6 +82,24 @@ def energy_score(logits: np.ndarray, T: float = 1.0) -> np.ndarray:  # noqa: N80
         raise ValueError(f"temperature T must be positive, got {T}")
     logits = check_array(logits, dtype=float, input_name="logits")
     return -T * logsumexp(logits / T, axis=1)
+
+
+def out_of_fold_splits(cv: int, labels: np.ndarray, groups: Sequence | None = None) -> list:
+    """``cv`` (fit rows, held-out rows) index pairs over ``labels``: stratified by label where every class has
+    ``cv`` rows, and keeping each of ``groups`` in one fold when given."""
+    if len(labels) < cv:
+        raise ValueError(f"cv={cv} folds need at least {cv} training rows, got {len(labels)}")
+    if groups is not None and len(groups) != len(labels):
+        raise ValueError(f"groups has {len(groups)} entries for {len(labels)} rows")
+    if groups is not None and len(set(groups)) < cv:
+        raise ValueError(f"cv={cv} folds need at least {cv} groups, got {len(set(groups))}")
+    stratify = np.unique(labels, return_counts=True)[1].min() >= cv
+    if groups is None:
+        folds = StratifiedKFold(cv, shuffle=True, random_state=0) if stratify else KFold(cv, shuffle=True,
+                                                                                         random_state=0)
+        return list(folds.split(labels, labels))
+    folds = StratifiedGroupKFold(cv, shuffle=True, random_state=0) if stratify else GroupKFold(cv)
+    return list(folds.split(labels, labels, np.asarray(groups)))
 
 
 def _squared_mahalanobis(x: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
@@ -159,7 +177,8 @@ class FeatureOODScorer(BaseEstimator):
             return (x - self.center_) / self.scale_
         return x
 
-    def fit(self, train_features: np.ndarray, train_labels: Sequence | None = None) -> FeatureOODScorer:
+    def fit(self, train_features: np.ndarray, train_labels: Sequence | None = None,
+            groups: Sequence | None = None) -> FeatureOODScorer:
         """Fit on the features of the training rows (and their labels), nothing else.
 
         Parameters
@@ -168,6 +187,9 @@ class FeatureOODScorer(BaseEstimator):
             Trunk features of the training images.
         train_labels : sequence of length n, optional
             Their classes; without labels one Gaussian is fitted to all rows.
+        groups : sequence of length n, optional
+            Rows that must share a fold for the out-of-fold scores (e.g. an image and its augmented
+            variants, so that a variant's reference score is not lowered by its own source image).
 
         Returns
         -------
@@ -185,17 +207,13 @@ class FeatureOODScorer(BaseEstimator):
         self.n_features_in_ = x.shape[1]
         self.n_train_ = len(x)
         self.means_, self.precision_ = _gaussians(x, labels, self.classes_)
-        self.train_scores_ = self._score(x) if self.cv is None else self._out_of_fold_scores(x, labels)
+        self.train_scores_ = self._score(x) if self.cv is None else self._out_of_fold_scores(x, labels, groups)
         return self
 
-    def _out_of_fold_scores(self, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        if len(x) < self.cv:
-            raise ValueError(f"cv={self.cv} folds need at least {self.cv} training rows, got {len(x)}")
-        counts = np.unique(labels, return_counts=True)[1]
-        folds = (StratifiedKFold(self.cv, shuffle=True, random_state=0) if counts.min() >= self.cv
-                 else KFold(self.cv, shuffle=True, random_state=0))
+    def _out_of_fold_scores(self, x: np.ndarray, labels: np.ndarray, groups: Sequence | None) -> np.ndarray:
+        folds = out_of_fold_splits(self.cv, labels, groups)
         scores = np.empty(len(x))
-        for fit_rows, held_out in folds.split(x, labels):
+        for fit_rows, held_out in folds:
             classes = sorted(set(labels[fit_rows]))
             means, precision = _gaussians(x[fit_rows], labels[fit_rows], classes)
             scores[held_out] = _squared_mahalanobis(x[held_out], means, precision).min(axis=1)
@@ -314,11 +332,14 @@ class MultiDepthOODScorer(BaseEstimator):
         self.normalize = normalize
         self.cv = cv
 
-    def fit(self, depth_features: Sequence[np.ndarray], train_labels: Sequence | None = None) -> MultiDepthOODScorer:
-        """Fit one scorer per depth on the training rows' features (a list of (n, d_k) arrays)."""
+    def fit(self, depth_features: Sequence[np.ndarray], train_labels: Sequence | None = None,
+            groups: Sequence | None = None) -> MultiDepthOODScorer:
+        """Fit one scorer per depth on the training rows' features (a list of (n, d_k) arrays); ``groups`` as
+        in :meth:`FeatureOODScorer.fit`."""
         if not len(depth_features):
             raise ValueError("depth_features is empty: pass one (n, d) feature array per depth")
-        self.scorers_ = [FeatureOODScorer(self.normalize, self.cv).fit(f, train_labels) for f in depth_features]
+        self.scorers_ = [FeatureOODScorer(self.normalize, self.cv).fit(f, train_labels, groups)
+                         for f in depth_features]
         logs = [np.log(np.maximum(s.train_scores_, 1e-12)) for s in self.scorers_]
         self.log_center_ = np.array([x.mean() for x in logs])
         self.log_scale_ = np.array([max(x.std(), 1e-12) for x in logs])
