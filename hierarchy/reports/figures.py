@@ -514,8 +514,7 @@ def attribution_figure(examples: Sequence[Mapping], routes: Sequence[str], *, me
 def both_confusions_figure(matrices: Mapping[str, Mapping]) -> Figure:
     """Confusion matrices of one route, one per dataset, each drawn twice: normalised by true class (rows sum
     to 1: recall on the diagonal) and by predicted class (columns sum to 1: precision on the diagonal), with
-    the counts in every cell; one dataset (two matrices) a row across 7.2 in, so that four-digit counts and
-    "100%" fit their cells at 7 pt.
+    the counts in every cell; four matrices a row across 7.2 in.
 
     ``matrices`` maps each dataset to a :func:`hierarchy.metrics.classification.confusion` result (an
     ``evaluate_predictions`` route's ``"confusion"``).
@@ -526,7 +525,7 @@ def both_confusions_figure(matrices: Mapping[str, Mapping]) -> Figure:
              for cell in ((f"{dataset}\nby true class", matrix),
                           (f"{dataset}\nby predicted class",
                            {**matrix, "normalized": matrix["normalized_by_predicted"]}))]
-    return _confusion_grid(cells, 2, "predicted", "true")
+    return _confusion_grid(cells, min(4, len(cells)), "predicted", "true")
 
 
 @styled
