@@ -5,7 +5,8 @@
         --out reports/benchmarks/ood_suite
 
 Writes ``report.md`` and ``summary.json`` under ``--out`` (image galleries under ``gallery/``, git-ignored);
-the Router's passes are cached under ``--out``/work (git-ignored), so a re-run resumes. See
+the Router's passes are cached under ``--out``/work/router-<checksum>-seed<seed> (git-ignored), so a re-run of the same
+Router and seed resumes and another Router never reuses them. See
 ``hierarchy.experiment.ood_suite`` for the tiers, scorers and the rule that chooses a scorer (valid acquisition
 shifts and synthetic corruptions of BRISC validation images only). With ``--folds work/folds.csv --fold K`` (the
 fold list of the experiment that trained a cross-validated Router, fold K's model) the validation rows are fold
@@ -180,14 +181,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--folds and --fold go together")
     configure_logging(fmt="%(asctime)s %(message)s")
     out = Path(args.out)
-    work = out / "work"
     router = Router.load(args.router)
+    identity = router_identity(args.router)
+    # passes depend on the Router and on the seed that draws the shifts and corruptions, not only on the ids
+    work = out / "work" / f"router-{str(identity['checksum'])[:12]}-seed{args.seed}"
     args.val_fraction = router.val_fraction
     rows = study_rows(args)
     folds = None if args.folds is None else {
         "file": args.folds, "sha256": sha256_file(args.folds), "repeat": args.repeat, "fold": args.fold,
         "fit_rows": len(rows[0]), "validation_rows": len(rows[1])}
-    identity = router_identity(args.router)
     if folds and identity["train_images"] not in (None, folds["fit_rows"]):
         log.warning("the Router trained on %s images, fold %d's other folds hold %d rows: another fold's model?",
                     identity["train_images"], args.fold, folds["fit_rows"])

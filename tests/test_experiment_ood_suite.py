@@ -234,6 +234,10 @@ def test_the_benchmark_runs_every_tier_with_a_tiny_router(synthetic_root, tmp_pa
     assert "Choice of scorer" in report and "risk-coverage" in report and "Healthy brains" in report
     assert report.index("Rule: among the scorers") < report.index("## Targets")  # declared before the results
     assert summary["router_identity"]["checksum"] and "checksum" in report
+    # passes are cached per Router and seed: another Router's (same image ids) never reuses them
+    cache = out / "work" / f"router-{summary['router_identity']['checksum'][:12]}-seed0"
+    cached = {p.parent for p in (out / "work").rglob("*.npz")}
+    assert cached == {cache}
     assert summary["folds"] is None and "val_fraction 0.25" in report
     # a re-run resumes from the cached passes and gives the same numbers
     assert module.main(argv) == 0

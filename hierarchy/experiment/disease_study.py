@@ -60,6 +60,12 @@ ARMS = {arm.name: arm for arm in (
     _arm("style_decorrelation", "class-independent style swaps (p 0.5)", {"train.style_swap_p": 0.5}),
     _arm("all_three", "mask supervision, counterfactuals and style swaps together",
          {"train.mask_weight": 1.0, "train.paste_p": 0.25, "train.removal_p": 0.25, "train.style_swap_p": 0.5}),
+    # Paste-in at p 0.5: half of the no-tumour images then carry a pasted tumour (and, with removal at 0.25,
+    # the class shares stay near BRISC's), so an image's source no longer tells whether it shows a tumour.
+    _arm("all_three_paste_half", "all_three with paste-in at p 0.5 (half the normal-source images carry a tumour)",
+         {"train.mask_weight": 1.0, "train.paste_p": 0.5, "train.removal_p": 0.25, "train.style_swap_p": 0.5}),
+    _arm("all_three_paste_half_mask3", "all_three_paste_half with the segmentation loss weighted 3",
+         {"train.mask_weight": 3.0, "train.paste_p": 0.5, "train.removal_p": 0.25, "train.style_swap_p": 0.5}),
     # a frozen trunk (quick profile) has no segmentation loss to add: the other two switches together
     _arm("counterfactual_style", "counterfactuals and style swaps together (no mask supervision)",
          {"train.paste_p": 0.25, "train.removal_p": 0.25, "train.style_swap_p": 0.5}),
