@@ -35,6 +35,7 @@ from hierarchy.experiment.ood_suite import (
     CONFIDENCES,
     CORRUPTIONS,
     MAX_VALID_SHIFT_REFERRED,
+    MIN_CORRUPTION_AUROC,
     Scorers,
     SuiteSet,
     auroc,
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     scores = {s: {k: scorers.score(s, r) for k, r in runs.items()} for s in names}
     thresholds = {s: scorers.threshold(s, args.q) for s in names}
 
-    # choice of scorer, on validation images only: at most MAX_VALID_SHIFT_REFERRED of their valid shifts
+    # choice of scorer, on validation images only (choose_scorer): corruption AUROC floor, valid shifts
     # referred, then the highest mean AUROC of clean validation images against their corruptions
     choice = {s: {k: auroc(scores[s]["val"], scores[s][f"val_{k}"]) for k in CORRUPTIONS} for s in names}
     choice_mean = {s: float(np.mean(list(v.values()))) for s, v in choice.items()}
@@ -366,7 +367,7 @@ def _md(frame: pd.DataFrame) -> str:
 def _report(summary, healthy, planes, header, series, aurc, chosen, chosen_conf, args) -> str:
     names = list(summary["choice_mean_auroc"])
     q = summary["q"]
-    limit = f"{MAX_VALID_SHIFT_REFERRED:.0%}"
+    limit, floor = f"{MAX_VALID_SHIFT_REFERRED:.0%}", f"{MIN_CORRUPTION_AUROC:.2f}"
     lines = [f"# Graded out-of-distribution suite (refer_atypical = {q})", "",
              f"Router: `{Path(summary['router']).name}` ({_identity(summary['router_identity'])}). "
              f"Command: `{summary['command']}`, from commit `{summary['git_commit']}`.", "",
@@ -384,11 +385,12 @@ def _report(summary, healthy, planes, header, series, aurc, chosen, chosen_conf,
              "mild blur; Rician noise), an image and its shift in one fold of the out-of-fold reference scores. "
              f"Referral threshold: the {q}-quantile of each score on its fitted rows (out of fold).", "",
              "## Choice of scorer (BRISC validation images only; rule fixed before any result)", "",
-             f"Rule: among the scorers that refer at most {limit} of the *valid-shift tier* (one fresh valid "
-             "acquisition shift of each validation image, drawn with another seed than the fitted shifts), the one "
-             "with the highest mean AUROC of clean validation images against their synthetic corruptions (noise, "
-             "inverted contrast, wrapped intensities, shuffled tiles, heavy blur); if none refers at most "
-             f"{limit}, the one that refers the fewest valid shifts. The suite below is not used for it.", ""]
+             f"Rule: among the scorers whose mean AUROC of clean validation images against their synthetic "
+             "corruptions (noise, inverted contrast, wrapped intensities, shuffled tiles, heavy blur) reaches "
+             f"{floor} and that refer at most {limit} of the *valid-shift tier* (one fresh valid acquisition shift "
+             "of each validation image, drawn with another seed than the fitted shifts), the one with the highest "
+             f"mean AUROC; if none does both, the one reaching {floor} that refers the fewest valid shifts; if "
+             f"none reaches {floor}, the same over every scorer. The suite below is not used for it.", ""]
     choice = pd.DataFrame([{"scorer": s, **summary["choice_auroc"][s], "mean": summary["choice_mean_auroc"][s],
                             "valid shift referred": summary["valid_shift_referred"][s]} for s in names])
     lines += [_md(choice), "", f"Chosen: **{chosen}**.", "",

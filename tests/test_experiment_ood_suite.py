@@ -154,6 +154,11 @@ def test_the_scorer_choice_rule():
     assert choose_scorer(corruption, {"a": 0.5, "b": 0.08, "c": 0.02}) == "b"  # best AUROC among those allowed
     assert choose_scorer(corruption, {"a": 0.05, "b": 0.08, "c": 0.02}) == "a"
     assert choose_scorer(corruption, {"a": 0.5, "b": 0.3, "c": 0.4}) == "b"  # none allowed: fewest referred
+    # a scorer below the corruption-AUROC floor is passed over however few valid shifts it refers
+    weak = {"energy": 0.80, "maha": 0.96, "depth": 0.99}
+    assert choose_scorer(weak, {"energy": 0.06, "maha": 0.12, "depth": 0.13}) == "maha"
+    assert choose_scorer(weak, {"energy": 0.06, "maha": 0.12, "depth": 0.08}) == "depth"
+    assert choose_scorer({"a": 0.6, "b": 0.7}, {"a": 0.05, "b": 0.2}) == "a"  # none reaches it: every scorer
 
 
 def test_synthetic_pictures_are_blank_noise_and_text():
