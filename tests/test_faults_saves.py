@@ -437,6 +437,7 @@ def _report_steps(report_case) -> int:
     return steps
 
 
+@pytest.mark.slow
 def test_a_report_killed_while_written_or_moved_in_loses_nothing(report_case, capsys):
     """Two seeded points: one while the files are written (the old report stays), one while they move in
     (the next run finishes the move)."""

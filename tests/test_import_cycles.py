@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "hierarchy"
 # function-level imports of hierarchy modules that remain, and why: none hides a cycle, each keeps an entry
@@ -48,6 +50,7 @@ def _fresh(script: str) -> str:
                           check=True).stdout.strip()
 
 
+@pytest.mark.slow
 def test_every_module_imports_first_in_a_fresh_interpreter():
     count, *failed = _fresh(_SCRIPT).split("\n")
     assert int(count) == sum(1 for _ in PACKAGE.rglob("*.py")) - 2  # all but hierarchy and __main__

@@ -189,6 +189,7 @@ def test_manifest_lists_every_file_with_its_sha256_and_every_link_resolves(repor
     assert "gallery/missed_gallery.png" in path.read_text()  # named, not linked: published copies lack it
 
 
+@pytest.mark.slow
 def test_stale_outputs_go_and_an_interrupted_run_changes_nothing(tmp_path, monkeypatch):
     out = tmp_path / "r"
     build_report(simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES,

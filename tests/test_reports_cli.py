@@ -1,10 +1,13 @@
 import json
 
+import pytest
+
 from hierarchy.cli import main
 from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.metrics import simulate_predictions
 
 
+@pytest.mark.slow
 def test_report_command_end_to_end(tmp_path, capsys):
     csv = tmp_path / "pred.csv"
     simulate_predictions(40, classes=TUMOR_CLASSES, planes=PLANES,

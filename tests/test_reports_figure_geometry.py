@@ -108,6 +108,7 @@ def _legend_overlaps(fig, renderer) -> list[str]:
     return problems
 
 
+@pytest.mark.slow
 def test_every_figure_prints_at_a_journal_width_with_readable_text_and_clear_legends(metrics, images):
     for name, fig in _figures(metrics, images):
         width, height = fig.get_size_inches()
