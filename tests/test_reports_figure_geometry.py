@@ -157,3 +157,26 @@ def test_training_curves_use_whole_epochs_and_keep_the_plane_loss_apart():
     assert ticks and all(float(t).is_integer() for t in ticks)
     assert [line.get_label() for line in loss.get_lines()] == ["validation (tumour)", "validation (plane)"]
     assert len(objective.get_lines()) == 1  # the training objective is not drawn against a validation loss
+
+
+def _confusion(counts: list[list[int]]) -> dict:
+    c = np.array(counts)
+    return {"counts": c.tolist(), "normalized": (c / c.sum(1, keepdims=True)).tolist(),
+            "normalized_by_predicted": (c / c.sum(0, keepdims=True)).tolist(), "labels": list(TUMOR_CLASSES)}
+
+
+def test_four_digit_counts_and_100_percent_fit_their_cells():
+    """The cpu report's figshare_br35h matrix (1007 gliomas; 100% no-tumour recall on BRISC) ran over its cells
+    when drawn four a row."""
+    large = _confusion([[1007, 44, 9, 62], [0, 23, 2, 1], [0, 1, 107, 1], [37, 17, 6, 373]])
+    exact = _confusion([[242, 4, 0, 8], [9, 294, 3, 0], [2, 3, 293, 2], [0, 0, 0, 140]])
+    route_metrics = {"routes": {r: {"confusion": large} for r in ROUTES4}}
+    for name, fig in (("both", figures.both_confusions_figure({"test": exact, "secondary": large})),
+                      ("routes", figures.confusion_figure(route_metrics)),
+                      ("datasets", figures.dataset_confusion_figure({"a": route_metrics, "b": route_metrics}))):
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        fig.draw(renderer)
+        for ax in (a for a in fig.axes if a.images):
+            cell = ax.images[0].get_window_extent(renderer).width / len(TUMOR_CLASSES)
+            widest = max(t.get_window_extent(renderer).width for t in ax.texts)
+            assert widest <= 0.9 * cell, (name, ax.get_title(), widest / cell)

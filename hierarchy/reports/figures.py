@@ -217,7 +217,8 @@ def pr_figure(metrics: dict, routes: Sequence[str] | None = None, *,
     return _curve_panels(metrics, routes, "pr", zoom)
 
 
-def _draw_confusion(ax, matrix: dict, title: str, xlabel: str, ylabel: str, *, show_y: bool = True) -> None:
+def _draw_confusion(ax, matrix: dict, title: str, xlabel: str, ylabel: str, *, show_y: bool = True,
+                    show_x: bool = True) -> None:
     counts = np.array(matrix["counts"])
     normalized = np.array(matrix["normalized"])
     labels = matrix["labels"]
@@ -226,22 +227,29 @@ def _draw_confusion(ax, matrix: dict, title: str, xlabel: str, ylabel: str, *, s
         for j in range(counts.shape[1]):
             ax.text(j, i, f"{counts[i, j]}\n{normalized[i, j]:.0%}", ha="center", va="center",
                     fontsize=7, linespacing=1.0, color="white" if normalized[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_xticks(range(len(labels)), labels if show_x else [""] * len(labels), rotation=45, ha="right",
+                  rotation_mode="anchor")
     ax.set_yticks(range(len(labels)), labels if show_y else [""] * len(labels))
-    ax.tick_params(left=show_y)
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel if show_y else "")
+    ax.tick_params(left=show_y, bottom=show_x)
+    ax.set(title=title, xlabel=xlabel if show_x else "", ylabel=ylabel if show_y else "")
     ax.spines[:].set_visible(False)
 
 
-def _confusion_grid(matrices: Sequence[tuple[str, dict | None]], ncols: int, xlabel: str, ylabel: str) -> Figure:
+def _confusion_grid(matrices: Sequence[tuple[str, dict | None]], ncols: int, xlabel: str, ylabel: str, *,
+                    aspect: float | None = None) -> Figure:
     """Confusion matrices as small multiples, ``ncols`` a row across 7.2 in (one column: 3.5 in, else a lone
-    matrix fills a page); y labels on the first column."""
-    fig, axes = grid(len(matrices), width=SINGLE_COLUMN if ncols == 1 else DOUBLE_COLUMN, ncols=ncols, aspect=1.15)
+    matrix fills a page), each panel ``aspect`` times as high as wide (default 1.3, a lone column 1.15: four
+    a row, lower panels leave four-digit counts no room in their cells); y labels on the first column, x labels
+    only where the matrix below has other classes or there is none (else they met the next row's titles)."""
+    fig, axes = grid(len(matrices), width=SINGLE_COLUMN if ncols == 1 else DOUBLE_COLUMN, ncols=ncols,
+                     aspect=aspect or (1.15 if ncols == 1 else 1.3))
     for k, (ax, (title, matrix)) in enumerate(zip(axes, matrices, strict=True)):
         if matrix is None:
             ax.axis("off")
             continue
-        _draw_confusion(ax, matrix, title, xlabel, ylabel, show_y=k % ncols == 0)
+        below = matrices[k + ncols][1] if k + ncols < len(matrices) else None
+        _draw_confusion(ax, matrix, title, xlabel, ylabel, show_y=k % ncols == 0,
+                        show_x=below is None or list(below["labels"]) != list(matrix["labels"]))
     return fig
 
 
@@ -525,7 +533,9 @@ def both_confusions_figure(matrices: Mapping[str, Mapping]) -> Figure:
              for cell in ((f"{dataset}\nby true class", matrix),
                           (f"{dataset}\nby predicted class",
                            {**matrix, "normalized": matrix["normalized_by_predicted"]}))]
-    return _confusion_grid(cells, min(4, len(cells)), "predicted", "true")
+    # taller panels than the other grids: the two-line titles and rotated labels leave the matrix too little
+    # height at 1.15, and four-digit counts ran over their cells
+    return _confusion_grid(cells, min(4, len(cells)), "predicted", "true", aspect=1.45)
 
 
 @styled
