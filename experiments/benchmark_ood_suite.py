@@ -28,7 +28,7 @@ from PIL import Image
 from hierarchy.data import index_dataset
 from hierarchy.data.image_io import load_image
 from hierarchy.data.scanner_index import scanner_rows
-from hierarchy.data.valid_shift import valid_shift
+from hierarchy.data.valid_shift import valid_shifts
 from hierarchy.experiment.ablation import study_frames
 from hierarchy.experiment.model_runs import saved_fold_run
 from hierarchy.experiment.ood_suite import (
@@ -92,10 +92,9 @@ def _limit(frame: pd.DataFrame, limit: int | None, seed: int = 0) -> pd.DataFram
 
 
 def _shifted(name: str, tier: str, frame: pd.DataFrame, seed: int, references: list) -> SuiteSet:
-    """One valid acquisition shift of each image of ``frame``, drawn from the generator seeded ``seed``."""
-    rng = np.random.default_rng(seed)
-    images = [valid_shift(load_image(p), rng, references) for p in frame["path"]]
-    return SuiteSet(name, tier, images, [f"shift{seed}/{i}" for i in frame["id"]])
+    """One valid acquisition shift of each image of ``frame`` (:func:`valid_shifts` seeded ``seed``)."""
+    return SuiteSet(name, tier, valid_shifts(frame["path"].tolist(), seed, references),
+                    [f"shift{seed}/{i}" for i in frame["id"]])
 
 
 def study_rows(args) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -171,7 +171,7 @@ def test_the_multi_depth_scorer_is_saved_and_loaded_with_the_router(router, spli
     assert before.shape == (len(test),) and np.isfinite(before).all()
     fitted.save(tmp_path / "router")
     manifest = json.loads((tmp_path / "router" / "router.json").read_text())
-    assert manifest["depth_ood"] == {"directory": "depth_ood", "kind": "depth_stats"}
+    assert manifest["depth_ood"] == {"directory": "depth_ood", "kind": "depth_stats", "shifts": False}
     files = sorted(p.relative_to(tmp_path / "router" / "depth_ood").as_posix()
                    for p in (tmp_path / "router" / "depth_ood").rglob("*") if p.is_file())
     n_depths = len(fitted.depth_ood_scorer_.scorers_)
@@ -181,6 +181,20 @@ def test_the_multi_depth_scorer_is_saved_and_loaded_with_the_router(router, spli
     assert loaded.depth_ood_kind_ == "depth_stats"
     np.testing.assert_allclose(loaded.depth_ood_scores(test), before, rtol=1e-6, atol=1e-6)
     assert loaded.depth_ood_scorer_.threshold(0.95) == fitted.depth_ood_scorer_.threshold(0.95)
+
+
+def test_the_multi_depth_scorer_can_hold_valid_shifts_of_the_training_rows(router, split_frames, tmp_path):
+    train, _, test = split_frames
+    fitted = copy.copy(router)
+    fitted.fit_depth_ood(train, shifts=True, seed=3)
+    assert fitted.depth_ood_shifts_ and fitted.depth_ood_scorer_.train_scores_.shape == (2 * len(train),)
+    again = copy.copy(router).fit_depth_ood(train, shifts=True, seed=3)  # the shifts are drawn from the seed
+    assert again.depth_ood_scorer_.threshold(0.95) == fitted.depth_ood_scorer_.threshold(0.95)
+    fitted.save(tmp_path / "router")
+    assert json.loads((tmp_path / "router" / "router.json").read_text())["depth_ood"]["shifts"] is True
+    loaded = Router.load(tmp_path / "router")
+    assert loaded.depth_ood_shifts_
+    np.testing.assert_allclose(loaded.depth_ood_scores(test), fitted.depth_ood_scores(test), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "remove"])

@@ -84,3 +84,11 @@ def valid_shift(image: Image.Image, rng: np.random.Generator,
     if apply["rician_noise"]:
         out = rician_noise(out, float(rng.uniform(0.005, 0.04)), rng)
     return Image.fromarray(np.round(out.clip(0.0, 1.0) * 255).astype(np.uint8))
+
+
+def valid_shifts(paths: Sequence[str], seed: int, references: Sequence[Image.Image | str] = ()) -> list[Image.Image]:
+    """One :func:`valid_shift` of each image in ``paths``, in order, all from one generator seeded ``seed``;
+    ``references`` (images or paths) as :func:`valid_shift`'s."""
+    rng = np.random.default_rng(seed)
+    references = [load_image(r) for r in references]
+    return [valid_shift(load_image(p), rng, references) for p in paths]

@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from hierarchy.data import PreprocessConfig
 from hierarchy.data.tta import tta_views
+from hierarchy.data.valid_shift import valid_shifts
 from hierarchy.labels import PLANES, TUMOR_CLASSES
 from hierarchy.predictions import (
     HEADER_ROUTE,
@@ -139,7 +140,8 @@ feature_views, seed, ood
         parent-group classifier's.
     depth_ood_scorer_ : MultiDepthOODScorer or None
         Mahalanobis over several depths of the shared trunk, set by ``fit_depth_ood`` (None until then) and
-        saved with the Router; ``depth_ood_kind_`` says which features it reads (``DEPTH_KINDS``).
+        saved with the Router; ``depth_ood_kind_`` says which features it reads (``DEPTH_KINDS``) and
+        ``depth_ood_shifts_`` whether its typical set holds valid acquisition shifts of the training rows.
 
     Routes (``hierarchy.predictions.ROUTES``): ``flat``, ``hierarchical`` (the most probable group's expert),
     ``soft`` (experts mixed by group probability), ``ensemble`` (``w * flat + (1 - w) * soft``) and
@@ -327,6 +329,7 @@ feature_views, seed, ood
         self.ood_trunk_: str | None = None
         self.depth_ood_scorer_: MultiDepthOODScorer | None = None
         self.depth_ood_kind_: str | None = None
+        self.depth_ood_shifts_ = False
 
     def _fit_ood(self, train: pd.DataFrame, extracted: dict[str, np.ndarray]) -> None:
         """Fit ``ood_scorer_`` on the training rows' features of the trunk ``choose_ood_trunk`` picks."""
@@ -338,19 +341,33 @@ feature_views, seed, ood
         logger.info("OOD scorer fitted on the %s trunk's features of %d training images", self.ood_trunk_,
                     len(train))
 
-    def fit_depth_ood(self, frame: pd.DataFrame | str | Path, kind: str = "depth_means", *,
-                      batch_size: int = 32) -> Router:
+    def fit_depth_ood(self, frame: pd.DataFrame | str | Path, kind: str = "depth_means", *, shifts: bool = False,
+                      seed: int = 0, batch_size: int = 32) -> Router:
         """Fit ``depth_ood_scorer_`` (a ``MultiDepthOODScorer``, reference scores out of fold) on the ``kind``
         features (``DEPTH_KINDS``) of the shared trunk for ``frame``, which must be training rows (test-split
         rows are refused; labels from its ``label`` column). Needs one trunk shared by every component (mode
-        ``joint``, or ``frozen`` on one backbone). Returns self."""
+        ``joint``, or ``frozen`` on one backbone). Returns self.
+
+        ``shifts``: the typical set also holds one valid acquisition shift of each row
+        (:func:`hierarchy.data.valid_shift.valid_shifts`, drawn with ``seed``; an image and its shift share a
+        fold of the reference scores), so that a healthy brain from another scanner is not referred for its
+        acquisition alone. ``depth_means`` with shifts is the scorer the OOD suite's declared rule chose on two
+        folds' validation rows (``reports/benchmarks/ood_suite_fold1``)."""
         check_is_fitted(self)
         if kind not in DEPTH_KINDS:
             raise ValueError(f"unknown multi-depth kind {kind!r}; choose from {DEPTH_KINDS}")
         train = training_frame(frame, "frame")
         features = predict_depth_inputs(self, train, kind, batch_size=batch_size)
-        self.depth_ood_scorer_ = MultiDepthOODScorer().fit(features, train["label"].astype(str).to_numpy())
-        self.depth_ood_kind_ = kind
+        labels = train["label"].astype(str).to_numpy()
+        groups = None
+        if shifts:
+            references = train["path"].sample(min(16, len(train)), random_state=seed).tolist()  # histograms
+            shifted = predict_depth_inputs(self, valid_shifts(train["path"].tolist(), seed, references), kind,
+                                           batch_size=batch_size)
+            features = [np.concatenate(pair) for pair in zip(features, shifted, strict=True)]
+            labels, groups = np.r_[labels, labels], np.r_[np.arange(len(train)), np.arange(len(train))]
+        self.depth_ood_scorer_ = MultiDepthOODScorer().fit(features, labels, groups)
+        self.depth_ood_kind_, self.depth_ood_shifts_ = kind, shifts
         return self
 
     def depth_ood_scores(self, inputs: Any, *, batch_size: int = 32) -> np.ndarray:
@@ -617,7 +634,8 @@ feature_views, seed, ood
             if self.depth_ood_scorer_ is not None:
                 self.depth_ood_scorer_.save(staging / DEPTH_OOD_DIR)
             depth_ood = (None if self.depth_ood_scorer_ is None
-                         else {"directory": DEPTH_OOD_DIR, "kind": self.depth_ood_kind_})
+                         else {"directory": DEPTH_OOD_DIR, "kind": self.depth_ood_kind_,
+                               "shifts": self.depth_ood_shifts_})
             return {"format_version": FORMAT_VERSION, "config": self.settings(), "classes": list(self.classes_),
                     "planes": list(self.planes_), "ensemble_weight": self.ensemble_weight_,
                     "temperatures": self.temperatures_, "components": layout, "record": self.record_,
@@ -693,4 +711,5 @@ feature_views, seed, ood
                                                  MultiDepthOODScorer.load,
                                                  f"multi-depth OOD scorer of the Router in {directory}")
             router.depth_ood_kind_ = manifest["depth_ood"]["kind"]
+            router.depth_ood_shifts_ = bool(manifest["depth_ood"].get("shifts", False))  # absent before shifts
         return router
