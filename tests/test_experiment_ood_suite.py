@@ -210,20 +210,28 @@ def _fake_scanner(root: Path) -> Path:
     return root
 
 
-@pytest.mark.slow
-def test_the_benchmark_runs_every_tier_with_a_tiny_router(synthetic_root, tmp_path):
+@pytest.fixture(scope="module")
+def benchmark(synthetic_root, tmp_path_factory):
+    """The benchmark script as a module, a tiny saved joint Router and the arguments of a small run."""
+    tmp = tmp_path_factory.mktemp("ood_benchmark")
     frame = index_dataset(synthetic_root)
     train, val = train_val_split(frame[frame["split"] != "test"], val_fraction=0.25, seed=0)
     Router(mode="joint", **TINY, train=TrainConfig(epochs=1, batch_size=16), val_fraction=0.25).fit(train, val).save(
-        tmp_path / "router")
+        tmp / "router")
     spec = importlib.util.spec_from_file_location(
         "benchmark_ood_suite", Path(__file__).resolve().parents[1] / "experiments" / "benchmark_ood_suite.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    out = tmp_path / "suite"
-    argv = ["--router", str(tmp_path / "router"), "--data", str(synthetic_root), "--scanner",
-            str(_fake_scanner(tmp_path / "scanner")), "--out", str(out), "--limit", "12", "--train-sample", "40",
-            "--shift-sample", "30", "--corrupt-sample", "6"]
+    argv = ["--router", str(tmp / "router"), "--data", str(synthetic_root), "--scanner",
+            str(_fake_scanner(tmp / "scanner")), "--limit", "8", "--train-sample", "24", "--shift-sample", "16",
+            "--corrupt-sample", "4"]
+    return module, argv, tmp
+
+
+def test_the_benchmark_runs_every_tier_with_a_tiny_router(benchmark):
+    module, argv, tmp = benchmark
+    out = tmp / "suite"
+    argv = [*argv, "--out", str(out)]
     assert module.main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["tiers"]) == {"shifted_valid", "near_ood", "far_ood"}
@@ -239,17 +247,27 @@ def test_the_benchmark_runs_every_tier_with_a_tiny_router(synthetic_root, tmp_pa
     assert "Choice of scorer" in report and "risk-coverage" in report and "Healthy brains" in report
     assert report.index("Rule: among the scorers") < report.index("## Targets")  # declared before the results
     assert summary["router_identity"]["checksum"] and "checksum" in report
+    assert summary["folds"] is None and "val_fraction 0.25" in report
     # passes are cached per Router and seed: another Router's (same image ids) never reuses them
     cache = out / "work" / f"router-{summary['router_identity']['checksum'][:12]}-seed0"
     cached = {p.parent for p in (out / "work").rglob("*.npz")}
     assert cached == {cache}
-    assert summary["folds"] is None and "val_fraction 0.25" in report
+
+
+@pytest.mark.slow
+def test_the_benchmark_resumes_and_takes_a_saved_fold_list(benchmark, synthetic_root):
+    module, argv, tmp = benchmark
+    out = tmp / "suite_resume"
+    argv = [*argv, "--out", str(out)]
+    assert module.main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
     # a re-run resumes from the cached passes and gives the same numbers
     assert module.main(argv) == 0
     assert json.loads((out / "summary.json").read_text())["tiers"] == summary["tiers"]
     # with the fold list of the experiment: validation rows = one fold, fit rows = the others
+    frame = index_dataset(synthetic_root)
     train_all = frame[frame["split"] == "train"]
-    folds = _fold_list(train_all["id"], tmp_path / "folds.csv")
+    folds = _fold_list(train_all["id"], tmp / "folds.csv")
     assert module.main([*argv, "--folds", str(folds), "--fold", "2"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     held = len(train_all) // 3  # ids 2, 5, 8, ...: fold 2 of repeat 0
