@@ -464,6 +464,7 @@ def test_reports_killed_at_random_points_lose_nothing(report_case, capsys):
               f"{len(outcomes)} tries, 0 failures, outcomes {sorted(set(outcomes.values()))}")
 
 
+@pytest.mark.slow
 def test_a_report_on_a_full_disk_names_the_file_and_keeps_the_old_report(report_case, monkeypatch, capsys):
     """A figure's, then the manifest's write fail with ENOSPC in fileio's low-level write (its fsync): one
     line naming the report's file, exit 2, the old report and the user's files as they were, and the next

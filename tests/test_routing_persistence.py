@@ -135,6 +135,7 @@ def _interrupt_at(monkeypatch, *steps: int) -> list[str]:
     return calls
 
 
+@pytest.mark.slow
 def test_an_interrupted_save_leaves_the_old_router_or_the_new_one(saved, new_router, old_router, frames,
                                                                   tmp_path, monkeypatch):
     old, new = _soft(old_router, frames), _soft(new_router, frames)
