@@ -13,7 +13,7 @@ test images without a training duplicate, the shortcut tests on validation and t
 the test masks, any external sets, and healthy scanner volumes resliced in every plane (share called no tumour). One arm is *chosen* by the rule declared in
 ``hierarchy.experiment.disease_study`` (validation accuracy and validation shortcut tests only); nothing is
 chosen on test or external data. Re-running with the same ``--out`` skips finished arms (adding evaluations
-they lack) and resumes an interrupted one. Each arm fine-tunes a network: about 20 minutes on 2 CPU cores.
+they lack) and resumes an interrupted one. Each arm fine-tunes a network: about 40 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations

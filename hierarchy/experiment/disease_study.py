@@ -44,7 +44,7 @@ SHORTCUT_IMAGES = 100  # per test and split
 ATTRIBUTION_IMAGES = 100
 
 # The study's switches, all off: every arm states all four, so the arms stay the same Routers when the profile
-# adopts the chosen recipe (the cpu profile now trains with all_three's settings).
+# adopts the chosen recipe (the cpu profile now trains with all_three_paste_half_mask3's settings).
 SWITCHES_OFF = {"train.mask_weight": 0.0, "train.paste_p": 0.0, "train.removal_p": 0.0, "train.style_swap_p": 0.0}
 
 
