@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -13,7 +14,7 @@ from hierarchy.data import PreprocessConfig, index_dataset, train_val_split
 from hierarchy.models import create
 from hierarchy.routing import ImageClassifier, Router
 from hierarchy.training import JointModel, TrainConfig
-from hierarchy.training.trainer import mask_loss
+from hierarchy.training.trainer import mask_loss, outside_evidence_loss
 
 
 def test_mask_loss_is_the_bce_against_area_averaged_masks_and_skips_unknown_masks() -> None:
@@ -42,6 +43,35 @@ def test_joint_model_with_segmentation_returns_a_mask_logit_map() -> None:
     assert len(JointModel(backbone, 3)(torch.zeros(2, 1, 32, 32))) == 2
 
 
+def test_outside_evidence_is_the_true_class_share_outside_the_mask_over_tumour_images() -> None:
+    evidence = torch.zeros(4, 3, 2, 2)
+    labels = torch.tensor([0, 1, 2, 2])
+    masks = torch.zeros(4, 8, 8)
+    masks[0, :4, :4] = 1.0  # tumour in the top-left cell
+    evidence[0, 0, 0, 0] = 2.0  # all of class 0's positive evidence inside
+    evidence[0, 1, 1, 1] = 9.0  # another class's evidence does not count
+    masks[1, :4, :4] = 1.0
+    evidence[1, 1, 0, 0] = 1.0
+    evidence[1, 1, 1, 1] = 3.0  # three quarters of class 1's evidence outside
+    evidence[1, 1, 0, 1] = -5.0  # negative evidence does not count
+    evidence[2, 2] = 7.0  # a no-tumour image (empty mask): left out
+    masks[3] = -1.0  # unknown mask: left out
+    evidence[3, 2] = 7.0
+    assert outside_evidence_loss(evidence, labels, masks).item() == pytest.approx((0.0 + 0.75) / 2)
+    none = outside_evidence_loss(evidence[2:], labels[2:], masks[2:])
+    assert none.item() == 0.0
+
+
+def test_joint_model_evidence_maps_average_to_the_logits_of_a_pooled_linear_head() -> None:
+    backbone = create("tf_efficientnet_lite0", 4, weights=None)
+    model = JointModel(backbone, 3, segmentation=True, evidence=True).eval()
+    assert model.output_names == ("logits", "aux_logits", "seg_logits", "evidence")
+    with torch.no_grad():
+        logits, aux, seg, evidence = model(torch.randn(2, 1, 64, 64))
+    assert evidence.shape == (2, 4, *seg.shape[-2:])
+    torch.testing.assert_close(evidence.mean((2, 3)), logits, rtol=1e-4, atol=1e-4)
+
+
 def test_train_config_checks_the_new_switches() -> None:
     with pytest.raises(ValueError, match="mask_weight"):
         TrainConfig(mask_weight=-1.0)
@@ -49,6 +79,11 @@ def test_train_config_checks_the_new_switches() -> None:
         TrainConfig(mask_weight=1.0, mixup_alpha=0.2)
     with pytest.raises(ValueError, match="paste_p"):
         TrainConfig(paste_p=2.0)
+    with pytest.raises(ValueError, match="evidence_weight"):
+        TrainConfig(evidence_weight=-0.1)
+    with pytest.raises(ValueError, match="mixup"):
+        TrainConfig(evidence_weight=1.0, cutmix_alpha=1.0)
+    assert TrainConfig(evidence_weight=0.5).needs_masks and not TrainConfig().needs_masks
     assert TrainConfig(style_swap_p=0.5).counterfactual and not TrainConfig().counterfactual
 
 
@@ -68,10 +103,11 @@ def _router(**train: float) -> Router:
 def test_joint_router_trains_with_mask_supervision_and_counterfactuals(split, tmp_path: Path) -> None:
     train, val = split
     assert train["mask_path"].notna().any()
-    router = _router(mask_weight=1.0, paste_p=0.5, removal_p=0.5, style_swap_p=0.5)
+    router = _router(mask_weight=1.0, evidence_weight=1.0, paste_p=0.5, removal_p=0.5, style_swap_p=0.5)
     router.fit(train, val, out_dir=tmp_path / "run")
     checkpoint = torch.load(next((tmp_path / "run").rglob("checkpoint_last.pt")), weights_only=True)
     assert any(key.startswith("seg_head.") for key in checkpoint["model"])
+    assert np.isfinite(pd.read_csv(next((tmp_path / "run").rglob("log.csv")))["train_loss"]).all()
     table = router.predict_routes(val.head(4), ("flat", "hierarchical"))
     assert len(table) == 8
 
@@ -80,6 +116,8 @@ def test_mask_weight_is_refused_without_masks_or_outside_joint_mode(split) -> No
     train, val = split
     with pytest.raises(ValueError, match="mask_path"):
         _router(mask_weight=1.0).fit(train.assign(mask_path=None), val)
+    with pytest.raises(ValueError, match="mask_path"):
+        _router(evidence_weight=1.0).fit(train.assign(mask_path=None), val)
     finetune = Router(plane="simple_cnn", experts="simple_cnn", flat="simple_cnn", weights=None, mode="finetune",
                       preprocess=PreprocessConfig(image_size=32),
                       train=TrainConfig(epochs=1, batch_size=16, warmup_epochs=0, mask_weight=1.0))

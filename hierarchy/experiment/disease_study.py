@@ -45,7 +45,8 @@ ATTRIBUTION_IMAGES = 100
 
 # The study's switches, all off: every arm states all four, so the arms stay the same Routers when the profile
 # adopts the chosen recipe (the cpu profile now trains with all_three_paste_half_mask3's settings).
-SWITCHES_OFF = {"train.mask_weight": 0.0, "train.paste_p": 0.0, "train.removal_p": 0.0, "train.style_swap_p": 0.0}
+SWITCHES_OFF = {"train.mask_weight": 0.0, "train.evidence_weight": 0.0, "train.paste_p": 0.0, "train.removal_p": 0.0,
+                "train.style_swap_p": 0.0}
 
 
 def _arm(name: str, description: str, switches: Mapping[str, float]) -> Arm:
@@ -66,6 +67,11 @@ ARMS = {arm.name: arm for arm in (
          {"train.mask_weight": 1.0, "train.paste_p": 0.5, "train.removal_p": 0.25, "train.style_swap_p": 0.5}),
     _arm("all_three_paste_half_mask3", "all_three_paste_half with the segmentation loss weighted 3",
          {"train.mask_weight": 3.0, "train.paste_p": 0.5, "train.removal_p": 0.25, "train.style_swap_p": 0.5}),
+    # The class evidence itself must lie on the tumour (declared before it ran): the chosen arm plus a loss on
+    # the share of the true class's per-position evidence outside the tumour mask.
+    _arm("all_three_paste_half_mask3_evidence", "all_three_paste_half_mask3 with the outside-evidence loss "
+         "(evidence_weight 1)", {"train.mask_weight": 3.0, "train.evidence_weight": 1.0, "train.paste_p": 0.5,
+                                 "train.removal_p": 0.25, "train.style_swap_p": 0.5}),
     # a frozen trunk (quick profile) has no segmentation loss to add: the other two switches together
     _arm("counterfactual_style", "counterfactuals and style swaps together (no mask supervision)",
          {"train.paste_p": 0.25, "train.removal_p": 0.25, "train.style_swap_p": 0.5}),

@@ -32,7 +32,10 @@ class TrainConfig(Settings):
     Switches that make a model look at the tumour (all off by default; they need tumour masks, a
     ``mask_path`` column, for the tumour rows): ``mask_weight`` weighs a segmentation loss (joint mode): a
     1x1-convolution decoder on the trunk's last feature map is trained to predict the tumour mask (empty
-    for no-tumour images), so the features the classifier pools must localise the tumour. ``paste_p``,
+    for no-tumour images), so the features the classifier pools must localise the tumour.
+    ``evidence_weight`` weighs :func:`hierarchy.training.trainer.outside_evidence_loss` (joint mode): the share
+    of the true class's positive evidence (the classifier applied at each position of the last feature map)
+    that lies outside a tumour image's mask, so that the class must come from the tumour. ``paste_p``,
     ``removal_p``, ``style_swap_p``: the probabilities of the counterfactual augmentations of
     :mod:`hierarchy.data.counterfactual_augment` (tumours pasted into normal brains, tumours removed, and
     class-independent style swaps).
@@ -58,6 +61,7 @@ class TrainConfig(Settings):
     cutmix_alpha: float = 0.0
     progressive_sizes: tuple[int, ...] = ()
     mask_weight: float = 0.0
+    evidence_weight: float = 0.0
     paste_p: float = 0.0
     removal_p: float = 0.0
     style_swap_p: float = 0.0
@@ -100,10 +104,12 @@ class TrainConfig(Settings):
         if len(self.progressive_sizes) > self.epochs or any(int(s) < 8 for s in self.progressive_sizes):
             raise ValueError(f"progressive_sizes must give at most epochs={self.epochs} sizes of >= 8 pixels, "
                              f"got {list(self.progressive_sizes)}")
-        if self.mask_weight < 0:
-            raise ValueError(f"mask_weight must be >= 0, got {self.mask_weight}")
-        if self.mask_weight > 0 and self.mixing:
-            raise ValueError("mask_weight cannot be combined with mixup/cutmix (a mixed image has no one mask)")
+        for name in ("mask_weight", "evidence_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.needs_masks and self.mixing:
+            raise ValueError("mask_weight and evidence_weight cannot be combined with mixup/cutmix (a mixed image "
+                             "has no one mask)")
         for name in ("paste_p", "removal_p", "style_swap_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
@@ -112,6 +118,11 @@ class TrainConfig(Settings):
     def counterfactual(self) -> bool:
         """Whether any counterfactual or style-swap augmentation is on."""
         return self.paste_p > 0 or self.removal_p > 0 or self.style_swap_p > 0
+
+    @property
+    def needs_masks(self) -> bool:
+        """Whether a loss reads the tumour masks (``mask_weight`` or ``evidence_weight``)."""
+        return self.mask_weight > 0 or self.evidence_weight > 0
 
     @property
     def mixing(self) -> bool:

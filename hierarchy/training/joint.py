@@ -24,11 +24,15 @@ class JointModel(nn.Module):
     ``logits`` are the backbone's own (its ``forward_head``, dropout included); ``aux_logits`` come from
     ``aux_head`` on the pre-logit features. ``seed`` makes the heads' initialisation reproducible.
     ``segmentation=True`` adds ``seg_head``, a 1x1 convolution from the last feature map to one tumour
-    logit per position, and ``forward`` returns ``(logits, aux_logits, seg_logits)`` with ``seg_logits``
-    of shape (n, 1, h, w): a training signal only (it is not part of a fitted Router).
+    logit per position, and ``forward`` returns ``seg_logits`` of shape (n, 1, h, w) after the two;
+    ``evidence=True`` adds ``evidence`` (n, classes, h, w): the backbone's own head applied at each position of
+    the last feature map, whose mean over positions is the logit when the head is pooling then a linear layer
+    (timm's EfficientNets). Both are training signals only (not part of a fitted Router); ``output_names``
+    names what ``forward`` returns, in order.
     """
 
-    def __init__(self, backbone: nn.Module, aux_classes: int, *, seed: int = 0, segmentation: bool = False) -> None:
+    def __init__(self, backbone: nn.Module, aux_classes: int, *, seed: int = 0, segmentation: bool = False,
+                 evidence: bool = False) -> None:
         super().__init__()
         if aux_classes < 2:
             raise ValueError(f"aux_classes must be >= 2, got {aux_classes}")
@@ -43,6 +47,9 @@ class JointModel(nn.Module):
             torch.manual_seed(seed)
             self.aux_head = nn.Linear(classifier.in_features, aux_classes)
             self.seg_head = nn.Conv2d(classifier.in_features, 1, kernel_size=1) if segmentation else None
+        self.evidence = evidence
+        self.output_names = ("logits", "aux_logits", *(("seg_logits",) if segmentation else ()),
+                             *(("evidence",) if evidence else ()))
 
     def no_weight_decay(self) -> set[str]:
         """The backbone's parameters exempt from weight decay (timm's optimiser factory reads this)."""
@@ -53,7 +60,13 @@ class JointModel(nn.Module):
         features = self.backbone.forward_features(x)
         outputs = (self.backbone.forward_head(features),
                    self.aux_head(self.backbone.forward_head(features, pre_logits=True)))
-        return outputs if self.seg_head is None else (*outputs, self.seg_head(features))
+        if self.seg_head is not None:
+            outputs = (*outputs, self.seg_head(features))
+        if self.evidence:
+            n, c, h, w = features.shape
+            per_position = self.backbone.forward_head(features.permute(0, 2, 3, 1).reshape(n * h * w, c, 1, 1))
+            outputs = (*outputs, per_position.reshape(n, h, w, -1).permute(0, 3, 1, 2))
+        return outputs
 
 
 class AuxTargetDataset(Dataset):

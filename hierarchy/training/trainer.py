@@ -91,11 +91,13 @@ def _batches(loader: DataLoader, steps: int, runtime: Runtime, desc: str, progre
         yield [runtime.batch(x), *(t.to(runtime.device, non_blocking=True) for t in targets)]
 
 
-def _outputs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-    """(logits, aux_logits or None, seg_logits or None) in fp32."""
+def _outputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``model``'s outputs in fp32 by name (``logits``; a :class:`JointModel`'s ``output_names`` besides; DDP and
+    EMA wrappers are looked through)."""
     out = model(x)
     out = out if isinstance(out, tuple) else (out,)
-    return tuple(o.float() for o in out) + (None,) * (3 - len(out))
+    names = getattr(getattr(model, "module", model), "output_names", ("logits",))
+    return {name: o.float() for name, o in zip(names, out, strict=True)}
 
 
 def mask_loss(seg_logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -108,10 +110,25 @@ def mask_loss(seg_logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(seg_logits[known], target)
 
 
+def outside_evidence_loss(evidence: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Share of the true class's positive evidence ((n, classes, h, w) per-position logits) that lies outside
+    the tumour mask (each (S, S) mask area-averaged to the grid), averaged over the items whose mask is known
+    and not empty: a tumour image's class must come from its tumour (right for the right reasons)."""
+    grid = F.adaptive_avg_pool2d(masks[:, None].float().clamp_min(0.0), evidence.shape[-2:])[:, 0]
+    tumour = (masks.flatten(1).amin(1) >= 0) & (grid.flatten(1).amax(1) > 0)
+    if not tumour.any():
+        return evidence.sum() * 0.0
+    true = evidence[tumour].gather(1, labels[tumour].view(-1, 1, 1, 1).expand(-1, 1, *evidence.shape[-2:]))[:, 0]
+    positive = F.relu(true).flatten(1)
+    outside = (positive * (1.0 - grid[tumour].flatten(1))).sum(1)
+    return (outside / positive.sum(1).clamp_min(1e-6)).mean()
+
+
 class _Objective:
     """The training loss: main cross-entropy (weighted, smoothed, or on mixup's soft targets) plus
     ``aux_weight`` times the auxiliary cross-entropy over items with a known auxiliary target, plus
-    ``mask_weight`` times :func:`mask_loss` when the model has a segmentation head (items carry masks).
+    ``mask_weight`` times :func:`mask_loss` when the model has a segmentation head (items carry masks), plus
+    ``evidence_weight`` times :func:`outside_evidence_loss` when it returns per-position evidence.
 
     With mixup/cutmix both targets are mixed: the image pair's label and auxiliary target, each with the same
     ``lam``; pairs where either auxiliary target is unknown are left out of the auxiliary loss.
@@ -136,10 +153,13 @@ class _Objective:
         aux_target = extra[0] if extra and self.aux_classes else None
         if self.mixup is None:
             with runtime.autocast():
-                logits, aux_logits, seg_logits = _outputs(model, x)
+                out = _outputs(model, x)
+            logits, aux_logits = out["logits"], out.get("aux_logits")
             loss = self.criterion(logits, y)
-            if seg_logits is not None:
-                loss = loss + self.config.mask_weight * mask_loss(seg_logits, extra[1])
+            if "seg_logits" in out:
+                loss = loss + self.config.mask_weight * mask_loss(out["seg_logits"], extra[1])
+            if "evidence" in out:
+                loss = loss + self.config.evidence_weight * outside_evidence_loss(out["evidence"], y, extra[1])
             if aux_target is not None:
                 known = (aux_target >= 0).sum().clamp_min(1)
                 aux_loss = F.cross_entropy(aux_logits, aux_target, ignore_index=-1, reduction="sum",
@@ -150,7 +170,8 @@ class _Objective:
         x, soft = self.mixup(x, joint)
         soft = soft.view(len(y), self.num_classes, self.aux_classes or 1)
         with runtime.autocast():
-            logits, aux_logits, _ = _outputs(model, x)
+            out = _outputs(model, x)
+        logits, aux_logits = out["logits"], out.get("aux_logits")
         loss = -(soft.sum(2) * F.log_softmax(logits, 1)).sum(1).mean()
         if aux_target is not None:
             pair_known = (aux_target >= 0) & (aux_target.flip(0) >= 0)
@@ -209,7 +230,8 @@ def _validate(model: nn.Module, loader: DataLoader, runtime: Runtime, dist_ctx: 
     parts: list[tuple[np.ndarray, ...]] = []
     for x, y, *aux in _batches(loader, len(loader), runtime, desc, progress):
         with runtime.autocast():
-            logits, aux_logits, _ = _outputs(model, x)
+            out = _outputs(model, x)
+        logits, aux_logits = out["logits"], out.get("aux_logits")
         part = (F.cross_entropy(logits, y, reduction="none").cpu().numpy(), logits.argmax(1).cpu().numpy(),
                 y.cpu().numpy())
         if aux_logits is not None:
@@ -466,13 +488,14 @@ def train_joint(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, 
 
     Items are ``(x, label_index, aux_index)`` (see :class:`~hierarchy.training.AuxTargetDataset`; -1: no
     auxiliary target, such items contribute the label loss only), with a fourth element, the tumour mask,
-    when ``config.mask_weight > 0``. The loss is ``label_loss + config.aux_weight * aux_loss`` (``+
-    config.mask_weight * mask_loss``); ``config.monitor`` watches the label; the log adds ``val_aux_loss`` and
+    when ``config.needs_masks``. The loss is ``label_loss + config.aux_weight * aux_loss`` (``+
+    config.mask_weight * mask_loss + config.evidence_weight * outside_evidence_loss``); ``config.monitor`` watches the label; the log adds ``val_aux_loss`` and
     ``val_aux_accuracy``. The auxiliary head, an ``nn.Linear`` on ``model``'s pre-logit features, is
     returned in the result (use it with :func:`~hierarchy.training.attach_head` on a copy of ``model``).
     Checkpoints hold the :class:`~hierarchy.training.JointModel` (keys ``backbone.*`` and ``aux_head.*``).
     ``kwargs`` go to :func:`train`.
     """
-    joint = JointModel(model, aux_classes, seed=config.seed, segmentation=config.mask_weight > 0)
+    joint = JointModel(model, aux_classes, seed=config.seed, segmentation=config.mask_weight > 0,
+                       evidence=config.evidence_weight > 0)
     result = train(joint, train_dataset, val_dataset, config, out_dir, **kwargs)
     return JointTrainResult(**vars(result), aux_head=joint.aux_head)
