@@ -44,7 +44,7 @@ SHORTCUT_IMAGES = 100  # per test and split
 ATTRIBUTION_IMAGES = 100
 
 # The study's switches, all off: every arm states all four, so the arms stay the same Routers when the profile
-# adopts the chosen recipe (the cpu profile now trains with all_three_paste_half_mask3's settings).
+# adopts the chosen recipe (the cpu profile now trains with all_three_paste_half_mask3_evidence's settings).
 SWITCHES_OFF = {"train.mask_weight": 0.0, "train.evidence_weight": 0.0, "train.paste_p": 0.0, "train.removal_p": 0.0,
                 "train.style_swap_p": 0.0}
 
@@ -67,7 +67,7 @@ ARMS = {arm.name: arm for arm in (
          {"train.mask_weight": 1.0, "train.paste_p": 0.5, "train.removal_p": 0.25, "train.style_swap_p": 0.5}),
     _arm("all_three_paste_half_mask3", "all_three_paste_half with the segmentation loss weighted 3",
          {"train.mask_weight": 3.0, "train.paste_p": 0.5, "train.removal_p": 0.25, "train.style_swap_p": 0.5}),
-    # The class evidence itself must lie on the tumour (declared before it ran): the chosen arm plus a loss on
+    # The class evidence itself must lie on the tumour (declared at 01e44f6 before it ran): the chosen arm plus a loss on
     # the share of the true class's per-position evidence outside the tumour mask.
     _arm("all_three_paste_half_mask3_evidence", "all_three_paste_half_mask3 with the outside-evidence loss "
          "(evidence_weight 1)", {"train.mask_weight": 3.0, "train.evidence_weight": 1.0, "train.paste_p": 0.5,
