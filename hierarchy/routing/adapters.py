@@ -124,7 +124,7 @@ class ModuleClassifier(Component):
         """Train the network end to end on the task's rows of ``train_frame``, selecting on ``val_frame``."""
         train_rows = self.training_rows(train_frame, "train_frame")
         val_rows = self.training_rows(val_frame, "val_frame")
-        self._refuse_mask_weight("a ModuleClassifier trains its own module")
+        self._refuse_mask_losses("a ModuleClassifier trains its own module")
         model = self.build_model()
         with work_dir(out_dir) as work:
             train(model, self.dataset(train_rows, train=True), self.dataset(val_rows), self.train_config_, work,

@@ -186,7 +186,7 @@ class Component(BaseEstimator):
                             classes=self.classes if labelled else None, train=train,
                             counterfactual=counterfactual, return_masks=masks)
 
-    def _refuse_mask_weight(self, why: str) -> None:
+    def _refuse_mask_losses(self, why: str) -> None:
         """Raise when ``train_config`` asks for a mask loss (``mask_weight``, ``evidence_weight``) for a
         component that cannot use it."""
         if self.train_config_.needs_masks and self.task_.target == "label":
@@ -337,7 +337,7 @@ class ImageClassifier(Component):
         if self.mode == "aux":
             return self._fit_aux(model, train_rows, val_rows)
         if self.mode == "finetune":
-            self._refuse_mask_weight("this component fine-tunes without a segmentation head")
+            self._refuse_mask_losses("this component fine-tunes without a segmentation head")
         with work_dir(out_dir) as work:
             if self.mode in ("finetune", "joint"):
                 key = {"component": self.task_.to_dict(), "backbone": self.backbone,

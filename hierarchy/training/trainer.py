@@ -100,22 +100,28 @@ def _outputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return {name: o.float() for name, o in zip(names, out, strict=True)}
 
 
+def _masks_on_grid(masks: torch.Tensor, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(known, grid): which (n, S, S) masks are known (-1: unknown) and every mask area-averaged to ``shape``
+    (unknown ones as empty)."""
+    known = masks.flatten(1).amin(1) >= 0
+    return known, F.adaptive_avg_pool2d(masks[:, None].float().clamp_min(0.0), shape)[:, 0]
+
+
 def mask_loss(seg_logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of (n, 1, h, w) tumour logits against (n, S, S) masks (values in [0, 1]; a mask
     of -1 is unknown and left out), each mask area-averaged down to the logits' grid (soft targets)."""
-    known = masks.flatten(1).amin(1) >= 0
+    known, grid = _masks_on_grid(masks, seg_logits.shape[-2:])
     if not known.any():
         return seg_logits.sum() * 0.0
-    target = F.adaptive_avg_pool2d(masks[known, None].float(), seg_logits.shape[-2:])
-    return F.binary_cross_entropy_with_logits(seg_logits[known], target)
+    return F.binary_cross_entropy_with_logits(seg_logits[known], grid[known, None])
 
 
 def outside_evidence_loss(evidence: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Share of the true class's positive evidence ((n, classes, h, w) per-position logits) that lies outside
     the tumour mask (each (S, S) mask area-averaged to the grid), averaged over the items whose mask is known
     and not empty: a tumour image's class must come from its tumour (right for the right reasons)."""
-    grid = F.adaptive_avg_pool2d(masks[:, None].float().clamp_min(0.0), evidence.shape[-2:])[:, 0]
-    tumour = (masks.flatten(1).amin(1) >= 0) & (grid.flatten(1).amax(1) > 0)
+    known, grid = _masks_on_grid(masks, evidence.shape[-2:])
+    tumour = known & (grid.flatten(1).amax(1) > 0)
     if not tumour.any():
         return evidence.sum() * 0.0
     true = evidence[tumour].gather(1, labels[tumour].view(-1, 1, 1, 1).expand(-1, 1, *evidence.shape[-2:]))[:, 0]
