@@ -148,11 +148,12 @@ def test_the_settings_are_counted():
     # (issue 22) added 6, set by --cv/--cv-repeats or --set and tested (primary_routes, primary_subset,
     # multiplicity, calibration_fraction, cv_folds, cv_repeats), and conformal_allow_empty (--set, tested in
     # test_experiment_generalisation, named in every conformal section); issue 21 added train.evidence_weight
-    # (the disease ablation's arm all_three_paste_half_mask3_evidence, tested in test_training_mask_supervision).
+    # (the disease ablation's arm all_three_paste_half_mask3_evidence, tested in test_training_mask_supervision),
+    # then train.neutral_weight (the arm all_three_paste_half_mask3_evidence_neutral, tested there too).
     # A new setting changes these numbers: give it a profile, an ablation arm or a documented extension point
     # with a test.
-    assert len(_leaf_settings(RouterConfig)) == 64
-    assert len(_leaf_settings(ExperimentConfig)) == 84
+    assert len(_leaf_settings(RouterConfig)) == 65
+    assert len(_leaf_settings(ExperimentConfig)) == 85
     removed = {"train.max_steps_per_epoch", "train.compile", "train.persistent_workers", "train.prefetch_factor",
                "train.sync_batchnorm", "preprocess.mean", "preprocess.std", "preprocess.clahe_clip_limit"}
     assert not removed & set(_leaf_settings(RouterConfig))

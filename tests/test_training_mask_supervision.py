@@ -14,7 +14,7 @@ from hierarchy.data import PreprocessConfig, index_dataset, train_val_split
 from hierarchy.models import create
 from hierarchy.routing import ImageClassifier, Router
 from hierarchy.training import JointModel, TrainConfig
-from hierarchy.training.trainer import mask_loss, outside_evidence_loss
+from hierarchy.training.trainer import mask_loss, outside_evidence_loss, outside_neutrality_loss
 
 
 def test_mask_loss_is_the_bce_against_area_averaged_masks_and_skips_unknown_masks() -> None:
@@ -62,6 +62,26 @@ def test_outside_evidence_is_the_true_class_share_outside_the_mask_over_tumour_i
     assert none.item() == 0.0
 
 
+def test_outside_neutrality_is_zero_for_even_evidence_outside_the_mask_and_ignores_the_inside() -> None:
+    evidence = torch.zeros(3, 4, 2, 2)
+    masks = torch.zeros(3, 8, 8)
+    masks[0, :4, :4] = 1.0  # tumour in the top-left cell
+    evidence[0, 2, 0, 0] = 30.0  # any evidence inside the mask is free
+    evidence[0, :, 1, 1] = 5.0  # the same evidence for every class outside: neutral
+    evidence[1, 3] = 8.0  # a no-tumour image (empty mask): left out
+    masks[2] = -1.0  # unknown mask: left out
+    evidence[2, 1] = 8.0
+    assert outside_neutrality_loss(evidence, masks).item() == pytest.approx(0.0, abs=1e-6)
+    # one outside cell of three favours class 1 by log(3) over the others' 0: softmax (3/6, 1/6, 1/6, 1/6)
+    evidence[0, 1, 0, 1] = math.log(3.0)
+    expected = (-(math.log(3 / 6) + 3 * math.log(1 / 6)) / 4 - math.log(4)) / 3
+    assert outside_neutrality_loss(evidence, masks).item() == pytest.approx(expected, rel=1e-5)
+    # a half-tumour cell counts half as an outside position
+    masks[0, :4, 4:6] = 1.0
+    assert outside_neutrality_loss(evidence, masks).item() == pytest.approx(0.5 * (3 * expected) / 2.5, rel=1e-5)
+    assert outside_neutrality_loss(evidence[1:], masks[1:]).item() == 0.0
+
+
 def test_joint_model_evidence_maps_average_to_the_logits_of_a_pooled_linear_head() -> None:
     backbone = create("tf_efficientnet_lite0", 4, weights=None)
     model = JointModel(backbone, 3, segmentation=True, evidence=True).eval()
@@ -84,6 +104,12 @@ def test_train_config_checks_the_new_switches() -> None:
     with pytest.raises(ValueError, match="mixup"):
         TrainConfig(evidence_weight=1.0, cutmix_alpha=1.0)
     assert TrainConfig(evidence_weight=0.5).needs_masks and not TrainConfig().needs_masks
+    with pytest.raises(ValueError, match="neutral_weight"):
+        TrainConfig(neutral_weight=-1.0)
+    with pytest.raises(ValueError, match="mixup"):
+        TrainConfig(neutral_weight=1.0, mixup_alpha=0.2)
+    assert TrainConfig(neutral_weight=0.5).needs_masks and TrainConfig(neutral_weight=0.5).needs_evidence
+    assert not TrainConfig(mask_weight=1.0).needs_evidence
     assert TrainConfig(style_swap_p=0.5).counterfactual and not TrainConfig().counterfactual
 
 
@@ -103,7 +129,8 @@ def _router(**train: float) -> Router:
 def test_joint_router_trains_with_mask_supervision_and_counterfactuals(split, tmp_path: Path) -> None:
     train, val = split
     assert train["mask_path"].notna().any()
-    router = _router(mask_weight=1.0, evidence_weight=1.0, paste_p=0.5, removal_p=0.5, style_swap_p=0.5)
+    router = _router(mask_weight=1.0, evidence_weight=1.0, neutral_weight=1.0, paste_p=0.5, removal_p=0.5,
+                     style_swap_p=0.5)
     router.fit(train, val, out_dir=tmp_path / "run")
     checkpoint = torch.load(next((tmp_path / "run").rglob("checkpoint_last.pt")), weights_only=True)
     assert any(key.startswith("seg_head.") for key in checkpoint["model"])
@@ -118,6 +145,8 @@ def test_mask_weight_is_refused_without_masks_or_outside_joint_mode(split) -> No
         _router(mask_weight=1.0).fit(train.assign(mask_path=None), val)
     with pytest.raises(ValueError, match="mask_path"):
         _router(evidence_weight=1.0).fit(train.assign(mask_path=None), val)
+    with pytest.raises(ValueError, match="mask_path"):
+        _router(neutral_weight=1.0).fit(train.assign(mask_path=None), val)
     finetune = Router(plane="simple_cnn", experts="simple_cnn", flat="simple_cnn", weights=None, mode="finetune",
                       preprocess=PreprocessConfig(image_size=32),
                       train=TrainConfig(epochs=1, batch_size=16, warmup_epochs=0, mask_weight=1.0))

@@ -45,8 +45,8 @@ ATTRIBUTION_IMAGES = 100
 
 # The study's switches, all off: every arm states all four, so the arms stay the same Routers when the profile
 # adopts the chosen recipe (the cpu profile now trains with all_three_paste_half_mask3_evidence's settings).
-SWITCHES_OFF = {"train.mask_weight": 0.0, "train.evidence_weight": 0.0, "train.paste_p": 0.0, "train.removal_p": 0.0,
-                "train.style_swap_p": 0.0}
+SWITCHES_OFF = {"train.mask_weight": 0.0, "train.evidence_weight": 0.0, "train.neutral_weight": 0.0,
+                "train.paste_p": 0.0, "train.removal_p": 0.0, "train.style_swap_p": 0.0}
 
 
 def _arm(name: str, description: str, switches: Mapping[str, float]) -> Arm:
@@ -77,6 +77,14 @@ ARMS = {arm.name: arm for arm in (
     _arm("all_three_paste_half_mask3_evidence_8ep", "all_three_paste_half_mask3_evidence trained for 8 epochs "
          "instead of 4", {"train.mask_weight": 3.0, "train.evidence_weight": 1.0, "train.paste_p": 0.5,
                           "train.removal_p": 0.25, "train.style_swap_p": 0.5, "train.epochs": 8}),
+    # Outside a tumour's mask the evidence must favour no class (declared before it ran, session 8): the
+    # outside-evidence loss keeps the true class's evidence on the tumour, but the other classes' evidence, the
+    # no-tumour class's above all, can still come from the rest of the image, so a pasted tumour competes with a
+    # normal brain's style and a removed one with its source's; this loss makes the tissue around a tumour neutral.
+    _arm("all_three_paste_half_mask3_evidence_neutral", "all_three_paste_half_mask3_evidence with the "
+         "outside-neutrality loss (neutral_weight 1)",
+         {"train.mask_weight": 3.0, "train.evidence_weight": 1.0, "train.neutral_weight": 1.0, "train.paste_p": 0.5,
+          "train.removal_p": 0.25, "train.style_swap_p": 0.5}),
     # a frozen trunk (quick profile) has no segmentation loss to add: the other two switches together
     _arm("counterfactual_style", "counterfactuals and style swaps together (no mask supervision)",
          {"train.paste_p": 0.25, "train.removal_p": 0.25, "train.style_swap_p": 0.5}),

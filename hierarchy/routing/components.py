@@ -180,18 +180,19 @@ class Component(BaseEstimator):
                           if train and on_label and config.counterfactual else None)
         masks = train and on_label and config.needs_masks
         if masks and not ("mask_path" in frame.columns and frame["mask_path"].notna().any()):
-            raise ValueError(f"{self!r}: mask_weight or evidence_weight > 0 needs tumour masks (a mask_path "
-                             "column, as index_dataset gives for BRISC 2025), and no training row has one")
+            raise ValueError(f"{self!r}: a mask loss (mask_weight, evidence_weight or neutral_weight > 0) needs "
+                             "tumour masks (a mask_path column, as index_dataset gives for BRISC 2025), and no "
+                             "training row has one")
         return ImageDataset(frame, self.preprocess_, target=self.task_.target if labelled else None,
                             classes=self.classes if labelled else None, train=train,
                             counterfactual=counterfactual, return_masks=masks)
 
     def _refuse_mask_losses(self, why: str) -> None:
-        """Raise when ``train_config`` asks for a mask loss (``mask_weight``, ``evidence_weight``) for a
-        component that cannot use it."""
+        """Raise when ``train_config`` asks for a mask loss (``mask_weight``, ``evidence_weight``,
+        ``neutral_weight``) for a component that cannot use it."""
         if self.train_config_.needs_masks and self.task_.target == "label":
-            raise ValueError(f"{self!r}: mask_weight and evidence_weight need a jointly trained timm model "
-                             f"(mode='joint'); {why}")
+            raise ValueError(f"{self!r}: the mask losses (mask_weight, evidence_weight, neutral_weight) need a "
+                             f"jointly trained timm model (mode='joint'); {why}")
 
     # -- protocol ------------------------------------------------------------------------------
     def fit(self, train_frame: pd.DataFrame, val_frame: pd.DataFrame, *, out_dir: str | Path | None = None,

@@ -35,7 +35,10 @@ class TrainConfig(Settings):
     for no-tumour images), so the features the classifier pools must localise the tumour.
     ``evidence_weight`` weighs :func:`hierarchy.training.trainer.outside_evidence_loss` (joint mode): the share
     of the true class's positive evidence (the classifier applied at each position of the last feature map)
-    that lies outside a tumour image's mask, so that the class must come from the tumour. ``paste_p``,
+    that lies outside a tumour image's mask, so that the class must come from the tumour. ``neutral_weight``
+    weighs :func:`hierarchy.training.trainer.outside_neutrality_loss` (joint mode): outside a tumour image's
+    mask, each position's evidence must favour no class, so that tissue around a tumour (and, with paste-in,
+    a normal brain's tissue) carries no class evidence and only a tumour can move the decision. ``paste_p``,
     ``removal_p``, ``style_swap_p``: the probabilities of the counterfactual augmentations of
     :mod:`hierarchy.data.counterfactual_augment` (tumours pasted into normal brains, tumours removed, and
     class-independent style swaps).
@@ -62,6 +65,7 @@ class TrainConfig(Settings):
     progressive_sizes: tuple[int, ...] = ()
     mask_weight: float = 0.0
     evidence_weight: float = 0.0
+    neutral_weight: float = 0.0
     paste_p: float = 0.0
     removal_p: float = 0.0
     style_swap_p: float = 0.0
@@ -104,12 +108,12 @@ class TrainConfig(Settings):
         if len(self.progressive_sizes) > self.epochs or any(int(s) < 8 for s in self.progressive_sizes):
             raise ValueError(f"progressive_sizes must give at most epochs={self.epochs} sizes of >= 8 pixels, "
                              f"got {list(self.progressive_sizes)}")
-        for name in ("mask_weight", "evidence_weight"):
+        for name in ("mask_weight", "evidence_weight", "neutral_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.needs_masks and self.mixing:
-            raise ValueError("mask_weight and evidence_weight cannot be combined with mixup/cutmix (a mixed image "
-                             "has no one mask)")
+            raise ValueError("mask_weight, evidence_weight and neutral_weight cannot be combined with mixup/cutmix "
+                             "(a mixed image has no one mask)")
         for name in ("paste_p", "removal_p", "style_swap_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
@@ -121,8 +125,13 @@ class TrainConfig(Settings):
 
     @property
     def needs_masks(self) -> bool:
-        """Whether a loss reads the tumour masks (``mask_weight`` or ``evidence_weight``)."""
-        return self.mask_weight > 0 or self.evidence_weight > 0
+        """Whether a loss reads the tumour masks (``mask_weight``, ``evidence_weight`` or ``neutral_weight``)."""
+        return self.mask_weight > 0 or self.needs_evidence
+
+    @property
+    def needs_evidence(self) -> bool:
+        """Whether a loss reads the per-position evidence (``evidence_weight`` or ``neutral_weight``)."""
+        return self.evidence_weight > 0 or self.neutral_weight > 0
 
     @property
     def mixing(self) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -130,11 +131,28 @@ def outside_evidence_loss(evidence: torch.Tensor, labels: torch.Tensor, masks: t
     return (outside / positive.sum(1).clamp_min(1e-6)).mean()
 
 
+def outside_neutrality_loss(evidence: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """How far the per-position evidence ((n, classes, h, w) logits) outside a tumour image's mask is from
+    favouring no class: at each position, the cross-entropy of its softmax against the uniform distribution
+    minus its minimum ``log(classes)`` (0 when every class has the same evidence), averaged over the positions
+    weighted by their share outside the mask (masks area-averaged to the grid), then over the items whose mask
+    is known and not empty. Normal tissue beside a tumour must not speak for any class, so a class can only
+    come from a tumour."""
+    known, grid = _masks_on_grid(masks, evidence.shape[-2:])
+    tumour = known & (grid.flatten(1).amax(1) > 0)
+    if not tumour.any():
+        return evidence.sum() * 0.0
+    per_position = -F.log_softmax(evidence[tumour].float(), dim=1).mean(1) - math.log(evidence.shape[1])
+    outside = 1.0 - grid[tumour]
+    return ((per_position * outside).flatten(1).sum(1) / outside.flatten(1).sum(1).clamp_min(1e-6)).mean()
+
+
 class _Objective:
     """The training loss: main cross-entropy (weighted, smoothed, or on mixup's soft targets) plus
     ``aux_weight`` times the auxiliary cross-entropy over items with a known auxiliary target, plus
     ``mask_weight`` times :func:`mask_loss` when the model has a segmentation head (items carry masks), plus
-    ``evidence_weight`` times :func:`outside_evidence_loss` when it returns per-position evidence.
+    ``evidence_weight`` times :func:`outside_evidence_loss` and ``neutral_weight`` times
+    :func:`outside_neutrality_loss` when it returns per-position evidence.
 
     With mixup/cutmix both targets are mixed: the image pair's label and auxiliary target, each with the same
     ``lam``; pairs where either auxiliary target is unknown are left out of the auxiliary loss.
@@ -166,6 +184,7 @@ class _Objective:
                 loss = loss + self.config.mask_weight * mask_loss(out["seg_logits"], extra[1])
             if "evidence" in out:
                 loss = loss + self.config.evidence_weight * outside_evidence_loss(out["evidence"], y, extra[1])
+                loss = loss + self.config.neutral_weight * outside_neutrality_loss(out["evidence"], extra[1])
             if aux_target is not None:
                 known = (aux_target >= 0).sum().clamp_min(1)
                 aux_loss = F.cross_entropy(aux_logits, aux_target, ignore_index=-1, reduction="sum",
@@ -495,13 +514,14 @@ def train_joint(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset, 
     Items are ``(x, label_index, aux_index)`` (see :class:`~hierarchy.training.AuxTargetDataset`; -1: no
     auxiliary target, such items contribute the label loss only), with a fourth element, the tumour mask,
     when ``config.needs_masks``. The loss is ``label_loss + config.aux_weight * aux_loss`` (``+
-    config.mask_weight * mask_loss + config.evidence_weight * outside_evidence_loss``); ``config.monitor`` watches the label; the log adds ``val_aux_loss`` and
+    config.mask_weight * mask_loss + config.evidence_weight * outside_evidence_loss + config.neutral_weight *
+    outside_neutrality_loss``); ``config.monitor`` watches the label; the log adds ``val_aux_loss`` and
     ``val_aux_accuracy``. The auxiliary head, an ``nn.Linear`` on ``model``'s pre-logit features, is
     returned in the result (use it with :func:`~hierarchy.training.attach_head` on a copy of ``model``).
     Checkpoints hold the :class:`~hierarchy.training.JointModel` (keys ``backbone.*`` and ``aux_head.*``).
     ``kwargs`` go to :func:`train`.
     """
     joint = JointModel(model, aux_classes, seed=config.seed, segmentation=config.mask_weight > 0,
-                       evidence=config.evidence_weight > 0)
+                       evidence=config.needs_evidence)
     result = train(joint, train_dataset, val_dataset, config, out_dir, **kwargs)
     return JointTrainResult(**vars(result), aux_head=joint.aux_head)
