@@ -164,9 +164,9 @@ def test_counterfactual_feature_views_give_the_heads_the_views_labels(split, tmp
                     train=TrainConfig(epochs=1, batch_size=16, warmup_epochs=0, paste_p=1.0, removal_p=1.0))
     original = ImageClassifier.fit_features
 
-    def spy(self, model, train_frame, *args):
+    def spy(self, model, train_frame, *args, **kwargs):
         seen.append(train_frame)
-        return original(self, model, train_frame, *args)
+        return original(self, model, train_frame, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ImageClassifier, "fit_features", spy)

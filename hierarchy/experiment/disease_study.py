@@ -46,7 +46,7 @@ ATTRIBUTION_IMAGES = 100
 # The study's switches, all off: every arm states all four, so the arms stay the same Routers when the profile
 # adopts the chosen recipe (the cpu profile now trains with all_three_paste_half_mask3_evidence's settings).
 SWITCHES_OFF = {"train.mask_weight": 0.0, "train.evidence_weight": 0.0, "train.neutral_weight": 0.0,
-                "train.paste_p": 0.0, "train.removal_p": 0.0, "train.style_swap_p": 0.0}
+                "head_neutral_weight": 0.0, "train.paste_p": 0.0, "train.removal_p": 0.0, "train.style_swap_p": 0.0}
 
 
 def _arm(name: str, description: str, switches: Mapping[str, float]) -> Arm:
@@ -85,6 +85,13 @@ ARMS = {arm.name: arm for arm in (
          "outside-neutrality loss (neutral_weight 1)",
          {"train.mask_weight": 3.0, "train.evidence_weight": 1.0, "train.neutral_weight": 1.0, "train.paste_p": 0.5,
           "train.removal_p": 0.25, "train.style_swap_p": 0.5}),
+    # The hierarchical route's experts are linear heads refitted on the frozen trunk, so the trunk's losses do not
+    # bind them: the same neutrality for the heads, on each tumour image's features pooled outside its mask
+    # (declared before it ran, session 8). Its trunk trains exactly as the neutral arm's (same settings and seed).
+    _arm("all_three_paste_half_mask3_evidence_neutral_heads", "all_three_paste_half_mask3_evidence_neutral with the "
+         "refitted heads neutral outside the tumour too (head_neutral_weight 1)",
+         {"train.mask_weight": 3.0, "train.evidence_weight": 1.0, "train.neutral_weight": 1.0, "train.paste_p": 0.5,
+          "train.removal_p": 0.25, "train.style_swap_p": 0.5, "head_neutral_weight": 1.0}),
     # a frozen trunk (quick profile) has no segmentation loss to add: the other two switches together
     _arm("counterfactual_style", "counterfactuals and style swaps together (no mask supervision)",
          {"train.paste_p": 0.25, "train.removal_p": 0.25, "train.style_swap_p": 0.5}),

@@ -203,10 +203,15 @@ class SklearnClassifier(ImageClassifier):
                 "estimator": f"{type(self.estimator).__module__}.{type(self.estimator).__qualname__}"}
 
     def fit_features(self, model: nn.Module, train_frame: pd.DataFrame, val_frame: pd.DataFrame,
-                     train_features: np.ndarray, val_features: np.ndarray) -> SklearnClassifier:
-        """Fit a clone of ``estimator`` on the task's rows of the training features (validation unused)."""
+                     train_features: np.ndarray, val_features: np.ndarray, *, neutral: np.ndarray | None = None,
+                     neutral_weight: float = 0.0) -> SklearnClassifier:
+        """Fit a clone of ``estimator`` on the task's rows of the training features (validation unused); a
+        scikit-learn estimator takes no neutral rows (``neutral_weight`` > 0 is refused)."""
         if self.estimator is None or not hasattr(self.estimator, "predict_proba"):
             raise TypeError(f"SklearnClassifier needs a classifier with predict_proba, got {self.estimator!r}")
+        if neutral_weight > 0:
+            raise ValueError(f"{self!r}: head_neutral_weight needs the Router's own linear heads; a scikit-learn "
+                             "estimator has no neutrality penalty")
         train_rows = self.training_rows(train_frame, "train_frame")
         val_rows = self.training_rows(val_frame, "val_frame")
         features = np.asarray(train_features)[self.task_.row_mask(train_frame)]

@@ -50,6 +50,7 @@ from hierarchy.training import (
     backbone_fingerprint,
     extract_features,
     fit_linear_head,
+    outside_mask_features,
     train,
     train_joint,
 )
@@ -387,6 +388,20 @@ class ImageClassifier(Component):
             return extract_features(model, dataset, cache_dir=cache_dir, key=key,
                                     num_workers=0 if view else self.train_config_.num_workers)
 
+    def extract_outside(self, model: nn.Module, frame: pd.DataFrame, cache_dir: Path) -> np.ndarray:
+        """Every row's features pooled outside its tumour mask, evaluation pipeline (cached; NaN rows where the
+        mask is unknown or empty): see :func:`hierarchy.training.outside_mask_features`."""
+        if not ("mask_path" in frame.columns and frame["mask_path"].notna().any()):
+            raise ValueError(f"{self!r}: head_neutral_weight > 0 needs tumour masks (a mask_path column, as "
+                             "index_dataset gives for BRISC 2025), and no training row has one")
+        key = {"backbone": self.backbone, "weights": str(getattr(model, "weights_origin", self.weights)),
+               "preprocess": self.preprocess_.eval_fingerprint(), "data": data_fingerprint(frame),
+               "masks": [str(p) for p in frame["mask_path"]], "view": "outside_mask"}
+        classes = tuple(sorted(frame["label"].astype(str).unique()))
+        dataset = ImageDataset(frame, self.preprocess_, target="label", classes=classes, train=False,
+                               return_masks=True)
+        return outside_mask_features(model, dataset, cache_dir=cache_dir, key=key)
+
     def extract_view(self, model: nn.Module, frame: pd.DataFrame, cache_dir: Path, *,
                      view: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
         """:meth:`extract`, plus the tumour label each view's image carries (None when ``frame`` has none).
@@ -413,10 +428,12 @@ class ImageClassifier(Component):
         return features, np.asarray(classes, dtype=object)[targets]
 
     def fit_features(self, model: nn.Module, train_frame: pd.DataFrame, val_frame: pd.DataFrame,
-                     train_features: np.ndarray, val_features: np.ndarray) -> ImageClassifier:
+                     train_features: np.ndarray, val_features: np.ndarray, *, neutral: np.ndarray | None = None,
+                     neutral_weight: float = 0.0) -> ImageClassifier:
         """Fit a linear head on backbone features of every row of the frames and attach it to ``model``
         (whose backbone produced them). Rows the task does not use are dropped, so several components can
-        share one feature extraction."""
+        share one feature extraction. ``neutral`` rows (features pooled outside tumour masks) must get no
+        class from the head, with weight ``neutral_weight`` (:func:`hierarchy.training.fit_linear_head`)."""
         train_rows = self.training_rows(train_frame, "train_frame")
         val_rows = self.training_rows(val_frame, "val_frame")
         train_features = np.asarray(train_features)[self.task_.row_mask(train_frame)]
@@ -425,7 +442,8 @@ class ImageClassifier(Component):
             param.requires_grad_(False)
         head = fit_linear_head(train_features, self.targets(train_rows), len(self.classes),
                                class_balanced=self.train_config_.class_balanced,
-                               val=(val_features, self.targets(val_rows)))
+                               val=(val_features, self.targets(val_rows)), neutral=neutral,
+                               neutral_weight=neutral_weight)
         self._set_fitted(attach_head(model, head), train_rows, val_rows)
         return self
 

@@ -55,6 +55,10 @@ class RouterConfig(Settings):
         Share of the training rows held out for validation when ``fit`` gets no ``val_frame``.
     feature_views : int
         Frozen mode: training features are extracted once clean and ``feature_views - 1`` times augmented.
+    head_neutral_weight : float
+        Frozen tumour heads (the experts in ``joint`` and ``shared`` modes, every tumour head in ``frozen``
+        mode): weight of a penalty that makes each tumour training image's features pooled outside its mask
+        favour no class, the heads' counterpart of ``train.neutral_weight``; needs tumour masks.
     seed : int
         The Router's one seed: of the validation split and of every component's training (``train.seed``
         follows it; a ``train.seed`` other than ``seed`` and the ``TrainConfig`` default is refused).
@@ -79,6 +83,7 @@ class RouterConfig(Settings):
     expert_epochs: int | None = None
     val_fraction: float = 0.15
     feature_views: int = 1
+    head_neutral_weight: float = 0.0
     seed: int = 0
     ood: bool = True
     tta: str | None = None
@@ -87,6 +92,8 @@ class RouterConfig(Settings):
         check_settings(self.mode, self.expert_init, self.flat, self.plane, self.experts, self.feature_views,
                        self.val_fraction)
         tta_names(self.tta)
+        if self.head_neutral_weight < 0:
+            raise ValueError(f"head_neutral_weight must be >= 0, got {self.head_neutral_weight!r}")
         for name in ("plane_epochs", "expert_epochs"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be None or >= 1, got {getattr(self, name)!r}")

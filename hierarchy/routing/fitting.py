@@ -68,13 +68,16 @@ def split_validation(frame: pd.DataFrame, *, parent: str, val_fraction: float,
 
 
 def fit_components(components: Mapping[str, Component], train: pd.DataFrame, val: pd.DataFrame,
-                   work: Path | None, *, resume: bool = False,
-                   feature_views: int = 1) -> dict[str, np.ndarray]:
+                   work: Path | None, *, resume: bool = False, feature_views: int = 1,
+                   head_neutral_weight: float = 0.0) -> dict[str, np.ndarray]:
     """Fit every component in order; frozen ones share one feature extraction per trunk.
 
     Frozen components see the training rows' features clean and in ``feature_views - 1`` augmented views (with
     counterfactual augmentation, each view's rows carry the labels its images were given: see
     ``ImageClassifier.extract_view``).
+    With ``head_neutral_weight`` > 0, every frozen tumour head also gets its training rows' features pooled
+    outside their tumour masks (clean view), on which it must favour no class (``fit_linear_head``'s
+    ``neutral``): the tissue around a tumour cannot speak for the class.
     ``work`` keeps per-component training logs (``work/<name>``) and the feature cache (``work/features``,
     rank 0's only: other ``torchrun`` ranks cache in a temporary folder).
     Returns the clean training-row features of every trunk extracted, by ``backbone_fingerprint``, so
@@ -83,6 +86,7 @@ def fit_components(components: Mapping[str, Component], train: pd.DataFrame, val
     if feature_views < 1:
         raise ValueError(f"feature_views must be >= 1, got {feature_views}")
     extracted: dict[str, tuple[np.ndarray, np.ndarray, pd.DataFrame]] = {}
+    outside: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory(prefix="hierarchy-features-") as tmp:
         cache_dir = (work if work is not None and is_main_process() else Path(tmp)) / "features"
         for name, component in components.items():
@@ -100,8 +104,17 @@ def fit_components(components: Mapping[str, Component], train: pd.DataFrame, val
                 extracted[trunk] = (np.concatenate([features for features, _ in views]),
                                     component.extract(model, val, cache_dir), train_views)
             train_features, val_features, train_views = extracted[trunk]
+            neutral = None
+            if head_neutral_weight > 0 and component.task_.target == "label":
+                if trunk not in outside:
+                    logger.info("pooling %s features outside the tumour masks of %d images", component.backbone,
+                                len(train))
+                    outside[trunk] = component.extract_outside(model, train, cache_dir)
+                rows = outside[trunk][component.task_.row_mask(train)]
+                neutral = rows[np.isfinite(rows).all(1)]
             logger.info("fitting the %s head (%r)", name, component)
-            component.fit_features(model, train_views, val, train_features, val_features)
+            component.fit_features(model, train_views, val, train_features, val_features, neutral=neutral,
+                                   neutral_weight=head_neutral_weight if neutral is not None else 0.0)
     return {trunk: train_features[:len(train)] for trunk, (train_features, _, _) in extracted.items()}
 
 

@@ -2,7 +2,12 @@
 
 from hierarchy.training.checkpoint import load_checkpoint, save_checkpoint
 from hierarchy.training.config import TrainConfig
-from hierarchy.training.features import backbone_fingerprint, extract_features, feature_cache_key
+from hierarchy.training.features import (
+    backbone_fingerprint,
+    extract_features,
+    feature_cache_key,
+    outside_mask_features,
+)
 from hierarchy.training.heads import attach_head, fit_linear_head
 from hierarchy.training.joint import AuxTargetDataset, JointModel
 from hierarchy.training.losses import class_balanced_weights, dataset_targets
@@ -24,6 +29,7 @@ __all__ = [
     "dataset_targets",
     "epoch_generator",
     "extract_features",
+    "outside_mask_features",
     "feature_cache_key",
     "fit_linear_head",
     "load_checkpoint",

@@ -1,4 +1,5 @@
-"""Frozen-feature mode: pre-logit features of every image, computed once and cached on disk by key."""
+"""Frozen-feature mode: pre-logit features of every image, computed once and cached on disk by key; and the
+same features pooled over the positions outside each image's tumour mask (:func:`outside_mask_features`)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from torch.utils.data import DataLoader, Dataset
 from hierarchy.fileio import atomic_write, read_json, write_json
 from hierarchy.progress import progress_bar
 from hierarchy.provenance import json_sha256, ordered_data_fingerprint
+from hierarchy.training.losses import masks_on_grid
 from hierarchy.training.runtime import Runtime, pre_logit_features, resolve_runtime
 
 logger = logging.getLogger(__name__)
 
 # Part of every key, so that a change in what "features" means invalidates old caches.
 _EXTRACTOR = "forward_head(forward_features(x), pre_logits=True)/float32/v1"
+_OUTSIDE_EXTRACTOR = "forward_head(mean of forward_features(x) outside the mask, pre_logits=True)/float32/v1"
 
 
 def feature_cache_key(**parts: Any) -> str:
@@ -47,18 +50,33 @@ def backbone_fingerprint(model: nn.Module) -> str:
 
 
 def _compute(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: int,
-             progress: bool | None) -> tuple[np.ndarray, np.ndarray]:
-    """Features of every item, and each item's target (its second element; -1 for items without one)."""
+             progress: bool | None, outside: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Features of every item (``outside``: pooled outside its mask, see :func:`outside_mask_features`), and
+    each item's target (its second element; -1 for items without one)."""
     runtime = resolve_runtime()  # CUDA when available: the model moves there, as in training
     # Outside inference mode: parameters re-laid out inside it would be inference tensors, and no gradient
     # (Integrated Gradients, say) could flow through the model afterwards.
     runtime.prepare(model)
     with torch.inference_mode():
-        return _features(model, dataset, batch_size, num_workers, progress, runtime)
+        return _features(model, dataset, batch_size, num_workers, progress, runtime, outside)
+
+
+def _outside_pooled(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    """The head's pre-logit layers applied to the feature map's mean over the positions outside each mask (each
+    position weighted by its share outside); NaN rows where the mask is unknown or empty."""
+    with runtime.autocast():
+        feature_map = model.forward_features(runtime.batch(x)).float()
+    known, grid = masks_on_grid(masks.to(feature_map.device), feature_map.shape[-2:])
+    outside = (1.0 - grid)[:, None]
+    mean = (feature_map * outside).sum((2, 3)) / outside.sum((2, 3)).clamp_min(1e-6)
+    with torch.autocast(feature_map.device.type, enabled=False):
+        pooled = model.forward_head(mean[:, :, None, None], pre_logits=True).float()
+    pooled[~(known & (grid.flatten(1).amax(1) > 0))] = float("nan")
+    return pooled
 
 
 def _features(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: int, progress: bool | None,
-              runtime: Runtime) -> tuple[np.ndarray, np.ndarray]:
+              runtime: Runtime, outside: bool = False) -> tuple[np.ndarray, np.ndarray]:
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=runtime.device.type == "cuda")
     was_training = model.training
@@ -66,7 +84,8 @@ def _features(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: 
     chunks, targets = [], []
     try:
         for x, *rest in progress_bar(loader, enabled=progress, desc="features", leave=False):
-            chunks.append(pre_logit_features(model, x, runtime).cpu())
+            chunks.append((_outside_pooled(model, x, rest[1], runtime) if outside
+                           else pre_logit_features(model, x, runtime)).cpu())
             targets.append(torch.as_tensor(rest[0]) if rest else torch.full((len(x),), -1))
     finally:
         model.train(was_training)
@@ -75,7 +94,8 @@ def _features(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: 
 
 def extract_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Path, key: dict[str, Any],
                      batch_size: int = 64, num_workers: int = 0, progress: bool | None = None,
-                     with_targets: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                     with_targets: bool = False,
+                     outside_mask: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Pre-logit features ``(len(dataset), model.num_features)`` in dataset order, cached under ``cache_dir``.
 
     ``key`` must describe everything the features depend on besides the weights: backbone name, weights
@@ -86,13 +106,14 @@ def extract_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Pat
     identify the items in order. A cache file is ``features-<sha256>.npy`` with a JSON sidecar describing it.
     ``progress``: show a progress bar (None: only when standard error is a terminal). ``with_targets``: also
     return each item's target as the dataset gave it (cached in the sidecar), for datasets whose augmentation
-    may change an item's label (counterfactual views).
+    may change an item's label (counterfactual views). ``outside_mask``: :func:`outside_mask_features`.
     """
     cache_dir = Path(cache_dir)
     frame = getattr(dataset, "frame", None)
     rows = ordered_data_fingerprint(frame) if isinstance(frame, pd.DataFrame) else None
     runtime = resolve_runtime().describe()  # bf16 features are not fp32 features
-    digest = feature_cache_key(extractor=_EXTRACTOR, backbone_sha256=backbone_fingerprint(model), key=key,
+    extractor = _OUTSIDE_EXTRACTOR if outside_mask else _EXTRACTOR
+    digest = feature_cache_key(extractor=extractor, backbone_sha256=backbone_fingerprint(model), key=key,
                                rows_sha256=rows, runtime=runtime)
     array_path = cache_dir / f"features-{digest}.npy"
     sidecar_path = cache_dir / f"features-{digest}.json"
@@ -106,9 +127,23 @@ def extract_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Pat
             logger.info("feature cache hit: %s", array_path)
             return (features, np.asarray(cached_targets, dtype=np.int64)) if with_targets else features
     logger.info("feature cache miss: computing %d feature vectors into %s", len(dataset), array_path)
-    features, targets = _compute(model, dataset, batch_size, num_workers, progress)
+    features, targets = _compute(model, dataset, batch_size, num_workers, progress, outside_mask)
     atomic_write(array_path, lambda handle: np.save(handle, features, allow_pickle=False))
-    sidecar = {"key": key, "rows_sha256": rows, "runtime": runtime, "extractor": _EXTRACTOR, "shape": list(features.shape), "dtype": str(features.dtype),
+    sidecar = {"key": key, "rows_sha256": rows, "runtime": runtime, "extractor": extractor, "shape": list(features.shape), "dtype": str(features.dtype),
                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "targets": targets.tolist()}
     write_json(sidecar_path, sidecar)
     return (features, targets) if with_targets else features
+
+
+def outside_mask_features(model: nn.Module, dataset: Dataset, *, cache_dir: str | Path, key: dict[str, Any],
+                          batch_size: int = 64, progress: bool | None = None) -> np.ndarray:
+    """Pre-logit features of each item as if its feature map were its mean over the positions outside its
+    tumour mask (each position weighted by its share outside the mask, the mask area-averaged to the grid),
+    cached like :func:`extract_features`; NaN rows for items whose mask is unknown or empty (no-tumour images).
+
+    ``dataset`` yields ``(x, target, mask)`` items (``ImageDataset(..., return_masks=True)``). For a head that
+    average-pools then applies a linear layer (timm's EfficientNets), the head on these features is the mean of
+    its per-position evidence outside the tumour.
+    """
+    return extract_features(model, dataset, cache_dir=cache_dir, key=key, batch_size=batch_size,
+                            progress=progress, outside_mask=True)

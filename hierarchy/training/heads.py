@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import torch
@@ -32,9 +33,17 @@ def _tensors(features: np.ndarray, targets: np.ndarray, num_classes: int,
     return x, y
 
 
+def neutrality(logits: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of the cross-entropy of their softmax against the uniform distribution minus its minimum
+    ``log(classes)``: 0 when every row's logits are equal."""
+    return -F.log_softmax(logits, dim=1).mean(1).mean() - math.log(logits.shape[1])
+
+
 def _fit(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float,
-         class_weights: torch.Tensor | None, start: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimise mean cross-entropy + weight_decay / 2 * ||W||^2 by full-batch L-BFGS."""
+         class_weights: torch.Tensor | None, start: tuple[torch.Tensor, torch.Tensor],
+         neutral: tuple[torch.Tensor, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimise mean cross-entropy + weight_decay / 2 * ||W||^2 (+ weight * :func:`neutrality` of the
+    ``neutral`` rows) by full-batch L-BFGS."""
     weight, bias = (start[0].clone().requires_grad_(), start[1].clone().requires_grad_())
     optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=200, history_size=20,
                                   tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
@@ -42,6 +51,8 @@ def _fit(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
         loss = F.cross_entropy(x @ weight.T + bias, y, weight=class_weights) + 0.5 * weight_decay * weight.square().sum()
+        if neutral is not None:
+            loss = loss + neutral[1] * neutrality(neutral[0] @ weight.T + bias)
         loss.backward()
         return loss
 
@@ -51,29 +62,40 @@ def _fit(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float
 
 def fit_linear_head(features: np.ndarray, targets: np.ndarray, num_classes: int, *,
                     class_balanced: bool = False, weight_decay: float = 1e-4, seed: int = 0,
-                    val: tuple[np.ndarray, np.ndarray] | None = None) -> nn.Linear:
+                    val: tuple[np.ndarray, np.ndarray] | None = None, neutral: np.ndarray | None = None,
+                    neutral_weight: float = 0.0) -> nn.Linear:
     """A multinomial logistic-regression head ``nn.Linear(d, num_classes)`` trained on ``features``.
 
     Features are standardised for the fit (the scaling is folded back into the returned layer, which takes
     raw features). ``weight_decay`` is the L2 penalty on the standardised weights; with ``val`` the penalty
     is chosen from ``weight_decay * WEIGHT_DECAY_GRID`` by validation balanced accuracy (ties: lower
-    validation loss). ``class_balanced`` weights the loss by inverse class frequency.
+    validation loss). ``class_balanced`` weights the loss by inverse class frequency. ``neutral`` (m, d) rows,
+    e.g. a tumour image's features pooled outside its mask, add ``neutral_weight`` times :func:`neutrality` of
+    their logits: the head must favour no class on them.
     """
     x, y = _tensors(features, targets, num_classes, "training features")
     mean, std = x.mean(0), x.std(0, correction=0).clamp_min(1e-6)
     x = (x - mean) / std
     class_weights = class_balanced_weights(y, num_classes) if class_balanced else None
+    if neutral_weight < 0:
+        raise ValueError(f"neutral_weight must be >= 0, got {neutral_weight}")
+    neutral_rows = None
+    if neutral is not None and neutral_weight > 0 and len(neutral):
+        rows = torch.as_tensor(np.asarray(neutral), dtype=torch.float32)
+        if rows.ndim != 2 or rows.shape[1] != x.shape[1] or not torch.isfinite(rows).all():
+            raise ValueError(f"neutral rows must be finite (m, {x.shape[1]}) features, got {tuple(rows.shape)}")
+        neutral_rows = ((rows - mean) / std, float(neutral_weight))
     generator = torch.Generator().manual_seed(seed)
     fit = (torch.randn(num_classes, x.shape[1], generator=generator) * 0.01, torch.zeros(num_classes))
     if val is None:
-        weight, bias = _fit(x, y, num_classes, weight_decay, class_weights, fit)
+        weight, bias = _fit(x, y, num_classes, weight_decay, class_weights, fit, neutral_rows)
     else:
         xv, yv = _tensors(val[0], val[1], num_classes, "validation features")
         xv = (xv - mean) / std
         best = None
         # Strongest penalty first, each fit warm-started from the previous one.
         for decay in sorted((weight_decay * f for f in WEIGHT_DECAY_GRID), reverse=True):
-            fit = _fit(x, y, num_classes, decay, class_weights, fit)
+            fit = _fit(x, y, num_classes, decay, class_weights, fit, neutral_rows)
             logits = xv @ fit[0].T + fit[1]
             score = (balanced_accuracy_score(yv.numpy(), logits.argmax(1).numpy()),
                      -F.cross_entropy(logits, yv).item())

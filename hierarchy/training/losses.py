@@ -1,4 +1,5 @@
-"""Class targets of a dataset and the inverse-frequency class weights built from them."""
+"""Class targets of a dataset, the inverse-frequency class weights built from them, and tumour masks brought
+to a feature map's grid."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 logger = logging.getLogger(__name__)
@@ -41,3 +43,10 @@ def class_balanced_weights(targets: np.ndarray | torch.Tensor, num_classes: int)
     if missing:
         raise ValueError(f"classes {missing} have no examples; class-balanced weights are undefined")
     return torch.as_tensor(len(targets) / (num_classes * counts), dtype=torch.float32)
+
+
+def masks_on_grid(masks: torch.Tensor, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(known, grid): which (n, S, S) masks are known (-1: unknown) and every mask area-averaged to ``shape``
+    (unknown ones as empty)."""
+    known = masks.flatten(1).amin(1) >= 0
+    return known, F.adaptive_avg_pool2d(masks[:, None].float().clamp_min(0.0), shape)[:, 0]

@@ -39,7 +39,7 @@ from hierarchy.training.distributed import (
 )
 from hierarchy.training.features import feature_cache_key
 from hierarchy.training.joint import JointModel
-from hierarchy.training.losses import class_balanced_weights, dataset_targets
+from hierarchy.training.losses import class_balanced_weights, dataset_targets, masks_on_grid
 from hierarchy.training.runtime import Runtime, resolve_runtime
 from hierarchy.training.schedule import warmup_cosine_scheduler
 from hierarchy.training.seeding import epoch_generator, rng_state, seed_everything, set_rng_state
@@ -101,17 +101,10 @@ def _outputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return {name: o.float() for name, o in zip(names, out, strict=True)}
 
 
-def _masks_on_grid(masks: torch.Tensor, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(known, grid): which (n, S, S) masks are known (-1: unknown) and every mask area-averaged to ``shape``
-    (unknown ones as empty)."""
-    known = masks.flatten(1).amin(1) >= 0
-    return known, F.adaptive_avg_pool2d(masks[:, None].float().clamp_min(0.0), shape)[:, 0]
-
-
 def mask_loss(seg_logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of (n, 1, h, w) tumour logits against (n, S, S) masks (values in [0, 1]; a mask
     of -1 is unknown and left out), each mask area-averaged down to the logits' grid (soft targets)."""
-    known, grid = _masks_on_grid(masks, seg_logits.shape[-2:])
+    known, grid = masks_on_grid(masks, seg_logits.shape[-2:])
     if not known.any():
         return seg_logits.sum() * 0.0
     return F.binary_cross_entropy_with_logits(seg_logits[known], grid[known, None])
@@ -121,7 +114,7 @@ def outside_evidence_loss(evidence: torch.Tensor, labels: torch.Tensor, masks: t
     """Share of the true class's positive evidence ((n, classes, h, w) per-position logits) that lies outside
     the tumour mask (each (S, S) mask area-averaged to the grid), averaged over the items whose mask is known
     and not empty: a tumour image's class must come from its tumour (right for the right reasons)."""
-    known, grid = _masks_on_grid(masks, evidence.shape[-2:])
+    known, grid = masks_on_grid(masks, evidence.shape[-2:])
     tumour = known & (grid.flatten(1).amax(1) > 0)
     if not tumour.any():
         return evidence.sum() * 0.0
@@ -138,7 +131,7 @@ def outside_neutrality_loss(evidence: torch.Tensor, masks: torch.Tensor) -> torc
     weighted by their share outside the mask (masks area-averaged to the grid), then over the items whose mask
     is known and not empty. Normal tissue beside a tumour must not speak for any class, so a class can only
     come from a tumour."""
-    known, grid = _masks_on_grid(masks, evidence.shape[-2:])
+    known, grid = masks_on_grid(masks, evidence.shape[-2:])
     tumour = known & (grid.flatten(1).amax(1) > 0)
     if not tumour.any():
         return evidence.sum() * 0.0
