@@ -92,6 +92,16 @@ ARMS = {arm.name: arm for arm in (
          "refitted heads neutral outside the tumour too (head_neutral_weight 1)",
          {"train.mask_weight": 3.0, "train.evidence_weight": 1.0, "train.neutral_weight": 1.0, "train.paste_p": 0.5,
           "train.removal_p": 0.25, "train.style_swap_p": 0.5, "head_neutral_weight": 1.0}),
+    # The same two at 8 epochs, on top of the 8-epoch arm the rule preferred (declared before they ran, session 8;
+    # the 4-epoch pair above was stopped unfinished when the 8-epoch arm's result came in).
+    _arm("all_three_paste_half_mask3_evidence_8ep_neutral", "all_three_paste_half_mask3_evidence_8ep with the "
+         "outside-neutrality loss (neutral_weight 1)",
+         {"train.mask_weight": 3.0, "train.evidence_weight": 1.0, "train.neutral_weight": 1.0, "train.paste_p": 0.5,
+          "train.removal_p": 0.25, "train.style_swap_p": 0.5, "train.epochs": 8}),
+    _arm("all_three_paste_half_mask3_evidence_8ep_neutral_heads", "all_three_paste_half_mask3_evidence_8ep_neutral "
+         "with the refitted heads neutral outside the tumour too (head_neutral_weight 1)",
+         {"train.mask_weight": 3.0, "train.evidence_weight": 1.0, "train.neutral_weight": 1.0, "train.paste_p": 0.5,
+          "train.removal_p": 0.25, "train.style_swap_p": 0.5, "train.epochs": 8, "head_neutral_weight": 1.0}),
     # a frozen trunk (quick profile) has no segmentation loss to add: the other two switches together
     _arm("counterfactual_style", "counterfactuals and style swaps together (no mask supervision)",
          {"train.paste_p": 0.25, "train.removal_p": 0.25, "train.style_swap_p": 0.5}),
