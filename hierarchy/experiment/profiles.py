@@ -150,15 +150,15 @@ PROFILES: dict[str, ExperimentConfig] = {
     # the plane at once (mode "joint", one backbone name for all three): its plane head is the plane classifier
     # and the expert heads are fitted on its frozen trunk, so every route costs one trunk pass. The trunk must
     # look at the tumour: mask supervision (loss weight 3), a loss on class evidence outside the tumour mask,
-    # counterfactual paste-in (p 0.5) and removal (p 0.25) and class-independent style swaps, the recipe the
-    # disease ablation's declared rule chose on validation rows (all_three_paste_half_mask3_evidence,
-    # reports/benchmarks/disease_ablation). ~1.5 h on 2 CPU cores.
+    # counterfactual paste-in (p 0.5) and removal (p 0.25) and class-independent style swaps, trained 8 epochs: the
+    # recipe the disease ablation's declared rule chose on validation rows (all_three_paste_half_mask3_evidence_8ep,
+    # reports/benchmarks/disease_ablation). About 55 minutes per Router on 2 CPU cores.
     "cpu": ExperimentConfig(
         profile="cpu",
         router=RouterConfig(plane="tf_efficientnet_lite0", experts="tf_efficientnet_lite0",
                             flat="tf_efficientnet_lite0", mode="joint",
                             preprocess=PreprocessConfig(image_size=224, augment="light"),
-                            train=TrainConfig(epochs=4, lr=1e-3, batch_size=32, label_smoothing=0.1, num_workers=2,
+                            train=TrainConfig(epochs=8, lr=1e-3, batch_size=32, label_smoothing=0.1, num_workers=2,
                                               mask_weight=3.0, evidence_weight=1.0, paste_p=0.5, removal_p=0.25,
                                               style_swap_p=0.5),
                             feature_views=2),
