@@ -17,7 +17,7 @@ from hierarchy.models import create
 from hierarchy.routing import ImageClassifier, Router, SklearnClassifier, Task
 from hierarchy.routing.fitting import fit_components
 from hierarchy.training import JointModel, TrainConfig, fit_linear_head, outside_mask_features
-from hierarchy.training.heads import neutrality
+from hierarchy.training.losses import neutrality
 
 
 class _Items(Dataset):
@@ -73,7 +73,7 @@ def test_neutral_rows_take_the_class_off_a_background_feature() -> None:
     assert gap(neutral)[1] < 0.5 * gap(plain)[1]  # the source counts for less
     assert gap(neutral)[0] > gap(plain)[0]  # the tumour for more
     with torch.no_grad():
-        left = [neutrality(head(torch.as_tensor(outside))).item() for head in (plain, neutral)]
+        left = [neutrality(head(torch.as_tensor(outside))).mean().item() for head in (plain, neutral)]
     assert left[1] < left[0]
     with pytest.raises(ValueError, match="neutral_weight"):
         fit_linear_head(x, y, 2, neutral=outside, neutral_weight=-1.0)

@@ -36,7 +36,7 @@ from torch import nn
 from hierarchy.data import ImageDataset, PreprocessConfig
 from hierarchy.data.counterfactual_augment import CounterfactualAugment
 from hierarchy.fileio import read_json
-from hierarchy.labels import to_indices
+from hierarchy.labels import NO_TUMOR, to_indices
 from hierarchy.models import build_architecture, create, load_bundle, save_bundle
 from hierarchy.models.bundle import CONFIG_FILE
 from hierarchy.provenance import data_fingerprint, data_hashes
@@ -390,17 +390,24 @@ class ImageClassifier(Component):
 
     def extract_outside(self, model: nn.Module, frame: pd.DataFrame, cache_dir: Path) -> np.ndarray:
         """Every row's features pooled outside its tumour mask, evaluation pipeline (cached; NaN rows where the
-        mask is unknown or empty): see :func:`hierarchy.training.outside_mask_features`."""
-        if not ("mask_path" in frame.columns and frame["mask_path"].notna().any()):
+        mask is unknown or empty): see :func:`hierarchy.training.outside_mask_features`. Only the tumour rows
+        with a mask are decoded and passed through the network."""
+        masked = (frame["label"].astype(str) != NO_TUMOR) & frame["mask_path"].notna() \
+            if "mask_path" in frame.columns else pd.Series(False, index=frame.index)
+        if not masked.any():
             raise ValueError(f"{self!r}: head_neutral_weight > 0 needs tumour masks (a mask_path column, as "
                              "index_dataset gives for BRISC 2025), and no training row has one")
+        rows = frame[masked]
         key = {"backbone": self.backbone, "weights": str(getattr(model, "weights_origin", self.weights)),
-               "preprocess": self.preprocess_.eval_fingerprint(), "data": data_fingerprint(frame),
-               "masks": [str(p) for p in frame["mask_path"]], "view": "outside_mask"}
-        classes = tuple(sorted(frame["label"].astype(str).unique()))
-        dataset = ImageDataset(frame, self.preprocess_, target="label", classes=classes, train=False,
+               "preprocess": self.preprocess_.eval_fingerprint(), "data": data_fingerprint(rows),
+               "masks": [str(p) for p in rows["mask_path"]], "view": "outside_mask"}
+        dataset = ImageDataset(rows, self.preprocess_, target="label",
+                               classes=tuple(sorted(rows["label"].astype(str).unique())), train=False,
                                return_masks=True)
-        return outside_mask_features(model, dataset, cache_dir=cache_dir, key=key)
+        features = outside_mask_features(model, dataset, cache_dir=cache_dir, key=key)
+        full = np.full((len(frame), features.shape[1]), np.nan, dtype=features.dtype)
+        full[masked.to_numpy()] = features
+        return full
 
     def extract_view(self, model: nn.Module, frame: pd.DataFrame, cache_dir: Path, *,
                      view: int = 0) -> tuple[np.ndarray, np.ndarray | None]:

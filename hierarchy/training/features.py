@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from hierarchy.fileio import atomic_write, read_json, write_json
 from hierarchy.progress import progress_bar
 from hierarchy.provenance import json_sha256, ordered_data_fingerprint
-from hierarchy.training.losses import masks_on_grid
+from hierarchy.training.losses import masks_on_grid, with_tumour
 from hierarchy.training.runtime import Runtime, pre_logit_features, resolve_runtime
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def _outside_pooled(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, runt
     mean = (feature_map * outside).sum((2, 3)) / outside.sum((2, 3)).clamp_min(1e-6)
     with torch.autocast(feature_map.device.type, enabled=False):
         pooled = model.forward_head(mean[:, :, None, None], pre_logits=True).float()
-    pooled[~(known & (grid.flatten(1).amax(1) > 0))] = float("nan")
+    pooled[~with_tumour(known, grid)] = float("nan")
     return pooled
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 import torch
@@ -11,7 +10,7 @@ from sklearn.metrics import balanced_accuracy_score
 from torch import nn
 from torch.nn import functional as F
 
-from hierarchy.training.losses import class_balanced_weights
+from hierarchy.training.losses import class_balanced_weights, neutrality
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +32,6 @@ def _tensors(features: np.ndarray, targets: np.ndarray, num_classes: int,
     return x, y
 
 
-def neutrality(logits: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of the cross-entropy of their softmax against the uniform distribution minus its minimum
-    ``log(classes)``: 0 when every row's logits are equal."""
-    return -F.log_softmax(logits, dim=1).mean(1).mean() - math.log(logits.shape[1])
-
-
 def _fit(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float,
          class_weights: torch.Tensor | None, start: tuple[torch.Tensor, torch.Tensor],
          neutral: tuple[torch.Tensor, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,7 +45,7 @@ def _fit(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float
         optimizer.zero_grad()
         loss = F.cross_entropy(x @ weight.T + bias, y, weight=class_weights) + 0.5 * weight_decay * weight.square().sum()
         if neutral is not None:
-            loss = loss + neutral[1] * neutrality(neutral[0] @ weight.T + bias)
+            loss = loss + neutral[1] * neutrality(neutral[0] @ weight.T + bias).mean()
         loss.backward()
         return loss
 

@@ -1,9 +1,10 @@
-"""Class targets of a dataset, the inverse-frequency class weights built from them, and tumour masks brought
-to a feature map's grid."""
+"""Class targets of a dataset, the inverse-frequency class weights built from them, tumour masks brought to a
+feature map's grid, and the neutrality of logits (how far they are from favouring no class)."""
 
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import torch
@@ -50,3 +51,14 @@ def masks_on_grid(masks: torch.Tensor, shape: tuple[int, ...]) -> tuple[torch.Te
     (unknown ones as empty)."""
     known = masks.flatten(1).amin(1) >= 0
     return known, F.adaptive_avg_pool2d(masks[:, None].float().clamp_min(0.0), shape)[:, 0]
+
+
+def with_tumour(known: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Which items of :func:`masks_on_grid`'s output have a known, non-empty tumour mask."""
+    return known & (grid.flatten(1).amax(1) > 0)
+
+
+def neutrality(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """How far logits are from favouring no class: the cross-entropy of their softmax over ``dim`` against the
+    uniform distribution minus its minimum ``log(classes)`` (0 when every class has the same logit), per entry."""
+    return -F.log_softmax(logits, dim=dim).mean(dim) - math.log(logits.shape[dim])

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -39,7 +38,13 @@ from hierarchy.training.distributed import (
 )
 from hierarchy.training.features import feature_cache_key
 from hierarchy.training.joint import JointModel
-from hierarchy.training.losses import class_balanced_weights, dataset_targets, masks_on_grid
+from hierarchy.training.losses import (
+    class_balanced_weights,
+    dataset_targets,
+    masks_on_grid,
+    neutrality,
+    with_tumour,
+)
 from hierarchy.training.runtime import Runtime, resolve_runtime
 from hierarchy.training.schedule import warmup_cosine_scheduler
 from hierarchy.training.seeding import epoch_generator, rng_state, seed_everything, set_rng_state
@@ -115,7 +120,7 @@ def outside_evidence_loss(evidence: torch.Tensor, labels: torch.Tensor, masks: t
     the tumour mask (each (S, S) mask area-averaged to the grid), averaged over the items whose mask is known
     and not empty: a tumour image's class must come from its tumour (right for the right reasons)."""
     known, grid = masks_on_grid(masks, evidence.shape[-2:])
-    tumour = known & (grid.flatten(1).amax(1) > 0)
+    tumour = with_tumour(known, grid)
     if not tumour.any():
         return evidence.sum() * 0.0
     true = evidence[tumour].gather(1, labels[tumour].view(-1, 1, 1, 1).expand(-1, 1, *evidence.shape[-2:]))[:, 0]
@@ -132,10 +137,10 @@ def outside_neutrality_loss(evidence: torch.Tensor, masks: torch.Tensor) -> torc
     is known and not empty. Normal tissue beside a tumour must not speak for any class, so a class can only
     come from a tumour."""
     known, grid = masks_on_grid(masks, evidence.shape[-2:])
-    tumour = known & (grid.flatten(1).amax(1) > 0)
+    tumour = with_tumour(known, grid)
     if not tumour.any():
         return evidence.sum() * 0.0
-    per_position = -F.log_softmax(evidence[tumour].float(), dim=1).mean(1) - math.log(evidence.shape[1])
+    per_position = neutrality(evidence[tumour].float())
     outside = 1.0 - grid[tumour]
     return ((per_position * outside).flatten(1).sum(1) / outside.flatten(1).sum(1).clamp_min(1e-6)).mean()
 
