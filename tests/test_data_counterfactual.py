@@ -15,6 +15,8 @@ from hierarchy.data import ImageDataset, PreprocessConfig
 from hierarchy.data.counterfactual import (
     REMOVAL_METHODS,
     FileStyle,
+    head_of,
+    healthy_region,
     match_intensity,
     paste_tumour,
     remove_tumour,
@@ -201,3 +203,44 @@ def test_counterfactual_settings_are_checked(cf_frame: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="training datasets"):
         ImageDataset(cf_frame, PreprocessConfig(image_size=64), classes=CLASSES,
                      counterfactual=CounterfactualAugment(cf_frame, CLASSES, paste_p=0.5))
+
+
+def test_healthy_region_keeps_the_shape_inside_the_head_and_away_from_the_tumour() -> None:
+    image, tumour = _tumour_image()
+    head = head_of(image)
+    shape = _disc(30, 30, 6)
+    for seed in range(5):
+        region = healthy_region(shape, head, tumour, np.random.default_rng(seed), tries=20)
+        assert region is not None and region.sum() == shape.sum()
+        assert (region & head).sum() >= 0.8 * region.sum() and not (region & tumour).any()
+    assert healthy_region(shape, head, np.ones_like(head), np.random.default_rng(0)) is None  # nowhere free
+    assert healthy_region(np.zeros_like(shape), head, tumour, np.random.default_rng(0)) is None
+
+
+def test_sham_rates_make_each_edit_as_common_under_both_labels(cf_frame: pd.DataFrame) -> None:
+    # 2 masked tumours, 2 normals, removal 0.5, paste 0.5: of the 2 images labelled no tumour (a normal and a
+    # removed tumour) 1 carries a fill; of the 2 labelled tumour (a tumour and a pasted normal) 1 carries a seam
+    augment = CounterfactualAugment(cf_frame, CLASSES, paste_p=0.5, removal_p=0.5, sham_edits=True)
+    assert augment.sham_rates() == pytest.approx((0.5, 0.5))
+    # removal 0.25 alone: 0.5 removed tumours among 2.5 images labelled no tumour
+    assert CounterfactualAugment(cf_frame, CLASSES, removal_p=0.25, sham_edits=True).sham_rates() == \
+        pytest.approx((0.2, 0.0))
+    assert CounterfactualAugment(cf_frame, CLASSES, paste_p=0.5).sham_fill_p == 0.0  # off unless asked
+    with pytest.raises(ValueError, match="sham_edits"):
+        CounterfactualAugment(cf_frame, CLASSES, style_swap_p=0.5, sham_edits=True)
+
+
+def test_sham_edits_change_the_image_away_from_the_tumour_and_keep_label_and_mask(cf_frame: pd.DataFrame) -> None:
+    augment = CounterfactualAugment(cf_frame, CLASSES, paste_p=0.5, removal_p=0.5, sham_edits=True)
+    augment.paste_p = augment.removal_p = 0.0  # only the sham edits, forced on
+    augment.sham_fill_p = augment.sham_paste_p = 1.0
+    data = ImageDataset(cf_frame, PreprocessConfig(image_size=64, augment="none"), classes=CLASSES, train=True,
+                        seed=0, counterfactual=augment, return_masks=True)
+    for row, label in ((0, "glioma"), (2, "no_tumor")):
+        original, mask = np.asarray(data.decoded(row)), data.mask(row)
+        changed = [augment(data, row, data.decoded(row), label, mask, np.random.default_rng(seed))
+                   for seed in range(4)]
+        for image, new_label, new_mask in changed:
+            assert new_label == label and np.array_equal(new_mask, mask)
+            assert np.array_equal(np.asarray(image)[mask], original[mask])  # the tumour itself is untouched
+        assert any(np.abs(np.asarray(image).astype(int) - original).sum() > 0 for image, _, _ in changed)

@@ -104,6 +104,11 @@ def test_train_config_checks_the_new_switches() -> None:
     with pytest.raises(ValueError, match="mixup"):
         TrainConfig(evidence_weight=1.0, cutmix_alpha=1.0)
     assert TrainConfig(evidence_weight=0.5).needs_masks and not TrainConfig().needs_masks
+    with pytest.raises(ValueError, match="sham_edits"):
+        TrainConfig(sham_edits=True, style_swap_p=0.5)
+    assert TrainConfig(removal_p=0.25, sham_edits=True).counterfactual_switches == {
+        "paste_p": 0.0, "removal_p": 0.25, "style_swap_p": 0.0, "sham_edits": True}
+    assert "sham_edits" not in TrainConfig(removal_p=0.25).counterfactual_switches  # earlier caches keep their keys
     with pytest.raises(ValueError, match="neutral_weight"):
         TrainConfig(neutral_weight=-1.0)
     with pytest.raises(ValueError, match="mixup"):

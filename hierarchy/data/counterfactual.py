@@ -165,6 +165,28 @@ def remove_tumour(image: np.ndarray, mask: np.ndarray, *, method: str = "biharmo
     return _to_uint8(image * (1.0 - alpha) + filled * alpha)
 
 
+def healthy_region(shape: np.ndarray, head: np.ndarray, avoid: np.ndarray, rng: np.random.Generator, *,
+                   tries: int = 4, inside: float = 0.8) -> np.ndarray | None:
+    """A region of ``shape``'s form (a boolean mask, resized to ``head``'s shape) moved to a random place where at
+    least ``inside`` of it lies in ``head`` and none of it in ``avoid``; None when ``tries`` places all fail."""
+    shape = _resize(shape.astype(bool), head.shape)
+    ys, xs = np.nonzero(shape)
+    if ys.size == 0:
+        return None
+    part = shape[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    height, width = part.shape
+    free_y, free_x = head.shape[0] - height, head.shape[1] - width
+    if free_y < 0 or free_x < 0:
+        return None
+    for _ in range(tries):
+        top, left = int(rng.integers(free_y + 1)), int(rng.integers(free_x + 1))
+        region = np.zeros(head.shape, dtype=bool)
+        region[top:top + height, left:left + width] = part
+        if (region & head).sum() >= inside * region.sum() and not (region & avoid).any():
+            return region
+    return None
+
+
 def swap_background(tumour_image: np.ndarray, mask: np.ndarray, normal: np.ndarray, *,
                     margin: float = 0.08, feather: float = 0.01) -> np.ndarray:
     """The tumour and ``margin`` (of the longer side) of its surroundings, original intensities, on the

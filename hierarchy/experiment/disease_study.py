@@ -47,7 +47,8 @@ ATTRIBUTION_IMAGES = 100
 # adopts the chosen recipe (the cpu profile now trains with all_three_paste_half_mask3_evidence_8ep's settings). The
 # cpu study runs at the profile's earlier 4 epochs (--set router.train.epochs=4; the 8-epoch arms set their own).
 SWITCHES_OFF = {"train.mask_weight": 0.0, "train.evidence_weight": 0.0, "train.neutral_weight": 0.0,
-                "head_neutral_weight": 0.0, "train.paste_p": 0.0, "train.removal_p": 0.0, "train.style_swap_p": 0.0}
+                "head_neutral_weight": 0.0, "train.paste_p": 0.0, "train.removal_p": 0.0, "train.style_swap_p": 0.0,
+                "train.sham_edits": False}
 
 
 def _arm(name: str, description: str, switches: Mapping[str, float]) -> Arm:
@@ -103,6 +104,15 @@ ARMS = {arm.name: arm for arm in (
          "with the refitted heads neutral outside the tumour too (head_neutral_weight 1)",
          {"train.mask_weight": 3.0, "train.evidence_weight": 1.0, "train.neutral_weight": 1.0, "train.paste_p": 0.5,
           "train.removal_p": 0.25, "train.style_swap_p": 0.5, "train.epochs": 8, "head_neutral_weight": 1.0}),
+    # The chosen arm calls 78-89% of removed validation tumours no tumour (per route) when they are filled like its
+    # training removals (mirror or diffusion), and 14-17% when filled by biharmonic inpainting
+    # (experiments/diagnose_removal_fill.py): it learned the fill, not the tumour's absence. Sham edits put the
+    # same fill on healthy tissue of tumour images and pasted normal tissue into no-tumour images, so that an
+    # edit's traces carry no label (declared before it ran, session 9).
+    _arm("all_three_paste_half_mask3_evidence_8ep_sham", "all_three_paste_half_mask3_evidence_8ep with sham edits "
+         "(removal fills and pastes that change no label)",
+         {"train.mask_weight": 3.0, "train.evidence_weight": 1.0, "train.paste_p": 0.5, "train.removal_p": 0.25,
+          "train.style_swap_p": 0.5, "train.epochs": 8, "train.sham_edits": True}),
     # The quick profile's heads are all refitted on a frozen trunk: its chosen counterfactual arm with the heads
     # neutral outside the tumour (declared before it ran, session 8).
     _arm("counterfactual_heads", "counterfactual with the refitted heads neutral outside the tumour "

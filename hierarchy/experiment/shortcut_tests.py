@@ -104,6 +104,17 @@ def _balanced(rows: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFr
     return pd.DataFrame(picked).reset_index(drop=True) if picked else rows.iloc[:0]
 
 
+def tumours_with_masks(frame: pd.DataFrame) -> pd.DataFrame:
+    """The tumour rows of ``frame`` that have a mask."""
+    rows = _rows(frame)
+    return rows[(rows["label"] != NO_TUMOR) & rows["mask_path"].notna()]
+
+
+def balanced_tumours(frame: pd.DataFrame, n: int, *, seed: int = 0) -> pd.DataFrame:
+    """Up to ``n`` tumour rows of ``frame`` with masks, shared equally among the classes."""
+    return _balanced(tumours_with_masks(frame), n, np.random.default_rng(seed))
+
+
 def _partner(pool: pd.DataFrame, plane: Any, rng: np.random.Generator) -> pd.Series:
     """A random row of ``pool``, of the same plane when there is one."""
     same = pool if is_missing(plane) else pool[pool["plane"] == plane]
@@ -125,7 +136,7 @@ def build_cases(frame: pd.DataFrame, *, n: int = 100, seed: int = 0,
     rows = _rows(frame)
     rng = np.random.default_rng(seed)
     normals = rows[rows["label"] == NO_TUMOR]
-    masked = rows[(rows["label"] != NO_TUMOR) & rows["mask_path"].notna()]
+    masked = tumours_with_masks(rows)
     cases: list[ShortcutCase] = []
     needs_normals = {"paste_in", "background_swap"} & set(tests)
     if needs_normals and normals.empty:

@@ -176,8 +176,7 @@ class Component(BaseEstimator):
         """The frame's images as this component's dataset (augmented when ``train``). A training dataset of the
         tumour label gets the counterfactual augmentation and the tumour masks that ``train_config`` asks for."""
         config, on_label = self.train_config_, labelled and self.task_.target == "label"
-        counterfactual = (CounterfactualAugment(frame, self.classes, paste_p=config.paste_p,
-                                                removal_p=config.removal_p, style_swap_p=config.style_swap_p)
+        counterfactual = (CounterfactualAugment(frame, self.classes, **config.counterfactual_switches)
                           if train and on_label and config.counterfactual else None)
         masks = train and on_label and config.needs_masks
         if masks and not ("mask_path" in frame.columns and frame["mask_path"].notna().any()):
@@ -423,7 +422,7 @@ class ImageClassifier(Component):
             labels = frame["label"].to_numpy() if "label" in frame.columns else None
             return self.extract(model, frame, cache_dir, view=view), labels
         classes = tuple(sorted(frame["label"].astype(str).unique()))
-        switches = {"paste_p": config.paste_p, "removal_p": config.removal_p, "style_swap_p": config.style_swap_p}
+        switches = config.counterfactual_switches
         key = {"backbone": self.backbone, "weights": str(getattr(model, "weights_origin", self.weights)),
                "preprocess": self.preprocess_.fingerprint(), "data": data_fingerprint(frame), "view": view,
                "seed": config.seed, "counterfactual": switches, "classes": list(classes)}

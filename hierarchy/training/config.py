@@ -41,7 +41,9 @@ class TrainConfig(Settings):
     a normal brain's tissue) carries no class evidence and only a tumour can move the decision. ``paste_p``,
     ``removal_p``, ``style_swap_p``: the probabilities of the counterfactual augmentations of
     :mod:`hierarchy.data.counterfactual_augment` (tumours pasted into normal brains, tumours removed, and
-    class-independent style swaps).
+    class-independent style swaps); ``sham_edits`` adds the same edits where they change no label (a removal
+    fill over healthy tissue of tumour images, a normal brain's tissue pasted into no-tumour images), so that
+    the traces of an edit cannot stand in for the tumour's presence or absence.
     """
 
     epochs: int = 10
@@ -69,6 +71,7 @@ class TrainConfig(Settings):
     paste_p: float = 0.0
     removal_p: float = 0.0
     style_swap_p: float = 0.0
+    sham_edits: bool = False
     # removed settings that nothing set, at the value the trainer now always uses (see Settings.RETIRED)
     RETIRED: ClassVar[dict[str, Any]] = {"max_steps_per_epoch": None, "compile": False, "persistent_workers": False,
                                          "prefetch_factor": None, "sync_batchnorm": True}
@@ -117,11 +120,22 @@ class TrainConfig(Settings):
         for name in ("paste_p", "removal_p", "style_swap_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
+        if self.sham_edits and not (self.paste_p or self.removal_p):
+            raise ValueError("sham_edits hide the traces of paste-in and removal; set paste_p or removal_p")
 
     @property
     def counterfactual(self) -> bool:
         """Whether any counterfactual or style-swap augmentation is on."""
         return self.paste_p > 0 or self.removal_p > 0 or self.style_swap_p > 0
+
+    @property
+    def counterfactual_switches(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`~hierarchy.data.counterfactual_augment.CounterfactualAugment`."""
+        switches: dict[str, Any] = {"paste_p": self.paste_p, "removal_p": self.removal_p,
+                                    "style_swap_p": self.style_swap_p}
+        if self.sham_edits:  # only when on, so that the feature caches of earlier runs keep their keys
+            switches["sham_edits"] = True
+        return switches
 
     @property
     def needs_masks(self) -> bool:
