@@ -127,3 +127,14 @@ def test_disease_ablation_end_to_end_adds_shortcut_tests_and_chooses_by_its_decl
     assert "shortcut-test rates" in report["selection"]
     text = (out / "ablation.md").read_text()
     assert "## Shortcut tests, attribution and unseen test images" in text and "Chance baselines" in text
+
+
+@pytest.mark.parametrize("folder", ["disease_ablation", "disease_ablation_quick"])
+def test_each_profile_trains_the_recipe_its_committed_disease_ablation_chose(folder):
+    from hierarchy.experiment.disease_study import ARMS
+    from hierarchy.experiment.recipe_arms import profile_router
+
+    report = json.loads((ROOT / "reports" / "benchmarks" / folder / "ablation.json").read_text())
+    study = report["record"]["config"]
+    chosen = arm_config(RouterConfig.from_dict(study["base"]), ARMS[report["chosen"]])
+    assert chosen == profile_router(study["profile"]), f"the {study['profile']} profile is not {report['chosen']}"
