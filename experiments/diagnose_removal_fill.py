@@ -32,8 +32,9 @@ from hierarchy.experiment.shortcut_tests import balanced_tumours
 from hierarchy.fileio import write_json
 from hierarchy.labels import NO_TUMOR
 from hierarchy.logs import configure_logging
-from hierarchy.provenance import command_line
+from hierarchy.provenance import command_line, run_record
 from hierarchy.routing import Router
+from hierarchy.training import resolve_runtime
 
 ROUTES = ("flat", "hierarchical", "ensemble")
 FILLS = ("biharmonic", "diffusion", "training")
@@ -54,13 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = profile_router(args.profile, args.overrides)
     train, val, _ = study_frames(args.data, base.val_fraction)
     tumours = balanced_tumours(val, args.n, seed=0)
-    results = {}
+    results, configs = {}, {}
     for arm in args.arm:
         checkpoint = Path(args.work) / arm / "training"
         if not checkpoint.is_dir():
             parser.error(f"{checkpoint} is missing: run experiments/ablation_disease.py --arms {arm} first")
-        router = Router.from_config(arm_config(base, ARMS[arm])).fit(train, val, out_dir=Path(args.work) / arm,
-                                                                     resume=True)
+        config = arm_config(base, ARMS[arm])
+        configs[arm] = config.to_dict()
+        router = Router.from_config(config).fit(train, val, out_dir=Path(args.work) / arm, resume=True)
         images: dict[str, list[np.ndarray]] = {fill: [] for fill in FILLS}
         for row in tumours.itertuples():
             image, mask = np.asarray(load_image(row.path)), read_mask(row.mask_path)
@@ -77,10 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{arm} {fill}: " + ", ".join(f"{r} {v:.1%}" for r, v in rates[fill].items()), flush=True)
         results[arm] = rates
     if args.out:
+        record = run_record({"profile": args.profile, "arms": configs}, runtime=resolve_runtime().describe(), seed=0,
+                            frames={"train": train, "val": val, "tumours": tumours})
+        record["command"] = command_line(["python", "experiments/diagnose_removal_fill.py",
+                                          *(sys.argv[1:] if argv is None else argv)])
         write_json(Path(args.out), {"n": len(tumours), "split": "validation", "fills": list(FILLS),
-                                    "called_no_tumour": results,
-                                    "command": command_line(["python", "experiments/diagnose_removal_fill.py",
-                                                             *(sys.argv[1:] if argv is None else argv)])})
+                                    "called_no_tumour": results, "record": record})
     return 0
 
 

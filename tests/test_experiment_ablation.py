@@ -128,6 +128,22 @@ def test_disease_ablation_end_to_end_adds_shortcut_tests_and_chooses_by_its_decl
     text = (out / "ablation.md").read_text()
     assert "## Shortcut tests, attribution and unseen test images" in text and "Chance baselines" in text
 
+    # the removal-fill diagnostic reuses the arms' trained checkpoints: nothing is trained again
+    diagnose = load_script("diagnose_removal_fill")
+    settings = [arg for text in tiny for arg in ("--set", text)]
+    with pytest.raises(SystemExit):  # an arm that was not run is refused
+        diagnose.main(["--data", str(data), "--work", str(out / "work"), "--arm", "all_three_paste_half", *settings])
+    fills = tmp_path / "removal_fill.json"
+    assert diagnose.main(["--data", str(data), "--work", str(out / "work"), "--arm", "all_three", *settings,
+                          "--n", "8", "--out", str(fills)]) == 0
+    result = json.loads(fills.read_text())
+    rates = result["called_no_tumour"]["all_three"]
+    assert set(rates) == {"biharmonic", "diffusion", "training"} and result["n"] == 8
+    assert all(0.0 <= rate <= 1.0 for fill in rates.values() for rate in fill.values())
+    assert set(rates["training"]) == {"flat", "hierarchical", "ensemble"}
+    assert result["record"]["config"]["arms"]["all_three"]["train"]["removal_p"] == 0.25
+    assert result["record"]["data"]["tumours"]["n_images"] == 8
+
 
 @pytest.mark.parametrize("folder", ["disease_ablation", "disease_ablation_quick"])
 def test_each_profile_trains_the_recipe_its_committed_disease_ablation_chose(folder):
