@@ -228,6 +228,11 @@ def test_sham_rates_make_each_edit_as_common_under_both_labels(cf_frame: pd.Data
     assert CounterfactualAugment(cf_frame, CLASSES, paste_p=0.5).sham_fill_p == 0.0  # off unless asked
     with pytest.raises(ValueError, match="sham_edits"):
         CounterfactualAugment(cf_frame, CLASSES, style_swap_p=0.5, sham_edits=True)
+    # a third tumour without a mask is never filled (the fill could cover it), so the two masked ones carry the
+    # fill of all three: 0.5 removed among 2.5 labelled no tumour, 0.5 fills among 2.5 labelled tumour
+    unmasked = pd.concat([cf_frame, cf_frame.iloc[[0]].assign(mask_path=None)], ignore_index=True)
+    assert CounterfactualAugment(unmasked, CLASSES, removal_p=0.25, sham_edits=True).sham_rates() == \
+        pytest.approx((1 / 3, 0.0))
 
 
 def test_sham_edits_change_the_image_away_from_the_tumour_and_keep_label_and_mask(cf_frame: pd.DataFrame) -> None:
@@ -244,3 +249,7 @@ def test_sham_edits_change_the_image_away_from_the_tumour_and_keep_label_and_mas
             assert new_label == label and np.array_equal(new_mask, mask)
             assert np.array_equal(np.asarray(image)[mask], original[mask])  # the tumour itself is untouched
         assert any(np.abs(np.asarray(image).astype(int) - original).sum() > 0 for image, _, _ in changed)
+    # a tumour whose mask is unknown is left alone
+    image = data.decoded(0)
+    assert np.array_equal(np.asarray(augment(data, 0, image, "glioma", None, np.random.default_rng(0))[0]),
+                          np.asarray(image))

@@ -100,15 +100,17 @@ class CounterfactualAugment:
     def sham_rates(self) -> tuple[float, float]:
         """``(fill, paste)``: the probabilities of a sham removal fill on a tumour-labelled image and of a sham
         paste on a no-tumour-labelled one that make, in expectation over this frame's rows, the share of images
-        with a removal fill (paste seam) equal among tumour-labelled and no-tumour-labelled images."""
+        with a removal fill (paste seam) equal among tumour-labelled and no-tumour-labelled images (the fill
+        capped at 1). A tumour without a mask gets no fill (it could cover the tumour): the others make up for it."""
         normals, masked = float(self.is_normal.sum()), float(self.with_mask.sum())
-        others = len(self.frame) - normals - masked  # tumours without a mask are never edited
+        others = len(self.frame) - normals - masked  # tumours without a mask: never edited
         removed, pasted = masked * self.removal_p, normals * self.paste_p
         labelled_normal = normals - pasted + removed
         labelled_tumour = masked - removed + others + pasted
         fill = removed / labelled_normal if labelled_normal else 0.0
+        fill *= labelled_tumour / (labelled_tumour - others) if labelled_tumour > others else 0.0
         paste = pasted / labelled_tumour if labelled_tumour else 0.0
-        return fill, paste
+        return min(fill, 1.0), paste
 
     def donors(self, plane: str | None, *, normal: bool = False) -> np.ndarray:
         """Rows of the same plane as a slice of ``plane`` (any plane when unknown or none matches) whose tumour
@@ -136,7 +138,8 @@ class CounterfactualAugment:
                 and rng.random() < self.removal_p:
             image = Image.fromarray(self._fill(np.asarray(image), mask, row, rng))
             label, mask = self.normal, np.zeros_like(mask)
-        sham_p = self.sham_paste_p if label == self.normal else self.sham_fill_p
+        known = edited is not None and edited.any()  # a tumour whose mask is unknown or empty could be covered
+        sham_p = self.sham_paste_p if label == self.normal else self.sham_fill_p if known else 0.0
         if sham_p and rng.random() < sham_p:
             image = self._sham(dataset, row, image, label, edited, rng)
         if self.style_swap_p and rng.random() < self.style_swap_p:
