@@ -22,13 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from hierarchy.data import load_image
-from hierarchy.data.counterfactual import crop, head_box, put_back, remove_tumour
 from hierarchy.data.counterfactual_augment import training_fill
 from hierarchy.data.masks import read_mask
 from hierarchy.experiment.ablation import arm_config, study_frames
 from hierarchy.experiment.disease_study import ARMS, SHORTCUT_IMAGES
 from hierarchy.experiment.recipe_arms import profile_router
-from hierarchy.experiment.shortcut_tests import balanced_tumours
+from hierarchy.experiment.shortcut_tests import balanced_tumours, without_tumour
 from hierarchy.fileio import write_json
 from hierarchy.labels import NO_TUMOR
 from hierarchy.logs import configure_logging
@@ -55,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = profile_router(args.profile, args.overrides)
     train, val, _ = study_frames(args.data, base.val_fraction)
     tumours = balanced_tumours(val, args.n, seed=0)
+    images: dict[str, list[np.ndarray]] = {fill: [] for fill in FILLS}
+    for row in tumours.itertuples():
+        image, mask = np.asarray(load_image(row.path)), read_mask(row.mask_path)
+        for fill in FILLS:
+            images[fill].append(without_tumour(image, mask, method=training_fill(row.plane) if fill == "training"
+                                               else fill))
     results, configs = {}, {}
     for arm in args.arm:
         checkpoint = Path(args.work) / arm / "training"
@@ -63,14 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = arm_config(base, ARMS[arm])
         configs[arm] = config.to_dict()
         router = Router.from_config(config).fit(train, val, out_dir=Path(args.work) / arm, resume=True)
-        images: dict[str, list[np.ndarray]] = {fill: [] for fill in FILLS}
-        for row in tumours.itertuples():
-            image, mask = np.asarray(load_image(row.path)), read_mask(row.mask_path)
-            box = head_box(image)
-            for fill in FILLS:
-                method = training_fill(row.plane) if fill == "training" else fill
-                images[fill].append(put_back(image, box, remove_tumour(crop(image, box), crop(mask, box),
-                                                                       method=method, margin=0.02)))
         rates = {}
         for fill, batch in images.items():
             table = router.predict_routes(batch, ROUTES)

@@ -11,12 +11,10 @@ images, before the rest of the augmentation:
   reward recognising the training fill;
 - *sham edits* (``sham_edits``): the same two edits where they change nothing, so that an edit's traces carry
   no label. A removal fill is otherwise found only in no-tumour images and a paste seam only in tumour images,
-  and a network learns the traces instead of the tumour (the cpu study's chosen arm called 78-89% of removed
-  validation tumours no tumour when filled like its training removals, and 14-17% when filled by biharmonic
-  inpainting). A tumour-labelled image gets
-  the removal fill over a tumour-shaped region of healthy tissue, and a no-tumour-labelled image normal tissue
-  of another no-tumour image pasted over such a region, at the rates that make each edit as common under
-  one label as under the other (:meth:`CounterfactualAugment.sham_rates`). Labels and masks stay;
+  and a network can learn the traces instead of the tumour. A tumour-labelled image gets the removal fill over a
+  tumour-shaped region of healthy tissue, and a no-tumour-labelled image normal tissue of another no-tumour
+  image pasted over such a region, at the rates that make each edit as common under one label as under the
+  other (:meth:`CounterfactualAugment.sham_rates`). Labels and masks stay;
 - *style swap* (``style_swap_p``): any image, whatever its class, takes the global style of a random training
   file of any class: its intensity histogram, its resolution when lower, and its colour mode and JPEG
   quantisation tables. Style then carries no information about the class.
@@ -148,8 +146,8 @@ class CounterfactualAugment:
 
     def _fill(self, image: np.ndarray, region: np.ndarray, row: int, rng: np.random.Generator) -> np.ndarray:
         """``image`` with ``region`` removed by the :func:`training_fill` of the row's plane."""
-        return remove_tumour(image, region, method=training_fill(self.planes[row]), margin=float(rng.uniform(*REMOVAL_MARGIN)),
-                             seed=int(rng.integers(2**31)))
+        return remove_tumour(image, region, method=training_fill(self.planes[row]),
+                             margin=float(rng.uniform(*REMOVAL_MARGIN)), seed=int(rng.integers(2**31)))
 
     def _sham(self, dataset: ImageDataset, row: int, image: Image.Image, label: str, edited: np.ndarray | None,
               rng: np.random.Generator) -> Image.Image:

@@ -106,9 +106,10 @@ ARMS = {arm.name: arm for arm in (
           "train.removal_p": 0.25, "train.style_swap_p": 0.5, "train.epochs": 8, "head_neutral_weight": 1.0}),
     # The chosen arm calls 78-89% of removed validation tumours no tumour (per route) when they are filled like its
     # training removals (mirror or diffusion), and 14-17% when filled by biharmonic inpainting
-    # (experiments/diagnose_removal_fill.py): it learned the fill, not the tumour's absence. Sham edits put the
-    # same fill on healthy tissue of tumour images and pasted normal tissue into no-tumour images, so that an
-    # edit's traces carry no label (declared before it ran, session 9).
+    # (experiments/diagnose_removal_fill.py). The hypothesis this arm tests: it learned the fill's traces, not the
+    # tumour's absence. Sham edits put the same fill on healthy tissue of tumour images and pasted normal tissue
+    # into no-tumour images, so that an edit's traces carry no label (declared before it ran, session 9; its own
+    # diagnostic, in removal_fill.json, shows the traces were not the main cue).
     _arm("all_three_paste_half_mask3_evidence_8ep_sham", "all_three_paste_half_mask3_evidence_8ep with sham edits "
          "(removal fills and pastes that change no label)",
          {"train.mask_weight": 3.0, "train.evidence_weight": 1.0, "train.paste_p": 0.5, "train.removal_p": 0.25,

@@ -115,6 +115,13 @@ def balanced_tumours(frame: pd.DataFrame, n: int, *, seed: int = 0) -> pd.DataFr
     return _balanced(tumours_with_masks(frame), n, np.random.default_rng(seed))
 
 
+def without_tumour(image: np.ndarray, mask: np.ndarray, *, method: str = "biharmonic") -> np.ndarray:
+    """``image`` with its tumour ``mask`` removed inside the head's box, as the removal test removes it (``method``
+    is the fill: biharmonic in the test)."""
+    box = head_box(image)
+    return put_back(image, box, remove_tumour(crop(image, box), crop(mask, box), method=method, margin=0.02))
+
+
 def _partner(pool: pd.DataFrame, plane: Any, rng: np.random.Generator) -> pd.Series:
     """A random row of ``pool``, of the same plane when there is one."""
     same = pool if is_missing(plane) else pool[pool["plane"] == plane]
@@ -149,11 +156,10 @@ def build_cases(frame: pd.DataFrame, *, n: int = 100, seed: int = 0,
             continue
         for _, row in _balanced(masked, n, rng).iterrows():
             image, mask = _pixels(row["path"]), read_mask(row["mask_path"])
-            box = head_box(image)
             if test == "removal":
-                filled = remove_tumour(crop(image, box), crop(mask, box), method="biharmonic", margin=0.02)
-                cases.append(ShortcutCase(test, put_back(image, box, filled), NO_TUMOR, row["id"], "", row["label"]))
+                cases.append(ShortcutCase(test, without_tumour(image, mask), NO_TUMOR, row["id"], "", row["label"]))
                 continue
+            box = head_box(image)
             partner = _partner(normals, row["plane"], rng)
             normal = _pixels(partner["path"])
             normal_box = head_box(normal)
