@@ -6,7 +6,8 @@
 
 The removal shortcut test fills a removed tumour by biharmonic inpainting, a fill training never uses. This
 script removes the same validation tumours (balanced over the classes, as the shortcut tests pick them) with
-each fill, the training's own included (:func:`hierarchy.data.counterfactual_augment.training_fill`), and
+each fill, the plane's default training fill included (``training``:
+:func:`hierarchy.data.counterfactual_augment.training_fill`), and
 reports the share called no tumour per route. A model that learned the tumour's absence calls them alike; one
 that learned its training fill calls only its own fill no tumour. The arm's trained checkpoints must be in
 ``--work`` (run ``experiments/ablation_disease.py`` first); nothing is trained here (a missing arm is refused).
@@ -36,7 +37,7 @@ from hierarchy.routing import Router
 from hierarchy.training import resolve_runtime
 
 ROUTES = ("flat", "hierarchical", "ensemble")
-FILLS = ("biharmonic", "diffusion", "training")
+FILLS = ("biharmonic", "diffusion", "smooth", "training")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hierarchy.data import ImageDataset, PreprocessConfig
+from hierarchy.data import ImageDataset, PreprocessConfig, counterfactual_augment
 from hierarchy.data.counterfactual import (
     REMOVAL_METHODS,
     FileStyle,
@@ -253,3 +253,26 @@ def test_sham_edits_change_the_image_away_from_the_tumour_and_keep_label_and_mas
     image = data.decoded(0)
     assert np.array_equal(np.asarray(augment(data, 0, image, "glioma", None, np.random.default_rng(0))[0]),
                           np.asarray(image))
+
+
+def test_removal_fills_are_drawn_from_the_named_fills_and_contralateral_only_where_a_mirror_exists(
+        cf_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert CounterfactualAugment(cf_frame, CLASSES, removal_p=0.5).fill_method(0, np.random.default_rng(0)) == \
+        "contralateral"  # the axial plane's one training fill
+    frame = pd.concat([cf_frame, cf_frame.iloc[[0]].assign(plane="sagittal")], ignore_index=True)
+    augment = CounterfactualAugment(frame, CLASSES, removal_p=0.5, removal_fills=("contralateral", "biharmonic"))
+    rng = np.random.default_rng(0)
+    assert {augment.fill_method(0, rng) for _ in range(40)} == {"contralateral", "biharmonic"}
+    assert {augment.fill_method(4, rng) for _ in range(40)} == {"biharmonic"}  # a sagittal slice has no mirror
+    only_mirror = CounterfactualAugment(frame, CLASSES, removal_p=0.5, removal_fills=("contralateral",))
+    assert only_mirror.fill_method(4, rng) == "diffusion"  # none usable: the plane's training fill
+    with pytest.raises(ValueError, match="removal_fills"):
+        CounterfactualAugment(cf_frame, CLASSES, removal_p=0.5, removal_fills=("telea",))
+    # the drawn fill is the one applied, to real removals and sham fills alike
+    used: list[str] = []
+    monkeypatch.setattr(counterfactual_augment, "remove_tumour",
+                        lambda image, region, *, method, margin, seed: used.append(method) or image)
+    data = _dataset(cf_frame)
+    biharmonic = CounterfactualAugment(cf_frame, CLASSES, removal_p=1.0, removal_fills=("biharmonic",))
+    biharmonic(data, 0, data.decoded(0), "glioma", data.mask(0), np.random.default_rng(0))
+    assert used == ["biharmonic"]

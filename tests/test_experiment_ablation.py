@@ -138,7 +138,7 @@ def test_disease_ablation_end_to_end_adds_shortcut_tests_and_chooses_by_its_decl
                           "--n", "8", "--out", str(fills)]) == 0
     result = json.loads(fills.read_text())
     rates = result["called_no_tumour"]["all_three"]
-    assert set(rates) == {"biharmonic", "diffusion", "training"} and result["n"] == 8
+    assert set(rates) == {"biharmonic", "diffusion", "smooth", "training"} and result["n"] == 8
     assert all(0.0 <= rate <= 1.0 for fill in rates.values() for rate in fill.values())
     assert set(rates["training"]) == {"flat", "hierarchical", "ensemble"}
     assert result["record"]["config"]["arms"]["all_three"]["train"]["removal_p"] == 0.25

@@ -109,6 +109,15 @@ def test_train_config_checks_the_new_switches() -> None:
     assert TrainConfig(removal_p=0.25, sham_edits=True).counterfactual_switches == {
         "paste_p": 0.0, "removal_p": 0.25, "style_swap_p": 0.0, "sham_edits": True}
     assert "sham_edits" not in TrainConfig(removal_p=0.25).counterfactual_switches  # earlier caches keep their keys
+    fills = TrainConfig.from_dict({"removal_p": 0.25, "removal_fills": ["biharmonic", "diffusion"]})
+    assert fills.counterfactual_switches["removal_fills"] == ("biharmonic", "diffusion")
+    assert "removal_fills" not in TrainConfig(removal_p=0.25).counterfactual_switches
+    with pytest.raises(ValueError, match="removal_fills"):
+        TrainConfig(removal_p=0.25, removal_fills=("telea",))
+    with pytest.raises(ValueError, match="removal_fills"):
+        TrainConfig(removal_p=0.25, removal_fills=("diffusion", "diffusion"))
+    with pytest.raises(ValueError, match="removal_p"):
+        TrainConfig(removal_fills=("diffusion",))
     with pytest.raises(ValueError, match="neutral_weight"):
         TrainConfig(neutral_weight=-1.0)
     with pytest.raises(ValueError, match="mixup"):

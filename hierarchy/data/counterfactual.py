@@ -14,7 +14,7 @@ Methods, as the report states them:
   head's by quantile matching, blended with a feathered (Gaussian) edge;
 - *removal* (:func:`remove_tumour`): the mask dilated by ``margin`` (rim and oedema) and filled by
   biharmonic inpainting (scikit-image), by the mirrored contralateral hemisphere, or by normalised-convolution
-  diffusion with matched noise; mass effect (shifted midline, compressed ventricles) stays, so "called no
+  diffusion with matched noise (``diffusion``) or without it (``smooth``); mass effect (shifted midline, compressed ventricles) stays, so "called no
   tumour after removal" is a lower bound on what the model would do for a truly normal brain;
 - *background swap* (:func:`swap_background`): the tumour and a wide margin of its own surroundings kept with
   their original intensities, everything else taken from a normal slice of the same plane;
@@ -38,7 +38,7 @@ from skimage.restoration import inpaint_biharmonic
 from hierarchy.data.masks import resize_bool
 from hierarchy.data.preprocess import foreground_box, foreground_mask
 
-REMOVAL_METHODS = ("biharmonic", "contralateral", "diffusion")
+REMOVAL_METHODS = ("biharmonic", "contralateral", "diffusion", "smooth")
 _QUANTILES = np.linspace(0.0, 1.0, 101)
 
 
@@ -109,9 +109,9 @@ def _fill_biharmonic(image: np.ndarray, region: np.ndarray, rng: np.random.Gener
     return inpaint_biharmonic(image.astype(np.float64) / 255.0, region) * 255.0
 
 
-def _fill_diffusion(image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Normalised convolution at growing scales (each pixel of ``region`` takes the weighted mean of the
-    known pixels around it), plus noise with the standard deviation of the known ring around the region."""
+def _fill_smooth(image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Normalised convolution at growing scales: each pixel of ``region`` takes the weighted mean of the known
+    pixels around it, a smooth fill without texture (unlike biharmonic inpainting, not a polynomial surface)."""
     known = (~region).astype(np.float64)
     values = image.astype(np.float64) * known
     filled = image.astype(np.float64).copy()
@@ -124,6 +124,13 @@ def _fill_diffusion(image: np.ndarray, region: np.ndarray, rng: np.random.Genera
         filled[ready] = estimate[ready]
         todo &= ~ready
         sigma *= 2.0
+    return filled
+
+
+def _fill_diffusion(image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The smooth fill plus noise with the standard deviation of the known ring around the region (the
+    tissue's texture)."""
+    filled = _fill_smooth(image, region, rng)
     ring = _dilated(region, 0.02) & ~region
     texture = image[ring].astype(np.float64) - ndimage.gaussian_filter(image.astype(np.float64), 2.0)[ring]
     noise = ndimage.gaussian_filter(rng.standard_normal(image.shape), 0.7)
@@ -146,7 +153,16 @@ def _fill_contralateral(image: np.ndarray, region: np.ndarray, rng: np.random.Ge
 
 
 _FILLS: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]] = {
-    "biharmonic": _fill_biharmonic, "contralateral": _fill_contralateral, "diffusion": _fill_diffusion}
+    "biharmonic": _fill_biharmonic, "contralateral": _fill_contralateral, "diffusion": _fill_diffusion,
+    "smooth": _fill_smooth}
+
+
+def check_removal_fills(fills: tuple[str, ...] | list[str]) -> None:
+    """Refuse ``removal_fills`` that name no fill of ``REMOVAL_METHODS``
+    (or name one twice, which would weigh it double without saying so)."""
+    unknown = sorted(set(fills) - set(REMOVAL_METHODS))
+    if unknown or len(set(fills)) != len(fills):
+        raise ValueError(f"removal_fills must name distinct fills of {REMOVAL_METHODS}, got {list(fills)}")
 
 
 def remove_tumour(image: np.ndarray, mask: np.ndarray, *, method: str = "biharmonic", margin: float = 0.02,

@@ -8,7 +8,9 @@ images, before the rest of the augmentation:
 - *removal* (``removal_p``): a tumour image with a mask gets its tumour removed (the contralateral hemisphere
   mirrored in for axial and coronal slices, diffusion filling for sagittal ones and midline tumours) and is
   labelled no tumour. The shortcut test of removal uses biharmonic inpainting instead, so that the test does not
-  reward recognising the training fill;
+  reward recognising the training fill. ``removal_fills`` draws each removal's fill from the named
+  :data:`~hierarchy.data.counterfactual.REMOVAL_METHODS` instead (``contralateral`` on axial and coronal
+  slices only);
 - *sham edits* (``sham_edits``): the same two edits where they change nothing, so that an edit's traces carry
   no label. A removal fill is otherwise found only in no-tumour images and a paste seam only in tumour images,
   and a network can learn the traces instead of the tumour. A tumour-labelled image gets the removal fill over a
@@ -33,6 +35,7 @@ from scipy import ndimage
 
 from hierarchy.data.counterfactual import (
     FileStyle,
+    check_removal_fills,
     head_of,
     healthy_region,
     paste_tumour,
@@ -69,7 +72,7 @@ class CounterfactualAugment:
 
     def __init__(self, frame: pd.DataFrame, classes: tuple[str, ...], *, paste_p: float = 0.0,
                  removal_p: float = 0.0, style_swap_p: float = 0.0, sham_edits: bool = False,
-                 normal: str = NO_TUMOR) -> None:
+                 removal_fills: tuple[str, ...] = (), normal: str = NO_TUMOR) -> None:
         for name, p in (("paste_p", paste_p), ("removal_p", removal_p), ("style_swap_p", style_swap_p)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} is a probability in [0, 1], got {p!r}")
@@ -77,6 +80,8 @@ class CounterfactualAugment:
             raise ValueError(f"paste-in and removal need the class {normal!r} among the classes {list(classes)}")
         if sham_edits and not (paste_p or removal_p):
             raise ValueError("sham_edits hide the traces of paste-in and removal; set paste_p or removal_p")
+        check_removal_fills(removal_fills)
+        self.removal_fills = tuple(removal_fills)
         self.frame = frame.reset_index(drop=True)
         self.classes = tuple(classes)
         self.paste_p, self.removal_p, self.style_swap_p = paste_p, removal_p, style_swap_p
@@ -144,9 +149,18 @@ class CounterfactualAugment:
             image = self._restyle(dataset, row, image, int(rng.integers(len(self.frame))))
         return image, label, mask
 
+    def fill_method(self, row: int, rng: np.random.Generator) -> str:
+        """The fill of a removal in row ``row``: the :func:`training_fill` of its plane, or with ``removal_fills``
+        one of them drawn at random (``contralateral`` only where the plane has a mirror image)."""
+        plane = self.planes[row]
+        if not self.removal_fills:
+            return training_fill(plane)
+        usable = [f for f in self.removal_fills if f != "contralateral" or plane in MIRROR_PLANES]
+        return str(rng.choice(usable)) if usable else training_fill(plane)
+
     def _fill(self, image: np.ndarray, region: np.ndarray, row: int, rng: np.random.Generator) -> np.ndarray:
-        """``image`` with ``region`` removed by the :func:`training_fill` of the row's plane."""
-        return remove_tumour(image, region, method=training_fill(self.planes[row]),
+        """``image`` with ``region`` removed by the row's :meth:`fill_method`."""
+        return remove_tumour(image, region, method=self.fill_method(row, rng),
                              margin=float(rng.uniform(*REMOVAL_MARGIN)), seed=int(rng.integers(2**31)))
 
     def _sham(self, dataset: ImageDataset, row: int, image: Image.Image, label: str, edited: np.ndarray | None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from hierarchy.data.counterfactual import check_removal_fills
 from hierarchy.settings import Settings
 from hierarchy.training.runtime import AMP_MODES, CHANNELS_LAST_MODES
 
@@ -43,7 +44,9 @@ class TrainConfig(Settings):
     :mod:`hierarchy.data.counterfactual_augment` (tumours pasted into normal brains, tumours removed, and
     class-independent style swaps); ``sham_edits`` adds the same edits where they change no label (a removal
     fill over healthy tissue of tumour images, a normal brain's tissue pasted into no-tumour images), so that
-    the traces of an edit cannot stand in for the tumour's presence or absence.
+    the traces of an edit cannot stand in for the tumour's presence or absence. ``removal_fills`` draws each
+    removal's fill (real or sham) from these fills instead of the plane's one training fill, so that no one
+    fill's texture can stand for "no tumour" either.
     """
 
     epochs: int = 10
@@ -72,12 +75,14 @@ class TrainConfig(Settings):
     removal_p: float = 0.0
     style_swap_p: float = 0.0
     sham_edits: bool = False
+    removal_fills: tuple[str, ...] = ()
     # removed settings that nothing set, at the value the trainer now always uses (see Settings.RETIRED)
     RETIRED: ClassVar[dict[str, Any]] = {"max_steps_per_epoch": None, "compile": False, "persistent_workers": False,
                                          "prefetch_factor": None, "sync_batchnorm": True}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "progressive_sizes", tuple(self.progressive_sizes))  # a JSON list round-trips
+        object.__setattr__(self, "removal_fills", tuple(self.removal_fills))
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if self.lr <= 0 or self.weight_decay < 0:
@@ -122,6 +127,9 @@ class TrainConfig(Settings):
                 raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
         if self.sham_edits and not (self.paste_p or self.removal_p):
             raise ValueError("sham_edits hide the traces of paste-in and removal; set paste_p or removal_p")
+        check_removal_fills(self.removal_fills)
+        if self.removal_fills and not self.removal_p:
+            raise ValueError("removal_fills choose the fills of removals; set removal_p")
 
     @property
     def counterfactual(self) -> bool:
@@ -135,6 +143,8 @@ class TrainConfig(Settings):
                                     "style_swap_p": self.style_swap_p}
         if self.sham_edits:  # only when on, so that the feature caches of earlier runs keep their keys
             switches["sham_edits"] = True
+        if self.removal_fills:
+            switches["removal_fills"] = self.removal_fills
         return switches
 
     @property
