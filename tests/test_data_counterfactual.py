@@ -84,6 +84,22 @@ def test_remove_tumour_fills_the_region_with_brain(method: str) -> None:
     np.testing.assert_array_equal(removed[far], image[far])
 
 
+def test_smooth_removal_has_no_texture_and_diffusion_keeps_the_tissues() -> None:
+    image, mask = _tumour_image()
+    image = image.astype(np.float64)
+    image[~mask] += np.random.default_rng(0).normal(0, 8, image.shape)[~mask]  # textured tissue around the tumour
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    core = _disc(0.35 * SIZE, 0.40 * SIZE, 0.05 * SIZE)
+
+    def roughness(method: str) -> float:  # pixel-to-pixel change inside the filled core
+        filled = remove_tumour(image, mask, method=method).astype(np.float64)
+        return float(np.abs(np.diff(filled, axis=1))[core[:, 1:] & core[:, :-1]].mean())
+
+    tissue = float(np.abs(np.diff(image.astype(np.float64), axis=1))[~mask[:, 1:] & ~mask[:, :-1]
+                                                                        & (image[:, 1:] > 50)].mean())
+    assert roughness("smooth") < 0.2 * tissue < roughness("diffusion")
+
+
 def test_remove_tumour_refuses_an_unknown_method_and_keeps_an_empty_mask() -> None:
     image, mask = _tumour_image()
     with pytest.raises(ValueError, match="unknown removal method"):

@@ -14,7 +14,7 @@ Methods, as the report states them:
   head's by quantile matching, blended with a feathered (Gaussian) edge;
 - *removal* (:func:`remove_tumour`): the mask dilated by ``margin`` (rim and oedema) and filled by
   biharmonic inpainting (scikit-image), by the mirrored contralateral hemisphere, or by normalised-convolution
-  diffusion with matched noise (``diffusion``) or without it (``smooth``); mass effect (shifted midline, compressed ventricles) stays, so "called no
+  diffusion with matched noise (``diffusion``) or a smooth, textureless normalised convolution (``smooth``); mass effect (shifted midline, compressed ventricles) stays, so "called no
   tumour after removal" is a lower bound on what the model would do for a truly normal brain;
 - *background swap* (:func:`swap_background`): the tumour and a wide margin of its own surroundings kept with
   their original intensities, everything else taken from a normal slice of the same plane;
@@ -109,28 +109,35 @@ def _fill_biharmonic(image: np.ndarray, region: np.ndarray, rng: np.random.Gener
     return inpaint_biharmonic(image.astype(np.float64) / 255.0, region) * 255.0
 
 
-def _fill_smooth(image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Normalised convolution at growing scales: each pixel of ``region`` takes the weighted mean of the known
-    pixels around it, a smooth fill without texture (unlike biharmonic inpainting, not a polynomial surface)."""
+def _normalised_convolution(image: np.ndarray, region: np.ndarray, *, soft: bool) -> np.ndarray:
+    """``image`` with each pixel of ``region`` replaced by the Gaussian-weighted mean of the known pixels around
+    it, at the smallest of growing scales (2, 4, 8, ... pixels) where the known pixels weigh enough. ``soft``
+    hands each pixel from one scale to the next in proportion to that weight, so that no ring marks where a
+    scale takes over; pixels that no scale reaches keep their value."""
     known = (~region).astype(np.float64)
     values = image.astype(np.float64) * known
-    filled = image.astype(np.float64).copy()
-    todo = region.copy()
+    filled = np.zeros(image.shape)
+    remaining = region.astype(np.float64)
     sigma = 2.0
-    while todo.any() and sigma < _side(image.shape):
+    while remaining.any() and sigma < _side(image.shape):
         weight = ndimage.gaussian_filter(known, sigma)
         estimate = ndimage.gaussian_filter(values, sigma) / np.maximum(weight, 1e-9)
-        ready = todo & (weight > 0.05)
-        filled[ready] = estimate[ready]
-        todo &= ~ready
+        share = remaining * (np.clip(weight / 0.05, 0.0, 1.0) if soft else weight > 0.05)
+        filled += share * estimate
+        remaining -= share
         sigma *= 2.0
-    return filled
+    return np.where(region, filled + remaining * image, image.astype(np.float64))
+
+
+def _fill_smooth(image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A smooth fill without texture (:func:`_normalised_convolution`, scales blended)."""
+    return _normalised_convolution(image, region, soft=True)
 
 
 def _fill_diffusion(image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The smooth fill plus noise with the standard deviation of the known ring around the region (the
+    """Normalised convolution plus noise with the standard deviation of the known ring around the region (the
     tissue's texture)."""
-    filled = _fill_smooth(image, region, rng)
+    filled = _normalised_convolution(image, region, soft=False)
     ring = _dilated(region, 0.02) & ~region
     texture = image[ring].astype(np.float64) - ndimage.gaussian_filter(image.astype(np.float64), 2.0)[ring]
     noise = ndimage.gaussian_filter(rng.standard_normal(image.shape), 0.7)

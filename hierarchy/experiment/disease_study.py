@@ -117,8 +117,8 @@ ARMS = {arm.name: arm for arm in (
     # The sham arm still calls removed validation tumours no tumour in 74-78% with the fills it trained on and 22%
     # with biharmonic inpainting, a smooth, textureless fill it never saw (removal_fill.json). The hypothesis this
     # arm tests: a textureless patch reads as a lesion because no training image showed one. Removals and sham
-    # fills draw their fill from the mirror (axial, coronal), the noisy diffusion fill and the same diffusion
-    # without noise ("smooth"), so that a smooth patch appears as often under a tumour label as under "no
+    # fills draw their fill from the mirror (axial, coronal), the noisy diffusion fill and a smooth normalised
+    # convolution without noise ("smooth"), so that a smooth patch appears as often under a tumour label as under "no
     # tumour"; biharmonic stays out of training, and the removal test still measures a fill never trained on
     # (declared before it ran, session 10).
     _arm("all_three_paste_half_mask3_evidence_8ep_sham_fills", "all_three_paste_half_mask3_evidence_8ep_sham with "
