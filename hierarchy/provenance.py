@@ -32,12 +32,18 @@ def software_versions() -> dict[str, str]:
     return found
 
 
+# Results, not code: a run that rewrites its own committed report (``--restart``) does not make the code dirty.
+OUTPUTS = "reports"
+
+
 def git_commit(path: str | Path = ".") -> str | None:
-    """The commit of the source tree the run used, with ``+dirty`` when it had local edits."""
+    """The commit of the source tree the run used, with ``+dirty`` when it had local edits (edits under the
+    repository's ``reports/`` folder, where runs write their results, are not edits of the source)."""
     try:
         commit = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True,
                                 text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top)", f":(top,exclude){OUTPUTS}"],
                                capture_output=True, text=True, check=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

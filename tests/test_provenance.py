@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pandas as pd
+import pytest
 
 from hierarchy.provenance import (
     command_line,
     data_fingerprint,
     data_hashes,
+    git_commit,
     ordered_data_fingerprint,
     run_record,
 )
@@ -44,3 +49,21 @@ def test_run_record_names_the_default_runtime(monkeypatch):
     monkeypatch.setenv("HIERARCHY_AMP", "off")
     assert resolve_runtime().describe().startswith(("cpu/float32/", "cuda/float32/"))
     assert run_record({}, runtime="cpu/float32/contiguous")["runtime"] == "cpu/float32/contiguous"
+
+
+def test_git_commit_is_dirty_for_edited_code_but_not_for_rewritten_results(tmp_path) -> None:
+    if shutil.which("git") is None:
+        pytest.skip("needs git")
+    git = ["git", "-C", str(tmp_path), "-c", "user.email=t@example.org", "-c", "user.name=t"]
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "report.md").write_text("old result\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "first"], check=True)
+    clean = git_commit(tmp_path)
+    assert clean is not None and not clean.endswith("+dirty")
+    (tmp_path / "reports" / "report.md").write_text("new result\n")  # a run rewriting its committed report
+    assert git_commit(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == clean + "+dirty"
