@@ -14,8 +14,9 @@ Methods, as the report states them:
   head's by quantile matching, blended with a feathered (Gaussian) edge;
 - *removal* (:func:`remove_tumour`): the mask dilated by ``margin`` (rim and oedema) and filled by
   biharmonic inpainting (scikit-image), by the mirrored contralateral hemisphere, or by normalised-convolution
-  diffusion with matched noise (``diffusion``) or a smooth, textureless normalised convolution (``smooth``); mass effect (shifted midline, compressed ventricles) stays, so "called no
-  tumour after removal" is a lower bound on what the model would do for a truly normal brain;
+  diffusion with matched noise (``diffusion``) or without it, its scales blended (``smooth``: no texture);
+  mass effect (shifted midline, compressed ventricles) stays, so "called no tumour after removal" is a lower
+  bound on what the model would do for a truly normal brain;
 - *background swap* (:func:`swap_background`): the tumour and a wide margin of its own surroundings kept with
   their original intensities, everything else taken from a normal slice of the same plane;
 - *style swap* (:func:`restyle_like`): the whole image's intensity histogram matched to a reference image,
