@@ -120,8 +120,21 @@ def to_jsonable(obj: Any) -> Any:
 def json_text(data: Any, *, sort_keys: bool = False) -> str:
     """``data`` as the text of a JSON file: indented, ending in a newline; numpy values become plain numbers
     and NaN becomes ``null`` (see ``to_jsonable``); any other value JSON cannot hold (a ``Path``, a timestamp)
-    becomes its ``str``. The one format of every JSON file the library writes."""
-    return json.dumps(to_jsonable(data), indent=2, sort_keys=sort_keys, default=str) + "\n"
+    becomes its ``str``. A list holding no lists or dicts stays on one line, so a curve of a thousand points
+    is one line, not a thousand. The one format of every JSON file the library writes."""
+    return _json_lines(to_jsonable(data), "", sort_keys) + "\n"
+
+
+def _json_lines(value: Any, indent: str, sort_keys: bool) -> str:
+    """``value`` as indented JSON text starting at ``indent`` (the body of ``json_text``)."""
+    inner = indent + "  "
+    if isinstance(value, dict) and value:
+        items = sorted(value.items()) if sort_keys else value.items()
+        body = ",\n".join(f"{inner}{json.dumps(key)}: {_json_lines(item, inner, sort_keys)}" for key, item in items)
+        return "{\n" + body + "\n" + indent + "}"
+    if isinstance(value, (list, tuple)) and any(isinstance(item, (dict, list, tuple)) for item in value):
+        return "[\n" + ",\n".join(inner + _json_lines(item, inner, sort_keys) for item in value) + "\n" + indent + "]"
+    return json.dumps(value, default=str)
 
 
 def write_json(path: str | os.PathLike, data: Any, *, sort_keys: bool = False) -> Path:

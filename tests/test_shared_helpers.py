@@ -3,9 +3,11 @@ every caller uses."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -67,3 +69,13 @@ def test_missed_tumour_definition_and_json_text():
     tumour, missed = missed_mask(["glioma", "no_tumor", "pituitary"], ["no_tumor", "no_tumor", "glioma"])
     assert tumour.tolist() == [True, False, True] and missed.tolist() == [True, False, False]
     assert json_text({"b": float("nan"), "a": 1}, sort_keys=True) == '{\n  "a": 1,\n  "b": null\n}\n'
+
+
+def test_json_text_keeps_flat_lists_on_one_line_and_round_trips():
+    curve = np.linspace(0.0, 1.0, 500)
+    data = {"roc": {"fpr": curve, "tpr": curve[::-1]}, "rows": [{"a": 1}, [2, None]], "empty": {}, "p": Path("x")}
+    text = json_text(data)
+    assert len(text.splitlines()) == 14  # each 500-point array is one line
+    assert json.loads(text) == {"roc": {"fpr": curve.tolist(), "tpr": curve[::-1].tolist()},
+                                "rows": [{"a": 1}, [2, None]], "empty": {}, "p": "x"}
+    assert json.loads(json_text(data, sort_keys=True)) == json.loads(text)

@@ -7,7 +7,9 @@ The experiment owns the entries of ``OWNED`` in its output folder, and records t
 A re-run resumes the finished stages only when its identity (``config.json``) matches the earlier run's: every
 setting, the code's version, and the content of every input (per dataset root and external set, the sha256
 of its index, which holds every file's sha256). Any difference is refused with what changed, or, with
-``restart``, the earlier run's work is discarded and everything runs again.
+``restart``, the earlier run's work is discarded and everything runs again. The recorded settings are read as
+this code reads a saved configuration: a setting added since the run takes its default (which, by the
+library's rule for new settings, keeps the earlier behaviour), as a saved Router's ``router.json`` loads.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 import hierarchy
+from hierarchy.experiment.profiles import ExperimentConfig
 from hierarchy.fileio import read_json, write_json
 from hierarchy.provenance import data_fingerprint
 
@@ -94,12 +97,23 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _as_read_now(settings: Any) -> Any:
+    """Recorded experiment settings as this code reads them (added settings at their defaults), JSON-ready;
+    settings it cannot read (a removed or mistyped one) stay as recorded, so they show as changed."""
+    try:
+        return json.loads(json.dumps(ExperimentConfig.from_dict(settings).to_dict(), default=str))
+    except (TypeError, ValueError):
+        return settings
+
+
 def check_resume(out: Path, identity: dict[str, Any], *, restart: bool = False) -> None:
     """Refuse to resume the run in ``out`` when ``identity`` differs from the one it recorded (naming what
     changed); with ``restart``, discard that run's work instead. Records ``identity`` in ``config.json``."""
     path = out / CONFIG_FILE
     if path.exists():
         recorded = read_json(path, what="experiment record")
+        if isinstance(recorded, dict) and "experiment" in recorded:
+            recorded = {**recorded, "experiment": _as_read_now(recorded["experiment"])}
         changed = _differences(recorded, identity)
         if changed and not restart:
             shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
