@@ -151,8 +151,8 @@ def test_the_settings_are_counted():
     # (the disease ablation's arm all_three_paste_half_mask3_evidence, tested in test_training_mask_supervision),
     # then train.neutral_weight (the arm all_three_paste_half_mask3_evidence_neutral, tested there too) and
     # head_neutral_weight (the arm all_three_paste_half_mask3_evidence_neutral_heads, test_training_head_neutrality),
-    # train.sham_edits (the arm ..._8ep_sham, which the cpu profile adopted) and train.removal_fills (the arm
-    # ..._8ep_sham_fills; both tested in test_data_counterfactual and test_training_mask_supervision).
+    # train.sham_edits (the arm ..._8ep_sham) and train.removal_fills (the arm ..._8ep_sham_fills, which the cpu
+    # profile adopted; both tested in test_data_counterfactual and test_training_mask_supervision).
     # A new setting changes these numbers: give it a profile, an ablation arm or a documented extension point
     # with a test.
     assert len(_leaf_settings(RouterConfig)) == 68

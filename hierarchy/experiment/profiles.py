@@ -151,8 +151,9 @@ PROFILES: dict[str, ExperimentConfig] = {
     # and the expert heads are fitted on its frozen trunk, so every route costs one trunk pass. The trunk must
     # look at the tumour: mask supervision (loss weight 3), a loss on class evidence outside the tumour mask,
     # counterfactual paste-in (p 0.5) and removal (p 0.25) with sham edits (the same edits where they change no label,
-    # so that their traces carry none) and class-independent style swaps, trained 8 epochs: the recipe the disease
-    # ablation's declared rule chose on validation rows (all_three_paste_half_mask3_evidence_8ep_sham,
+    # so that their traces carry none), each removal filled by the mirror, a noisy or a smooth fill (so that no fill's
+    # texture carries a label), and class-independent style swaps, trained 8 epochs: the recipe the disease
+    # ablation's declared rule chose on validation rows (all_three_paste_half_mask3_evidence_8ep_sham_fills,
     # reports/benchmarks/disease_ablation). About 55 minutes per Router on 2 CPU cores.
     "cpu": ExperimentConfig(
         profile="cpu",
@@ -161,7 +162,8 @@ PROFILES: dict[str, ExperimentConfig] = {
                             preprocess=PreprocessConfig(image_size=224, augment="light"),
                             train=TrainConfig(epochs=8, lr=1e-3, batch_size=32, label_smoothing=0.1, num_workers=2,
                                               mask_weight=3.0, evidence_weight=1.0, paste_p=0.5, removal_p=0.25,
-                                              style_swap_p=0.5, sham_edits=True),
+                                              style_swap_p=0.5, sham_edits=True,
+                                              removal_fills=("contralateral", "diffusion", "smooth")),
                             feature_views=2),
         flat_fallback_backbone="tf_efficientnet_lite0",
     ),
