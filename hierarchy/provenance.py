@@ -50,6 +50,11 @@ def git_commit(path: str | Path = ".") -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
+def source_commit() -> str | None:
+    """The commit of the hierarchy source in use (``git_commit`` of the package's folder; None outside git)."""
+    return git_commit(Path(__file__).resolve().parent)
+
+
 def _rows(frame: pd.DataFrame) -> list[list[str]]:
     """The (id, sha256, label, plane, split) rows of a dataset index; its paths when it has no id or sha256."""
     cols = [c for c in ("id", "sha256", "label", "plane", "split") if c in frame.columns]
@@ -100,7 +105,7 @@ def run_record(config: dict[str, Any], *, runtime: str, seed: int | None = None,
     """A JSON-ready record of a run: when, what code, which software, which data, which settings, and
     ``runtime``, the caller's resolved runtime (``hierarchy.training.resolve_runtime().describe()``, e.g.
     ``cpu/bfloat16/channels_last``; passed in because hierarchy.training imports this module)."""
-    commit = git_commit(Path(__file__).resolve().parent)
+    commit = source_commit()
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_commit": commit,

@@ -102,6 +102,8 @@ def test_report_and_run_record_are_written(finished):
     assert "pytest" in report  # the command that produced it
     record = json.loads((out / "run_record.json").read_text())
     assert record["data"]["test"]["n_images"] == 48 and record["versions"]["torch"]
+    assert set(record["stage_commits"]) == set(record["stage_seconds"])  # every stage ran at the run's commit
+    assert set(record["stage_commits"].values()) == {record["git_commit"]}
     assert (out / "figures" / "roc.png").stat().st_size > 0
     assert (out / "gallery" / "shortcut_examples.png").stat().st_size > 0
     assert (out / "predictions" / "test_seed0.csv").stat().st_size > 0

@@ -83,7 +83,7 @@ from hierarchy.metrics import (
     labels_and_probabilities,
 )
 from hierarchy.predictions import ROUTES, prob_column
-from hierarchy.provenance import run_record
+from hierarchy.provenance import run_record, source_commit
 from hierarchy.reports import COMPARISONS, build_report
 from hierarchy.reports.writer import ReportFiles
 from hierarchy.routing import ImageClassifier, Router, RouterConfig, Task, route_throughput
@@ -175,7 +175,7 @@ class Experiment:
                      restart=restart)
         for folder in (self.work, self.predictions_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        self.stages = StageLog(self.work / "stages.json")
+        self.stages = StageLog(self.work / "stages.json", commit=source_commit())
         self._controls: dict[str, ImageClassifier] = {}  # refit controls by run key, fitted when first needed
         self.data_roots = [Path(r) for r in roots] or [self.stages.run(
             "synthetic_data", lambda: make_synthetic_dataset(self.work / "synthetic", seed=0, **config.synthetic),
@@ -501,7 +501,8 @@ class Experiment:
                             frames={"train": first_run.train, "val": first_run.val,
                                     "calibration": self.calibration_rows, "test": self.test})
         record.update({"command": self.command, "dataset_root_name": self.dataset_name, "weights": self.weights,
-                       "stage_seconds": self.stages.seconds(), "profile": config.profile, "seeds": list(config.seeds),
+                       "stage_seconds": self.stages.seconds(), "stage_commits": self.stages.commits(),
+                       "profile": config.profile, "seeds": list(config.seeds),
                        "models": [r.name for r in self.runs]})
 
         metrics = evaluate_predictions(pred, n_bootstrap=config.n_bootstrap, seed=first)

@@ -1,4 +1,5 @@
-"""Resumable stages: each finished stage is recorded with its wall time, so a re-run skips it."""
+"""Resumable stages: each finished stage is recorded with its wall time and the commit of the code that ran it,
+so a re-run skips it and a report resumed at a later commit can say which stages an earlier commit computed."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ logger = logging.getLogger(__name__)
 
 
 class StageLog:
-    """A JSON file ``stages.json`` mapping stage name to ``{"seconds": ...}`` once it has finished."""
+    """A JSON file ``stages.json`` mapping stage name to ``{"seconds": ..., "git_commit": ...}`` once it has
+    finished; ``commit`` is the source's commit (``hierarchy.provenance.source_commit``), None when unknown."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, commit: str | None = None) -> None:
         self.path = Path(path)
+        self.commit = commit
         self.done: dict[str, dict[str, Any]] = (
             read_json(self.path, what="stage log") if self.path.exists() else {}
         )
@@ -30,6 +33,10 @@ class StageLog:
         """Wall time of every finished stage, in seconds."""
         return {name: float(entry["seconds"]) for name, entry in self.done.items()}
 
+    def commits(self) -> dict[str, str | None]:
+        """The commit each finished stage ran at (None where it was not recorded: stages of older runs)."""
+        return {name: entry.get("git_commit") for name, entry in self.done.items()}
+
     def _save(self) -> None:
         write_json(self.path, self.done)
 
@@ -40,7 +47,7 @@ class StageLog:
         start = time.perf_counter()
         yield
         seconds = time.perf_counter() - start
-        self.done[name] = {"seconds": round(seconds, 2)}
+        self.done[name] = {"seconds": round(seconds, 2), "git_commit": self.commit}
         self._save()
         logger.info("stage %s: finished in %.1f s", name, seconds)
 

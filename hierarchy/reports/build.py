@@ -86,6 +86,7 @@ def _data_and_methods(w: _Writer, pred: pd.DataFrame, metrics: dict,
         w.add("### Run record", "",
               f"- created: {run_record.get('created', 'unknown')}",
               f"- code (git commit): `{run_record.get('git_commit') or 'unknown'}`",
+              *resumed_stages(run_record),
               f"- seed: {run_record.get('seed', 'unknown')}", "")
         data = run_record.get("data") or {}
         if data:
@@ -270,13 +271,30 @@ def build_report(pred: pd.DataFrame, out_dir: str | Path, *, run_record: dict | 
 
 
 def uncommitted_note(run_record: Mapping | None) -> str:
-    """The warning at the top of a report made from a working tree with uncommitted changes ("" otherwise)."""
-    commit = str((run_record or {}).get("git_commit") or "")
-    if not ((run_record or {}).get("uncommitted_changes") or commit.endswith("+dirty")):
+    """The warning at the top of a report made with uncommitted changes, or resumed from stages that were
+    ("" otherwise)."""
+    record = run_record or {}
+    commit = str(record.get("git_commit") or "")
+    dirty = sorted({str(c) for c in (record.get("stage_commits") or {}).values() if str(c or "").endswith("+dirty")})
+    if record.get("uncommitted_changes") or commit.endswith("+dirty"):
+        dirty = [commit, *(c for c in dirty if c != commit)]
+    if not dirty:
         return ""
-    return (f"> **Made from uncommitted code.** The run used commit `{commit.removesuffix('+dirty')}` with local "
-            "changes, so no commit reproduces it exactly; re-make the report from a clean commit before "
-            "publishing it.")
+    used = ", ".join(f"`{c.removesuffix('+dirty')}`" for c in dirty)
+    return (f"> **Made from uncommitted code.** The run used commit {used} with local changes, so no commit "
+            "reproduces it exactly; re-make the report from a clean commit before publishing it.")
+
+
+def resumed_stages(run_record: Mapping | None) -> list[str]:
+    """One line per other commit whose stages a resumed run reused, naming them (empty when every stage ran
+    at the run's own commit)."""
+    record = run_record or {}
+    by_commit: dict[str, list[str]] = {}
+    for stage, commit in (record.get("stage_commits") or {}).items():
+        if commit != record.get("git_commit"):
+            by_commit.setdefault(f"`{commit}`" if commit else "an unrecorded commit", []).append(stage)
+    return [f"- stages reused from {commit}: {len(stages)} ({', '.join(stages)})"
+            for commit, stages in by_commit.items()]
 
 
 def _write_report(w: _Writer, pred: pd.DataFrame, metrics: dict, compared: list[dict],
