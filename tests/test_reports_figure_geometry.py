@@ -108,6 +108,11 @@ def _legend_overlaps(fig, renderer) -> list[str]:
     return problems
 
 
+def _inside(box, frame, slack: float = 1.0) -> bool:
+    return (box.x0 >= frame.x0 - slack and box.y0 >= frame.y0 - slack and box.x1 <= frame.x1 + slack
+            and box.y1 <= frame.y1 + slack)
+
+
 @pytest.mark.slow
 def test_every_figure_prints_at_a_journal_width_with_readable_text_and_clear_legends(metrics, images):
     for name, fig in _figures(metrics, images):
@@ -121,6 +126,9 @@ def test_every_figure_prints_at_a_journal_width_with_readable_text_and_clear_leg
         smallest = min(t.get_fontsize() for t in texts)
         assert smallest >= MIN_FONT_PT, (name, smallest, [t.get_text() for t in texts if t.get_fontsize() < 7][:3])
         assert _legend_overlaps(fig, renderer) == [], name
+        labels = [t for ax in fig.axes if ax.get_visible() for t in (ax.title, ax.xaxis.label) if t.get_text().strip()]
+        clipped = [t.get_text() for t in labels if not _inside(t.get_window_extent(renderer), fig.bbox)]
+        assert clipped == [], (name, clipped[:3])  # a one-row grid of confusion matrices cut its titles off
         assert fig.get_size_inches()[0] == width  # drawing did not resize it
         png, pdf = figure_bytes(fig)
         assert Image.open(io.BytesIO(png)).size[0] == round(width * PNG_DPI), name

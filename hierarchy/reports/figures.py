@@ -238,18 +238,24 @@ def _draw_confusion(ax, matrix: dict, title: str, xlabel: str, ylabel: str, *, s
 def _confusion_grid(matrices: Sequence[tuple[str, dict | None]], ncols: int, xlabel: str, ylabel: str, *,
                     aspect: float | None = None) -> Figure:
     """Confusion matrices as small multiples, ``ncols`` a row across 7.2 in (one column: 3.5 in, else a lone
-    matrix fills a page), each panel ``aspect`` times as high as wide (default 1.3, a lone column 1.15: four
-    a row, lower panels leave four-digit counts no room in their cells); y labels on the first column, x labels
-    only where the matrix below has other classes or there is none (else they met the next row's titles)."""
+    matrix fills a page), each panel ``aspect`` times as high as wide (default: a lone column 1.15; else 1.45
+    for a row that shows x labels and 1.15 for one that does not, averaged: four a row, a row of 1.3 cut off
+    the titles and x labels of a labelled row); y labels on the first column, x labels only where the matrix
+    below has other classes or there is none (else they met the next row's titles)."""
+    def shows_x(k: int) -> bool:
+        below = matrices[k + ncols][1] if k + ncols < len(matrices) else None
+        return below is None or list(below["labels"]) != list(matrices[k][1]["labels"])
+
+    show_x = [matrix is not None and shows_x(k) for k, (_, matrix) in enumerate(matrices)]
+    rows = [show_x[start:start + ncols] for start in range(0, len(matrices), ncols)]
+    default = 1.15 if ncols == 1 else sum(1.45 if any(row) else 1.15 for row in rows) / len(rows)
     fig, axes = grid(len(matrices), width=SINGLE_COLUMN if ncols == 1 else DOUBLE_COLUMN, ncols=ncols,
-                     aspect=aspect or (1.15 if ncols == 1 else 1.3))
+                     aspect=aspect or default)
     for k, (ax, (title, matrix)) in enumerate(zip(axes, matrices, strict=True)):
         if matrix is None:
             ax.axis("off")
             continue
-        below = matrices[k + ncols][1] if k + ncols < len(matrices) else None
-        _draw_confusion(ax, matrix, title, xlabel, ylabel, show_y=k % ncols == 0,
-                        show_x=below is None or list(below["labels"]) != list(matrix["labels"]))
+        _draw_confusion(ax, matrix, title, xlabel, ylabel, show_y=k % ncols == 0, show_x=show_x[k])
     return fig
 
 
