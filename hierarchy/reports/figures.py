@@ -369,7 +369,11 @@ def ood_coverage_figure(curves: Mapping[str, Mapping[str, Mapping]]) -> Figure:
                     **{**styles[route], "markevery": max(1, len(curve["coverage"]) // 6)})
             ax.fill_between(curve["coverage"], curve["ci_low"], curve["ci_high"],
                             color=styles[route]["color"], alpha=0.15, lw=0)
-        ax.set(title=dataset, xlabel="coverage (most atypical referred)", ylabel="accuracy on kept images")
+        # fixed limits: autoscaled ticks change after constrained layout's first pass, which then put the
+        # y label past the figure's edge
+        lowest = min(min(by_route[route]["ci_low"]) for route in group)
+        ax.set(title=dataset, xlabel="coverage (most atypical referred)", ylabel="accuracy on kept images",
+               xlim=(0, 1.02), ylim=(np.floor(lowest * 20) / 20, 1.01))
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncols=2)
     return fig
 
