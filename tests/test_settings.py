@@ -152,11 +152,12 @@ def test_the_settings_are_counted():
     # then train.neutral_weight (the arm all_three_paste_half_mask3_evidence_neutral, tested there too) and
     # head_neutral_weight (the arm all_three_paste_half_mask3_evidence_neutral_heads, test_training_head_neutrality),
     # train.sham_edits (the arm ..._8ep_sham) and train.removal_fills (the arm ..._8ep_sham_fills, which the cpu
-    # profile adopted; both tested in test_data_counterfactual and test_training_mask_supervision).
+    # profile adopted; both tested in test_data_counterfactual and test_training_mask_supervision), then
+    # expert_anchor_weight (the arm ..._8ep_sham_fills_anchored, tested in test_training_expert_anchor).
     # A new setting changes these numbers: give it a profile, an ablation arm or a documented extension point
     # with a test.
-    assert len(_leaf_settings(RouterConfig)) == 68
-    assert len(_leaf_settings(ExperimentConfig)) == 88
+    assert len(_leaf_settings(RouterConfig)) == 69
+    assert len(_leaf_settings(ExperimentConfig)) == 89
     removed = {"train.max_steps_per_epoch", "train.compile", "train.persistent_workers", "train.prefetch_factor",
                "train.sync_batchnorm", "preprocess.mean", "preprocess.std", "preprocess.clahe_clip_limit"}
     assert not removed & set(_leaf_settings(RouterConfig))

@@ -98,9 +98,9 @@ def test_joint_router_fits_its_experts_with_outside_rows(split, tmp_path: Path) 
     calls: list[tuple[str, int, float]] = []
     original = ImageClassifier.fit_features
 
-    def spy(self, model, train_frame, *args, neutral=None, neutral_weight=0.0):
+    def spy(self, model, train_frame, *args, neutral=None, neutral_weight=0.0, **kwargs):
         calls.append((self.task_.target, 0 if neutral is None else len(neutral), neutral_weight))
-        return original(self, model, train_frame, *args, neutral=neutral, neutral_weight=neutral_weight)
+        return original(self, model, train_frame, *args, neutral=neutral, neutral_weight=neutral_weight, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ImageClassifier, "fit_features", spy)

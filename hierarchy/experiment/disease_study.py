@@ -49,7 +49,7 @@ ATTRIBUTION_IMAGES = 100
 # The cpu study runs at the profile's earlier 4 epochs (--set router.train.epochs=4; the 8-epoch arms set their own).
 SWITCHES_OFF = {"train.mask_weight": 0.0, "train.evidence_weight": 0.0, "train.neutral_weight": 0.0,
                 "head_neutral_weight": 0.0, "train.paste_p": 0.0, "train.removal_p": 0.0, "train.style_swap_p": 0.0,
-                "train.sham_edits": False, "train.removal_fills": ()}
+                "train.sham_edits": False, "train.removal_fills": (), "expert_anchor_weight": 0.0}
 
 
 def _arm(name: str, description: str, switches: Mapping[str, float]) -> Arm:
@@ -127,6 +127,19 @@ ARMS = {arm.name: arm for arm in (
          {"train.mask_weight": 3.0, "train.evidence_weight": 1.0, "train.paste_p": 0.5, "train.removal_p": 0.25,
           "train.style_swap_p": 0.5, "train.epochs": 8, "train.sham_edits": True,
           "train.removal_fills": ("contralateral", "diffusion", "smooth")}),
+    # The chosen arm's experts, linear heads refitted on its frozen trunk with a decay towards zero, put 0.11 of
+    # their Grad-CAM inside the tumour mask against the flat head's 0.47: nothing ties them to the reading of the
+    # trunk that the mask losses trained into the flat head. Here each expert is pulled towards the flat head
+    # instead (expert_anchor_weight). The weight is the smallest of 0.001, 0.01, 0.1, 1 and 10 that put 0.3 of
+    # the hierarchical route's Grad-CAM inside the mask on 100 validation tumours of the cpu re-run's first fold
+    # (experiments/diagnose_expert_anchor.py; validation rows only). Its trunk trains exactly as the
+    # sham_fills arm's (same settings and seed), so that arm's finished checkpoint is reused (declared before it
+    # ran, session 12).
+    _arm("all_three_paste_half_mask3_evidence_8ep_sham_fills_anchored", "all_three_paste_half_mask3_evidence_8ep_"
+         "sham_fills with each expert pulled towards the flat head (expert_anchor_weight 10)",
+         {"train.mask_weight": 3.0, "train.evidence_weight": 1.0, "train.paste_p": 0.5, "train.removal_p": 0.25,
+          "train.style_swap_p": 0.5, "train.epochs": 8, "train.sham_edits": True,
+          "train.removal_fills": ("contralateral", "diffusion", "smooth"), "expert_anchor_weight": 10.0}),
     # The quick profile's heads are all refitted on a frozen trunk: its chosen counterfactual arm with the heads
     # neutral outside the tumour (declared before it ran, session 8).
     _arm("counterfactual_heads", "counterfactual with the refitted heads neutral outside the tumour "

@@ -51,7 +51,8 @@ def refit_flat_head(router: Router, train: pd.DataFrame, val: pd.DataFrame, *,
                               weights=None, train_config=expert.train_config_, mode="frozen",
                               init_from=router.flat_model_)
     fit_components({CONTROL: control}, train, val, None if work is None else Path(work),
-                   feature_views=router.feature_views, head_neutral_weight=router.head_neutral_weight)
+                   feature_views=router.feature_views, head_neutral_weight=router.head_neutral_weight,
+                   expert_anchor_weight=router.expert_anchor_weight, anchor=router.flat_model_)
     return control
 
 

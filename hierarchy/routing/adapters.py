@@ -204,14 +204,19 @@ class SklearnClassifier(ImageClassifier):
 
     def fit_features(self, model: nn.Module, train_frame: pd.DataFrame, val_frame: pd.DataFrame,
                      train_features: np.ndarray, val_features: np.ndarray, *, neutral: np.ndarray | None = None,
-                     neutral_weight: float = 0.0) -> SklearnClassifier:
+                     neutral_weight: float = 0.0, prior: nn.Linear | None = None,
+                     prior_weight: float = 0.0) -> SklearnClassifier:
         """Fit a clone of ``estimator`` on the task's rows of the training features (validation unused); a
-        scikit-learn estimator takes no neutral rows (``neutral_weight`` > 0 is refused)."""
+        scikit-learn estimator takes no neutral rows and no prior head (``neutral_weight`` or ``prior_weight``
+        > 0 is refused)."""
         if self.estimator is None or not hasattr(self.estimator, "predict_proba"):
             raise TypeError(f"SklearnClassifier needs a classifier with predict_proba, got {self.estimator!r}")
         if neutral_weight > 0:
             raise ValueError(f"{self!r}: head_neutral_weight needs the Router's own linear heads; a scikit-learn "
                              "estimator has no neutrality penalty")
+        if prior_weight > 0:
+            raise ValueError(f"{self!r}: expert_anchor_weight needs the Router's own linear heads; a scikit-learn "
+                             "estimator cannot be pulled towards the flat head")
         train_rows = self.training_rows(train_frame, "train_frame")
         val_rows = self.training_rows(val_frame, "val_frame")
         features = np.asarray(train_features)[self.task_.row_mask(train_frame)]

@@ -435,11 +435,13 @@ class ImageClassifier(Component):
 
     def fit_features(self, model: nn.Module, train_frame: pd.DataFrame, val_frame: pd.DataFrame,
                      train_features: np.ndarray, val_features: np.ndarray, *, neutral: np.ndarray | None = None,
-                     neutral_weight: float = 0.0) -> ImageClassifier:
+                     neutral_weight: float = 0.0, prior: nn.Linear | None = None,
+                     prior_weight: float = 0.0) -> ImageClassifier:
         """Fit a linear head on backbone features of every row of the frames and attach it to ``model``
         (whose backbone produced them). Rows the task does not use are dropped, so several components can
         share one feature extraction. ``neutral`` rows (features pooled outside tumour masks) must get no
-        class from the head, with weight ``neutral_weight`` (:func:`hierarchy.training.fit_linear_head`)."""
+        class from the head, with weight ``neutral_weight``; with ``prior_weight`` > 0 the head is pulled
+        towards ``prior``, a head on the same features (:func:`hierarchy.training.fit_linear_head`)."""
         train_rows = self.training_rows(train_frame, "train_frame")
         val_rows = self.training_rows(val_frame, "val_frame")
         train_features = np.asarray(train_features)[self.task_.row_mask(train_frame)]
@@ -449,7 +451,7 @@ class ImageClassifier(Component):
         head = fit_linear_head(train_features, self.targets(train_rows), len(self.classes),
                                class_balanced=self.train_config_.class_balanced,
                                val=(val_features, self.targets(val_rows)), neutral=neutral,
-                               neutral_weight=neutral_weight)
+                               neutral_weight=neutral_weight, prior=prior, prior_weight=prior_weight)
         self._set_fitted(attach_head(model, head), train_rows, val_rows)
         return self
 

@@ -59,6 +59,12 @@ class RouterConfig(Settings):
         Frozen tumour heads (the experts in ``joint`` and ``shared`` modes, every tumour head in ``frozen``
         mode): weight of a penalty that makes each tumour training image's features pooled outside its mask
         favour no class, the heads' counterpart of ``train.neutral_weight``; needs tumour masks.
+    expert_anchor_weight : float
+        Frozen expert heads: 0 fits each with a weight decay towards zero chosen on validation; > 0 pulls each
+        towards the flat model's head on the same trunk, with this weight on the squared distance of their
+        standardised weights (``hierarchy.training.fit_linear_head``'s ``prior``), so an expert keeps the flat
+        head's reading of the trunk (which the trunk's mask losses shaped) where its plane's rows do not pay for
+        another; needs a flat model fitted first on the experts' trunk (modes ``joint``, ``shared``).
     seed : int
         The Router's one seed: of the validation split and of every component's training (``train.seed``
         follows it; a ``train.seed`` other than ``seed`` and the ``TrainConfig`` default is refused).
@@ -84,6 +90,7 @@ class RouterConfig(Settings):
     val_fraction: float = 0.15
     feature_views: int = 1
     head_neutral_weight: float = 0.0
+    expert_anchor_weight: float = 0.0
     seed: int = 0
     ood: bool = True
     tta: str | None = None
@@ -94,6 +101,11 @@ class RouterConfig(Settings):
         tta_names(self.tta)
         if self.head_neutral_weight < 0:
             raise ValueError(f"head_neutral_weight must be >= 0, got {self.head_neutral_weight!r}")
+        if self.expert_anchor_weight < 0:
+            raise ValueError(f"expert_anchor_weight must be >= 0, got {self.expert_anchor_weight!r}")
+        if self.expert_anchor_weight > 0 and self.flat is None:
+            raise ValueError("expert_anchor_weight > 0 pulls the experts towards the flat model's head; flat=None "
+                             "trains none")
         for name in ("plane_epochs", "expert_epochs"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be None or >= 1, got {getattr(self, name)!r}")

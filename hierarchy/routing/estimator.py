@@ -111,7 +111,7 @@ class Router(BaseEstimator):
         unfitted component (``ModuleClassifier``, ``SklearnClassifier``, ``ImageClassifier``) that the Router
         clones for each job; ``flat=None`` trains no flat model (no ``flat`` and ``ensemble`` routes).
     mode, weights, expert_init, parent, preprocess, train, plane_epochs, expert_epochs, val_fraction, \
-feature_views, head_neutral_weight, seed, ood
+feature_views, head_neutral_weight, expert_anchor_weight, seed, ood
         As in ``RouterConfig``, which holds their defaults and checks them (``train=None`` and
         ``preprocess=None``: the defaults; ``seed`` is also every component's training seed).
     tta : bool, str, sequence of str or None
@@ -164,7 +164,8 @@ feature_views, head_neutral_weight, seed, ood
                  train: TrainConfig | None = None, plane_epochs: int | None = _DEFAULTS.plane_epochs,
                  expert_epochs: int | None = _DEFAULTS.expert_epochs, val_fraction: float = _DEFAULTS.val_fraction,
                  feature_views: int = _DEFAULTS.feature_views,
-                 head_neutral_weight: float = _DEFAULTS.head_neutral_weight, seed: int = _DEFAULTS.seed,
+                 head_neutral_weight: float = _DEFAULTS.head_neutral_weight,
+                 expert_anchor_weight: float = _DEFAULTS.expert_anchor_weight, seed: int = _DEFAULTS.seed,
                  ood: bool = _DEFAULTS.ood,
                  tta: bool | str | Sequence[str] | None = _DEFAULTS.tta) -> None:
         self.plane = plane
@@ -181,6 +182,7 @@ feature_views, head_neutral_weight, seed, ood
         self.val_fraction = val_fraction
         self.feature_views = feature_views
         self.head_neutral_weight = head_neutral_weight
+        self.expert_anchor_weight = expert_anchor_weight
         self.seed = seed
         self.ood = ood
         self.tta = tta
@@ -290,7 +292,8 @@ feature_views, head_neutral_weight, seed, ood
         experts = {p: ordered[p] for p in planes}
         extracted = fit_components(ordered, train, val, Path(out_dir) / "training" if out_dir is not None else None,
                                    resume=resume, feature_views=self.feature_views,
-                                   head_neutral_weight=self.head_neutral_weight)
+                                   head_neutral_weight=self.head_neutral_weight,
+                                   expert_anchor_weight=self.expert_anchor_weight)
         self._set_fitted(classes, planes, plane_model, experts, flat)
         if self.ood:
             self._fit_ood(train, extracted)

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from hierarchy.data import index_dataset, train_val_split
 from hierarchy.fileio import sha256_file
-from hierarchy.routing.components import Component, refuse_test_rows
+from hierarchy.routing.components import Component, ImageClassifier, refuse_test_rows
 from hierarchy.routing.inputs import batches, decode_workers, resolve_inputs
 from hierarchy.routing.ood import FeatureOODScorer
 from hierarchy.training import backbone_fingerprint
@@ -69,7 +70,8 @@ def split_validation(frame: pd.DataFrame, *, parent: str, val_fraction: float,
 
 def fit_components(components: Mapping[str, Component], train: pd.DataFrame, val: pd.DataFrame,
                    work: Path | None, *, resume: bool = False, feature_views: int = 1,
-                   head_neutral_weight: float = 0.0) -> dict[str, np.ndarray]:
+                   head_neutral_weight: float = 0.0, expert_anchor_weight: float = 0.0,
+                   anchor: Component | None = None) -> dict[str, np.ndarray]:
     """Fit every component in order; frozen ones share one feature extraction per trunk.
 
     Frozen components see the training rows' features clean and in ``feature_views - 1`` augmented views (with
@@ -78,6 +80,9 @@ def fit_components(components: Mapping[str, Component], train: pd.DataFrame, val
     With ``head_neutral_weight`` > 0, every frozen tumour head also gets its training rows' features pooled
     outside their tumour masks (clean view), on which it must favour no class (``fit_linear_head``'s
     ``neutral``): the tissue around a tumour cannot speak for the class.
+    With ``expert_anchor_weight`` > 0, every frozen tumour head other than ``"flat"`` is pulled towards the flat
+    model's head (``fit_linear_head``'s ``prior``): ``components["flat"]``, fitted first, or the fitted
+    ``anchor`` when ``components`` holds no flat model; on the same trunk.
     ``work`` keeps per-component training logs (``work/<name>``) and the feature cache (``work/features``,
     rank 0's only: other ``torchrun`` ranks cache in a temporary folder).
     Returns the clean training-row features of every trunk extracted, by ``backbone_fingerprint``, so
@@ -112,10 +117,23 @@ def fit_components(components: Mapping[str, Component], train: pd.DataFrame, val
                     outside[trunk] = component.extract_outside(model, train, cache_dir)
                 rows = outside[trunk][component.task_.row_mask(train)]
                 neutral = rows[np.isfinite(rows).all(1)]
+            prior = (_flat_head(anchor or components.get("flat"), trunk, name)
+                     if expert_anchor_weight > 0 and name != "flat" and component.task_.target == "label" else None)
             logger.info("fitting the %s head (%r)", name, component)
             component.fit_features(model, train_views, val, train_features, val_features, neutral=neutral,
-                                   neutral_weight=head_neutral_weight if neutral is not None else 0.0)
+                                   neutral_weight=head_neutral_weight if neutral is not None else 0.0,
+                                   prior=prior, prior_weight=expert_anchor_weight if prior is not None else 0.0)
     return {trunk: train_features[:len(train)] for trunk, (train_features, _, _) in extracted.items()}
+
+
+def _flat_head(flat: Component | None, trunk: str, name: str) -> nn.Linear:
+    """The fitted flat model's head, for the expert ``name`` on ``trunk`` to be pulled towards."""
+    model = getattr(flat, "model_", None) if isinstance(flat, ImageClassifier) else None
+    if model is None or backbone_fingerprint(model) != trunk:
+        raise ValueError(f"expert_anchor_weight > 0 pulls the {name!r} expert towards the flat model's head, which "
+                         "needs a flat model fitted before it on the same trunk (mode 'joint' or 'shared', or "
+                         "'frozen' with one backbone); this Router has none")
+    return model.get_classifier()
 
 
 def choose_ood_trunk(trunks: Mapping[str, str | None]) -> str | None:

@@ -34,16 +34,19 @@ def _tensors(features: np.ndarray, targets: np.ndarray, num_classes: int,
 
 def _fit(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float,
          class_weights: torch.Tensor | None, start: tuple[torch.Tensor, torch.Tensor],
-         neutral: tuple[torch.Tensor, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimise mean cross-entropy + weight_decay / 2 * ||W||^2 (+ weight * :func:`neutrality` of the
-    ``neutral`` rows) by full-batch L-BFGS."""
+         neutral: tuple[torch.Tensor, float] | None = None,
+         centre: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimise mean cross-entropy + weight_decay / 2 * ||W - centre||^2 (centre: zero unless given)
+    (+ weight * :func:`neutrality` of the ``neutral`` rows) by full-batch L-BFGS."""
+    centre = torch.zeros_like(start[0]) if centre is None else centre
     weight, bias = (start[0].clone().requires_grad_(), start[1].clone().requires_grad_())
     optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=200, history_size=20,
                                   tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = F.cross_entropy(x @ weight.T + bias, y, weight=class_weights) + 0.5 * weight_decay * weight.square().sum()
+        loss = (F.cross_entropy(x @ weight.T + bias, y, weight=class_weights)
+                + 0.5 * weight_decay * (weight - centre).square().sum())
         if neutral is not None:
             loss = loss + neutral[1] * neutrality(neutral[0] @ weight.T + bias).mean()
         loss.backward()
@@ -56,7 +59,8 @@ def _fit(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float
 def fit_linear_head(features: np.ndarray, targets: np.ndarray, num_classes: int, *,
                     class_balanced: bool = False, weight_decay: float = 1e-4, seed: int = 0,
                     val: tuple[np.ndarray, np.ndarray] | None = None, neutral: np.ndarray | None = None,
-                    neutral_weight: float = 0.0) -> nn.Linear:
+                    neutral_weight: float = 0.0, prior: nn.Linear | None = None,
+                    prior_weight: float = 0.0) -> nn.Linear:
     """A multinomial logistic-regression head ``nn.Linear(d, num_classes)`` trained on ``features``.
 
     Features are standardised for the fit (the scaling is folded back into the returned layer, which takes
@@ -65,6 +69,13 @@ def fit_linear_head(features: np.ndarray, targets: np.ndarray, num_classes: int,
     validation loss). ``class_balanced`` weights the loss by inverse class frequency. ``neutral`` (m, d) rows,
     e.g. a tumour image's features pooled outside its mask, add ``neutral_weight`` times :func:`neutrality` of
     their logits: the head must favour no class on them.
+
+    ``prior`` (a head on the same raw features and classes, e.g. the flat model's) with ``prior_weight`` > 0
+    replaces the decay towards zero: the fit starts at the prior and pays ``prior_weight / 2`` times the squared
+    distance of its standardised weights from the prior's, so it departs from the prior only where the
+    training rows pay for it (recursive regularisation, Gopal & Yang, KDD 2013). The weight is fixed: a
+    validation grid would undo it, since the pull trades validation accuracy for the prior's reading of the
+    features; ``val`` is then only logged.
     """
     x, y = _tensors(features, targets, num_classes, "training features")
     mean, std = x.mean(0), x.std(0, correction=0).clamp_min(1e-6)
@@ -78,6 +89,16 @@ def fit_linear_head(features: np.ndarray, targets: np.ndarray, num_classes: int,
         if rows.ndim != 2 or rows.shape[1] != x.shape[1] or not torch.isfinite(rows).all():
             raise ValueError(f"neutral rows must be finite (m, {x.shape[1]}) features, got {tuple(rows.shape)}")
         neutral_rows = ((rows - mean) / std, float(neutral_weight))
+    if prior_weight < 0:
+        raise ValueError(f"prior_weight must be >= 0, got {prior_weight}")
+    if prior is not None and prior_weight > 0:
+        weight, bias = _fit_towards(prior, x, y, num_classes, mean, std, prior_weight, class_weights, neutral_rows)
+        if val is not None:
+            xv, yv = _tensors(val[0], val[1], num_classes, "validation features")
+            logits = ((xv - mean) / std) @ weight.T + bias
+            logger.info("linear head pulled towards its prior (weight %g): val balanced accuracy %.4f", prior_weight,
+                        balanced_accuracy_score(yv.numpy(), logits.argmax(1).numpy()))
+        return _raw_head(weight, bias, mean, std)
     generator = torch.Generator().manual_seed(seed)
     fit = (torch.randn(num_classes, x.shape[1], generator=generator) * 0.01, torch.zeros(num_classes))
     if val is None:
@@ -96,7 +117,25 @@ def fit_linear_head(features: np.ndarray, targets: np.ndarray, num_classes: int,
                 best = (score, decay, fit)
         (score, chosen, (weight, bias)) = best
         logger.info("linear head: weight_decay=%g chosen (val balanced accuracy %.4f)", chosen, score[0])
-    head = nn.Linear(x.shape[1], num_classes)
+    return _raw_head(weight, bias, mean, std)
+
+
+def _fit_towards(prior: nn.Linear, x: torch.Tensor, y: torch.Tensor, num_classes: int, mean: torch.Tensor,
+                 std: torch.Tensor, prior_weight: float, class_weights: torch.Tensor | None,
+                 neutral: tuple[torch.Tensor, float] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_fit` on standardised features, started at and pulled towards ``prior`` (a head on raw features)."""
+    if not isinstance(prior, nn.Linear) or prior.bias is None or tuple(prior.weight.shape) != (num_classes, x.shape[1]):
+        raise ValueError(f"prior must be an nn.Linear({x.shape[1]}, {num_classes}) with bias, got {prior!r}")
+    with torch.no_grad():
+        # the prior acting on standardised features: W x = (W * std) (x - mean) / std + W mean
+        centre = prior.weight.detach().float() * std
+        start = (centre, prior.bias.detach().float() + prior.weight.detach().float() @ mean)
+    return _fit(x, y, num_classes, prior_weight, class_weights, start, neutral, centre=centre)
+
+
+def _raw_head(weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> nn.Linear:
+    """The ``nn.Linear`` on raw features equal to (``weight``, ``bias``) on features standardised by ``mean``, ``std``."""
+    head = nn.Linear(weight.shape[1], weight.shape[0])
     with torch.no_grad():
         head.weight.copy_(weight / std)
         head.bias.copy_(bias - (weight / std) @ mean)
