@@ -42,6 +42,24 @@ def test_the_control_is_a_linear_head_over_every_row_on_the_flat_trunk(fitted):
     assert len(list((fitted["work"] / "training" / "features").glob("*.npy"))) == 1 + JOINT["feature_views"]
 
 
+def test_the_control_is_pulled_towards_the_flat_head_when_the_experts_are(fitted, split_frames):
+    """Fitted like the experts: with expert_anchor_weight the control too departs from the flat head only where
+    the rows pay for it."""
+    router = fitted["router"]
+    flat_head = router.flat_model_.model_.get_classifier().weight.flatten()
+    router.set_params(expert_anchor_weight=1e4)
+    try:
+        anchored = refit_flat_head(router, split_frames[0], split_frames[1], work=fitted["work"] / "training")
+    finally:
+        router.set_params(expert_anchor_weight=0.0)
+
+    def cosine(control) -> float:
+        return torch.nn.functional.cosine_similarity(control.model_.get_classifier().weight.flatten(), flat_head,
+                                                     dim=0).item()
+
+    assert cosine(anchored) > 0.99 > cosine(fitted["control"])
+
+
 def test_the_control_refuses_rows_the_router_was_not_fitted_on(fitted, split_frames):
     with pytest.raises(ValueError, match="not the rows the Router was fitted on"):
         refit_flat_head(fitted["router"], split_frames[0].iloc[:-1], split_frames[1])
