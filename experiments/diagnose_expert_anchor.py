@@ -61,7 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     fold = work / f"cv_r0_f{args.fold}"
     router = Router.load(fold / "router")
     flat = router.flat_model_.check_fitted().get_classifier().weight.detach().flatten()
-    rows = []
+    flat_table = router.predict_routes(run.val, ("flat",))
+    record = run_record({"router": router.config.to_dict(), "fold": args.fold, "n": args.n},
+                        runtime=resolve_runtime().describe(), seed=0, frames={"train": run.train, "val": run.val})
+    record["command"] = command_line(["python", "experiments/diagnose_expert_anchor.py",
+                                      *(sys.argv[1:] if argv is None else argv)])
+    result = {"fold": args.fold, "split": "validation", "n_val": int(len(run.val)),
+              "flat_val_accuracy": float((flat_table["pred_label"] == flat_table["true_label"]).mean()),
+              "weights": [], "record": record}
     for weight in args.weights:
         refit_experts(router, run.train, run.val, fold / "training", weight)
         table = router.predict_routes(run.val, ("hierarchical",))
@@ -69,19 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          methods=("gradcam",))["methods"]["gradcam"]["hierarchical"]
         cosine = [torch.nn.functional.cosine_similarity(e.check_fitted().get_classifier().weight.detach().flatten(),
                                                         flat, dim=0).item() for e in router.experts_.values()]
-        rows.append({"expert_anchor_weight": weight,
+        result["weights"].append({"expert_anchor_weight": weight,
                      "val_accuracy": float((table["pred_label"] == table["true_label"]).mean()),
                      "gradcam_inside_fraction": attribution["inside_fraction"],
                      "pointing_game": attribution["pointing_game"],
                      "cosine_to_flat_head": sum(cosine) / len(cosine)})
-        print(rows[-1], flush=True)
-    flat_table = router.predict_routes(run.val, ("flat",))
-    result = {"fold": args.fold, "n_val": int(len(run.val)),
-              "flat_val_accuracy": float((flat_table["pred_label"] == flat_table["true_label"]).mean()),
-              "weights": rows,
-              "record": run_record({"command": command_line(), **vars(args)}, runtime=resolve_runtime().describe(),
-                                   seed=0, frames={"train": run.train, "val": run.val})}
-    write_json(args.out, result)
+        print(result["weights"][-1], flush=True)
+        write_json(Path(args.out), result)  # after each weight, so that a stopped run keeps what it measured
     return 0
 
 
