@@ -152,9 +152,11 @@ PROFILES: dict[str, ExperimentConfig] = {
     # look at the tumour: mask supervision (loss weight 3), a loss on class evidence outside the tumour mask,
     # counterfactual paste-in (p 0.5) and removal (p 0.25) with sham edits (the same edits where they change no label,
     # so that their traces carry none), each removal filled by the mirror, a noisy or a smooth fill (so that no fill's
-    # texture carries a label), and class-independent style swaps, trained 8 epochs: the recipe the disease
-    # ablation's declared rule chose on validation rows (all_three_paste_half_mask3_evidence_8ep_sham_fills,
-    # reports/benchmarks/disease_ablation). About 55 minutes per Router on 2 CPU cores.
+    # texture carries a label), and class-independent style swaps, trained 8 epochs; the experts are pulled towards
+    # the flat head (expert_anchor_weight 10), so that they read the trunk as the mask losses taught the flat head
+    # to: the recipe the disease ablation's declared rule chose on validation rows
+    # (all_three_paste_half_mask3_evidence_8ep_sham_fills_anchored, reports/benchmarks/disease_ablation).
+    # About 55 minutes per Router on 2 CPU cores.
     "cpu": ExperimentConfig(
         profile="cpu",
         router=RouterConfig(plane="tf_efficientnet_lite0", experts="tf_efficientnet_lite0",
@@ -164,7 +166,7 @@ PROFILES: dict[str, ExperimentConfig] = {
                                               mask_weight=3.0, evidence_weight=1.0, paste_p=0.5, removal_p=0.25,
                                               style_swap_p=0.5, sham_edits=True,
                                               removal_fills=("contralateral", "diffusion", "smooth")),
-                            feature_views=2),
+                            feature_views=2, expert_anchor_weight=10.0),
         flat_fallback_backbone="tf_efficientnet_lite0",
     ),
     # The published recipe: InceptionResNetV2 flat baseline at 299 px; meant for a GPU. The experts are
