@@ -144,6 +144,22 @@ def test_disease_ablation_end_to_end_adds_shortcut_tests_and_chooses_by_its_decl
     assert result["record"]["config"]["arms"]["all_three"]["train"]["removal_p"] == 0.25
     assert result["record"]["data"]["tumours"]["n_images"] == 8
 
+    # so does the paste-in diagnostic; its breakdowns partition the cases and agree with the overall rate
+    pasted = tmp_path / "paste_in.json"
+    assert load_script("diagnose_paste_in").main(["--data", str(data), "--work", str(out / "work"), "--arm",
+                                                  "all_three", *settings, "--n", "6", "--out", str(pasted)]) == 0
+    breakdown = json.loads(pasted.read_text())["arms"]["all_three"]
+    for test in ("paste_in", "background_swap"):
+        for route in ("flat", "hierarchical", "ensemble"):
+            entry = breakdown[test][route]
+            overall = entry["all"]
+            assert overall["n"] == 6
+            for group in ("by_class", "by_plane", "by_size", "by_donor_right"):
+                assert sum(v["n"] for v in entry[group].values()) == 6
+                assert sum(v["successes"] for v in entry[group].values()) == overall["successes"]
+            assert sum(entry["misses_called"].values()) == 6 - overall["successes"]
+            assert set(entry["by_class"]) <= {"glioma", "meningioma", "pituitary"}
+
 
 @pytest.mark.parametrize("folder", ["disease_ablation", "disease_ablation_quick"])
 def test_each_profile_trains_the_recipe_its_committed_disease_ablation_chose(folder):

@@ -185,7 +185,8 @@ def _style_cases(rows: pd.DataFrame, n: int, rng: np.random.Generator) -> list[S
     return cases
 
 
-def _rate(successes: int, n: int) -> dict[str, Any]:
+def rate_with_ci(successes: int, n: int) -> dict[str, Any]:
+    """``successes`` of ``n`` as a rate with its Wilson interval (rate None when ``n`` is 0)."""
     low, high = wilson_interval(successes, n) if n else (None, None)
     return {"rate": successes / n if n else None, "ci": [low, high], "successes": int(successes), "n": int(n)}
 
@@ -211,12 +212,12 @@ def evaluate_cases(router: Any, cases: Sequence[ShortcutCase], frame: pd.DataFra
             pairs = [(c, p) for c, p in zip(cases, predicted, strict=True) if c.test == test]
             if test == "style_swap":
                 hits = sum(p == originals[(c.source_id, route)] for c, p in pairs)
-                entry = _rate(hits, len(pairs))
-                entry["correct_rate"] = _rate(sum(p == c.source_label for c, p in pairs), len(pairs))["rate"]
+                entry = rate_with_ci(hits, len(pairs))
+                entry["correct_rate"] = rate_with_ci(sum(p == c.source_label for c, p in pairs), len(pairs))["rate"]
             else:
-                entry = _rate(sum(p == c.expected for c, p in pairs), len(pairs))
+                entry = rate_with_ci(sum(p == c.expected for c, p in pairs), len(pairs))
                 if test != "removal":
-                    entry["tumour_rate"] = _rate(sum(p != NO_TUMOR for _, p in pairs), len(pairs))["rate"]
+                    entry["tumour_rate"] = rate_with_ci(sum(p != NO_TUMOR for _, p in pairs), len(pairs))["rate"]
             result["tests"].setdefault(test, {})[route] = entry
     return result
 
@@ -273,7 +274,7 @@ def attribution_scores(router: Any, frame: pd.DataFrame, *, n: int = 100, seed: 
             hits = int(scored["pointing_hit"].astype(bool).sum())
             result["methods"].setdefault(method, {})[route] = {
                 "inside_fraction": float(scored["inside_fraction"].mean()) if len(scored) else None,
-                "pointing_game": _rate(hits, len(scored)),
+                "pointing_game": rate_with_ci(hits, len(scored)),
             }
     return result
 

@@ -1,0 +1,136 @@
+"""Which pasted tumours does a disease-ablation arm miss, and why?
+
+    python experiments/diagnose_paste_in.py --data ../shared/data/brisc2025 \
+        --work reports/benchmarks/disease_ablation/work --set router.train.epochs=4 \
+        --arm all_three_paste_half_mask3_evidence_8ep_sham_fills_anchored \
+        --out reports/benchmarks/disease_ablation/paste_in.json
+
+The paste-in and background-swap shortcut tests put a validation tumour into a validation no-tumour image of
+the same plane, built exactly as the tests build them (:func:`hierarchy.experiment.shortcut_tests.build_cases`,
+``--n`` per test). This script breaks each test's rate down by the donor tumour's class, plane and size (the
+mask's share of the donor's head box, in terciles), by whether the unedited donor image is itself classified
+right (a model that misses the original cannot be asked to find its paste), and counts what the misses are
+called. A miss called "no tumour" means the recipient's context won over the tumour; a miss called another
+tumour class means the tumour was seen but read as another. The arm's trained checkpoints must be in ``--work``
+(run ``experiments/ablation_disease.py`` first); nothing is trained here (a missing arm is refused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hierarchy.data import load_image
+from hierarchy.data.counterfactual import crop, head_box
+from hierarchy.data.masks import read_mask
+from hierarchy.experiment.ablation import arm_config, study_frames
+from hierarchy.experiment.disease_study import ARMS
+from hierarchy.experiment.recipe_arms import profile_router
+from hierarchy.experiment.shortcut_tests import build_cases, rate_with_ci
+from hierarchy.fileio import write_json
+from hierarchy.labels import NO_TUMOR
+from hierarchy.logs import configure_logging
+from hierarchy.provenance import command_line, run_record
+from hierarchy.routing import Router
+from hierarchy.training import resolve_runtime
+
+ROUTES = ("flat", "hierarchical", "ensemble")
+TESTS = ("paste_in", "background_swap")
+SIZES = ("small", "medium", "large")
+
+
+def donor_table(val: pd.DataFrame, ids: Sequence[str]) -> pd.DataFrame:
+    """Per donor id: label, plane and the tumour mask's share of the donor image's head box."""
+    rows = val.set_index("id").loc[sorted(set(ids))].reset_index()
+    shares = []
+    for row in rows.itertuples():
+        image, mask = np.asarray(load_image(row.path)), read_mask(row.mask_path)
+        box = head_box(image)
+        shares.append(float(crop(mask, box).mean()))
+    return rows[["id", "path", "label", "plane"]].assign(mask_share=shares)
+
+
+def breakdown(cases: pd.DataFrame) -> dict[str, Any]:
+    """The share of ``cases`` called their donor's class, overall and by group, and what the misses are called."""
+    def rates(column: str) -> dict[str, Any]:
+        return {str(key): rate_with_ci(int(group["hit"].sum()), len(group))
+                for key, group in cases.groupby(column, sort=True, observed=True)}
+
+    misses = cases[~cases["hit"]]
+    return {"all": rate_with_ci(int(cases["hit"].sum()), len(cases)),
+            "by_class": rates("donor_label"), "by_plane": rates("plane"), "by_size": rates("size"),
+            "by_donor_right": rates("donor_right"),
+            "misses_called": {"no tumour": int((misses["pred_label"] == NO_TUMOR).sum()),
+                              "another tumour class": int((misses["pred_label"] != NO_TUMOR).sum())}}
+
+
+def diagnose(router: Any, val: pd.DataFrame, n: int) -> dict[str, Any]:
+    """Per test and route, :func:`breakdown` of the paste-in and background-swap cases built from ``val``."""
+    cases = build_cases(val, n=n, seed=0, tests=TESTS)
+    donors = donor_table(val, [c.source_id for c in cases])
+    terciles = np.quantile(donors["mask_share"], [1 / 3, 2 / 3])
+    donors["size"] = pd.Categorical(np.asarray(SIZES)[np.searchsorted(terciles, donors["mask_share"])], SIZES)
+    edited = router.predict_routes([c.image for c in cases], ROUTES)
+    originals = router.predict_routes(donors[["id", "path", "label", "plane"]], ROUTES)
+    result: dict[str, Any] = {"size_terciles": [float(t) for t in terciles]}
+    for route in ROUTES:
+        right = originals[originals["route"] == route].set_index("id")["pred_label"]
+        frame = pd.DataFrame({"test": [c.test for c in cases], "id": [c.source_id for c in cases],
+                              "pred_label": edited.loc[edited["route"] == route, "pred_label"].to_numpy()})
+        frame = frame.merge(donors.rename(columns={"label": "donor_label"}), on="id", how="left")
+        frame["hit"] = frame["pred_label"] == frame["donor_label"]
+        frame["donor_right"] = np.where(right.loc[frame["id"]].to_numpy() == frame["donor_label"].to_numpy(),
+                                        "donor image right", "donor image wrong")
+        for test in TESTS:
+            result.setdefault(test, {})[route] = breakdown(frame[frame["test"] == test])
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="BRISC 2025 root (the study's validation rows are used)")
+    parser.add_argument("--work", required=True, help="the disease ablation's work folder")
+    parser.add_argument("--arm", action="append", required=True, choices=list(ARMS), help="repeatable")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="the study's --set (router.train.epochs=4 for the cpu study)")
+    parser.add_argument("--n", type=int, default=300, help="cases per test")
+    parser.add_argument("--out", help="JSON file for the breakdown")
+    args = parser.parse_args(argv)
+    configure_logging()
+    base = profile_router(args.profile, args.overrides)
+    train, val, _ = study_frames(args.data, base.val_fraction)
+    results, configs = {}, {}
+    for arm in args.arm:
+        checkpoint = Path(args.work) / arm / "training"
+        if not checkpoint.is_dir():
+            parser.error(f"{checkpoint} is missing: run experiments/ablation_disease.py --arms {arm} first")
+        config = arm_config(base, ARMS[arm])
+        configs[arm] = config.to_dict()
+        router = Router.from_config(config).fit(train, val, out_dir=Path(args.work) / arm, resume=True)
+        results[arm] = diagnose(router, val, args.n)
+        for test in TESTS:
+            for route in ROUTES:
+                entry = results[arm][test][route]
+                print(f"{arm} {test} {route}: {entry['all']['rate']:.1%}; by class "
+                      + ", ".join(f"{k} {v['rate']:.0%}" for k, v in entry["by_class"].items())
+                      + "; by size " + ", ".join(f"{k} {v['rate']:.0%}" for k, v in entry["by_size"].items())
+                      + f"; misses {entry['misses_called']}", flush=True)
+    if args.out:
+        record = run_record({"profile": args.profile, "arms": configs}, runtime=resolve_runtime().describe(), seed=0,
+                            frames={"train": train, "val": val})
+        record["command"] = command_line(["python", "experiments/diagnose_paste_in.py",
+                                          *(sys.argv[1:] if argv is None else argv)])
+        write_json(Path(args.out), {"n_per_test": args.n, "split": "validation", "tests": list(TESTS),
+                                    "routes": list(ROUTES), "arms": results, "record": record})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
