@@ -11,13 +11,16 @@ the same plane, built exactly as the tests build them (:func:`hierarchy.experime
 mask's share of the donor's head box, in terciles), by whether the unedited donor image is itself classified
 right (a model that misses the original cannot be asked to find its paste), and counts what the misses are
 called. A miss called "no tumour" means the recipient's context won over the tumour; a miss called another
-tumour class means the tumour was seen but read as another. The arm's trained checkpoints must be in ``--work``
+tumour class means the tumour was seen but read as another. The same cases built from training rows (tumours
+and normals the arm trained on, pasted as its training pastes were) tell memorised donors from a context
+effect: a model that learned what a pasted tumour looks like finds new ones about as often as its own. The arm's trained checkpoints must be in ``--work``
 (run ``experiments/ablation_disease.py`` first); nothing is trained here (a missing arm is refused).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,9 +48,9 @@ TESTS = ("paste_in", "background_swap")
 SIZES = ("small", "medium", "large")
 
 
-def donor_table(val: pd.DataFrame, ids: Sequence[str]) -> pd.DataFrame:
+def donor_table(frame: pd.DataFrame, ids: Sequence[str]) -> pd.DataFrame:
     """Per donor id: label, plane and the tumour mask's share of the donor image's head box."""
-    rows = val.set_index("id").loc[sorted(set(ids))].reset_index()
+    rows = frame.set_index("id").loc[sorted(set(ids))].reset_index()
     shares = []
     for row in rows.itertuples():
         image, mask = np.asarray(load_image(row.path)), read_mask(row.mask_path)
@@ -70,10 +73,10 @@ def breakdown(cases: pd.DataFrame) -> dict[str, Any]:
                               "another tumour class": int((misses["pred_label"] != NO_TUMOR).sum())}}
 
 
-def diagnose(router: Any, val: pd.DataFrame, n: int) -> dict[str, Any]:
-    """Per test and route, :func:`breakdown` of the paste-in and background-swap cases built from ``val``."""
-    cases = build_cases(val, n=n, seed=0, tests=TESTS)
-    donors = donor_table(val, [c.source_id for c in cases])
+def diagnose(router: Any, frame: pd.DataFrame, n: int) -> dict[str, Any]:
+    """Per test and route, :func:`breakdown` of the paste-in and background-swap cases built from ``frame``."""
+    cases = build_cases(frame, n=n, seed=0, tests=TESTS)
+    donors = donor_table(frame, [c.source_id for c in cases])
     terciles = np.quantile(donors["mask_share"], [1 / 3, 2 / 3])
     donors["size"] = pd.Categorical(np.asarray(SIZES)[np.searchsorted(terciles, donors["mask_share"])], SIZES)
     edited = router.predict_routes([c.image for c in cases], ROUTES)
@@ -94,7 +97,7 @@ def diagnose(router: Any, val: pd.DataFrame, n: int) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="BRISC 2025 root (the study's validation rows are used)")
+    parser.add_argument("--data", required=True, help="BRISC 2025 root (the study's validation and training rows)")
     parser.add_argument("--work", required=True, help="the disease ablation's work folder")
     parser.add_argument("--arm", action="append", required=True, choices=list(ARMS), help="repeatable")
     parser.add_argument("--profile", default="cpu")
@@ -114,20 +117,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = arm_config(base, ARMS[arm])
         configs[arm] = config.to_dict()
         router = Router.from_config(config).fit(train, val, out_dir=Path(args.work) / arm, resume=True)
-        results[arm] = diagnose(router, val, args.n)
-        for test in TESTS:
-            for route in ROUTES:
-                entry = results[arm][test][route]
-                print(f"{arm} {test} {route}: {entry['all']['rate']:.1%}; by class "
-                      + ", ".join(f"{k} {v['rate']:.0%}" for k, v in entry["by_class"].items())
-                      + "; by size " + ", ".join(f"{k} {v['rate']:.0%}" for k, v in entry["by_size"].items())
-                      + f"; misses {entry['misses_called']}", flush=True)
+        results[arm] = {"validation": diagnose(router, val, args.n), "training": diagnose(router, train, args.n)}
+        for split, test, route in itertools.product(results[arm], TESTS, ROUTES):
+            entry = results[arm][split][test][route]
+            print(f"{arm} {split} {test} {route}: {entry['all']['rate']:.1%}; by class "
+                  + ", ".join(f"{k} {v['rate']:.0%}" for k, v in entry["by_class"].items())
+                  + "; by size " + ", ".join(f"{k} {v['rate']:.0%}" for k, v in entry["by_size"].items())
+                  + f"; misses {entry['misses_called']}", flush=True)
     if args.out:
         record = run_record({"profile": args.profile, "arms": configs}, runtime=resolve_runtime().describe(), seed=0,
                             frames={"train": train, "val": val})
         record["command"] = command_line(["python", "experiments/diagnose_paste_in.py",
                                           *(sys.argv[1:] if argv is None else argv)])
-        write_json(Path(args.out), {"n_per_test": args.n, "split": "validation", "tests": list(TESTS),
+        write_json(Path(args.out), {"n_per_test": args.n, "splits": ["validation", "training"], "tests": list(TESTS),
                                     "routes": list(ROUTES), "arms": results, "record": record})
     return 0
 

@@ -4,6 +4,7 @@ and the recipe ablation script end to end on tiny synthetic data."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 from pathlib import Path
 from unittest.mock import ANY
@@ -149,16 +150,17 @@ def test_disease_ablation_end_to_end_adds_shortcut_tests_and_chooses_by_its_decl
     assert load_script("diagnose_paste_in").main(["--data", str(data), "--work", str(out / "work"), "--arm",
                                                   "all_three", *settings, "--n", "6", "--out", str(pasted)]) == 0
     breakdown = json.loads(pasted.read_text())["arms"]["all_three"]
-    for test in ("paste_in", "background_swap"):
-        for route in ("flat", "hierarchical", "ensemble"):
-            entry = breakdown[test][route]
-            overall = entry["all"]
-            assert overall["n"] == 6
-            for group in ("by_class", "by_plane", "by_size", "by_donor_right"):
-                assert sum(v["n"] for v in entry[group].values()) == 6
-                assert sum(v["successes"] for v in entry[group].values()) == overall["successes"]
-            assert sum(entry["misses_called"].values()) == 6 - overall["successes"]
-            assert set(entry["by_class"]) <= {"glioma", "meningioma", "pituitary"}
+    assert set(breakdown) == {"validation", "training"}
+    for split, test, route in itertools.product(breakdown, ("paste_in", "background_swap"),
+                                                ("flat", "hierarchical", "ensemble")):
+        entry = breakdown[split][test][route]
+        overall = entry["all"]
+        assert overall["n"] == 6
+        for group in ("by_class", "by_plane", "by_size", "by_donor_right"):
+            assert sum(v["n"] for v in entry[group].values()) == 6
+            assert sum(v["successes"] for v in entry[group].values()) == overall["successes"]
+        assert sum(entry["misses_called"].values()) == 6 - overall["successes"]
+        assert set(entry["by_class"]) <= {"glioma", "meningioma", "pituitary"}
 
 
 @pytest.mark.parametrize("folder", ["disease_ablation", "disease_ablation_quick"])
