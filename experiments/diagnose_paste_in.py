@@ -19,7 +19,6 @@ effect: a model that learned what a pasted tumour looks like finds new ones abou
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 from collections.abc import Sequence
@@ -32,16 +31,16 @@ import pandas as pd
 from hierarchy.data import load_image
 from hierarchy.data.counterfactual import crop, head_box
 from hierarchy.data.masks import read_mask
-from hierarchy.experiment.ablation import arm_config, study_frames
-from hierarchy.experiment.disease_study import ARMS
-from hierarchy.experiment.recipe_arms import profile_router
+from hierarchy.experiment.arm_diagnostics import (
+    arm_diagnostic_parser,
+    diagnostic_record,
+    study_rows,
+    trained_arms,
+)
 from hierarchy.experiment.shortcut_tests import build_cases, rate_with_ci
 from hierarchy.fileio import write_json
 from hierarchy.labels import NO_TUMOR
 from hierarchy.logs import configure_logging
-from hierarchy.provenance import command_line, run_record
-from hierarchy.routing import Router
-from hierarchy.training import resolve_runtime
 
 ROUTES = ("flat", "hierarchical", "ensemble")
 TESTS = ("paste_in", "background_swap")
@@ -96,27 +95,13 @@ def diagnose(router: Any, frame: pd.DataFrame, n: int) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="BRISC 2025 root (the study's validation and training rows)")
-    parser.add_argument("--work", required=True, help="the disease ablation's work folder")
-    parser.add_argument("--arm", action="append", required=True, choices=list(ARMS), help="repeatable")
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="the study's --set (router.train.epochs=4 for the cpu study)")
-    parser.add_argument("--n", type=int, default=300, help="cases per test")
-    parser.add_argument("--out", help="JSON file for the breakdown")
+    parser = arm_diagnostic_parser(__doc__, data_help="BRISC 2025 root (the study's validation and training rows)",
+                                   n_default=300, n_help="cases per test")
     args = parser.parse_args(argv)
     configure_logging()
-    base = profile_router(args.profile, args.overrides)
-    train, val, _ = study_frames(args.data, base.val_fraction)
+    train, val = study_rows(args)
     results, configs = {}, {}
-    for arm in args.arm:
-        checkpoint = Path(args.work) / arm / "training"
-        if not checkpoint.is_dir():
-            parser.error(f"{checkpoint} is missing: run experiments/ablation_disease.py --arms {arm} first")
-        config = arm_config(base, ARMS[arm])
-        configs[arm] = config.to_dict()
-        router = Router.from_config(config).fit(train, val, out_dir=Path(args.work) / arm, resume=True)
+    for arm, configs[arm], router in trained_arms(parser, args, train, val):
         results[arm] = {"validation": diagnose(router, val, args.n), "training": diagnose(router, train, args.n)}
         for split, test, route in itertools.product(results[arm], TESTS, ROUTES):
             entry = results[arm][split][test][route]
@@ -125,10 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   + "; by size " + ", ".join(f"{k} {v['rate']:.0%}" for k, v in entry["by_size"].items())
                   + f"; misses {entry['misses_called']}", flush=True)
     if args.out:
-        record = run_record({"profile": args.profile, "arms": configs}, runtime=resolve_runtime().describe(), seed=0,
-                            frames={"train": train, "val": val})
-        record["command"] = command_line(["python", "experiments/diagnose_paste_in.py",
-                                          *(sys.argv[1:] if argv is None else argv)])
+        record = diagnostic_record("experiments/diagnose_paste_in.py", args, configs, {"train": train, "val": val},
+                                   argv)
         write_json(Path(args.out), {"n_per_test": args.n, "splits": ["validation", "training"], "tests": list(TESTS),
                                     "routes": list(ROUTES), "arms": results, "record": record})
     return 0

@@ -15,7 +15,6 @@ that learned its training fill calls only its own fill no tumour. The arm's trai
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,35 +24,28 @@ import numpy as np
 from hierarchy.data import load_image
 from hierarchy.data.counterfactual_augment import training_fill
 from hierarchy.data.masks import read_mask
-from hierarchy.experiment.ablation import arm_config, study_frames
-from hierarchy.experiment.disease_study import ARMS, SHORTCUT_IMAGES
-from hierarchy.experiment.recipe_arms import profile_router
+from hierarchy.experiment.arm_diagnostics import (
+    arm_diagnostic_parser,
+    diagnostic_record,
+    study_rows,
+    trained_arms,
+)
+from hierarchy.experiment.disease_study import SHORTCUT_IMAGES
 from hierarchy.experiment.shortcut_tests import balanced_tumours, without_tumour
 from hierarchy.fileio import write_json
 from hierarchy.labels import NO_TUMOR
 from hierarchy.logs import configure_logging
-from hierarchy.provenance import command_line, run_record
-from hierarchy.routing import Router
-from hierarchy.training import resolve_runtime
 
 ROUTES = ("flat", "hierarchical", "ensemble")
 FILLS = ("biharmonic", "diffusion", "smooth", "training")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="BRISC 2025 root (the study's validation rows are used)")
-    parser.add_argument("--work", required=True, help="the disease ablation's work folder")
-    parser.add_argument("--arm", action="append", required=True, choices=list(ARMS), help="repeatable")
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="the study's --set (router.train.epochs=4 for the cpu study)")
-    parser.add_argument("--n", type=int, default=SHORTCUT_IMAGES, help="validation tumours")
-    parser.add_argument("--out", help="JSON file for the rates")
+    parser = arm_diagnostic_parser(__doc__, data_help="BRISC 2025 root (the study's validation rows are used)",
+                                   n_default=SHORTCUT_IMAGES, n_help="validation tumours")
     args = parser.parse_args(argv)
     configure_logging()
-    base = profile_router(args.profile, args.overrides)
-    train, val, _ = study_frames(args.data, base.val_fraction)
+    train, val = study_rows(args)
     tumours = balanced_tumours(val, args.n, seed=0)
     images: dict[str, list[np.ndarray]] = {fill: [] for fill in FILLS}
     for row in tumours.itertuples():
@@ -62,13 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             images[fill].append(without_tumour(image, mask, method=training_fill(row.plane) if fill == "training"
                                                else fill))
     results, configs = {}, {}
-    for arm in args.arm:
-        checkpoint = Path(args.work) / arm / "training"
-        if not checkpoint.is_dir():
-            parser.error(f"{checkpoint} is missing: run experiments/ablation_disease.py --arms {arm} first")
-        config = arm_config(base, ARMS[arm])
-        configs[arm] = config.to_dict()
-        router = Router.from_config(config).fit(train, val, out_dir=Path(args.work) / arm, resume=True)
+    for arm, configs[arm], router in trained_arms(parser, args, train, val):
         rates = {}
         for fill, batch in images.items():
             table = router.predict_routes(batch, ROUTES)
@@ -77,10 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{arm} {fill}: " + ", ".join(f"{r} {v:.1%}" for r, v in rates[fill].items()), flush=True)
         results[arm] = rates
     if args.out:
-        record = run_record({"profile": args.profile, "arms": configs}, runtime=resolve_runtime().describe(), seed=0,
-                            frames={"train": train, "val": val, "tumours": tumours})
-        record["command"] = command_line(["python", "experiments/diagnose_removal_fill.py",
-                                          *(sys.argv[1:] if argv is None else argv)])
+        record = diagnostic_record("experiments/diagnose_removal_fill.py", args, configs,
+                                   {"train": train, "val": val, "tumours": tumours}, argv)
         write_json(Path(args.out), {"n": len(tumours), "split": "validation", "fills": list(FILLS),
                                     "called_no_tumour": results, "record": record})
     return 0
