@@ -44,7 +44,7 @@ SHORTCUT_IMAGES = 100  # per test and split
 ATTRIBUTION_IMAGES = 100
 
 # The study's switches, all off: every arm states them all, so the arms stay the same Routers when the profile
-# adopts the chosen recipe (the cpu profile now trains with all_three_paste_half_mask3_evidence_8ep_sham_fills_anchored's
+# adopts the chosen recipe (the cpu profile now trains with all_three_paste_half_mask3_evidence_12ep_sham_fills_anchored's
 # settings).
 # The cpu study runs at the profile's earlier 4 epochs (--set router.train.epochs=4; the 8-epoch arms set their own).
 SWITCHES_OFF = {"train.mask_weight": 0.0, "train.evidence_weight": 0.0, "train.neutral_weight": 0.0,

@@ -152,17 +152,17 @@ PROFILES: dict[str, ExperimentConfig] = {
     # look at the tumour: mask supervision (loss weight 3), a loss on class evidence outside the tumour mask,
     # counterfactual paste-in (p 0.5) and removal (p 0.25) with sham edits (the same edits where they change no label,
     # so that their traces carry none), each removal filled by the mirror, a noisy or a smooth fill (so that no fill's
-    # texture carries a label), and class-independent style swaps, trained 8 epochs; the experts are pulled towards
-    # the flat head (expert_anchor_weight 10), so that they read the trunk as the mask losses taught the flat head
-    # to: the recipe the disease ablation's declared rule chose on validation rows
-    # (all_three_paste_half_mask3_evidence_8ep_sham_fills_anchored, reports/benchmarks/disease_ablation).
-    # About 55 minutes per Router on 2 CPU cores.
+    # texture carries a label), and class-independent style swaps, trained 12 epochs (at 8 the trunk had not fitted
+    # its own counterfactuals); the experts are pulled towards the flat head (expert_anchor_weight 10), so that they
+    # read the trunk as the mask losses taught the flat head to: the recipe the disease ablation's declared rule
+    # chose on validation rows (all_three_paste_half_mask3_evidence_12ep_sham_fills_anchored,
+    # reports/benchmarks/disease_ablation). About 65 minutes of training per Router on 2 CPU cores (5.3 min per epoch).
     "cpu": ExperimentConfig(
         profile="cpu",
         router=RouterConfig(plane="tf_efficientnet_lite0", experts="tf_efficientnet_lite0",
                             flat="tf_efficientnet_lite0", mode="joint",
                             preprocess=PreprocessConfig(image_size=224, augment="light"),
-                            train=TrainConfig(epochs=8, lr=1e-3, batch_size=32, label_smoothing=0.1, num_workers=2,
+                            train=TrainConfig(epochs=12, lr=1e-3, batch_size=32, label_smoothing=0.1, num_workers=2,
                                               mask_weight=3.0, evidence_weight=1.0, paste_p=0.5, removal_p=0.25,
                                               style_swap_p=0.5, sham_edits=True,
                                               removal_fills=("contralateral", "diffusion", "smooth")),
